@@ -121,6 +121,11 @@ class Timeback(Configurable):
     request_timeout = Float(30.0, help="Seconds before a send to Timeback is abandoned.").tag(
         config=True
     )
+    metadata_write_delay = Float(
+        10.0,
+        help="Seconds the server waits for a browser extension to write a new run into the "
+        "notebook before it writes the notebook file itself.",
+    ).tag(config=True)
     drain_interval = Float(2.0, help="Seconds between outbox checks when it is empty.").tag(
         config=True
     )

@@ -1,0 +1,48 @@
+"""Kernel traffic is what makes time active: with a 1 s idle limit, only cells and widgets count."""
+
+import pytest
+
+from .conftest import QUIZ, wait_for, write_notebook
+from .test_server import kernel_client, open_notebook, started
+
+
+@pytest.fixture
+def timeback_config(timeback_config):
+    return {**timeback_config, "idle_after": 1.0, "heartbeat_interval": 0.25}
+
+
+def state(ext, run_id):
+    return ext.tracker.describe(ext.tracker.get(run_id))["state"]
+
+
+async def test_cells_and_widget_messages_make_an_idle_run_active(
+    jp_serverapp, jp_fetch, jp_root_dir
+):
+    ext = await started(jp_serverapp)
+    path = write_notebook(jp_root_dir, "quiz.ipynb", {"activity": QUIZ})
+    session = await open_notebook(jp_fetch, path)
+    run_id = await wait_for(lambda: ext.tracker.run_at(path), what="the run")
+    await wait_for(lambda: state(ext, run_id) == "inactive", what="idle after 1 s")
+
+    client = kernel_client(jp_serverapp, session["kernel"]["id"])
+    try:
+        # a running cell keeps the run active past the idle limit
+        msg_id = client.execute("import time; time.sleep(2.5)")
+        await wait_for(lambda: state(ext, run_id) == "active", what="a cell run")
+        client.get_shell_msg(timeout=30)  # the cell ended
+        assert msg_id
+        ext.tracker.tick()
+        await wait_for(lambda: state(ext, run_id) == "inactive", what="idle again")
+        active_before = ext.tracker.describe(ext.tracker.get(run_id))["active_seconds"]
+
+        # a widget touched: busy with a comm_msg parent
+        client.shell_channel.send(
+            client.session.msg("comm_msg", {"comm_id": "no-such-comm", "data": {}})
+        )
+        await wait_for(lambda: state(ext, run_id) == "active", what="a widget message")
+    finally:
+        client.stop_channels()
+    described = ext.tracker.describe(ext.tracker.get(run_id))
+    # the 2.5 s cell counted as active although it outlasted the 1 s idle limit
+    assert active_before >= 2.5
+    assert described["active_seconds"] >= active_before

@@ -1,0 +1,210 @@
+"""The tracker with injected time: runs, windows and completions end to end, no Jupyter."""
+
+import pytest
+
+from timeback_jupyter.caliper import validate_event
+from timeback_jupyter.config import Timeback, default_app_config
+from timeback_jupyter.identity import Student, actor_for
+from timeback_jupyter.model import Activity, CourseRef
+from timeback_jupyter.store import Store
+from timeback_jupyter.tracker import Tracker, TrackerError
+
+QUIZ = Activity("quiz-1", "Quiz one", CourseRef("Math", grade=3))
+LESSON = Activity("lesson-1", "Lesson one", CourseRef("Math", grade=3), stateful=True)
+T0 = 1_790_000_000.0
+
+
+class Clock:
+    def __init__(self):
+        self.t = T0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def now():
+    return Clock()
+
+
+def make_tracker(store, now, email="ada@school.edu"):
+    settings = Timeback(heartbeat_interval=15.0, idle_after=120.0, abandon_after=600.0)
+    student = Student(email)
+    return Tracker(
+        store=store,
+        settings=settings,
+        app_config=default_app_config(),
+        student=student,
+        actor=actor_for(student, "https://api.staging.alpha-1edtech.ai", local=True),
+        now=now,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "t.sqlite3") as s:
+        yield s
+
+
+def time_spent(store, run_id):
+    return [
+        e
+        for e in store.events()
+        if e["type"] == "TimeSpentEvent" and e["session"] == f"urn:uuid:{run_id}"
+    ]
+
+
+def seconds(event, kind):
+    return sum(i["value"] for i in event["generated"]["items"] if i["type"] == kind)
+
+
+def test_heartbeats_every_window_with_the_clock_truth(store, now):
+    tracker = make_tracker(store, now)
+    run = tracker.start(QUIZ, path="quiz.ipynb").run
+    for _ in range(4):  # a cell every 30 s for two minutes
+        now.t += 30
+        tracker.signal(run.id, "execute_start")
+        tracker.signal(run.id, "execute_end")
+    tracker.tick()
+    events = time_spent(store, run.id)
+    assert len(events) == 8  # 120 s in 15 s windows
+    assert all(seconds(e, "active") == 15.0 and seconds(e, "inactive") == 0 for e in events)
+    for event in events:
+        validate_event(event)
+    assert store.get_run(run.id).active_seconds == 120.0
+
+
+def test_single_session_gets_a_new_run_each_opening(store, now):
+    tracker = make_tracker(store, now)
+    first = tracker.start(QUIZ, path="quiz.ipynb").run
+    tracker.end(first.id)
+    second = tracker.start(QUIZ, path="quiz.ipynb")
+    assert second.run.id != first.id and second.resumed is False
+
+
+def test_stateful_resumes_from_metadata_over_two_lifetimes(tmp_path, now):
+    path = tmp_path / "t.sqlite3"
+    with Store(path) as store:
+        monday = make_tracker(store, now)
+        run = monday.start(LESSON, path="lesson.ipynb").run
+        now.t += 300
+        monday.tick()
+        metadata = monday.metadata_for(monday.end(run.id), "lesson.ipynb")
+    assert metadata["run"]["status"] == "ended"
+    assert "ada" not in str(metadata)
+    now.t += 2 * 86400
+    with Store(path) as store:
+        wednesday = make_tracker(store, now)
+        resumed = wednesday.start(LESSON, path="lesson.ipynb", metadata_run=metadata["run"])
+        assert resumed.resumed and resumed.run.id == run.id
+        now.t += 60
+        result = wednesday.complete(run.id)
+        assert result.already_completed is False
+        # Monday: active 120 s after opening, then idle; Wednesday: 60 s active => 3 minutes
+        assert result.xp_earned == 3.0
+        again = wednesday.start(LESSON, path="lesson.ipynb", metadata_run=metadata["run"])
+        assert again.run.id != run.id
+        assert again.run.attempt == 2
+        assert "completed" in again.note
+
+
+def test_copied_notebook_from_another_server_keeps_its_run(store, now):
+    tracker = make_tracker(store, now)
+    meta = {
+        "id": "0b7e1f4e-8d43-4c8e-9d1c-6a1f0e2b3c4d",
+        "student": tracker.student.key,
+        "status": "ended",
+        "attempt": 3,
+        "origin": "lesson.ipynb",
+    }
+    result = tracker.start(LESSON, path="lesson.ipynb", metadata_run=meta)
+    assert result.resumed and result.run.id == meta["id"] and result.run.attempt == 3
+    # a copy under another name is a new attempt
+    copy = tracker.start(LESSON, path="lesson-copy.ipynb", metadata_run=meta)
+    assert not copy.resumed and "copy of lesson.ipynb" in copy.note
+
+
+@pytest.mark.parametrize(
+    ("meta", "note"),
+    [
+        ("garbage", "not an object"),
+        ({"id": "nope"}, "not a UUID"),
+        ({"id": "0b7e1f4e-8d43-4c8e-9d1c-6a1f0e2b3c4d", "student": "other"}, "another student"),
+    ],
+)
+def test_bad_or_foreign_metadata_gives_a_new_run_never_a_crash(store, now, meta, note):
+    tracker = make_tracker(store, now)
+    result = tracker.start(LESSON, path="lesson.ipynb", metadata_run=meta)
+    assert not result.resumed
+    assert note in result.note
+
+
+def test_completion_flushes_first_is_unique_and_capped(store, now):
+    tracker = make_tracker(store, now)
+    run = tracker.start(QUIZ, path="quiz.ipynb").run
+    tracker.exercise(run.id, "q1", True)
+    tracker.exercise(run.id, "q2", False)
+    tracker.exercise(run.id, "q2", True)  # a re-run updates, it does not double count
+    now.t += 100  # 100 s active, not yet a whole window boundary at 105
+    done = tracker.complete(run.id, xp_earned=50)
+    assert done.xp_capped and done.xp_earned == 1.6
+    assert done.metrics["totalQuestions"] == 2 and done.metrics["correctQuestions"] == 2
+    assert sum(seconds(e, "active") for e in time_spent(store, run.id)) == 100.0
+    events = [e["type"] for e in store.events()]
+    assert events[-1] == "ActivityEvent"  # the final heartbeat goes before the completion
+    repeat = tracker.complete(run.id, xp_earned=1)
+    assert repeat.already_completed and repeat.event["id"] == done.event["id"]
+    assert [e["type"] for e in store.events()].count("ActivityEvent") == 1
+    with pytest.raises(TrackerError, match="completed"):
+        tracker.exercise(run.id, "q3", True)
+
+
+def test_bad_completion_metrics_change_nothing(store, now):
+    tracker = make_tracker(store, now)
+    run = tracker.start(QUIZ, path="quiz.ipynb").run
+    for bad in (
+        {"total_questions": 3, "correct_questions": 5},
+        {"total_questions": 3},
+        {"xp_earned": -1},
+        {"mastered_units": 1.5},
+    ):
+        with pytest.raises(TrackerError) as err:
+            tracker.complete(run.id, **bad)
+        assert err.value.status == 400
+    assert store.get_completion(run.id) is None
+    assert tracker.run_at("quiz.ipynb") == run.id
+
+
+def test_unknown_and_closed_runs(store, now):
+    tracker = make_tracker(store, now)
+    with pytest.raises(TrackerError, match="unknown run") as err:
+        tracker.get("0b7e1f4e-8d43-4c8e-9d1c-6a1f0e2b3c4d")
+    assert err.value.status == 404
+    with pytest.raises(TrackerError, match="not a UUID"):
+        tracker.get("x")
+    run = tracker.start(QUIZ, path="quiz.ipynb").run
+    tracker.end(run.id)
+    with pytest.raises(TrackerError, match="not open") as err:
+        tracker.signal(run.id, "comm")
+    assert err.value.status == 409
+
+
+def test_two_notebooks_never_count_the_same_second_twice(store, now):
+    tracker = make_tracker(store, now)
+    a = tracker.start(QUIZ, path="a.ipynb").run
+    b = tracker.start(LESSON, path="b.ipynb").run
+    for step in range(20):
+        now.t += 6
+        tracker.signal((a if step % 2 else b).id, "comm")
+    tracker.end_all()
+    total = store.get_run(a.id).active_seconds + store.get_run(b.id).active_seconds
+    assert total <= 120.0 + 1e-6
+    assert total == pytest.approx(120.0)
+
+
+def test_rename_keeps_the_run(store, now):
+    tracker = make_tracker(store, now)
+    run = tracker.start(QUIZ, path="old.ipynb").run
+    tracker.rename("old.ipynb", "new.ipynb")
+    assert tracker.run_at("new.ipynb") == run.id and tracker.run_at("old.ipynb") is None
+    assert tracker.path_of(run.id) == "new.ipynb"

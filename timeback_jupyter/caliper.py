@@ -1,0 +1,397 @@
+"""Windows and completions as Caliper events, built the way Timeback's official server SDK does.
+
+The events come out of the official ``timeback_caliper`` factories and are serialized exactly as
+its ``EventsResource.send`` does (``model_dump(mode="json", by_alias=True, exclude_none=True)``),
+so what lands in the outbox is byte for byte what the SDK would have sent, plus
+``extensions.runId`` which Timeback's docs show and the SDK 0.4 leaves out.
+``tests/test_caliper.py`` compares our output with the SDK's own builders field by field.
+
+Everything here is pure: no clock (times come from the Window/Completion), no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlparse, urlunparse
+
+from pydantic import ValidationError
+from timeback_caliper import (
+    CALIPER_DATA_VERSION,
+    ActivityCompletedEvent,
+    ActivityCompletedInput,
+    CaliperEnvelope,
+    TimebackActivity,
+    TimebackActivityContext,
+    TimebackActivityMetric,
+    TimebackApp,
+    TimebackCourse,
+    TimebackUser,
+    TimeSpentEvent,
+    TimeSpentInput,
+    TimeSpentMetric,
+    create_activity_event,
+    create_time_spent_event,
+)
+
+from .config import ENVIRONMENTS, ROSTERING_PATH, ConfigError, Course
+from .model import SUBJECTS, Activity, Completion, InvalidInput, Window, parse_run_id
+
+__all__ = [
+    "Actor",
+    "CaliperInputError",
+    "Target",
+    "activity_url",
+    "completion_event",
+    "course_url",
+    "envelope",
+    "iso_time",
+    "time_spent_event",
+    "user_url",
+    "validate_event",
+]
+
+# The official server SDK's datetime check for endedAt (handlers/activity/schema.py).
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+# An event id must be an IRI: urn:uuid:..., https://..., anything with a scheme.
+_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+# Seeds generated.id when the event id is fixed, so rebuilding an event yields the same dict.
+_METRICS_NAMESPACE = uuid.UUID("6f1c1f5e-6a43-4c55-9d6e-2b4a8f0c7e11")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EVENT_MODELS: dict[str, type[TimeSpentEvent] | type[ActivityCompletedEvent]] = {
+    "TimeSpentEvent": TimeSpentEvent,
+    "ActivityEvent": ActivityCompletedEvent,
+}
+
+
+class CaliperInputError(InvalidInput):
+    """An event cannot be built or does not validate. The message names the field.
+
+    A subclass of :class:`model.InvalidInput` (itself a ``ValueError``) so callers that already
+    turn bad input into a 4xx or a one-line magic error need no new branch.
+    """
+
+
+def _absolute(url: Any, field: str) -> str:
+    if not isinstance(url, str) or not url.strip():
+        raise CaliperInputError(field, "required (an absolute URL)")
+    parsed = urlparse(url.strip())
+    if not parsed.scheme or not parsed.netloc:
+        raise CaliperInputError(field, f"{url!r} is not an absolute URL (e.g. https://app.example)")
+    return url.strip()
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise CaliperInputError(field, "required (a non-empty string)")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The student as Caliper sees them: a OneRoster user IRI and an email."""
+
+    id: str
+    email: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", _text(self.id, "actor.id"))
+        object.__setattr__(self, "email", _text(self.email, "actor.email"))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and what a run reports to, resolved and checked once when the run starts."""
+
+    app_name: str
+    sensor: str
+    environment: str
+    oneroster_base_url: str
+    course: Course
+    activity: Activity
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "app_name", _text(self.app_name, "app_name"))
+        object.__setattr__(self, "sensor", _absolute(self.sensor, "sensor"))
+        object.__setattr__(
+            self, "oneroster_base_url", _absolute(self.oneroster_base_url, "oneroster_base_url")
+        )
+        if self.environment not in ENVIRONMENTS:
+            raise CaliperInputError(
+                "environment", f"{self.environment!r} is not one of {', '.join(ENVIRONMENTS)}"
+            )
+        if not isinstance(self.course, Course):
+            raise CaliperInputError("course", "must be a config.Course")
+        if not isinstance(self.activity, Activity):
+            raise CaliperInputError("activity", "must be a model.Activity")
+        # config.Course is a plain dataclass; a hand-made one can carry any subject.
+        if self.course.subject not in SUBJECTS:
+            raise CaliperInputError(
+                "course.subject", f"{self.course.subject!r} is not one of {', '.join(SUBJECTS)}"
+            )
+        if not self.course.matches(self.activity.course):
+            raise CaliperInputError(
+                "activity.course",
+                f"{self.activity.course.name!r} does not select course {self.course.name!r}",
+            )
+        self.course_id  # noqa: B018 -- fail now, not at the first heartbeat
+
+    @property
+    def course_id(self) -> str:
+        """The synced OneRoster course id for this environment (``extensions.courseId``)."""
+        try:
+            return self.course.synced_id(self.environment)
+        except ConfigError as err:
+            raise CaliperInputError(f"course.ids.{self.environment}", str(err)) from None
+
+
+def iso_time(t: float, field: str = "time") -> str:
+    """POSIX seconds as Timeback writes them: ``2026-01-15T10:00:15.000Z`` (UTC, milliseconds)."""
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
+        raise CaliperInputError(field, f"must be a finite, non-negative POSIX time, got {t!r}")
+    try:
+        # Integer milliseconds: float seconds would print 10:00:14.999 for 10:00:15.
+        moment = _EPOCH + timedelta(milliseconds=round(t * 1000))
+    except OverflowError:
+        raise CaliperInputError(field, f"{t!r} is out of range") from None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def activity_url(sensor: str, activity: Activity, course: Course) -> str:
+    """``object.id``: ``{sensor}/activities/{Subject}/g{grade}/{slug}`` or ``.../{code}/{slug}``.
+
+    Mirrors the SDK's ``build_canonical_activity_url``: the path segment comes from the
+    activity's course selector, the sensor's own path is kept, only the slug is quoted.
+    """
+    parsed = urlparse(_absolute(sensor, "sensor"))
+    if not course.matches(activity.course):
+        raise CaliperInputError(
+            "activity.course", f"{activity.course.name!r} does not select course {course.name!r}"
+        )
+    ref = activity.course
+    segment = ref.code if ref.code is not None else f"{ref.subject}/g{ref.grade}"
+    path = f"{parsed.path.rstrip('/')}/activities/{segment}/{quote(activity.id, safe='')}"
+    return urlunparse(
+        (parsed.scheme, parsed.netloc, path, parsed.params, parsed.query, parsed.fragment)
+    )
+
+
+def user_url(oneroster_base_url: str, sourced_id: str) -> str:
+    """The actor IRI the SDK builds from a OneRoster user sourcedId."""
+    base = _absolute(oneroster_base_url, "oneroster_base_url").rstrip("/")
+    return f"{base}{ROSTERING_PATH}/users/{_text(sourced_id, 'sourced_id')}"
+
+
+def course_url(oneroster_base_url: str, course_id: str) -> str:
+    """``object.course.id``: the OneRoster course IRI of the synced course."""
+    base = _absolute(oneroster_base_url, "oneroster_base_url").rstrip("/")
+    return f"{base}{ROSTERING_PATH}/courses/{_text(course_id, 'course_id')}"
+
+
+def _context(target: Target) -> TimebackActivityContext:
+    return TimebackActivityContext(
+        id=activity_url(target.sensor, target.activity, target.course),
+        type="TimebackActivityContext",
+        subject=target.course.subject,  # type: ignore[arg-type]  # checked against SUBJECTS
+        app=TimebackApp(name=target.app_name),
+        activity=TimebackActivity(name=target.activity.name),
+        course=TimebackCourse(
+            id=course_url(target.oneroster_base_url, target.course_id),
+            name=target.course.name,
+        ),
+        process=True,
+    )
+
+
+def _user(actor: Actor) -> TimebackUser:
+    if not isinstance(actor, Actor):
+        raise CaliperInputError("actor", "must be a caliper.Actor")
+    return TimebackUser(id=actor.id, type="TimebackUser", email=actor.email)
+
+
+def _ids(event_id: str | None) -> tuple[str, str]:
+    """The event id and its generated.id: fresh, or derived from a fixed event id."""
+    if event_id is None:
+        return f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+    if not isinstance(event_id, str) or not _IRI.match(event_id.strip()):
+        raise CaliperInputError("event_id", f"{event_id!r} is not an IRI such as urn:uuid:<uuid>")
+    event_id = event_id.strip()
+    return event_id, f"urn:uuid:{uuid.uuid5(_METRICS_NAMESPACE, event_id)}"
+
+
+def _run_id(run_id: str, of: str, field: str) -> str:
+    try:
+        parsed = parse_run_id(run_id, "run_id")
+    except InvalidInput as err:
+        raise CaliperInputError("run_id", err.problem) from None
+    if parsed != parse_run_id(of, field):
+        raise CaliperInputError("run_id", f"{parsed} is not the {field} ({of})")
+    return parsed
+
+
+def _seconds(value: float) -> float:
+    # Whole milliseconds, divided like the SDK's elapsedMs / 1000, so values compare equal.
+    return round(value * 1000) / 1000
+
+
+def _json_number(value: float | int) -> float | int:
+    # A browser's JSON.stringify writes 10.0 as 10; so does the SDK's wire for those payloads.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _extensions(run_id: str, target: Target) -> dict[str, object]:
+    return {"runId": run_id, "courseId": target.course_id}
+
+
+def _build(factory: Any, payload: Any, what: str) -> dict[str, Any]:
+    try:
+        event = factory(input=payload)
+    except ValidationError as err:
+        raise _validation_error(err, what) from None
+    data: dict[str, Any] = event.model_dump(mode="json", by_alias=True, exclude_none=True)
+    validate_event(data)
+    return data
+
+
+def time_spent_event(
+    window: Window,
+    run_id: str,
+    actor: Actor,
+    target: Target,
+    *,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """One heartbeat window as a TimeSpentEvent (a plain JSON-able dict)."""
+    if not isinstance(window, Window):
+        raise CaliperInputError("window", "must be a model.Window")
+    run = _run_id(run_id, window.run_id, "window.run_id")
+    active, inactive = _seconds(window.active), _seconds(window.inactive)
+    metrics = [TimeSpentMetric(type="active", value=active)]
+    if inactive > 0:
+        metrics.append(TimeSpentMetric(type="inactive", value=inactive))
+    the_id, metrics_id = _ids(event_id)
+    payload = TimeSpentInput(
+        actor=_user(actor),
+        object=_context(target),
+        metrics=metrics,
+        event_time=iso_time(window.end, "window.end"),
+        id=the_id,
+        metrics_id=metrics_id,
+        session=f"urn:uuid:{run}",
+        extensions=_extensions(run, target),
+    )
+    return _build(create_time_spent_event, payload, "TimeSpentEvent")
+
+
+def completion_event(
+    completion: Completion,
+    run_id: str,
+    attempt: int,
+    actor: Actor,
+    target: Target,
+    *,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A run's completion as an ActivityEvent/Completed (a plain JSON-able dict)."""
+    if not isinstance(completion, Completion):
+        raise CaliperInputError("completion", "must be a model.Completion")
+    run = _run_id(run_id, completion.run_id, "completion.run_id")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise CaliperInputError("attempt", f"must be an integer >= 1, got {attempt!r}")
+    # The SDK's order (build_activity_metrics), each only when present.
+    present = [
+        ("totalQuestions", completion.total_questions),
+        ("correctQuestions", completion.correct_questions),
+        ("xpEarned", completion.xp_earned),
+        ("masteredUnits", completion.mastered_units),
+    ]
+    metrics = [
+        TimebackActivityMetric(type=kind, value=_json_number(value))  # type: ignore[arg-type]
+        for kind, value in present
+        if value is not None
+    ]
+    generated_extensions: dict[str, object] | None = None
+    if completion.pct_complete is not None:
+        generated_extensions = {"pctCompleteApp": _json_number(completion.pct_complete)}
+    the_id, metrics_id = _ids(event_id)
+    payload = ActivityCompletedInput(
+        actor=_user(actor),
+        object=_context(target),
+        metrics=metrics,
+        attempt=attempt,
+        event_time=iso_time(completion.at, "completion.at"),
+        id=the_id,
+        metrics_id=metrics_id,
+        session=f"urn:uuid:{run}",
+        extensions=_extensions(run, target),
+        generated_extensions=generated_extensions,
+    )
+    return _build(create_activity_event, payload, "ActivityEvent")
+
+
+def envelope(events: list[dict[str, Any]], sensor: str, send_time: float) -> dict[str, Any]:
+    """One Caliper envelope holding ``events`` as the official client posts it."""
+    if not isinstance(events, list) or not events:
+        raise CaliperInputError("events", "must be a non-empty list of events")
+    for i, event in enumerate(events):
+        if not isinstance(event, Mapping):
+            raise CaliperInputError(f"events[{i}]", "must be an event dict")
+    wrapped = CaliperEnvelope(
+        sensor=_absolute(sensor, "sensor"),
+        sendTime=iso_time(send_time, "send_time"),
+        dataVersion=CALIPER_DATA_VERSION,
+        data=[dict(e) for e in events],
+    )
+    return wrapped.model_dump(mode="json", by_alias=True)
+
+
+def _validation_error(err: ValidationError, what: str) -> CaliperInputError:
+    problems = []
+    for issue in err.errors():
+        where = ".".join(str(part) for part in issue["loc"]) or what
+        problems.append(f"{where}: {issue['msg']}")
+    first = err.errors()[0]["loc"] if err.errors() else ()
+    field = ".".join(str(part) for part in first) or "event"
+    return CaliperInputError(field, f"invalid {what} ({'; '.join(problems)})")
+
+
+def validate_event(event: dict[str, Any]) -> None:
+    """Parse ``event`` back through the official models; CaliperInputError says what is wrong.
+
+    The models accept extra keys and any string as eventTime, so the few things Timeback
+    relies on beyond them (context, time format, finite metric values) are checked here.
+    """
+    if not isinstance(event, Mapping):
+        raise CaliperInputError("event", f"must be a JSON object, got {type(event).__name__}")
+    kind = event.get("type")
+    model = _EVENT_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise CaliperInputError(
+            "type", f"{kind!r} is not one of {', '.join(_EVENT_MODELS)} (the events we send)"
+        )
+    try:
+        parsed = model.model_validate(dict(event))
+    except ValidationError as err:
+        raise _validation_error(err, kind) from None  # type: ignore[arg-type]
+    if parsed.context != CALIPER_DATA_VERSION:
+        raise CaliperInputError("@context", f"must be {CALIPER_DATA_VERSION}")
+    if not _ISO_DATETIME.match(parsed.event_time):
+        raise CaliperInputError("eventTime", f"{parsed.event_time!r} is not an ISO-8601 time")
+    try:
+        datetime.fromisoformat(parsed.event_time.replace("Z", "+00:00"))
+    except ValueError:
+        raise CaliperInputError(
+            "eventTime", f"{parsed.event_time!r} is not a valid date and time"
+        ) from None
+    for i, item in enumerate(parsed.generated.items):
+        if not math.isfinite(item.value):
+            raise CaliperInputError(
+                f"generated.items.{i}.value", f"{item.type} must be finite, got {item.value!r}"
+            )

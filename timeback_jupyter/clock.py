@@ -1,0 +1,388 @@
+"""The engagement clock: signals in, heartbeat windows out.
+
+Pure and driven by injected time: every call takes ``now`` (POSIX seconds) and nothing here
+reads a clock, so the same script always gives the same windows. At each instant a live run is
+*active*, *inactive* or *paused*:
+
+- seen: a presence source of the run is visible and focused and reported less than
+  ``presence_ttl`` ago; a run that never had a presence report is seen (kernel-only mode:
+  without the browser extension, kernel traffic is all we know);
+- recent: a signal (open, cell start/end, widget message, input) less than ``idle_after`` ago,
+  or a cell still running;
+- active: seen and recent, and, of the student's runs that are, the one with the latest signal
+  (tie: opened later), so a student's time is never counted twice;
+- paused: not active for ``abandon_after``; the run stops heartbeating until a signal or a
+  foreground presence makes it active again, and the gap is counted nowhere;
+- inactive: the rest.
+
+State only changes at calls and at known instants (idle expiry, presence expiry, pause onset,
+window boundary), so time between calls is integrated exactly, piece by piece, with no
+per-second loop. Runs of one student are advanced together because the one-active rule couples
+them; students are independent. What a call learns arrives at its ``now``: an input reported
+late (``last_input`` in the past) makes the run recent from then on, it does not rewrite time
+already counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .model import InvalidInput, Window, parse_run_id, require_number, require_text
+
+State = Literal["active", "inactive", "paused"]
+SIGNAL_KINDS = ("execute_start", "execute_end", "comm", "input")
+# Boundaries are anchor + k*interval on POSIX times near 2e9, where a float step is ~2e-7 s: a
+# smaller interval could round to no step at all and the integration would never advance.
+MIN_HEARTBEAT = 0.01
+# Called once per run for every stretch of time integrated: (run_id, start, end, state).
+SegmentHook = Callable[[str, float, float, State], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Where a run stands now, and what its open window holds so far."""
+
+    state: State
+    window_active: float
+    window_inactive: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    visible: bool
+    focused: bool
+    at: float
+
+
+@dataclass(slots=True)
+class _Run:
+    id: str
+    student: str
+    seq: int  # open order, the one-active rule's tie-break
+    last_signal: float
+    last_active: float
+    anchor: float  # where the current series of windows began: boundaries are anchor + k*interval
+    start: float  # start of the open window
+    closed: int = 0  # whole windows closed since anchor
+    active: float = 0.0
+    inactive: float = 0.0
+    running: int = 0
+    paused: bool = False
+    tracked: bool = False  # ever had a presence report or a leave: no longer kernel-only
+    sources: dict[str, _Report] = field(default_factory=dict)
+
+    def copy(self) -> _Run:
+        # Reports are immutable, so a shallow copy of the dict is a full copy.
+        return dataclasses.replace(self, sources=dict(self.sources))
+
+
+@dataclass(slots=True)
+class _Student:
+    now: float  # every run of the student has been advanced to here
+    runs: dict[str, _Run] = field(default_factory=dict)
+
+
+class EngagementClock:
+    """Turns per-run signals into closed :class:`~timeback_jupyter.model.Window` s."""
+
+    def __init__(
+        self,
+        *,
+        heartbeat_interval: float = 15.0,
+        idle_after: float = 120.0,
+        abandon_after: float = 600.0,
+        presence_ttl: float = 20.0,
+        on_segment: SegmentHook | None = None,
+    ) -> None:
+        self.heartbeat_interval = _positive(heartbeat_interval, "heartbeat_interval")
+        if self.heartbeat_interval < MIN_HEARTBEAT:
+            raise InvalidInput(
+                "heartbeat_interval",
+                f"must be at least {MIN_HEARTBEAT} s, got {heartbeat_interval!r}",
+            )
+        self.idle_after = _positive(idle_after, "idle_after")
+        self.abandon_after = _positive(abandon_after, "abandon_after")
+        self.presence_ttl = _positive(presence_ttl, "presence_ttl")
+        self._on_segment = on_segment
+        self._students: dict[str, _Student] = {}
+        self._runs: dict[str, _Run] = {}
+        # Whole windows closed while advancing for a call other than tick(); tick() hands them out.
+        self._closed: list[Window] = []
+        self._seq = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"EngagementClock(runs={len(self._runs)}, heartbeat_interval={self.heartbeat_interval}"
+            f", idle_after={self.idle_after}, abandon_after={self.abandon_after}"
+            f", presence_ttl={self.presence_ttl})"
+        )
+
+    # ---- calls ---------------------------------------------------------------------------
+
+    def open(self, run_id: str, student: str, now: float) -> None:
+        """Start tracking a run; it is live (and counts as just signalled) from ``now``."""
+        key = parse_run_id(run_id)
+        student = require_text(student, "student", 100)
+        now = _time(now)
+        existing = self._runs.get(key)
+        if existing is not None:
+            if existing.student != student:
+                raise InvalidInput("student", f"run {key} is already open for another student")
+            return
+        group = self._students.get(student)
+        if group is None:
+            group = self._students[student] = _Student(now=now)
+        t = self._advance(group, now, self._closed, self._on_segment)
+        self._seq += 1
+        run = _Run(
+            id=key, student=student, seq=self._seq, last_signal=t, last_active=t, anchor=t, start=t
+        )
+        group.runs[key] = run
+        self._runs[key] = run
+
+    def signal(self, run_id: str, now: float, kind: str) -> None:
+        """Kernel or browser activity: ``execute_start``, ``execute_end``, ``comm`` or ``input``."""
+        run = self._get(run_id)
+        if kind not in SIGNAL_KINDS:
+            raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(SIGNAL_KINDS)}")
+        group = self._students[run.student]
+        t = self._advance(group, _time(now), self._closed, self._on_segment)
+        if kind == "execute_start":
+            run.running += 1
+        elif kind == "execute_end":
+            # An end without its start (we attached mid-cell) must not leave a debt.
+            run.running = max(0, run.running - 1)
+        run.last_signal = max(run.last_signal, t)
+        self._maybe_resume(group, run, t)
+
+    def presence(
+        self,
+        run_id: str,
+        source: str,
+        now: float,
+        *,
+        visible: bool,
+        focused: bool,
+        last_input: float | None = None,
+    ) -> None:
+        """One browser tab (``source``) reports; the report holds for ``presence_ttl`` seconds."""
+        run = self._get(run_id)
+        source = require_text(source, "source", 200)
+        if not isinstance(visible, bool):
+            raise InvalidInput("visible", f"must be true or false, got {visible!r}")
+        if not isinstance(focused, bool):
+            raise InvalidInput("focused", f"must be true or false, got {focused!r}")
+        if last_input is not None:
+            last_input = _time(last_input, "last_input")
+        group = self._students[run.student]
+        t = self._advance(group, _time(now), self._closed, self._on_segment)
+        if last_input is not None:
+            # A browser clock ahead of ours must not buy idle time in advance.
+            run.last_signal = max(run.last_signal, min(last_input, t))
+        run.tracked = True
+        expired = [name for name, rep in run.sources.items() if rep.at + self.presence_ttl <= t]
+        for name in expired:
+            del run.sources[name]
+        run.sources[source] = _Report(visible=visible, focused=focused, at=t)
+        self._maybe_resume(group, run, t)
+
+    def leave(self, run_id: str, source: str, now: float) -> None:
+        """A tab closed (pagehide): its presence no longer counts."""
+        run = self._get(run_id)
+        source = require_text(source, "source", 200)
+        group = self._students[run.student]
+        self._advance(group, _time(now), self._closed, self._on_segment)
+        run.sources.pop(source, None)
+        run.tracked = True
+
+    def tick(self, now: float) -> list[Window]:
+        """Advance every run to ``now``; every window closed since the last tick, by end time.
+
+        This includes whole windows that closed while other calls advanced the clock.
+        """
+        now = _time(now)
+        for group in self._students.values():
+            self._advance(group, now, self._closed, self._on_segment)
+        closed, self._closed = self._closed, []
+        closed.sort(key=lambda w: (w.end, w.start))
+        return closed
+
+    def flush(self, run_id: str, now: float) -> Window | None:
+        """Close the run's open window at ``now`` (end, complete); the next one starts there.
+
+        Whole windows that closed on the way are queued for the next :meth:`tick`, so call
+        ``tick(now)`` first to receive everything in time order. None when the window holds no
+        time (or the run is paused).
+        """
+        run = self._get(run_id)
+        group = self._students[run.student]
+        t = self._advance(group, _time(now), self._closed, self._on_segment)
+        if run.paused:
+            return None
+        window = self._window(run, t)
+        _restart(run, t)
+        return window
+
+    def close(self, run_id: str, now: float) -> Window | None:
+        """Flush, then forget the run (see :meth:`flush` about windows queued for tick)."""
+        window = self.flush(run_id, now)
+        run = self._runs.pop(self._key(run_id))
+        group = self._students[run.student]
+        del group.runs[run.id]
+        if not group.runs:
+            del self._students[run.student]
+        return window
+
+    def state(self, run_id: str, now: float) -> Snapshot:
+        """The run's state at ``now`` and its open window so far, changing nothing."""
+        run = self._get(run_id)
+        now = _time(now)
+        group = self._students[run.student]
+        trial = _Student(now=group.now, runs={k: r.copy() for k, r in group.runs.items()})
+        t = self._advance(trial, now, [], None)
+        mine = trial.runs[run.id]
+        if mine.paused:
+            return Snapshot("paused", 0.0, 0.0)
+        state: State = "active" if self._winner(trial.runs.values(), t) is mine else "inactive"
+        return Snapshot(state, mine.active, mine.inactive)
+
+    def runs(self) -> list[str]:
+        return list(self._runs)
+
+    # ---- integration ---------------------------------------------------------------------
+
+    def _advance(
+        self, group: _Student, until: float, out: list[Window], hook: SegmentHook | None
+    ) -> float:
+        """Integrate the student's runs up to ``until`` (clamped: time never runs backwards)."""
+        t = group.now
+        until = max(until, t)
+        runs = list(group.runs.values())
+        interval = self.heartbeat_interval
+        while True:
+            winner = self._winner(runs, t)
+            # What happens at the instant t itself: a pause begins or a window boundary is hit.
+            for run in runs:
+                if run.paused:
+                    continue
+                if run is not winner and t >= run.last_active + self.abandon_after:
+                    window = self._window(run, t)
+                    if window is not None:
+                        out.append(window)
+                    run.paused = True
+                    run.active = run.inactive = 0.0
+                elif t >= _next_end(run, interval):
+                    window = self._window(run, t)
+                    if window is not None:
+                        out.append(window)
+                    run.closed += 1
+                    run.start = t
+                    run.active = run.inactive = 0.0
+            if t >= until:
+                break
+            # The state is constant until the next instant at which anything can change.
+            step_end = until
+            for run in runs:
+                if run.paused:
+                    continue
+                step_end = min(step_end, _next_end(run, interval))
+                if run.running == 0:
+                    step_end = _earliest_after(step_end, run.last_signal + self.idle_after, t)
+                if run.tracked:
+                    step_end = _earliest_after(step_end, self._seen_until(run), t)
+                if run is not winner:
+                    step_end = _earliest_after(step_end, run.last_active + self.abandon_after, t)
+            span = step_end - t
+            for run in runs:
+                if run.paused:
+                    continue
+                if run is winner:
+                    run.active += span
+                    run.last_active = step_end
+                else:
+                    run.inactive += span
+                if hook is not None:
+                    hook(run.id, t, step_end, "active" if run is winner else "inactive")
+            t = step_end
+        group.now = t
+        return t
+
+    def _winner(self, runs: Iterable[_Run], t: float) -> _Run | None:
+        best: _Run | None = None
+        for run in runs:
+            if run.paused or not self._seen(run, t) or not self._recent(run, t):
+                continue
+            if best is None or (run.last_signal, run.seq) > (best.last_signal, best.seq):
+                best = run
+        return best
+
+    def _seen(self, run: _Run, t: float) -> bool:
+        return not run.tracked or t < self._seen_until(run)
+
+    def _seen_until(self, run: _Run) -> float:
+        until = float("-inf")
+        for rep in run.sources.values():
+            if rep.visible and rep.focused:
+                until = max(until, rep.at + self.presence_ttl)
+        return until
+
+    def _recent(self, run: _Run, t: float) -> bool:
+        return run.running > 0 or t < run.last_signal + self.idle_after
+
+    def _maybe_resume(self, group: _Student, run: _Run, t: float) -> None:
+        """A paused run comes back when this call makes it the student's active run."""
+        if not run.paused:
+            return
+        run.paused = False
+        if self._winner(group.runs.values(), t) is run:
+            _restart(run, t)
+            run.last_active = t
+        else:
+            run.paused = True
+
+    def _window(self, run: _Run, end: float) -> Window | None:
+        if run.active <= 0 and run.inactive <= 0:
+            return None
+        return Window(run.id, run.start, end, run.active, run.inactive)
+
+    def _get(self, run_id: str) -> _Run:
+        run = self._runs.get(self._key(run_id))
+        if run is None:
+            raise KeyError(f"run {run_id!r} is not open in the engagement clock")
+        return run
+
+    @staticmethod
+    def _key(run_id: str) -> str:
+        try:
+            return parse_run_id(run_id)
+        except InvalidInput:
+            return run_id
+
+
+def _next_end(run: _Run, interval: float) -> float:
+    # From the anchor, not the previous end, so boundaries do not drift with float sums.
+    return run.anchor + (run.closed + 1) * interval
+
+
+def _earliest_after(current: float, candidate: float, t: float) -> float:
+    return candidate if t < candidate < current else current
+
+
+def _restart(run: _Run, t: float) -> None:
+    run.anchor = run.start = t
+    run.closed = 0
+    run.active = run.inactive = 0.0
+
+
+def _positive(value: float, name: str) -> float:
+    number = float(require_number(value, name))
+    if number <= 0:
+        raise InvalidInput(name, f"must be more than 0, got {value!r}")
+    return number
+
+
+def _time(value: float, name: str = "now") -> float:
+    return float(require_number(value, name))

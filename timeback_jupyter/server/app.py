@@ -1,0 +1,401 @@
+"""The jupyter_server extension: wires the core to Jupyter's kernels, sessions and contents."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from tornado import web
+
+from .. import identity
+from ..config import ONEROSTER_BASE_URLS, ConfigError, Credentials, Timeback, load_app_config
+from ..delivery import Drainer, LocalSink, TimebackSink
+from ..store import Store, StoreError
+from ..tracker import CompletionResult, Tracker, TrackerError
+from .bridge import KernelTokens
+from .handlers import routes
+from .kernels import KERNEL_ACTIONS_SCHEMA, KernelWatcher
+from .notebooks import (
+    NotebookMetadataError,
+    activity_from_metadata,
+    read_timeback_metadata,
+    write_timeback_metadata,
+)
+
+CONTENTS_SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+# With the local sink and no configured identity, the OS user stands in for the student.
+LOCAL_EMAIL_TEMPLATE = "{username}@students.local"
+SECRET_ENV_VARS = ("TIMEBACK_API_CLIENT_SECRET", "TIMEBACK_CLIENT_SECRET", "CALIPER_CLIENT_SECRET")
+
+
+class TimebackApp(ExtensionApp):
+    """timeback-jupyter's server extension (configure it with ``c.Timeback.*``)."""
+
+    name = "timeback"
+    load_other_extensions = True
+
+    def initialize_settings(self) -> None:
+        self.timeback = Timeback(parent=self)
+        self.problem = ""
+        self.last_error = ""
+        self.credentials: Credentials | None = None
+        self.store: Store | None = None
+        self.tracker: Tracker = None  # type: ignore[assignment]
+        self.drainer: Drainer | None = None
+        self.store_error_types: tuple[type[BaseException], ...] = (StoreError, sqlite3.Error)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._kernel_paths: dict[str, str] = {}
+        self._browser_paths: set[str] = set()
+        self._checked: dict[str, float] = {}  # notebook path -> mtime seen without an activity
+        self.tokens = KernelTokens(self.serverapp.runtime_dir, "")
+        self.watcher = KernelWatcher(
+            self.serverapp.kernel_manager, self._on_kernel_signal, log=self.log
+        )
+        try:
+            self._build_core()
+        except (StoreError, ConfigError, identity.IdentityError) as err:
+            self.problem = str(err)
+            self.log.error("timeback: not recording: %s", err)
+
+    def _build_core(self) -> None:
+        cfg = self.timeback
+        local = cfg.sink == "local"
+        # Read once, then take them out of the environment kernels and terminals inherit.
+        self.credentials = Credentials.from_env()
+        for name in SECRET_ENV_VARS:
+            os.environ.pop(name, None)
+        root = self.serverapp.root_dir
+        app_config = load_app_config(
+            cfg.config_file or None,
+            cfg.environment,
+            search=(root, os.getcwd()),
+            sensor_override=cfg.sensor,
+            name_override=cfg.app_name,
+        )
+        if local and not (
+            cfg.student_email
+            or cfg.student_email_template
+            or os.environ.get("TIMEBACK_STUDENT_EMAIL")
+        ):
+            cfg.student_email_template = LOCAL_EMAIL_TEMPLATE
+        student = identity.resolve_student(cfg, os.environ)
+        if local:
+            sink: Any = LocalSink()
+        else:
+            credentials = self.credentials
+            if credentials is None:
+                raise ConfigError(
+                    "the 'timeback' sink needs TIMEBACK_API_CLIENT_ID and "
+                    "TIMEBACK_API_CLIENT_SECRET in the server's environment"
+                )
+            sink = TimebackSink(
+                credentials=credentials,
+                environment=cfg.environment,
+                base_url=cfg.base_url or None,
+                auth_url=cfg.auth_url or None,
+                timeout=cfg.request_timeout,
+            )
+        self.store = Store(cfg.store_path)
+        self.drainer = Drainer(
+            self.store,
+            sink,
+            batch_size=cfg.batch_size,
+            retry_initial=cfg.retry_initial,
+            retry_max=cfg.retry_max,
+            idle_interval=cfg.drain_interval,
+        )
+        oneroster = cfg.oneroster_base_url or ONEROSTER_BASE_URLS[cfg.environment]
+        actor = identity.actor_for(student, oneroster, local=local)
+        self.tracker = Tracker(
+            store=self.store,
+            settings=cfg,
+            app_config=app_config,
+            student=student,
+            actor=actor,
+            notify=self.drainer.notify,
+        )
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(routes())
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        self.tokens.url = serverapp.connection_url
+        logger = serverapp.event_logger
+        logger.add_listener(schema_id=KERNEL_ACTIONS_SCHEMA, listener=self._on_kernel_action)
+        logger.add_listener(schema_id=CONTENTS_SCHEMA, listener=self._on_contents_event)
+        for kernel_id in serverapp.kernel_manager.list_kernel_ids():
+            self._kernel_started(kernel_id)
+        if self.problem or self.drainer is None:
+            return
+        await self.drainer.recover()
+        self._tasks = [
+            asyncio.create_task(self.drainer.run(), name="timeback-drainer"),
+            asyncio.create_task(self._tick_loop(), name="timeback-ticker"),
+        ]
+
+    async def stop_extension(self) -> None:
+        """Flush open windows into the outbox, give delivery a moment, close the store."""
+        if self.tracker is not None and self.store is not None:
+            with contextlib.suppress(Exception):
+                self.tracker.end_all()
+        for task in self._tasks:
+            if task.get_name() == "timeback-ticker":
+                task.cancel()
+        if self.drainer is not None:
+            with contextlib.suppress(Exception):
+                await self.drainer.flush(timeout=2.0)
+            with contextlib.suppress(Exception):
+                await self.drainer.stop()
+        for task in [*self._tasks, *self._pending]:
+            task.cancel()
+        self.watcher.detach_all()
+        for kernel_id in list(self._kernel_paths) + self.serverapp.kernel_manager.list_kernel_ids():
+            self.tokens.withdraw(kernel_id)
+        if self.store is not None:
+            self.store.close()
+
+    async def _tick_loop(self) -> None:
+        # Windows close on exact boundaries whenever we tick, so a few ticks per window suffice.
+        period = max(0.2, self.timeback.heartbeat_interval / 3)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.tracker.tick()
+                await self._reconcile_sessions()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # a failing store must not stop the loop or Jupyter
+                self.problem_once(f"tick failed: {err}")
+
+    def problem_once(self, message: str) -> None:
+        # Logged once per distinct message: a broken disk must not flood the server log.
+        if message != self.last_error:
+            self.log.error("timeback: %s", message)
+        self.last_error = message
+
+    # ---- kernels and sessions --------------------------------------------------------------
+
+    def _kernel_started(self, kernel_id: str) -> None:
+        self.watcher.attach(kernel_id)
+        self.tokens.publish(kernel_id)
+
+    async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        kernel_id = data.get("kernel_id")
+        if not kernel_id or data.get("status") != "success":
+            return
+        action = data.get("action")
+        if action in ("start", "restart"):
+            self._kernel_started(kernel_id)
+        elif action == "shutdown":
+            self.watcher.detach(kernel_id)
+            self.tokens.withdraw(kernel_id)
+            path = self._kernel_paths.pop(kernel_id, None)
+            run_id = self.tracker.run_at(path) if (path and self.tracker) else None
+            if run_id is not None:
+                with contextlib.suppress(TrackerError, *self.store_error_types):
+                    self.tracker.end(run_id)
+
+    async def _on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        if data.get("action") != "rename" or self.tracker is None:
+            return
+        old, new = data.get("source_path"), data.get("path")
+        if isinstance(old, str) and isinstance(new, str):
+            self.tracker.rename(old, new)
+            for kernel_id, path in list(self._kernel_paths.items()):
+                if path == old:
+                    self._kernel_paths[kernel_id] = new
+
+    async def path_of_kernel(self, kernel_id: str) -> str | None:
+        """The notebook a kernel serves, asked of the session manager at event time."""
+        try:
+            session = await self.serverapp.session_manager.get_session(kernel_id=kernel_id)
+        except (web.HTTPError, KeyError, TypeError):
+            return self._kernel_paths.get(kernel_id)
+        path = session.get("path") if session else None
+        if not path or session.get("type") not in (None, "notebook"):
+            return None
+        old = self._kernel_paths.get(kernel_id)
+        if old is not None and old != path and self.tracker is not None:
+            self.tracker.rename(old, path)
+        self._kernel_paths[kernel_id] = path
+        return path
+
+    def _on_kernel_signal(self, kernel_id: str, kind: str, at: float) -> None:
+        if self.problem or self.tracker is None:
+            return
+        self._background(self._dispatch(kernel_id, kind, at))
+
+    def _background(self, coro: Any) -> None:
+        """Run ``coro`` as a task we keep (so shutdown can cancel it) and whose failure we log."""
+        task = asyncio.ensure_future(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Future[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.warning("timeback: %s", task.exception())
+
+    async def _dispatch(self, kernel_id: str, kind: str, at: float) -> None:
+        path = await self.path_of_kernel(kernel_id)
+        if path is None:
+            return  # a kernel with no notebook (console, API client)
+        run_id = self.tracker.run_at(path)
+        if run_id is None:
+            started = await self.ensure_run(path)
+            run_id = started and self.tracker.run_at(path)
+        if run_id:
+            self.tracker.signal(run_id, kind, at)
+
+    async def _reconcile_sessions(self) -> None:
+        sessions = await self.serverapp.session_manager.list_sessions()
+        for session in sessions:
+            kernel = session.get("kernel") or {}
+            path = session.get("path")
+            if not path or session.get("type") != "notebook" or not kernel.get("id"):
+                continue
+            old = self._kernel_paths.get(kernel["id"])
+            if old is not None and old != path:
+                self.tracker.rename(old, path)
+            self._kernel_paths[kernel["id"]] = path
+            if self.tracker.run_at(path) is None:
+                await self.ensure_run(path)
+
+    async def ensure_run(self, path: str) -> bool:
+        """Start the run of a notebook that declares an activity; False if it declares none."""
+        cm = self.serverapp.contents_manager
+        try:
+            mtime = os.path.getmtime(cm._get_os_path(path)) if hasattr(cm, "_get_os_path") else 0
+        except OSError:
+            mtime = 0
+        if self._checked.get(path) == mtime and mtime:
+            return False
+        try:
+            result = await self.start_notebook(path)
+        except (TrackerError, NotebookMetadataError) as err:
+            self.log.warning("timeback: %s: %s", path, err)
+            result = None
+        if result is None:
+            self._checked[path] = mtime
+            return False
+        return True
+
+    # ---- operations used by the handlers ----------------------------------------------------
+
+    async def start_notebook(
+        self, path: str, *, activity: Any = None, browser: bool = False
+    ) -> dict[str, Any] | None:
+        cm = self.serverapp.contents_manager
+        section: dict[str, Any] | None = None
+        try:
+            section = await read_timeback_metadata(cm, path)
+        except NotebookMetadataError as err:
+            if activity is None:
+                raise TrackerError(str(err), 400) from None
+            self.log.warning("timeback: %s (a new run starts)", err)
+        if activity is None:
+            if section is None or section.get("activity") is None:
+                return None
+            try:
+                activity = activity_from_metadata(section, path)
+            except NotebookMetadataError as err:
+                raise TrackerError(str(err), 400) from None
+        if browser:
+            self._browser_paths.add(path)
+        result = self.tracker.start(
+            activity, path=path, metadata_run=(section or {}).get("run"), now=time.time()
+        )
+        metadata = self.tracker.metadata_for(result.run, path)
+        if not browser and (section or {}).get("run") != metadata["run"]:
+            self._background(self._write_metadata_later(path, result.run.id))
+        return {
+            "run": self.tracker.describe(result.run),
+            "metadata": metadata,
+            "resumed": result.resumed,
+            "note": result.note,
+        }
+
+    async def _write_metadata_later(self, path: str, run_id: str) -> None:
+        """Write the run into the file unless a browser extension does it meanwhile."""
+        await asyncio.sleep(self.timeback.metadata_write_delay)
+        if path in self._browser_paths or self.tracker.run_at(path) != run_id:
+            return
+        run = self.tracker.get(run_id)
+        if await write_timeback_metadata(
+            self.serverapp.contents_manager, path, self.tracker.metadata_for(run, path)
+        ):
+            self.log.info("timeback: wrote run %s into %s", run_id, path)
+
+    async def presence(
+        self,
+        path: str,
+        source: str,
+        *,
+        visible: bool,
+        focused: bool,
+        idle_seconds: float | None,
+        leaving: bool,
+    ) -> dict[str, Any] | None:
+        self._browser_paths.add(path)
+        run_id = self.tracker.run_at(path)
+        if run_id is None:
+            return None
+        if leaving:
+            self.tracker.leave(run_id, source)
+        else:
+            self.tracker.presence(
+                run_id, source, visible=visible, focused=focused, idle_seconds=idle_seconds
+            )
+        run = self.tracker.get(run_id)
+        return {**self.tracker.describe(run), "metadata": self.tracker.metadata_for(run, path)}
+
+    def completion_answer(self, result: CompletionResult) -> dict[str, Any]:
+        return {
+            "run": self.tracker.describe(result.run),
+            "already_completed": result.already_completed,
+            "xp_earned": result.xp_earned,
+            "xp_capped": result.xp_capped,
+            "metrics": result.metrics,
+            "event_id": result.event.get("id"),
+        }
+
+    def status(self, public: bool = False) -> dict[str, Any]:
+        cfg = self.timeback
+        credentials = self.credentials
+        out: dict[str, Any] = {
+            "recording": not self.problem,
+            "problem": self.problem or None,
+            "sink": cfg.sink,
+            "environment": cfg.environment,
+            "heartbeat_interval": cfg.heartbeat_interval,
+            "credentials": credentials.masked if credentials else None,
+        }
+        if self.tracker is not None:
+            out["identity"] = {
+                "student": self.tracker.student.key,
+                "email": self.tracker.student.email,
+                "actor": self.tracker.actor.id,
+            }
+            out["app"] = {
+                "name": self.tracker.app_config.name,
+                "config_file": self.tracker.app_config.path,
+            }
+            out["live_runs"] = len(self.tracker.live_runs())
+        if self.store is not None:
+            try:
+                out["outbox"] = self.store.stats()
+            except self.store_error_types as err:
+                out["outbox"] = {"error": str(err)}
+        if self.drainer is not None:
+            out["delivery"] = self.drainer.status()
+        if not public:
+            out["store_path"] = cfg.store_path
+        return out

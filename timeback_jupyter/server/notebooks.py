@@ -1,0 +1,63 @@
+"""Notebook metadata through jupyter_server's own contents manager.
+
+``metadata.timeback`` is ``{schema_version, activity, run}``. The browser extension writes it into
+the live document (so it saves with the student's work); the server writes the file only when no
+browser extension looks after the notebook.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+
+from ..model import Activity, InvalidInput
+
+log = logging.getLogger("timeback_jupyter.notebooks")
+
+
+class NotebookMetadataError(ValueError):
+    pass
+
+
+async def read_timeback_metadata(contents_manager: Any, path: str) -> dict[str, Any] | None:
+    """``metadata.timeback`` of the notebook at ``path``; None when it declares nothing."""
+    try:
+        model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
+    except Exception as err:
+        raise NotebookMetadataError(f"{path}: cannot be read as a notebook ({err})") from None
+    content = model.get("content") or {}
+    metadata = content.get("metadata") or {}
+    section = metadata.get("timeback")
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise NotebookMetadataError(f"{path}: metadata.timeback must be an object")
+    return section
+
+
+def activity_from_metadata(section: dict[str, Any], path: str) -> Activity:
+    try:
+        return Activity.from_dict(section.get("activity"), "metadata.timeback.activity")
+    except InvalidInput as err:
+        raise NotebookMetadataError(f"{path}: {err}") from None
+
+
+async def write_timeback_metadata(
+    contents_manager: Any, path: str, section: dict[str, Any]
+) -> bool:
+    """Put ``section`` into the notebook file's ``metadata.timeback``; False if already there.
+
+    Saving the model we just read keeps every cell as it is on disk: nothing on disk is lost.
+    Only called for notebooks with no browser extension attached, right when the run starts.
+    """
+    model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
+    content = model["content"]
+    if content.get("metadata", {}).get("timeback") == section:
+        return False
+    content.setdefault("metadata", {})["timeback"] = section
+    await ensure_async(
+        contents_manager.save({"type": "notebook", "format": "json", "content": content}, path)
+    )
+    return True

@@ -1,0 +1,429 @@
+"""Runs + clock + store + events: the one place where signals become events.
+
+Server handlers and the kernel watcher call the tracker; nothing else writes the outbox. It knows
+nothing of Jupyter: a notebook is just a path string that a run is bound to.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import caliper
+from .clock import EngagementClock
+from .config import AppConfig, ConfigError, Timeback
+from .identity import Student
+from .model import (
+    Activity,
+    Completion,
+    InvalidInput,
+    Run,
+    Window,
+    cap_xp,
+    new_run_id,
+    parse_run_id,
+)
+from .store import Store
+
+log = logging.getLogger("timeback_jupyter.tracker")
+
+METADATA_SCHEMA_VERSION = 1
+
+
+class TrackerError(Exception):
+    """A request the tracker refuses; ``status`` is the HTTP status a handler should answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class StartResult:
+    run: Run
+    resumed: bool
+    # Why a new run was made when metadata named one (shown to the student, never an error).
+    note: str = ""
+
+
+@dataclass
+class CompletionResult:
+    run: Run
+    event: dict[str, Any]
+    already_completed: bool
+    xp_earned: float
+    xp_capped: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class Tracker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Timeback,
+        app_config: AppConfig,
+        student: Student,
+        actor: caliper.Actor,
+        clock: EngagementClock | None = None,
+        now: Callable[[], float] = time.time,
+        notify: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.app_config = app_config
+        self.student = student
+        self.actor = actor
+        self.clock = clock or EngagementClock(
+            heartbeat_interval=settings.heartbeat_interval,
+            idle_after=settings.idle_after,
+            abandon_after=settings.abandon_after,
+            presence_ttl=settings.presence_ttl,
+        )
+        self._now = now
+        self._notify = notify
+        self._targets: dict[str, caliper.Target] = {}
+        self._path_of: dict[str, str] = {}  # live run id -> notebook path
+        self._run_at: dict[str, str] = {}  # notebook path -> live run id
+
+    # ---- targets -------------------------------------------------------------------------
+
+    def target_for(self, activity: Activity) -> caliper.Target:
+        """Where the activity's events go; a course unknown to the config only works locally."""
+        env = self.settings.environment
+        local = self.settings.sink == "local"
+        try:
+            course = self.app_config.course_for(activity.course, allow_unlisted=local)
+            if local and not course.ids.get(env):
+                # Kept locally, a course not yet synced to Timeback still gets a stable id.
+                course = replace(course, ids={**course.ids, env: f"local-{course.name}"})
+            return caliper.Target(
+                app_name=self.app_config.name,
+                sensor=course.sensor,
+                environment=env,
+                oneroster_base_url=self.oneroster_base_url,
+                course=course,
+                activity=activity,
+            )
+        except (ConfigError, InvalidInput) as err:
+            raise TrackerError(str(err), 409) from None
+
+    @property
+    def oneroster_base_url(self) -> str:
+        from .config import ONEROSTER_BASE_URLS
+
+        return self.settings.oneroster_base_url or ONEROSTER_BASE_URLS[self.settings.environment]
+
+    # ---- run lifecycle -------------------------------------------------------------------
+
+    def start(
+        self,
+        activity: Activity,
+        *,
+        path: str | None = None,
+        metadata_run: Any = None,
+        now: float | None = None,
+    ) -> StartResult:
+        """Start or resume the run of ``activity`` in the notebook at ``path``.
+
+        Idempotent per notebook: the browser, the kernel and the server may all ask.
+        """
+        now = self._now() if now is None else now
+        if path is not None and path in self._run_at:
+            live = self.store.get_run(self._run_at[path])
+            if live is not None and live.activity.id == activity.id:
+                return StartResult(live, resumed=True)
+            self.end(self._run_at[path], now=now)
+        target = self.target_for(activity)
+        run, resumed, note = self._resume_or_create(activity, path, metadata_run, now)
+        self._targets[run.id] = target
+        self.clock.open(run.id, self.student.key, now)
+        if path is not None:
+            self._run_at[path] = run.id
+            self._path_of[run.id] = path
+        return StartResult(run, resumed, note)
+
+    def _resume_or_create(
+        self, activity: Activity, path: str | None, metadata_run: Any, now: float
+    ) -> tuple[Run, bool, str]:
+        note = ""
+        if activity.stateful and metadata_run is not None:
+            candidate, note = self._resumable(activity, path, metadata_run)
+            if candidate is not None:
+                existing = self.store.get_run(candidate["id"])
+                if existing is None:
+                    # The notebook came from another server: keep its runId and attempt.
+                    run = Run(
+                        id=candidate["id"],
+                        activity=activity,
+                        student=self.student.key,
+                        attempt=candidate["attempt"],
+                        started_at=now,
+                        origin=path,
+                    )
+                    self.store.insert_run(run)
+                    return run, True, ""
+                if existing.status == "completed":
+                    note = "the run in the notebook is completed: a new attempt starts"
+                elif existing.student != self.student.key or existing.activity.id != activity.id:
+                    note = "the run in the notebook belongs to another student or activity"
+                else:
+                    self.store.set_run_status(existing.id, "active", now)
+                    existing.status = "active"
+                    return existing, True, ""
+            if note:
+                log.warning("notebook %s: %s", path, note)
+        run = Run(
+            id=new_run_id(),
+            activity=activity,
+            student=self.student.key,
+            attempt=self.store.next_attempt(activity.id, self.student.key),
+            started_at=now,
+            origin=path,
+        )
+        self.store.insert_run(run)
+        return run, False, note
+
+    def _resumable(
+        self, activity: Activity, path: str | None, meta: Any
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The run named by notebook metadata if this student may resume it, else why not."""
+        if not isinstance(meta, dict):
+            return None, "metadata.timeback.run is not an object: ignored"
+        try:
+            run_id = parse_run_id(meta.get("id"), "metadata.timeback.run.id")
+        except InvalidInput as err:
+            return None, f"{err}: ignored"
+        if meta.get("student") != self.student.key:
+            return None, "the run in the notebook belongs to another student"
+        if meta.get("status") == "completed":
+            return None, "the run in the notebook is completed: a new attempt starts"
+        origin = meta.get("origin")
+        if path is not None and isinstance(origin, str) and origin and origin != path:
+            return None, f"the notebook is a copy of {origin}: a new attempt starts"
+        attempt = meta.get("attempt", 1)
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            attempt = 1
+        return {"id": run_id, "attempt": attempt}, ""
+
+    def run_at(self, path: str) -> str | None:
+        return self._run_at.get(path)
+
+    def path_of(self, run_id: str) -> str | None:
+        return self._path_of.get(run_id)
+
+    def live_runs(self) -> list[str]:
+        return list(self._targets)
+
+    def rename(self, old_path: str, new_path: str) -> None:
+        """Keep a live run bound to its notebook across a rename."""
+        run_id = self._run_at.pop(old_path, None)
+        if run_id is not None:
+            self._run_at[new_path] = run_id
+            self._path_of[run_id] = new_path
+
+    def get(self, run_id: str) -> Run:
+        try:
+            run_id = parse_run_id(run_id)
+        except InvalidInput as err:
+            raise TrackerError(str(err), 400) from None
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise TrackerError(f"unknown run {run_id}", 404)
+        return run
+
+    def _live(self, run_id: str) -> caliper.Target:
+        target = self._targets.get(run_id)
+        if target is None:
+            run = self.get(run_id)
+            raise TrackerError(f"run {run.id} is {run.status}, not open on this server", 409)
+        return target
+
+    # ---- signals -------------------------------------------------------------------------
+
+    def signal(self, run_id: str, kind: str, now: float | None = None) -> None:
+        self._live(run_id)
+        self.clock.signal(run_id, self._now() if now is None else now, kind)
+
+    def presence(
+        self,
+        run_id: str,
+        source: str,
+        *,
+        visible: bool,
+        focused: bool,
+        idle_seconds: float | None = None,
+        now: float | None = None,
+    ) -> None:
+        self._live(run_id)
+        now = self._now() if now is None else now
+        last_input = None if idle_seconds is None else now - max(0.0, idle_seconds)
+        self.clock.presence(
+            run_id, source, now, visible=visible, focused=focused, last_input=last_input
+        )
+
+    def leave(self, run_id: str, source: str, now: float | None = None) -> None:
+        self._live(run_id)
+        self.clock.leave(run_id, source, self._now() if now is None else now)
+
+    # ---- windows -------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> list[Window]:
+        """Close every window due by ``now`` and put its event in the outbox."""
+        windows = self.clock.tick(self._now() if now is None else now)
+        for window in windows:
+            self._record(window)
+        return windows
+
+    def _record(self, window: Window | None) -> None:
+        if window is None or window.empty:
+            return
+        target = self._targets[window.run_id]
+        event = caliper.time_spent_event(window, window.run_id, self.actor, target)
+        self.store.record_window(window, event, target.sensor)
+        self._notify()
+
+    def end(self, run_id: str, now: float | None = None) -> Run:
+        """Flush the open window and stop tracking; a stateful run can be resumed later."""
+        now = self._now() if now is None else now
+        run = self.get(run_id)
+        if run.id in self._targets:
+            self.tick(now)  # windows the clock closed since the last tick come first
+            self._record(self.clock.close(run.id, now))
+            self._forget(run.id)
+            if run.status == "active":
+                self.store.set_run_status(run.id, "ended", now)
+        return self.get(run.id)
+
+    def end_all(self, now: float | None = None) -> None:
+        for run_id in list(self._targets):
+            self.end(run_id, now)
+
+    def _forget(self, run_id: str) -> None:
+        self._targets.pop(run_id, None)
+        path = self._path_of.pop(run_id, None)
+        if path is not None and self._run_at.get(path) == run_id:
+            del self._run_at[path]
+
+    def exercise(self, run_id: str, exercise_id: str, correct: bool) -> Run:
+        run = self.get(run_id)
+        if run.status == "completed":
+            raise TrackerError(f"run {run.id} is completed: exercises can no longer change", 409)
+        if not isinstance(correct, bool):
+            raise TrackerError("correct: must be true or false", 400)
+        exercise_id = exercise_id.strip() if isinstance(exercise_id, str) else ""
+        if not exercise_id or len(exercise_id) > 200:
+            raise TrackerError("exercise: required (a non-empty id up to 200 characters)", 400)
+        self.store.set_exercise(run.id, exercise_id, correct)
+        return self.get(run.id)
+
+    def complete(
+        self,
+        run_id: str,
+        *,
+        xp_earned: Any = None,
+        total_questions: Any = None,
+        correct_questions: Any = None,
+        mastered_units: Any = None,
+        pct_complete: Any = None,
+        now: float | None = None,
+    ) -> CompletionResult:
+        """Flush, then write the run's one ActivityCompletedEvent. A repeat answers the first."""
+        now = self._now() if now is None else now
+        run = self.get(run_id)
+        first = self.store.get_completion(run.id)
+        if first is not None:
+            return self._completion_result(run, first, already=True, capped=False)
+        if total_questions is None and correct_questions is None and run.exercises:
+            # Exercises marked in the notebook are the questions unless the caller says more.
+            total_questions = len(run.exercises)
+            correct_questions = sum(1 for ok in run.exercises.values() if ok)
+        target = self._targets.get(run.id) or self.target_for(run.activity)
+        if run.id in self._targets:
+            self.tick(now)
+            self._record(self.clock.flush(run.id, now))
+            run = self.get(run.id)
+        try:
+            xp, capped = cap_xp(xp_earned, run.active_seconds)
+            completion = Completion(
+                run_id=run.id,
+                xp_earned=xp,
+                at=now,
+                total_questions=total_questions,
+                correct_questions=correct_questions,
+                mastered_units=mastered_units,
+                pct_complete=pct_complete,
+            )
+        except InvalidInput as err:
+            raise TrackerError(str(err), 400) from None
+        event = caliper.completion_event(completion, run.id, run.attempt, self.actor, target)
+        created, stored = self.store.record_completion(completion, event, target.sensor)
+        if run.id in self._targets:
+            self.clock.close(run.id, now)
+            self._forget(run.id)
+        self._notify()
+        run = self.get(run.id)
+        return self._completion_result(run, stored, already=not created, capped=capped)
+
+    def _completion_result(
+        self, run: Run, event: dict[str, Any], *, already: bool, capped: bool
+    ) -> CompletionResult:
+        items = {i["type"]: i["value"] for i in event.get("generated", {}).get("items", [])}
+        pct = event.get("generated", {}).get("extensions", {}).get("pctCompleteApp")
+        if pct is not None:
+            items["pctComplete"] = pct
+        return CompletionResult(
+            run=run,
+            event=event,
+            already_completed=already,
+            xp_earned=items.get("xpEarned", 0),
+            xp_capped=capped,
+            metrics=items,
+        )
+
+    # ---- views ---------------------------------------------------------------------------
+
+    def describe(self, run: Run, now: float | None = None) -> dict[str, Any]:
+        """A run as the REST API and the status bar show it."""
+        now = self._now() if now is None else now
+        live = run.id in self._targets
+        state = run.status if not live else "paused"
+        window_active = window_inactive = 0.0
+        if live:
+            snap = self.clock.state(run.id, now)
+            state, window_active, window_inactive = (
+                snap.state,
+                snap.window_active,
+                snap.window_inactive,
+            )
+        return {
+            "id": run.id,
+            "activity": run.activity.to_dict(),
+            "attempt": run.attempt,
+            "status": run.status,
+            "state": state,
+            "live": live,
+            "path": self._path_of.get(run.id),
+            "active_seconds": round(run.active_seconds + window_active, 3),
+            "inactive_seconds": round(run.inactive_seconds + window_inactive, 3),
+            "exercises": dict(run.exercises),
+            "started_at": run.started_at,
+            "ended_at": run.ended_at,
+        }
+
+    def metadata_for(self, run: Run, path: str | None) -> dict[str, Any]:
+        """What the notebook keeps so the student resumes days later (no email, no secret)."""
+        return {
+            "schema_version": METADATA_SCHEMA_VERSION,
+            "activity": run.activity.to_dict(),
+            "run": {
+                "id": run.id,
+                "student": run.student,
+                "status": run.status,
+                "attempt": run.attempt,
+                "origin": path or run.origin,
+            },
+        }
