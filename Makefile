@@ -4,6 +4,7 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 # Everything the product writes during `make lab` stays in the checkout, never in ~/.
 LAB_HOME := $(CURDIR)/.lab
+LINT_DIRS := timeback_jupyter tests $(wildcard benchmarks)
 
 .PHONY: venv lab test lint bench clean
 
@@ -21,8 +22,8 @@ lab: venv
 	  $(BIN)/jupyter lab --allow-root --ServerApp.root_dir=notebooks --ip=127.0.0.1 --no-browser
 
 lint: venv
-	$(BIN)/ruff check timeback_jupyter tests benchmarks
-	$(BIN)/ruff format --check timeback_jupyter tests benchmarks
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 test: venv lint
 	$(BIN)/python -m pytest -q

@@ -37,6 +37,7 @@ from timeback_caliper import CALIPER_DATA_VERSION, ActivityCompletedEvent, TimeS
 EVENT_PATH = "/caliper/event"
 VALIDATE_PATH = "/caliper/event/validate"
 TOKEN_PATH = "/oauth2/token"
+USERS_PATH = "/ims/oneroster/rostering/v1p2/users"
 _MODELS = {"TimeSpentEvent": TimeSpentEvent, "ActivityEvent": ActivityCompletedEvent}
 
 
@@ -144,6 +145,8 @@ class StandIn:
         self.client_secret = client_secret
         self.latency = latency  # every event POST: stored first, answered after this delay
         self.token_ttl = token_ttl
+        # OneRoster users by email (the official SDK finds the actor's sourcedId this way)
+        self.users: dict[str, list[str]] = {}
         self._port = port
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -393,6 +396,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return 400, {"message": "; ".join(problems), "errors": problems}
             stand._accept(envelope)
             return 200, {"jobId": str(uuid.uuid4())}
+        if method == "GET" and path == USERS_PATH:
+            query = parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "")
+            wanted = query.get("filter", [""])[0]
+            email = wanted.removeprefix("email='").removesuffix("'").replace("''", "'")
+            ids = stand.users.get(email, [])
+            return 200, {"users": [{"sourcedId": i, "email": email} for i in ids]}
         if method == "GET" and path.startswith("/caliper/events/"):
             stored = stand._stored(unquote(path[len("/caliper/events/") :]))
             if stored is None:

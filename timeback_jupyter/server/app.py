@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sqlite3
 import time
@@ -47,6 +48,7 @@ class TimebackApp(ExtensionApp):
         self.store: Store | None = None
         self.tracker: Tracker = None  # type: ignore[assignment]
         self.drainer: Drainer | None = None
+        self._resolver: identity.ActorResolver | None = None
         self.store_error_types: tuple[type[BaseException], ...] = (StoreError, sqlite3.Error)
         self._tasks: list[asyncio.Task[Any]] = []
         self._pending: set[asyncio.Future[Any]] = set()
@@ -110,16 +112,46 @@ class TimebackApp(ExtensionApp):
             retry_max=cfg.retry_max,
             idle_interval=cfg.drain_interval,
         )
+        self._student, self._app_config = student, app_config
         oneroster = cfg.oneroster_base_url or ONEROSTER_BASE_URLS[cfg.environment]
-        actor = identity.actor_for(student, oneroster, local=local)
+        if local or student.sourced_id:
+            self._make_tracker(identity.actor_for(student, oneroster, local=local))
+        else:
+            # Timeback needs the student's OneRoster id: found by email once the loop runs.
+            self.problem = "looking up the student's Timeback user by email"
+            self._resolver = identity.ActorResolver.from_config(cfg, self.credentials)
+
+    def _make_tracker(self, actor: Any) -> None:
+        assert self.store is not None and self.drainer is not None
         self.tracker = Tracker(
             store=self.store,
-            settings=cfg,
-            app_config=app_config,
-            student=student,
+            settings=self.timeback,
+            app_config=self._app_config,
+            student=self._student,
             actor=actor,
             notify=self.drainer.notify,
         )
+
+    async def _resolve_actor(self) -> None:
+        delay = 5.0
+        while True:
+            try:
+                actor = await self._resolver.resolve(self._student)
+            except identity.IdentityLookupError as err:
+                if not err.retryable:
+                    self.problem = str(err)
+                    return
+                self.problem = f"{err} (retrying in {delay:.0f} s)"
+            except identity.IdentityError as err:
+                self.problem = str(err)
+                return
+            else:
+                self._make_tracker(actor)
+                self.problem = ""
+                self.log.info("timeback: recording for %s", actor.id)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 600.0)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(routes())
@@ -133,13 +165,15 @@ class TimebackApp(ExtensionApp):
         logger.add_listener(schema_id=CONTENTS_SCHEMA, listener=self._on_contents_event)
         for kernel_id in serverapp.kernel_manager.list_kernel_ids():
             self._kernel_started(kernel_id)
-        if self.problem or self.drainer is None:
-            return
+        if self.drainer is None:
+            return  # misconfigured: status says why, Jupyter works as usual
         await self.drainer.recover()
         self._tasks = [
             asyncio.create_task(self.drainer.run(), name="timeback-drainer"),
             asyncio.create_task(self._tick_loop(), name="timeback-ticker"),
         ]
+        if self._resolver is not None:
+            self._tasks.append(asyncio.create_task(self._resolve_actor(), name="timeback-actor"))
 
     async def stop_extension(self) -> None:
         """Flush open windows into the outbox, give delivery a moment, close the store."""
@@ -159,6 +193,9 @@ class TimebackApp(ExtensionApp):
         self.watcher.detach_all()
         for kernel_id in list(self._kernel_paths) + self.serverapp.kernel_manager.list_kernel_ids():
             self.tokens.withdraw(kernel_id)
+        if self._resolver is not None:
+            with contextlib.suppress(Exception):
+                await self._resolver.aclose()
         if self.store is not None:
             self.store.close()
 
@@ -167,6 +204,8 @@ class TimebackApp(ExtensionApp):
         period = max(0.2, self.timeback.heartbeat_interval / 3)
         while True:
             await asyncio.sleep(period)
+            if self.tracker is None:
+                continue
             try:
                 self.tracker.tick()
                 await self._reconcile_sessions()
@@ -356,6 +395,14 @@ class TimebackApp(ExtensionApp):
             )
         run = self.tracker.get(run_id)
         return {**self.tracker.describe(run), "metadata": self.tracker.metadata_for(run, path)}
+
+    async def flush(self, timeout: float) -> dict[str, Any]:
+        if self.drainer is None:
+            raise TrackerError("delivery is not running", 503)
+        if self.tracker is not None:
+            self.tracker.tick()
+        report = await self.drainer.flush(timeout=timeout)
+        return {"report": dataclasses.asdict(report), "delivery": self.drainer.status()}
 
     def completion_answer(self, result: CompletionResult) -> dict[str, Any]:
         return {

@@ -123,6 +123,23 @@ class StatusHandler(BaseHandler):
         self.answer(self.app.status())
 
 
+class FlushHandler(BaseHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Send the outbox now (bounded by ``timeout`` seconds) and say what happened."""
+        data = self.body({"timeout"})
+        timeout = data.get("timeout", 10)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= 60
+        ):
+            raise web.HTTPError(400, "timeout: must be a number of seconds in (0, 60]")
+        report = await self.guarded(self.app.flush, float(timeout))
+        self.answer(report)
+
+
 class RunsHandler(BaseHandler):
     @web.authenticated
     @authorized
@@ -312,6 +329,7 @@ def routes() -> list[tuple[str, type]]:
     api = r"/timeback/api"
     return [
         (rf"{api}/status", StatusHandler),
+        (rf"{api}/flush", FlushHandler),
         (rf"{api}/runs", RunsHandler),
         (rf"{api}/runs/({_RUN})", RunHandler),
         (rf"{api}/runs/({_RUN})/end", RunEndHandler),

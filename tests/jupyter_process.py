@@ -1,0 +1,130 @@
+"""A real `jupyter server` process for tests that stop, kill or time it from outside."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from jupyter_client.blocking.client import BlockingKernelClient
+
+from .conftest import STUDENT
+
+TOKEN = "restart-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `jupyter server` process in its own process group (so kill -9 takes its kernels too)."""
+
+    def __init__(self, tmp: Path, root: Path, store: Path, *extra_args: str, env=None):
+        self.tmp, self.root, self.store = tmp, root, store
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.runtime = tmp / "runtime"
+        env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+            "JUPYTER_DATA_DIR": str(tmp / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.runtime),
+            **(env or {}),
+        }
+        args = [
+            sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+            f"--port={self.port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
+            f"--IdentityProvider.token={TOKEN}",
+            "--MultiKernelManager.default_kernel_name=python3",
+            f"--Timeback.store_path={store}", f"--Timeback.student_email={STUDENT}",
+            "--Timeback.heartbeat_interval=0.5", "--Timeback.metadata_write_delay=0.2",
+            *extra_args,
+        ]  # fmt: skip
+        self.log = open(tmp / f"server-{self.port}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"token {TOKEN}"}, timeout=10
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get("/timeback/api/status").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.proc.poll() is None, (tmp / f"server-{self.port}.log").read_text()
+            time.sleep(0.2)
+        raise AssertionError("server did not start")
+
+    def open(self, path: str) -> dict:
+        r = self.http.post(
+            "/api/sessions",
+            json={"path": path, "type": "notebook", "name": path, "kernel": {"name": "python3"}},
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def execute(self, kernel_id: str, cells: int) -> None:
+        client = BlockingKernelClient(
+            connection_file=str(self.runtime / f"kernel-{kernel_id}.json")
+        )
+        client.load_connection_file()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=30)
+            for i in range(cells):
+                reply = client.execute_interactive(
+                    f"z = {i}; import time; time.sleep(0.2)", timeout=30
+                )
+                assert reply["content"]["status"] == "ok"
+        finally:
+            client.stop_channels()
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.http.close()
+        self.log.close()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # leftover kernels
+            self.http.close()
+            self.log.close()
+
+
+def notebook_run(root: Path, path: str) -> dict | None:
+    meta = json.loads((root / path).read_text())["metadata"].get("timeback", {})
+    return meta.get("run")
+
+
+def wait(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stored(store: Path) -> tuple[list[str], list[tuple[str, float, float]]]:
+    with sqlite3.connect(store) as db:
+        ids = [row[0] for row in db.execute("SELECT event_id FROM outbox ORDER BY seq")]
+        windows = list(db.execute('SELECT run_id, start, "end" FROM windows ORDER BY start'))
+    return ids, windows
