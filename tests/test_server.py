@@ -416,3 +416,23 @@ async def test_notebook_without_activity_gets_no_run(jp_serverapp, jp_fetch, jp_
         await jp_fetch("timeback", "api", "runs", method="POST", body=json.dumps({"path": path}))
     assert err.value.code == 404
     assert "declares no timeback activity" in json.loads(err.value.response.body)["error"]
+
+
+@pytest.fixture
+def hub_owner(monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_USER", "the-student")
+
+
+async def test_visitors_time_is_not_recorded(hub_owner, jp_serverapp, jp_fetch, jp_root_dir):
+    ext = await started(jp_serverapp)
+    path = write_notebook(jp_root_dir, "quiz.ipynb", {"activity": QUIZ})
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("timeback", "api", "runs", method="POST", body=json.dumps({"path": path}))
+    assert err.value.code == 403
+    assert "the-student's own visits" in json.loads(err.value.response.body)["error"]
+    assert ext.tracker.live_runs() == []
+    ext.timeback.count_visitors = True
+    started_run = body(
+        await jp_fetch("timeback", "api", "runs", method="POST", body=json.dumps({"path": path}))
+    )
+    assert started_run["run"]["live"] is True

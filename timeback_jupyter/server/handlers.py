@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.auth.decorator import allow_unauthenticated, authorized
@@ -71,6 +72,20 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         problem = self.app.problem
         if problem:
             raise web.HTTPError(503, f"timeback is not recording: {problem}")
+        owner = os.environ.get("JUPYTERHUB_USER")
+        user = self.current_user
+        # On JupyterHub an admin or a shared-server guest may visit: their time is not the
+        # student's. Kernel routes have no browser user and belong to the owner's kernels.
+        if (
+            owner
+            and user is not None
+            and self.request.method != "GET"
+            and getattr(user, "username", None) != owner
+            and not self.app.timeback.count_visitors
+        ):
+            raise web.HTTPError(
+                403, f"only {owner}'s own visits are recorded (c.Timeback.count_visitors is off)"
+            )
 
     async def guarded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a tracker call and turn its refusals into HTTP answers."""
