@@ -131,6 +131,41 @@ def _completion_args(data: dict[str, Any]) -> dict[str, Any]:
 COMPLETION_FIELDS = {"xp", "total", "correct", "mastered", "pct"}
 
 
+class RunOperations(BaseHandler):
+    """What browser and kernel routes both do once they know which run or notebook."""
+
+    async def start(self, path: str, activity_data: Any, *, browser: bool = False) -> None:
+        activity = None
+        if activity_data is not None:
+            try:
+                activity = Activity.from_dict(activity_data)
+            except InvalidInput as err:
+                raise web.HTTPError(400, str(err)) from None
+        result = await self.guarded(
+            self.app.start_notebook, path, activity=activity, browser=browser
+        )
+        if result is None:
+            raise web.HTTPError(404, f"{path} declares no timeback activity: give one")
+        self.answer(result)
+
+    async def end(self, run_id: str) -> None:
+        self.body(set())
+        run = await self.guarded(self.app.tracker.end, run_id)
+        self.answer({"run": self.app.tracker.describe(run)})
+
+    async def complete(self, run_id: str) -> None:
+        data = self.body(COMPLETION_FIELDS)
+        result = await self.guarded(self.app.tracker.complete, run_id, **_completion_args(data))
+        self.answer(self.app.completion_answer(result))
+
+    async def exercise(self, run_id: str) -> None:
+        data = self.body({"exercise", "correct"})
+        run = await self.guarded(
+            self.app.tracker.exercise, run_id, data.get("exercise"), data.get("correct")
+        )
+        self.answer({"run": self.app.tracker.describe(run)})
+
+
 class StatusHandler(BaseHandler):
     @web.authenticated
     @authorized
@@ -155,28 +190,16 @@ class FlushHandler(BaseHandler):
         self.answer(report)
 
 
-class RunsHandler(BaseHandler):
+class RunsHandler(RunOperations):
     @web.authenticated
     @authorized
     async def post(self) -> None:
         """Start or resume the run of a notebook: ``{path, activity?, client?}``."""
         data = self.body({"path", "activity", "client"})
-        path = _path(data)
-        activity = None
-        if data.get("activity") is not None:
-            try:
-                activity = Activity.from_dict(data["activity"])
-            except InvalidInput as err:
-                raise web.HTTPError(400, str(err)) from None
         client = data.get("client", "api")
         if client not in ("api", "jupyterlab"):
             raise web.HTTPError(400, "client: must be 'api' or 'jupyterlab'")
-        result = await self.guarded(
-            self.app.start_notebook, path, activity=activity, browser=client == "jupyterlab"
-        )
-        if result is None:
-            raise web.HTTPError(404, f"{path} declares no timeback activity")
-        self.answer(result, 200)
+        await self.start(_path(data), data.get("activity"), browser=client == "jupyterlab")
 
 
 class RunHandler(BaseHandler):
@@ -187,33 +210,25 @@ class RunHandler(BaseHandler):
         self.answer({"run": self.app.tracker.describe(run)})
 
 
-class RunEndHandler(BaseHandler):
+class RunEndHandler(RunOperations):
     @web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        self.body(set())
-        run = await self.guarded(self.app.tracker.end, run_id)
-        self.answer({"run": self.app.tracker.describe(run)})
+        await self.end(run_id)
 
 
-class RunCompleteHandler(BaseHandler):
+class RunCompleteHandler(RunOperations):
     @web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        data = self.body(COMPLETION_FIELDS)
-        result = await self.guarded(self.app.tracker.complete, run_id, **_completion_args(data))
-        self.answer(self.app.completion_answer(result))
+        await self.complete(run_id)
 
 
-class RunExerciseHandler(BaseHandler):
+class RunExerciseHandler(RunOperations):
     @web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        data = self.body({"exercise", "correct"})
-        run = await self.guarded(
-            self.app.tracker.exercise, run_id, data.get("exercise"), data.get("correct")
-        )
-        self.answer({"run": self.app.tracker.describe(run)})
+        await self.exercise(run_id)
 
 
 class PresenceHandler(BaseHandler):
@@ -252,7 +267,7 @@ class PresenceHandler(BaseHandler):
 # ---- kernel routes ---------------------------------------------------------------------------
 
 
-class KernelHandler(BaseHandler):
+class KernelHandler(RunOperations):
     """Authenticated by the kernel token; acts on the kernel's own notebook only."""
 
     kernel_id: str
@@ -299,45 +314,25 @@ class KernelRunHandler(KernelHandler):
     async def post(self) -> None:
         """Start or resume the kernel's notebook run: ``{activity?}``."""
         data = self.body({"activity"})
-        path = await self.notebook()
-        activity = None
-        if data.get("activity") is not None:
-            try:
-                activity = Activity.from_dict(data["activity"])
-            except InvalidInput as err:
-                raise web.HTTPError(400, str(err)) from None
-        result = await self.guarded(self.app.start_notebook, path, activity=activity)
-        if result is None:
-            raise web.HTTPError(404, f"{path} declares no timeback activity: give one")
-        self.answer(result)
+        await self.start(await self.notebook(), data.get("activity"))
 
 
 class KernelEndHandler(KernelHandler):
     @allow_unauthenticated
     async def post(self) -> None:
-        self.body(set())
-        run = await self.guarded(self.app.tracker.end, await self.run_id())
-        self.answer({"run": self.app.tracker.describe(run)})
+        await self.end(await self.run_id())
 
 
 class KernelCompleteHandler(KernelHandler):
     @allow_unauthenticated
     async def post(self) -> None:
-        data = self.body(COMPLETION_FIELDS)
-        run_id = await self.run_id()
-        result = await self.guarded(self.app.tracker.complete, run_id, **_completion_args(data))
-        self.answer(self.app.completion_answer(result))
+        await self.complete(await self.run_id())
 
 
 class KernelExerciseHandler(KernelHandler):
     @allow_unauthenticated
     async def post(self) -> None:
-        data = self.body({"exercise", "correct"})
-        run_id = await self.run_id()
-        run = await self.guarded(
-            self.app.tracker.exercise, run_id, data.get("exercise"), data.get("correct")
-        )
-        self.answer({"run": self.app.tracker.describe(run)})
+        await self.exercise(await self.run_id())
 
 
 def routes() -> list[tuple[str, type]]:
