@@ -436,3 +436,32 @@ async def test_visitors_time_is_not_recorded(hub_owner, jp_serverapp, jp_fetch, 
         await jp_fetch("timeback", "api", "runs", method="POST", body=json.dumps({"path": path}))
     )
     assert started_run["run"]["live"] is True
+
+
+async def test_our_calls_do_not_keep_an_idle_server_alive(jp_serverapp, jp_fetch, jp_root_dir):
+    """Heartbeats must not count as server activity, or JupyterHub's culler never culls."""
+    await started(jp_serverapp)
+    settings = jp_serverapp.web_app.settings
+    await jp_fetch("api", "contents")  # a call that does count, to have a baseline
+    baseline = settings["api_last_activity"]
+    path = write_notebook(jp_root_dir, "quiz.ipynb", {"activity": QUIZ})
+    await jp_fetch("timeback", "api", "runs", method="POST", body=json.dumps({"path": path}))
+    await jp_fetch("timeback", "api", "presence", method="POST", body=json.dumps(
+        {"path": path, "source": "tab-1", "visible": True, "focused": True, "idle_ms": 10}
+    ))  # fmt: skip
+    await jp_fetch("timeback", "api", "status")
+    assert settings["api_last_activity"] == baseline
+
+
+def test_server_extension_list_shows_it_enabled():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    jupyter = Path(sys.executable).with_name("jupyter")
+    out = subprocess.run(
+        [str(jupyter), "server", "extension", "list"], capture_output=True, text=True, check=True
+    )
+    text = out.stdout + out.stderr
+    assert "timeback_jupyter \x1b[32menabled" in text or "timeback_jupyter enabled" in text
+    assert "timeback_jupyter 0.1.0 \x1b[32mOK" in text or "timeback_jupyter 0.1.0 OK" in text
