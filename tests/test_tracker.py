@@ -1,5 +1,7 @@
 """The tracker with injected time: runs, windows and completions end to end, no Jupyter."""
 
+import sqlite3
+
 import pytest
 
 from timeback_jupyter.caliper import validate_event
@@ -208,3 +210,23 @@ def test_rename_keeps_the_run(store, now):
     tracker.rename("old.ipynb", "new.ipynb")
     assert tracker.run_at("new.ipynb") == run.id and tracker.run_at("old.ipynb") is None
     assert tracker.path_of(run.id) == "new.ipynb"
+
+
+def test_windows_survive_a_store_that_fails_for_a_while(store, now, monkeypatch):
+    tracker = make_tracker(store, now)
+    run = tracker.start(QUIZ, path="quiz.ipynb").run
+    real = store.record_window
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "record_window", locked)
+    now.t += 45
+    with pytest.raises(sqlite3.OperationalError):
+        tracker.tick()
+    assert tracker.unrecorded == 3
+    monkeypatch.setattr(store, "record_window", real)
+    now.t += 15
+    tracker.tick()
+    assert tracker.unrecorded == 0
+    assert [seconds(e, "active") for e in time_spent(store, run.id)] == [15.0] * 4

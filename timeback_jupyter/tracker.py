@@ -88,6 +88,7 @@ class Tracker:
         self._targets: dict[str, caliper.Target] = {}
         self._path_of: dict[str, str] = {}  # live run id -> notebook path
         self._run_at: dict[str, str] = {}  # notebook path -> live run id
+        self._unrecorded: list[tuple[Window, caliper.Target]] = []
 
     # ---- targets -------------------------------------------------------------------------
 
@@ -272,19 +273,30 @@ class Tracker:
     # ---- windows -------------------------------------------------------------------------
 
     def tick(self, now: float | None = None) -> list[Window]:
-        """Close every window due by ``now`` and put its event in the outbox."""
+        """Close every window due by ``now`` and put its event in the outbox.
+
+        Windows the store could not take (locked, full disk) are kept and written first next
+        time, so a store that fails for a while loses no time.
+        """
         windows = self.clock.tick(self._now() if now is None else now)
-        for window in windows:
-            self._record(window)
+        self._unrecorded += [(w, self._targets[w.run_id]) for w in windows if not w.empty]
+        self._record(None)
         return windows
 
     def _record(self, window: Window | None) -> None:
-        if window is None or window.empty:
-            return
-        target = self._targets[window.run_id]
-        event = caliper.time_spent_event(window, window.run_id, self.actor, target)
-        self.store.record_window(window, event, target.sensor)
-        self._notify()
+        if window is not None and not window.empty:
+            self._unrecorded.append((window, self._targets[window.run_id]))
+        while self._unrecorded:
+            window, target = self._unrecorded[0]
+            event = caliper.time_spent_event(window, window.run_id, self.actor, target)
+            self.store.record_window(window, event, target.sensor)  # may raise: kept for later
+            self._unrecorded.pop(0)
+            self._notify()
+
+    @property
+    def unrecorded(self) -> int:
+        """Windows closed but not yet in the store (the store is failing)."""
+        return len(self._unrecorded)
 
     def end(self, run_id: str, now: float | None = None) -> Run:
         """Flush the open window and stop tracking; a stateful run can be resumed later."""
