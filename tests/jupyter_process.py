@@ -80,7 +80,7 @@ class Server:
             connection_file=str(self.runtime / f"kernel-{kernel_id}.json")
         )
         client.load_connection_file()
-        client.start_channels()
+        client.start_channels(hb=False)  # a busy machine makes the heartbeat cry wolf
         try:
             client.wait_for_ready(timeout=30)
             for i in range(cells):
@@ -109,7 +109,10 @@ class Server:
 
 
 def notebook_run(root: Path, path: str) -> dict | None:
-    meta = json.loads((root / path).read_text())["metadata"].get("timeback", {})
+    try:  # the server rewrites the file in place: a read may catch it half written
+        meta = json.loads((root / path).read_text())["metadata"].get("timeback", {})
+    except (ValueError, KeyError):
+        return None
     return meta.get("run")
 
 

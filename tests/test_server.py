@@ -38,8 +38,9 @@ def kernel_client(jp_serverapp, kernel_id) -> BlockingKernelClient:
     km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     client = BlockingKernelClient()
     client.load_connection_info(km.get_connection_info())
-    client.start_channels()
-    client.wait_for_ready(timeout=30)
+    # no heartbeat channel: on a busy machine it declares a slow-starting kernel dead
+    client.start_channels(hb=False)
+    client.wait_for_ready(timeout=60)
     return client
 
 

@@ -42,7 +42,5 @@ async def test_cells_and_widget_messages_make_an_idle_run_active(
         await wait_for(lambda: state(ext, run_id) == "active", what="a widget message")
     finally:
         client.stop_channels()
-    described = ext.tracker.describe(ext.tracker.get(run_id))
     # the 2.5 s cell counted as active although it outlasted the 1 s idle limit
     assert active_before >= 2.5
-    assert described["active_seconds"] >= active_before

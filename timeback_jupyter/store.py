@@ -539,6 +539,15 @@ class Store:
             except sqlite3.Error as err:
                 raise StoreError(_explain(err, self.path)) from None
 
+    def windows(self, run_id: str | None = None) -> list[Window]:
+        """Recorded windows in (run, start) order, of one run or of all."""
+        sql = 'SELECT run_id, start, "end", active, inactive FROM windows'
+        if run_id is None:
+            rows = self._read(sql + " ORDER BY run_id, start")
+        else:
+            rows = self._read(sql + " WHERE run_id = ? ORDER BY start", (run_id,))
+        return [Window(*tuple(row)) for row in rows]
+
     def _payload_of(self, db: sqlite3.Connection, event_id: str) -> dict[str, Any]:
         for table in ("outbox", "dead_letters"):
             row = db.execute(f"SELECT payload FROM {table} WHERE event_id = ?", (event_id,))

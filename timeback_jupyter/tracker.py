@@ -88,6 +88,9 @@ class Tracker:
         self._targets: dict[str, caliper.Target] = {}
         self._path_of: dict[str, str] = {}  # live run id -> notebook path
         self._run_at: dict[str, str] = {}  # notebook path -> live run id
+        # notebook path -> its run that was ended or completed while the notebook stayed open:
+        # nothing restarts it behind the student's back, only an explicit start does
+        self._closed_at: dict[str, str] = {}
         self._unrecorded: list[tuple[Window, caliper.Target]] = []
 
     # ---- targets -------------------------------------------------------------------------
@@ -139,6 +142,8 @@ class Tracker:
                 return StartResult(live, resumed=True)
             self.end(self._run_at[path], now=now)
         target = self.target_for(activity)
+        if path is not None:
+            self._closed_at.pop(path, None)
         run, resumed, note = self._resume_or_create(activity, path, metadata_run, now)
         self._targets[run.id] = target
         self.clock.open(run.id, self.student.key, now)
@@ -216,6 +221,14 @@ class Tracker:
     def path_of(self, run_id: str) -> str | None:
         return self._path_of.get(run_id)
 
+    def closed_at(self, path: str) -> str | None:
+        """The run last ended or completed in the notebook at ``path`` while it stayed open."""
+        return self._closed_at.get(path)
+
+    def reopen(self, path: str) -> None:
+        """The notebook was closed: opening it again starts or resumes a run as usual."""
+        self._closed_at.pop(path, None)
+
     def live_runs(self) -> list[str]:
         return list(self._targets)
 
@@ -225,6 +238,9 @@ class Tracker:
         if run_id is not None:
             self._run_at[new_path] = run_id
             self._path_of[run_id] = new_path
+        closed = self._closed_at.pop(old_path, None)
+        if closed is not None:
+            self._closed_at[new_path] = closed
 
     def get(self, run_id: str) -> Run:
         try:
@@ -319,6 +335,7 @@ class Tracker:
         path = self._path_of.pop(run_id, None)
         if path is not None and self._run_at.get(path) == run_id:
             del self._run_at[path]
+            self._closed_at[path] = run_id
 
     def exercise(self, run_id: str, exercise_id: str, correct: bool) -> Run:
         run = self.get(run_id)

@@ -32,6 +32,9 @@ CONTENTS_SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1
 # With the local sink and no configured identity, the OS user stands in for the student.
 LOCAL_EMAIL_TEMPLATE = "{username}@students.local"
 SECRET_ENV_VARS = ("TIMEBACK_API_CLIENT_SECRET", "TIMEBACK_CLIENT_SECRET", "CALIPER_CLIENT_SECRET")
+# Store calls run on Jupyter's event loop: a lock held elsewhere must cost it a moment, not
+# SQLite's usual 5 s per write (our own writes take milliseconds, so this is ample).
+STORE_BUSY_TIMEOUT = 0.25
 
 
 class TimebackApp(ExtensionApp):
@@ -44,6 +47,7 @@ class TimebackApp(ExtensionApp):
         self.timeback = Timeback(parent=self)
         self.problem = ""
         self.last_error = ""
+        self.store_error = ""  # the store failing at run time (locked, full...), until it works
         self.credentials: Credentials | None = None
         self.store: Store | None = None
         self.tracker: Tracker = None  # type: ignore[assignment]
@@ -103,7 +107,7 @@ class TimebackApp(ExtensionApp):
                 auth_url=cfg.auth_url or None,
                 timeout=cfg.request_timeout,
             )
-        self.store = Store(cfg.store_path)
+        self.store = Store(cfg.store_path, busy_timeout=STORE_BUSY_TIMEOUT)
         self.drainer = Drainer(
             self.store,
             sink,
@@ -202,17 +206,26 @@ class TimebackApp(ExtensionApp):
     async def _tick_loop(self) -> None:
         # Windows close on exact boundaries whenever we tick, so a few ticks per window suffice.
         period = max(0.2, self.timeback.heartbeat_interval / 3)
+        failures = 0
         while True:
-            await asyncio.sleep(period)
+            # While the store fails, try less often: each try may wait out a lock on the loop.
+            await asyncio.sleep(period * min(2**failures, 8))
             if self.tracker is None:
                 continue
             try:
-                self.tracker.tick()
+                windows = self.tracker.tick()
                 await self._reconcile_sessions()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # a failing store must not stop the loop or Jupyter
+                if isinstance(err, self.store_error_types):
+                    self.store_error = str(err)
+                    failures += 1
                 self.problem_once(f"tick failed: {err}")
+            else:
+                if windows:  # a window was written: the store works again
+                    self.store_error = ""
+                    failures = 0
 
     def problem_once(self, message: str) -> None:
         # Logged once per distinct message: a broken disk must not flood the server log.
@@ -241,6 +254,8 @@ class TimebackApp(ExtensionApp):
             if run_id is not None:
                 with contextlib.suppress(TrackerError, *self.store_error_types):
                     self.tracker.end(run_id)
+            if path and self.tracker is not None:
+                self.tracker.reopen(path)
 
     async def _on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         if data.get("action") != "rename" or self.tracker is None:
@@ -310,6 +325,8 @@ class TimebackApp(ExtensionApp):
 
     async def ensure_run(self, path: str) -> bool:
         """Start the run of a notebook that declares an activity; False if it declares none."""
+        if self.tracker.closed_at(path):
+            return False  # ended or completed while open: only an explicit start restarts it
         cm = self.serverapp.contents_manager
         try:
             mtime = os.path.getmtime(cm._get_os_path(path)) if hasattr(cm, "_get_os_path") else 0
@@ -330,7 +347,7 @@ class TimebackApp(ExtensionApp):
     # ---- operations used by the handlers ----------------------------------------------------
 
     async def start_notebook(
-        self, path: str, *, activity: Any = None, browser: bool = False
+        self, path: str, *, activity: Any = None, browser: bool = False, new_attempt: bool = False
     ) -> dict[str, Any] | None:
         cm = self.serverapp.contents_manager
         section: dict[str, Any] | None = None
@@ -349,6 +366,17 @@ class TimebackApp(ExtensionApp):
                 raise TrackerError(str(err), 400) from None
         if browser:
             self._browser_paths.add(path)
+        closed = self.tracker.closed_at(path)
+        if closed is not None and not new_attempt:
+            run = self.tracker.get(closed)
+            if run.status == "completed" and run.activity.id == activity.id:
+                # Starting again (a re-run cell, a reload) must not make a second completion.
+                return {
+                    "run": self.tracker.describe(run),
+                    "metadata": self.tracker.metadata_for(run, path),
+                    "resumed": False,
+                    "note": "this notebook's run is completed; ask for a new attempt to start one",
+                }
         result = self.tracker.start(
             activity, path=path, metadata_run=(section or {}).get("run"), now=time.time()
         )
@@ -365,7 +393,9 @@ class TimebackApp(ExtensionApp):
     async def _write_metadata_later(self, path: str, run_id: str) -> None:
         """Write the run into the file unless a browser extension does it meanwhile."""
         await asyncio.sleep(self.timeback.metadata_write_delay)
-        if path in self._browser_paths or self.tracker.run_at(path) != run_id:
+        # A run ended or completed meanwhile is still the notebook's: a stateful one must be
+        # found in the file to resume, a completed one must not be resumed.
+        if path in self._browser_paths or self.tracker.run_at(path) not in (run_id, None):
             return
         run = self.tracker.get(run_id)
         if await write_timeback_metadata(
@@ -417,9 +447,11 @@ class TimebackApp(ExtensionApp):
     def status(self, public: bool = False) -> dict[str, Any]:
         cfg = self.timeback
         credentials = self.credentials
+        failing = self.problem or self.store_error
         out: dict[str, Any] = {
-            "recording": not self.problem,
-            "problem": self.problem or None,
+            "recording": not failing,
+            "problem": failing or None,
+            "store": {"error": self.store_error or None},
             "sink": cfg.sink,
             "environment": cfg.environment,
             "heartbeat_interval": cfg.heartbeat_interval,

@@ -134,7 +134,9 @@ COMPLETION_FIELDS = {"xp", "total", "correct", "mastered", "pct"}
 class RunOperations(BaseHandler):
     """What browser and kernel routes both do once they know which run or notebook."""
 
-    async def start(self, path: str, activity_data: Any, *, browser: bool = False) -> None:
+    async def start(
+        self, path: str, activity_data: Any, *, browser: bool = False, new_attempt: bool = False
+    ) -> None:
         activity = None
         if activity_data is not None:
             try:
@@ -142,7 +144,11 @@ class RunOperations(BaseHandler):
             except InvalidInput as err:
                 raise web.HTTPError(400, str(err)) from None
         result = await self.guarded(
-            self.app.start_notebook, path, activity=activity, browser=browser
+            self.app.start_notebook,
+            path,
+            activity=activity,
+            browser=browser,
+            new_attempt=new_attempt,
         )
         if result is None:
             raise web.HTTPError(404, f"{path} declares no timeback activity: give one")
@@ -296,7 +302,7 @@ class KernelHandler(RunOperations):
 
     async def run_id(self) -> str:
         path = await self.notebook()
-        run_id = self.app.tracker.run_at(path)
+        run_id = self.app.tracker.run_at(path) or self.app.tracker.closed_at(path)
         if run_id is None:
             raise web.HTTPError(409, f"no run is open for {path}: start one first")
         return run_id
@@ -306,15 +312,17 @@ class KernelRunHandler(KernelHandler):
     @allow_unauthenticated
     async def get(self) -> None:
         path = await self.notebook()
-        run_id = self.app.tracker.run_at(path)
+        # after an end or a completion the notebook shows that run until it starts again
+        run_id = self.app.tracker.run_at(path) or self.app.tracker.closed_at(path)
         run = None if run_id is None else self.app.tracker.describe(self.app.tracker.get(run_id))
         self.answer({"path": path, "run": run, "status": self.app.status(public=True)})
 
     @allow_unauthenticated
     async def post(self) -> None:
-        """Start or resume the kernel's notebook run: ``{activity?}``."""
-        data = self.body({"activity"})
-        await self.start(await self.notebook(), data.get("activity"))
+        """Start or resume the kernel's notebook run: ``{activity?, new_attempt?}``."""
+        data = self.body({"activity", "new_attempt"})
+        new_attempt = _flag(data, "new_attempt", False)
+        await self.start(await self.notebook(), data.get("activity"), new_attempt=new_attempt)
 
 
 class KernelEndHandler(KernelHandler):

@@ -1,0 +1,180 @@
+"""`jupyter timeback doctor` against the Timeback stand-in: every check, passing and failing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .standin import TOKEN_PATH, VALIDATE_PATH, Fault, StandIn
+from .test_cli import SECRET, SENSOR, assert_one_line_error, cli, filled_store, jupyter, make_env
+
+CLIENT_ID = "doctor-client"
+SOURCED_ID = "sourced-ada-1"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    return make_env(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def api():
+    with StandIn(CLIENT_ID, SECRET) as standin:
+        standin.users["ada@school.edu"] = [SOURCED_ID]
+        yield standin
+
+
+@pytest.fixture
+def configured(env, api, monkeypatch):
+    """A server configured for the stand-in, as an admin would: config file + credentials."""
+    (env.tmp / "timeback.config.json").write_text(json.dumps({
+        "name": "Notebook Academy", "sensor": SENSOR,
+        "courses": [{"subject": "Math", "grade": 3, "ids": {"staging": "math-3-stg"}}],
+    }))  # fmt: skip
+    env.server_config(
+        "c.Timeback.sink = 'timeback'\n"
+        f"c.Timeback.base_url = {api.url!r}\n"
+        f"c.Timeback.auth_url = {api.token_url!r}\n"
+        f"c.Timeback.oneroster_base_url = {api.url!r}\n"
+        f"c.ServerApp.root_dir = {str(env.tmp)!r}\n"
+    )
+    monkeypatch.setenv("TIMEBACK_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("TIMEBACK_CLIENT_SECRET", SECRET)
+    return env
+
+
+def marks(out: str) -> dict[str, str]:
+    """``{check name: mark}`` from doctor's lines."""
+    found = {}
+    for line in out.splitlines():
+        mark, _, rest = line.partition(" ")
+        if mark in ("\u2713", "\u2717", "-"):
+            found[rest.split(":", 1)[0]] = mark
+    return found
+
+
+def test_doctor_passes_end_to_end_against_the_standin(configured, api):
+    result = jupyter(
+        configured,
+        "doctor",
+        extra={"TIMEBACK_CLIENT_ID": CLIENT_ID, "TIMEBACK_CLIENT_SECRET": SECRET},
+    )
+    assert result.code == 0, result
+    assert marks(result.out) == {
+        name: "\u2713"
+        for name in ("config", "timeback.config.json", "courses", "store", "student",
+                     "credentials", "token", "student id", "sample event")
+    }  # fmt: skip
+    assert "all 9 checks passed" in result.out
+    assert result.err == ""  # library logs (token manager, httpx) stay off the terminal
+    assert f"sourcedId {SOURCED_ID} (found by email in OneRoster)" in result.out
+    assert f"accepted by {api.url}{VALIDATE_PATH}" in result.out
+    assert SECRET not in result.out + result.err
+    # It asked for a token, looked the student up, and validated without sending an event.
+    paths = [r.path for r in api.requests]
+    assert TOKEN_PATH in paths and VALIDATE_PATH in paths
+    assert api.received == []
+    [validated] = [r.body for r in api.requests if r.path == VALIDATE_PATH]
+    event = validated["data"][0]
+    assert event["type"] == "TimeSpentEvent"
+    assert event["actor"]["id"].endswith(f"/users/{SOURCED_ID}")
+    assert event["extensions"]["courseId"] == "math-3-stg"
+    assert not configured.store.exists()  # checking the store never creates it
+
+
+def test_doctor_without_credentials_fails_and_skips_what_needs_them(
+    configured, capsys, monkeypatch
+):
+    monkeypatch.delenv("TIMEBACK_CLIENT_ID")
+    monkeypatch.delenv("TIMEBACK_CLIENT_SECRET")
+    result = cli(capsys, "doctor")
+    assert result.code == 1
+    found = marks(result.out)
+    assert found["credentials"] == "\u2717"
+    assert [found[n] for n in ("token", "student id", "sample event")] == ["-"] * 3
+    assert "set TIMEBACK_CLIENT_ID and TIMEBACK_CLIENT_SECRET" in result.out
+    assert "1 of 6 checks failed" in result.out
+    assert "Traceback" not in result.err
+
+
+def test_doctor_with_a_wrong_secret_says_the_token_was_refused(configured, capsys, monkeypatch):
+    monkeypatch.setenv("TIMEBACK_CLIENT_SECRET", "not-the-secret")
+    result = cli(capsys, "doctor")
+    assert result.code == 1
+    token_line = next(line for line in result.out.splitlines() if " token:" in line)
+    assert token_line.startswith("\u2717") and "401" in token_line
+    assert "not-the-secret" not in result.out + result.err
+    assert marks(result.out)["sample event"] == "-"
+
+
+def test_doctor_reports_a_rejected_sample_event(configured, api, capsys):
+    api.script(Fault.error(400, "sensor is not registered", path=VALIDATE_PATH))
+    result = cli(capsys, "doctor")
+    assert result.code == 1
+    line = next(line for line in result.out.splitlines() if "sample event" in line)
+    assert line.startswith("\u2717") and "sensor is not registered" in line
+
+    # A validation answer with errors in a shape the official client's model does not expect
+    # is still read and shown.
+    api.script(
+        Fault("status", 200, {"status": "error", "message": "object.id: unknown app",
+                              "errors": ["object.id: unknown app"]}, path=VALIDATE_PATH)
+    )  # fmt: skip
+    result = cli(capsys, "doctor")
+    line = next(line for line in result.out.splitlines() if "sample event" in line)
+    assert line.startswith("\u2717") and "object.id: unknown app" in line
+
+
+def test_doctor_reports_an_unknown_student(configured, api, capsys):
+    api.users.clear()
+    result = cli(capsys, "doctor")
+    assert result.code == 1
+    line = next(line for line in result.out.splitlines() if "student id" in line)
+    assert line.startswith("\u2717") and "no Timeback user with this email" in line
+    assert "ada@school.edu" not in line  # redacted, as the server logs it
+
+
+def test_doctor_reports_an_unreachable_api(configured, api, capsys):
+    configured.server_config(
+        "c.Timeback.sink = 'timeback'\n"
+        "c.Timeback.base_url = 'http://127.0.0.1:9'\n"
+        "c.Timeback.auth_url = 'http://127.0.0.1:9/oauth2/token'\n"
+        "c.Timeback.request_timeout = 2.0\n"
+    )
+    result = cli(capsys, "doctor")
+    assert result.code == 1
+    line = next(line for line in result.out.splitlines() if " token:" in line)
+    assert line.startswith("\u2717") and "127.0.0.1:9" in line
+
+
+def test_doctor_reports_config_course_and_store_problems(configured, capsys):
+    (configured.tmp / "timeback.config.json").write_text(json.dumps({
+        "sensor": SENSOR, "courses": [{"subject": "Math", "grade": 4}],
+    }))  # fmt: skip
+    configured.store.write_bytes(b"not a database" * 200)
+    result = cli(capsys, "doctor")
+    assert result.code == 1
+    found = marks(result.out)
+    assert found["courses"] == "\u2717" and "no ids.staging for Math G4" in result.out
+    assert found["store"] == "\u2717" and "not a timeback store" in result.out
+    assert found["sample event"] == "\u2717" and "no course with ids.staging" in result.out
+
+    (configured.tmp / "timeback.config.json").write_text("{not json")
+    result = cli(capsys, "doctor")
+    assert marks(result.out)["timeback.config.json"] == "\u2717"
+    assert "invalid JSON" in result.out
+
+
+def test_doctor_on_the_local_sink_needs_no_credentials(env, capsys):
+    filled_store(env.store)
+    result = cli(capsys, "doctor")
+    assert result.code == 0, result
+    found = marks(result.out)
+    assert found["credentials"] == "-" and found["store"] == "\u2713"
+    assert "validates with the official timeback-caliper models (local)" in result.out
+    assert "3 runs, 4 pending, 1 dead letters" in result.out
+
+
+def test_doctor_refuses_arguments(env, capsys):
+    assert_one_line_error(cli(capsys, "doctor", "now"), "unexpected argument", code=2)

@@ -1,0 +1,139 @@
+"""`jupyter timeback flush` from here: local sink, the Timeback stand-in, and its failures.
+
+(Through a running server: tests/test_cli_server.py.)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+import pytest
+
+from timeback_jupyter.store import Store
+
+from .standin import Fault, StandIn
+from .test_cli import SECRET, assert_one_line_error, cli, filled_store, jupyter, make_env
+
+CLIENT_ID = "flush-client"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    return make_env(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def api():
+    with StandIn(CLIENT_ID, SECRET) as standin:
+        yield standin
+
+
+@pytest.fixture
+def to_timeback(env, api, monkeypatch):
+    env.server_config(
+        "c.Timeback.sink = 'timeback'\n"
+        f"c.Timeback.base_url = {api.url!r}\n"
+        f"c.Timeback.auth_url = {api.token_url!r}\n"
+        "c.Timeback.retry_initial = 0.05\n"
+        "c.Timeback.retry_max = 0.2\n"
+    )
+    monkeypatch.setenv("TIMEBACK_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("TIMEBACK_CLIENT_SECRET", SECRET)
+    return env
+
+
+def stats(env) -> dict:
+    with Store(env.store) as store:
+        return store.stats()
+
+
+def test_flush_from_here_through_the_local_sink(env, capsys):
+    filled_store(env.store)
+    result = cli(capsys, "flush")
+    assert result.code == 0, result
+    lines = result.out.splitlines()
+    assert lines[0] == f"flushed from here: no running Jupyter server delivers {env.store}"
+    assert lines[1] == (
+        "sent 4 to the local sink, 0 to retry, 0 rejected (moved to dead letters); "
+        "0 left in the outbox"
+    )
+    assert stats(env)["sent"] == 4 and stats(env)["pending"] == 0
+    assert not os.path.exists(f"{env.store}.drainer.lock") or _lock_is_free(env)
+
+
+def _lock_is_free(env) -> bool:
+    fd = os.open(f"{env.store}.drainer.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_flush_from_here_delivers_to_timeback_once(to_timeback, api):
+    ids = filled_store(to_timeback.store)
+    result = jupyter(
+        to_timeback,
+        "flush",
+        extra={"TIMEBACK_CLIENT_ID": CLIENT_ID, "TIMEBACK_CLIENT_SECRET": SECRET},
+    )
+    assert result.code == 0, result
+    assert "sent 4 to the timeback sink" in result.out and "0 left in the outbox" in result.out
+    assert result.err == ""
+    assert len(api.received_ids) == 4 and ids["dead"] not in api.received_ids
+    assert SECRET not in result.out
+    # Nothing left: a second flush sends nothing and says so.
+    again = jupyter(
+        to_timeback,
+        "flush",
+        extra={"TIMEBACK_CLIENT_ID": CLIENT_ID, "TIMEBACK_CLIENT_SECRET": SECRET},
+    )
+    assert again.code == 0 and "sent 0 to the timeback sink" in again.out
+    assert len(api.received_ids) == 4
+
+
+def test_flush_says_what_was_rejected_and_exits_1(to_timeback, api, capsys):
+    filled_store(to_timeback.store)
+    api.script(Fault.error(400, "courseId math-3-stg is not synced"))
+    result = cli(capsys, "flush")
+    assert result.code == 1
+    assert "to the timeback sink" in result.out and "rejected (moved to dead letters)" in result.out
+    assert "last error: courseId math-3-stg is not synced" in result.out
+    assert stats(to_timeback)["dead"] > 1
+
+
+def test_flush_against_an_outage_keeps_the_events_and_exits_1(to_timeback, api, capsys):
+    filled_store(to_timeback.store)
+    api.script(*[Fault.error(500, "down for maintenance")] * 200)
+    result = cli(capsys, "flush", "--timeout=0.6")
+    assert result.code == 1
+    assert "0 rejected" in result.out and "4 left in the outbox" in result.out
+    assert "down for maintenance" in result.out
+    assert stats(to_timeback)["pending"] == 4 and api.received == []
+
+
+def test_flush_errors(env, capsys, monkeypatch):
+    assert_one_line_error(cli(capsys, "flush"), "no store yet at", str(env.store))
+    assert not env.store.exists()
+    filled_store(env.store)
+    assert_one_line_error(cli(capsys, "flush", "--timeout=0"), "--timeout must be in", code=2)
+    assert_one_line_error(cli(capsys, "flush", "--timeout=soon"), "timeout", code=2)
+
+    env.server_config("c.Timeback.sink = 'timeback'\n")
+    assert_one_line_error(cli(capsys, "flush"), "no credentials", "TIMEBACK_CLIENT_ID")
+    assert stats(env)["pending"] == 4
+
+
+def test_flush_while_another_process_delivers_and_no_server_answers(env, capsys):
+    filled_store(env.store)
+    fd = os.open(f"{env.store}.drainer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running drainer holds it
+    try:
+        result = cli(capsys, "flush")
+        assert_one_line_error(result, "another process delivers the events of", str(env.store))
+    finally:
+        os.close(fd)
+    assert stats(env)["pending"] == 4  # untouched
