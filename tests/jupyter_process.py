@@ -91,6 +91,33 @@ class Server:
         finally:
             client.stop_channels()
 
+    def run_cells(self, kernel_id: str, sources: list[str]) -> list[str]:
+        """Run ``sources`` one by one as a frontend would; the text each one showed."""
+        client = BlockingKernelClient(
+            connection_file=str(self.runtime / f"kernel-{kernel_id}.json")
+        )
+        client.load_connection_file()
+        client.start_channels(hb=False)
+        shown: list[str] = []
+        try:
+            client.wait_for_ready(timeout=60)
+            for source in sources:
+                texts: list[str] = []
+
+                def collect(msg: dict, texts: list[str] = texts) -> None:
+                    content = msg["content"]
+                    if msg["msg_type"] == "error":
+                        texts.append(f"ERROR {content['ename']}: {content['evalue']}")
+                    texts.append(content.get("text", ""))
+                    texts.append(str(content.get("data", {}).get("text/plain", "")))
+
+                reply = client.execute_interactive(source, timeout=60, output_hook=collect)
+                assert reply["content"]["status"] == "ok", (source, texts)
+                shown.append("".join(texts))
+        finally:
+            client.stop_channels()
+        return shown
+
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
