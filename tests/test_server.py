@@ -12,6 +12,7 @@ from tornado.httpclient import HTTPClientError
 from timeback_jupyter.server.bridge import KERNEL_HEADER, TOKEN_HEADER
 
 from .conftest import LESSON, QUIZ, STUDENT, body, wait_for, write_notebook
+from .jupyter_process import notebook_run
 
 
 async def started(jp_serverapp):
@@ -106,8 +107,7 @@ async def test_stateful_run_is_written_into_the_notebook_and_resumed(
     run_id = await wait_for(lambda: ext.tracker.run_at(path), what="the run to start")
 
     def saved_run():
-        meta = json.loads((Path(jp_root_dir) / path).read_text())["metadata"]["timeback"]
-        return meta.get("run")
+        return notebook_run(Path(jp_root_dir), path)  # tolerates a half-written file
 
     meta = await wait_for(saved_run, what="the server to write the run into the notebook")
     assert meta["id"] == run_id

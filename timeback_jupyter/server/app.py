@@ -212,6 +212,7 @@ class TimebackApp(ExtensionApp):
             await asyncio.sleep(period * min(2**failures, 8))
             if self.tracker is None:
                 continue
+            kept = self.tracker.unrecorded  # windows a failing store could not take yet
             try:
                 windows = self.tracker.tick()
                 await self._reconcile_sessions()
@@ -223,7 +224,7 @@ class TimebackApp(ExtensionApp):
                     failures += 1
                 self.problem_once(f"tick failed: {err}")
             else:
-                if windows:  # a window was written: the store works again
+                if windows or kept:  # windows were written: the store works again
                     self.store_error = ""
                     failures = 0
 
@@ -299,7 +300,9 @@ class TimebackApp(ExtensionApp):
             self.log.warning("timeback: %s", task.exception())
 
     async def _dispatch(self, kernel_id: str, kind: str, at: float) -> None:
-        path = await self.path_of_kernel(kernel_id)
+        # Kernel traffic is hot: use the binding kept fresh by rename events and the reconcile
+        # loop, and ask the session manager only for a kernel not seen yet.
+        path = self._kernel_paths.get(kernel_id) or await self.path_of_kernel(kernel_id)
         if path is None:
             return  # a kernel with no notebook (console, API client)
         run_id = self.tracker.run_at(path)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .app import TimebackApp
 
 MAX_BODY = 64 * 1024
-_RUN = r"[^/]{1,100}"  # validated by the handler, so a bad id gets a 400 that says why
+_RUN = r"[^/]+"  # validated by the handler, so a bad id gets a 400 that says why
 
 
 class BaseHandler(ExtensionHandlerMixin, APIHandler):
@@ -50,7 +50,7 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
             raise web.HTTPError(400, "request body must be a JSON object")
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise web.HTTPError(400, f"unknown field(s): {', '.join(unknown)}")
+            raise web.HTTPError(400, f"unknown field(s): {', '.join(map(repr, unknown))}")
         return data
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -60,7 +60,8 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         if exc_info:
             err = exc_info[1]
             if isinstance(err, web.HTTPError) and err.log_message:
-                reason = err.log_message % err.args if err.args else err.log_message
+                # tornado doubles every % of an argument-less message: format undoes it
+                reason = err.log_message % err.args
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": reason, "status": status_code}))
 

@@ -1,0 +1,280 @@
+"""Start-up: what the extension adds to the server's start and what `%load_ext` costs a kernel.
+
+Server: `jupyter server` launched again and again, with the extension enabled and disabled in
+turn, each timed from launch to Jupyter's own /api/status answering. The first pair warms the
+OS caches and is dropped; the enabled server reopens its existing store, as a student's does.
+The import share is measured apart, in fresh interpreters that have already imported
+jupyter_server (which Jupyter does anyway), since it is the largest and least noisy part.
+
+Kernel: in fresh kernels started by a server with the extension (so the kernel can reach it),
+the time `%load_ext timeback_jupyter` takes, timed inside the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .common import ROOT, Result, say
+from .jupyter import JupyterServer, KernelSocket, activity, write_notebook
+
+TARGET_MS = 100.0
+
+IMPORT_PROBE = """
+import time, jupyter_server.serverapp, jupyter_server.extension.application
+t = time.perf_counter()
+import timeback_jupyter
+timeback_jupyter._jupyter_server_extension_points()
+print(time.perf_counter() - t)
+"""
+
+# What each side newly imports, by top-level module, with python -X importtime.
+BREAKDOWN_PROBES = {
+    "server": (
+        "import jupyter_server.serverapp, jupyter_server.extension.application",
+        "import timeback_jupyter; timeback_jupyter._jupyter_server_extension_points()",
+    ),
+    "kernel": (
+        "import ipykernel.kernelapp, ipykernel.ipkernel, IPython, ipywidgets",
+        "import timeback_jupyter.kernel.magics, timeback_jupyter.kernel.session",
+    ),
+}
+MARK = "--timeback-import-mark--"
+
+LOAD_EXT_PROBE = """
+import time as _tb_t
+_tb_s = _tb_t.perf_counter()
+get_ipython().run_line_magic("load_ext", "timeback_jupyter")
+print("LOAD_EXT", _tb_t.perf_counter() - _tb_s)
+"""
+
+
+def server_start(workdir: Path, pairs: int) -> dict[str, list[float]]:
+    root = workdir / "notebooks"
+    root.mkdir()
+    write_notebook(root, "lesson.ipynb", {"activity": activity(1)})
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    for i in range(pairs + 1):
+        for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
+            server = JupyterServer(workdir / name, root, extension=name == "on")
+            try:
+                seconds = server.wait_ready()
+            finally:
+                server.stop()
+            if i > 0:
+                times[name].append(seconds)
+        say(f"startup: server pair {i}/{pairs} done")
+    return times
+
+
+def import_cost(samples: int) -> list[float]:
+    out = []
+    for _ in range(samples):
+        done = subprocess.run(
+            [sys.executable, "-c", IMPORT_PROBE],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out.append(float(done.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def import_breakdown(side: str, top: int = 8) -> list[dict[str, Any]]:
+    """What importing our side costs beyond what Jupyter already loaded, by library.
+
+    ``-X importtime`` lists modules children first; rebuilding the tree lets us charge each
+    third-party library to us only when one of our modules is the first to import it.
+    """
+    before, after = BREAKDOWN_PROBES[side]
+    mark = f"import sys; sys.stderr.write({MARK!r} + '\\n'); sys.stderr.flush()"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"{before}\n{mark}\n{after}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pending: list[tuple[int, int, int, str, list[Any]]] = []
+    for line in done.stderr.split(MARK, 1)[1].splitlines():
+        if not line.startswith("import time:"):
+            continue
+        own, cumulative, name = line.split("|", 2)
+        depth = (len(name) - len(name.lstrip())) // 2  # two spaces per nesting level
+        children = []
+        while pending and pending[-1][0] == depth + 1:
+            children.insert(0, pending.pop())
+        own_us = int(own.split(":", 1)[1].strip())
+        pending.append((depth, own_us, int(cumulative.strip()), name.strip(), children))
+    costs: dict[str, float] = {}
+
+    def charge(node: tuple[int, int, int, str, list[Any]]) -> None:
+        _depth, own_us, cumulative_us, name, children = node
+        if name.split(".")[0] == "timeback_jupyter":
+            costs["timeback_jupyter (own code)"] = (
+                costs.get("timeback_jupyter (own code)", 0) + own_us
+            )
+            for child in children:
+                charge(child)
+        else:
+            library = name.split(".")[0]
+            costs[library] = costs.get(library, 0) + cumulative_us
+
+    for node in pending:
+        charge(node)
+    ranked = sorted(costs.items(), key=lambda kv: kv[1], reverse=True)
+    return [{"module": name, "ms": us / 1000} for name, us in ranked[:top]]
+
+
+async def _load_ext_once(server: JupyterServer, path: str) -> tuple[float | None, str]:
+    session = server.open(path)
+    kernel_id = session["kernel"]["id"]
+    sock = await KernelSocket.connect(server, kernel_id)
+    try:
+        msg_text = await _execute_collect(sock, LOAD_EXT_PROBE)
+    finally:
+        sock.close()
+        server.http.delete(f"/api/sessions/{session['id']}")
+    for line in msg_text.splitlines():
+        if line.startswith("LOAD_EXT "):
+            return float(line.split()[1]), ""
+    return None, msg_text[-500:]
+
+
+async def _execute_collect(sock: KernelSocket, code: str) -> str:
+    """Run ``code`` and return its stdout (and any error) as text."""
+    msg_id, text = sock._message(code)
+    await sock.conn.write_message(text)
+    out: list[str] = []
+    while True:
+        sock._ack_promptly()
+        raw = await sock.conn.read_message()
+        if raw is None:
+            raise ConnectionError("the kernel websocket closed")
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["header"]["msg_type"]
+        if kind == "stream":
+            out.append(msg["content"]["text"])
+        elif kind == "error":
+            out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+        elif kind == "status" and msg["content"]["execution_state"] == "idle":
+            return "".join(out)
+
+
+def load_ext(workdir: Path, samples: int) -> tuple[list[float], str]:
+    root = workdir / "kernel-notebooks"
+    root.mkdir()
+    path = write_notebook(root, "lesson.ipynb", {"activity": activity(2)})
+    times: list[float] = []
+    problem = ""
+    with JupyterServer(workdir / "kernel-server", root, extension=True) as server:
+        server.wait_ready()
+        for i in range(samples):
+            seconds, problem = asyncio.run(_load_ext_once(server, path))
+            if seconds is None:
+                break
+            times.append(seconds)
+            say(f"startup: %load_ext sample {i + 1}/{samples}")
+    return times, problem
+
+
+def run(quick: bool = False) -> Result:
+    pairs = 2 if quick else 7
+    samples = 3 if quick else 7
+    with tempfile.TemporaryDirectory(prefix="tb-bench-startup-") as tmp:
+        workdir = Path(tmp)
+        starts = server_start(workdir, pairs)
+        say("startup: import cost in fresh interpreters")
+        imports = import_cost(samples)
+        ext_times, ext_problem = load_ext(workdir, samples)
+        breakdown = {side: import_breakdown(side) for side in BREAKDOWN_PROBES}
+    pair_diffs = [(a - b) * 1000 for a, b in zip(starts["on"], starts["off"], strict=True)]
+    on, off = statistics.median(starts["on"]), statistics.median(starts["off"])
+    added_ms = (on - off) * 1000
+    import_ms = statistics.median(imports) * 1000
+    load_ms = statistics.median(ext_times) * 1000 if ext_times else None
+    notes = [
+        "Server start is timed from launch to Jupyter's /api/status answering: the extension "
+        "has loaded by then, and its store is open.",
+        "The difference of two medians of whole starts is noisy on a loaded machine (a Jupyter "
+        "start is seconds); the import share, measured apart, is the steadier figure.",
+    ]
+    if ext_problem:
+        notes.append(f"%load_ext timeback_jupyter did not work here: {ext_problem}")
+    passed = None
+    if load_ms is not None:
+        passed = max(added_ms, import_ms) < TARGET_MS and load_ms < TARGET_MS
+    return Result(
+        name="startup",
+        title="Start-up",
+        command="python -m benchmarks startup",
+        target=f"added server start < {TARGET_MS:g} ms, %load_ext < {TARGET_MS:g} ms",
+        passed=passed,
+        quick=quick,
+        params={"server_pairs": pairs, "samples": samples},
+        metrics={
+            "server_start_s": {
+                "with_extension_median": on,
+                "without_extension_median": off,
+                "with_extension": starts["on"],
+                "without_extension": starts["off"],
+            },
+            "server_start_added_ms": added_ms,
+            "server_start_added_ms_per_pair": pair_diffs,
+            "server_start_ratio": on / off,
+            "extension_import_ms": {
+                "median": import_ms,
+                "samples": [x * 1000 for x in imports],
+            },
+            "load_ext_ms": {
+                "median": load_ms,
+                "samples": [x * 1000 for x in ext_times],
+            },
+            "import_breakdown_ms": breakdown,
+        },
+        notes=notes,
+    )
+
+
+def render(r: dict[str, Any]) -> str:
+    m = r["metrics"]
+    s = m["server_start_s"]
+    load = m["load_ext_ms"]
+    load_text = "not measured" if load["median"] is None else f"**{load['median']:.0f} ms**"
+    return "\n".join(
+        [
+            "| | median |",
+            "|---|---|",
+            f"| server start, extension enabled | {s['with_extension_median']:.2f} s |",
+            f"| server start, extension disabled | {s['without_extension_median']:.2f} s |",
+            f"| added by the extension (difference; ratio) | **{m['server_start_added_ms']:.0f} "
+            f"ms** ({m['server_start_ratio']:.3f}) |",
+            f"| of which importing the extension | **{m['extension_import_ms']['median']:.0f} "
+            f"ms** |",
+            f"| `%load_ext timeback_jupyter` in a fresh kernel | {load_text} |",
+            "",
+            f"{r['params']['server_pairs']} start pairs after one warm-up pair (differences per "
+            f"pair: {', '.join(f'{x:+.0f}' for x in m['server_start_added_ms_per_pair'])} ms); "
+            f"{r['params']['samples']} import and %load_ext samples.",
+            "",
+            "Where the import time goes (one `python -X importtime` run, libraries charged to us "
+            "only when we are the first to import them):",
+            "",
+            "| side | library | ms |",
+            "|---|---|---|",
+            *[
+                f"| {side} | {row['module']} | {row['ms']:.0f} |"
+                for side, rows in m["import_breakdown_ms"].items()
+                for row in rows
+            ],
+        ]
+    )
