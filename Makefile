@@ -5,8 +5,13 @@ BIN   := $(VENV)/bin
 # Everything the product writes during `make lab` stays in the checkout, never in ~/.
 LAB_HOME := $(CURDIR)/.lab
 LINT_DIRS := timeback_jupyter tests $(wildcard benchmarks)
+# The JupyterLab extension: TypeScript in labextension/, built into timeback_jupyter/labextension
+# (what the wheel ships); reinstalling the package puts it where JupyterLab finds it, as pip does.
+LABEXT_SRC  := $(wildcard labextension/src/*.ts labextension/style/*) install.json \
+               $(addprefix labextension/,package.json yarn.lock tsconfig.json .yarnrc.yml)
+JLPM        := cd labextension && PATH=$(abspath $(BIN)):$$PATH jlpm
 
-.PHONY: venv lab test lint bench clean
+.PHONY: venv lab labext test test-ts lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -16,7 +21,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-lab: venv
+labext: $(VENV)/.labext
+
+$(VENV)/.labext: $(VENV)/.installed $(LABEXT_SRC)
+	$(JLPM) install --immutable
+	$(JLPM) build:prod
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+lab: venv labext
 	mkdir -p $(LAB_HOME)/data $(LAB_HOME)/runtime
 	JUPYTER_DATA_DIR=$(LAB_HOME)/data JUPYTER_RUNTIME_DIR=$(LAB_HOME)/runtime \
 	  $(BIN)/jupyter lab --allow-root --ServerApp.root_dir=notebooks --ip=127.0.0.1 --no-browser
@@ -25,7 +38,11 @@ lint: venv
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/ruff format --check $(LINT_DIRS)
 
-test: venv lint
+# TypeScript: prettier, strict type check of sources and tests, vitest unit tests.
+test-ts: labext
+	$(JLPM) test
+
+test: venv lint labext test-ts
 	$(BIN)/python -m pytest -q
 
 bench: venv
@@ -33,3 +50,4 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(LAB_HOME) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf timeback_jupyter/labextension labextension/lib labextension/tsconfig.tsbuildinfo

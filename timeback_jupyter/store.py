@@ -712,6 +712,15 @@ class Store:
             count += 1
         return count
 
+    def time_since(self, student: str, since: float) -> tuple[float, float]:
+        """Active and inactive seconds of the student's windows that ended after ``since``."""
+        row = self._read(
+            "SELECT COALESCE(SUM(w.active), 0), COALESCE(SUM(w.inactive), 0) FROM windows w "
+            'JOIN runs r ON r.id = w.run_id WHERE r.student = ? AND w."end" > ?',
+            (student, since),
+        )[0]
+        return float(row[0]), float(row[1])
+
     def stats(self) -> dict[str, Any]:
         counts = {status: 0 for status in OUTBOX_STATUSES}
         for row in self._read("SELECT status, COUNT(*) FROM outbox GROUP BY status"):

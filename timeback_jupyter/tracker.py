@@ -443,6 +443,16 @@ class Tracker:
             "ended_at": run.ended_at,
         }
 
+    def today(self, since: float, now: float | None = None) -> dict[str, float]:
+        """The student's time since ``since`` (their local midnight): closed and open windows."""
+        now = self._now() if now is None else now
+        active, inactive = self.store.time_since(self.student.key, since)
+        for run_id in self._targets:
+            snap = self.clock.state(run_id, now)
+            active += snap.window_active
+            inactive += snap.window_inactive
+        return {"active_seconds": round(active, 3), "inactive_seconds": round(inactive, 3)}
+
     def metadata_for(self, run: Run, path: str | None) -> dict[str, Any]:
         """What the notebook keeps so the student resumes days later (no email, no secret)."""
         return {

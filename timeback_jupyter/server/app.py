@@ -447,7 +447,7 @@ class TimebackApp(ExtensionApp):
             "event_id": result.event.get("id"),
         }
 
-    def status(self, public: bool = False) -> dict[str, Any]:
+    def status(self, public: bool = False, today_start: float | None = None) -> dict[str, Any]:
         cfg = self.timeback
         credentials = self.credentials
         failing = self.problem or self.store_error
@@ -471,6 +471,11 @@ class TimebackApp(ExtensionApp):
                 "config_file": self.tracker.app_config.path,
             }
             out["live_runs"] = len(self.tracker.live_runs())
+        if today_start is not None and self.tracker is not None:
+            try:
+                out["today"] = self.tracker.today(today_start)
+            except self.store_error_types as err:
+                out["today"] = {"error": str(err)}
         if self.store is not None:
             try:
                 out["outbox"] = self.store.stats()

@@ -177,7 +177,17 @@ class StatusHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.answer(self.app.status())
+        """``?today_start=<POSIX seconds>`` (the browser's local midnight) adds ``today``."""
+        raw = self.get_argument("today_start", None)
+        today_start = None
+        if raw is not None:
+            try:
+                today_start = float(raw)
+            except ValueError:
+                today_start = math.nan
+            if not math.isfinite(today_start) or today_start < 0:
+                raise web.HTTPError(400, "today_start: must be a time in POSIX seconds")
+        self.answer(self.app.status(today_start=today_start))
 
 
 class FlushHandler(BaseHandler):

@@ -1,0 +1,204 @@
+/**
+ * timeback-jupyter in JupyterLab 4 and Notebook 7: presence for every open notebook, the run
+ * written into the notebook's metadata, and a status bar item.
+ *
+ * Requires only INotebookTracker so it also loads in Notebook 7 (no ILabShell there, and no
+ * status bar: presence and metadata still work).
+ */
+
+import {
+  ILabShell,
+  type JupyterFrontEnd,
+  type JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { INotebookTracker, type NotebookPanel } from '@jupyterlab/notebook';
+import { IStatusBar } from '@jupyterlab/statusbar';
+import { type PartialJSONObject, UUID } from '@lumino/coreutils';
+import { Signal } from '@lumino/signaling';
+
+import { RestServer } from './api';
+import {
+  DEFAULT_INTERVAL,
+  PresenceLoop,
+  type Clock,
+  type Snapshot,
+  type TimebackMetadata
+} from './presence';
+import { sameJson } from './runview';
+import { StatusItem } from './status';
+
+const PLUGIN_ID = 'timeback-jupyter:plugin';
+const INPUT_EVENTS = ['keydown', 'pointerdown', 'wheel', 'touchstart'] as const;
+
+const clock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => window.setTimeout(fn, ms),
+  clearTimeout: handle => window.clearTimeout(handle as number)
+};
+
+function declaresActivity(panel: NotebookPanel): boolean {
+  const section = panel.model?.getMetadata('timeback') as { activity?: unknown } | undefined;
+  return section !== undefined && section !== null && Boolean(section.activity);
+}
+
+/**
+ * Put the server's `metadata.timeback` into the notebook model when it differs, and save, so a
+ * later open (on any server, of this file or a copy) resumes the run or starts the next attempt.
+ * This happens when a run starts, resumes or completes; saving then is what autosave would do
+ * within minutes anyway, and the run id must not wait for it (a crash or a closed tab would
+ * lose it, and the next open would start a new run).
+ */
+async function writeMetadata(panel: NotebookPanel, metadata: TimebackMetadata): Promise<void> {
+  const model = panel.model;
+  if (model === null || panel.isDisposed) {
+    return;
+  }
+  if (sameJson(model.getMetadata('timeback'), metadata)) {
+    return;
+  }
+  model.sharedModel.setMetadata('timeback', metadata as unknown as PartialJSONObject);
+  if (panel.context.isReady && !panel.context.model.readOnly) {
+    try {
+      await panel.context.save();
+    } catch (err) {
+      console.warn('timeback: could not save the run into the notebook', err);
+    }
+  }
+}
+
+function activate(
+  app: JupyterFrontEnd,
+  notebooks: INotebookTracker,
+  labShell: ILabShell | null,
+  statusBar: IStatusBar | null
+): void {
+  const server = new RestServer();
+  const source = `tab-${UUID.uuid4()}`;
+  const loops = new Map<NotebookPanel, PresenceLoop>();
+  const activeChanged = new Signal<object, void>({});
+
+  const isCurrent = (panel: NotebookPanel): boolean =>
+    (labShell ? labShell.currentWidget : notebooks.currentWidget) === panel;
+
+  let item: StatusItem | null = null;
+  if (statusBar !== null) {
+    item = new StatusItem({
+      fetchStatus: () => server.status(),
+      maxExtrapolationMs: 3 * DEFAULT_INTERVAL
+    });
+    const shown = item;
+    statusBar.registerStatusItem(PLUGIN_ID, {
+      item: shown,
+      align: 'left',
+      rank: 5,
+      isActive: () => shown.relevant && currentPanel() !== null,
+      activeStateChanged: activeChanged
+    });
+  }
+
+  function currentPanel(): NotebookPanel | null {
+    const widget = labShell ? labShell.currentWidget : notebooks.currentWidget;
+    return widget !== null && loops.has(widget as NotebookPanel) ? (widget as NotebookPanel) : null;
+  }
+
+  function showCurrent(): void {
+    if (item === null) {
+      return;
+    }
+    const panel = currentPanel();
+    item.snapshot = panel ? (loops.get(panel)?.snapshot ?? null) : null;
+    activeChanged.emit(undefined);
+  }
+
+  function onChange(panel: NotebookPanel, snapshot: Snapshot): void {
+    if (item !== null && currentPanel() === panel) {
+      item.snapshot = snapshot;
+      activeChanged.emit(undefined);
+    }
+  }
+
+  async function watch(panel: NotebookPanel): Promise<void> {
+    await panel.context.ready;
+    await panel.sessionContext.ready;
+    if (panel.isDisposed || loops.has(panel)) {
+      return;
+    }
+    const loop = new PresenceLoop({
+      path: panel.context.path,
+      source,
+      server,
+      clock,
+      page: {
+        visible: () => document.visibilityState === 'visible' && panel.isVisible,
+        focused: () =>
+          document.visibilityState === 'visible' && document.hasFocus() && isCurrent(panel)
+      },
+      onChange: snapshot => onChange(panel, snapshot),
+      onMetadata: metadata => void writeMetadata(panel, metadata)
+    });
+    loops.set(panel, loop);
+    const onInput = (): void => loop.input();
+    for (const type of INPUT_EVENTS) {
+      panel.node.addEventListener(type, onInput, { passive: true, capture: true });
+    }
+    // scroll does not bubble: listen in the capture phase to see the notebook's own scrolling
+    panel.node.addEventListener('scroll', onInput, { passive: true, capture: true });
+    panel.context.pathChanged.connect((_, path) => {
+      loop.path = path;
+    });
+    panel.disposed.connect(() => {
+      loop.dispose();
+      loops.delete(panel);
+      showCurrent();
+    });
+    loop.begin(declaresActivity(panel));
+    showCurrent();
+  }
+
+  const everyLoop = (fn: (loop: PresenceLoop) => void) => () => loops.forEach(loop => fn(loop));
+  document.addEventListener(
+    'visibilitychange',
+    everyLoop(loop => loop.changed())
+  );
+  window.addEventListener(
+    'focus',
+    everyLoop(loop => loop.changed())
+  );
+  window.addEventListener(
+    'blur',
+    everyLoop(loop => loop.changed())
+  );
+  window.addEventListener(
+    'pagehide',
+    everyLoop(loop => loop.leave())
+  );
+  window.addEventListener('pageshow', event => {
+    if (event.persisted) {
+      loops.forEach(loop => loop.back());
+    }
+  });
+  const currentChanged = (): void => {
+    loops.forEach(loop => loop.changed());
+    showCurrent();
+  };
+  if (labShell) {
+    labShell.currentChanged.connect(currentChanged);
+  } else {
+    notebooks.currentChanged.connect(currentChanged);
+  }
+
+  notebooks.widgetAdded.connect((_, panel) => void watch(panel));
+  notebooks.forEach(panel => void watch(panel));
+  void app.restored.then(showCurrent);
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'Timeback: presence, run metadata and a status bar item for notebooks.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ILabShell, IStatusBar],
+  activate
+};
+
+export default plugin;

@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest';
+
+import type { Snapshot } from '../src/presence';
+import {
+  ActiveTime,
+  describeExercises,
+  formatDuration,
+  label,
+  localMidnight,
+  sameJson
+} from '../src/runview';
+import { makeRun } from './fakes';
+
+function snap(overrides: Partial<Snapshot> = {}): Snapshot {
+  return {
+    phase: 'tracking',
+    run: makeRun(),
+    metadata: null,
+    online: true,
+    error: null,
+    receivedAt: 0,
+    ...overrides
+  };
+}
+
+describe('label', () => {
+  it('maps the run to one word', () => {
+    expect(label(snap())).toBe('active');
+    expect(label(snap({ run: makeRun({ state: 'inactive' }) }))).toBe('idle');
+    expect(label(snap({ run: makeRun({ state: 'paused' }) }))).toBe('paused');
+    expect(label(snap({ run: makeRun({ status: 'ended', state: 'ended' }) }))).toBe('ended');
+    expect(label(snap({ run: null, phase: 'starting' }))).toBe('starting');
+    expect(label(snap({ run: null, phase: 'stopped', error: 'no activity' }))).toBe(
+      'not recording'
+    );
+  });
+
+  it('completed wins over offline, offline over everything else', () => {
+    const done = makeRun({ status: 'completed', state: 'completed' });
+    expect(label(snap({ run: done, online: false }))).toBe('completed');
+    expect(label(snap({ online: false }))).toBe('offline');
+    expect(label(snap({ run: null, online: false }))).toBe('offline');
+  });
+});
+
+describe('formatDuration', () => {
+  it('shows m:ss under an hour and h:mm:ss above', () => {
+    expect(formatDuration(0)).toBe('0:00');
+    expect(formatDuration(5.9)).toBe('0:05');
+    expect(formatDuration(754)).toBe('12:34');
+    expect(formatDuration(3723)).toBe('1:02:03');
+    expect(formatDuration(-3)).toBe('0:00');
+    expect(formatDuration(Number.NaN)).toBe('0:00');
+  });
+});
+
+describe('ActiveTime', () => {
+  it('counts on from the server figure while active, capped', () => {
+    const time = new ActiveTime(15000);
+    const s = snap({ run: makeRun({ active_seconds: 60 }), receivedAt: 1000 });
+    expect(time.seconds(s, 1000)).toBe(60);
+    expect(time.seconds(s, 4000)).toBe(63);
+    expect(time.seconds(s, 100_000)).toBe(75); // answers stopped: no invented time
+  });
+
+  it('does not count on while idle, paused or offline', () => {
+    for (const s of [
+      snap({ run: makeRun({ active_seconds: 60, state: 'inactive' }) }),
+      snap({ run: makeRun({ active_seconds: 60, state: 'paused' }) }),
+      snap({ run: makeRun({ active_seconds: 60 }), online: false })
+    ]) {
+      expect(new ActiveTime(15000).seconds(s, 10_000)).toBe(60);
+    }
+  });
+
+  it('never goes back while counting, is exact at rest, starts over for another run', () => {
+    const time = new ActiveTime(15000);
+    expect(time.seconds(snap({ run: makeRun({ active_seconds: 10 }) }), 4000)).toBe(14);
+    // the server's next figure is below our guess: hold, do not tick backwards
+    const later = snap({ run: makeRun({ active_seconds: 13 }), receivedAt: 5000 });
+    expect(time.seconds(later, 5000)).toBe(14);
+    expect(time.seconds(later, 7000)).toBe(15);
+    const done = makeRun({ active_seconds: 13.5, status: 'completed', state: 'completed' });
+    expect(time.seconds(snap({ run: done, receivedAt: 8000 }), 9000)).toBe(13.5); // at rest: exact
+    const other = makeRun({ id: 'another-run', active_seconds: 2 });
+    expect(time.seconds(snap({ run: other, receivedAt: 7000 }), 7000)).toBe(2);
+    expect(time.seconds(snap({ run: null }), 7000)).toBe(0);
+  });
+});
+
+describe('describeExercises', () => {
+  it('counts correct answers and lists them', () => {
+    expect(describeExercises({})).toBe('none yet');
+    expect(describeExercises({ q1: true, q2: false, q3: true })).toBe(
+      '2 of 3 correct: q1 ✓, q2 ✗, q3 ✓'
+    );
+  });
+});
+
+describe('sameJson', () => {
+  it('ignores key order, not values', () => {
+    expect(sameJson({ a: 1, b: { c: [1, 2] } }, { b: { c: [1, 2] }, a: 1 })).toBe(true);
+    expect(sameJson({ a: 1, b: { c: [1, 2] } }, { a: 1, b: { c: [2, 1] } })).toBe(false);
+    expect(sameJson({ run: { status: 'active' } }, { run: { status: 'completed' } })).toBe(false);
+    expect(sameJson(undefined, { a: 1 })).toBe(false);
+    expect(sameJson(null, null)).toBe(true);
+  });
+});
+
+describe('localMidnight', () => {
+  it('is the start of the local day', () => {
+    const evening = new Date(2026, 0, 27, 21, 45, 10);
+    expect(localMidnight(evening)).toBe(new Date(2026, 0, 27).getTime());
+    expect(localMidnight(new Date(2026, 0, 27))).toBe(new Date(2026, 0, 27).getTime());
+  });
+});

@@ -1,0 +1,125 @@
+"""Browser tests: a real `jupyter lab` with the built extension, Debian's Chromium driven by
+Playwright (never a downloaded browser), and the Timeback stand-in receiving the events."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import STUDENT
+from ..standin import StandIn
+from .lab import CLIENT_ID, SECRET, SOURCED_ID, Lab
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _why_no_browser() -> str | None:
+    """Why browser tests cannot run here; None when they can. Under CI they always must."""
+    if os.environ.get("CI") == "true":
+        return None
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium); CI=true runs these tests"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install -e '.[test]')"
+    return None
+
+
+# pytest-jupyter's autouse fixtures would close Playwright's event loop, and clean up an
+# in-process server these tests never start (their servers are subprocesses).
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop() -> Iterator[None]:
+    yield None
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup() -> Iterator[None]:
+    yield
+
+
+# Per module, not per session: a running Playwright holds an asyncio loop in this thread, and
+# the tests after these (pytest-jupyter's) need it gone.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    reason = _why_no_browser()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(60_000)  # two cores shared with kernels and the server
+    page = context.new_page()
+    # Playwright tells every page it has focus; the tests want the real thing (a tab switch
+    # takes focus away, and the extension reports it).
+    context.new_cdp_session(page).send("Emulation.setFocusEmulationEnabled", {"enabled": False})
+    # Leaving a notebook with outputs asks "leave the page?": the student says yes.
+    page.on("dialog", lambda dialog: dialog.accept())
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    with StandIn(CLIENT_ID, SECRET) as api:
+        api.users[STUDENT] = [SOURCED_ID]
+        yield api
+
+
+def installed_labextension() -> Path | None:
+    """Where JupyterLab finds our prebuilt extension, if it does."""
+    from jupyter_core.paths import jupyter_path
+
+    for base in jupyter_path("labextensions"):
+        candidate = Path(base) / "timeback-jupyter" / "package.json"
+        if candidate.exists():
+            return candidate.parent
+    return None
+
+
+@pytest.fixture
+def start_lab(tmp_path: Path, standin: StandIn) -> Iterator[Any]:
+    """``start_lab(root, store)`` starts a `jupyter lab`; all are stopped after the test."""
+    if installed_labextension() is None:
+        pytest.fail("the labextension is not built and installed: run `make labext`")
+    labs: list[Lab] = []
+
+    def start(root: Path, store: Path | None = None, *extra: str) -> Lab:
+        name = f"lab{len(labs)}"
+        lab = Lab(tmp_path / name, root, store or tmp_path / f"{name}.sqlite3", standin, *extra)
+        labs.append(lab)
+        return lab
+
+    yield start
+    for lab in labs:
+        lab.stop()
