@@ -50,10 +50,8 @@ def _headline(name: str, r: dict[str, Any]) -> str:
         cases = m["cases"]
         ok = sum(1 for c in cases if c["outcome"] == "passed")
         known = sum(1 for c in cases if c["outcome"].startswith("known bug"))
-        return (
-            f"{ok}/{len(cases)} cases passed, {known} known bugs pinned as xfail "
-            f"({r['params']['form']} form)"
-        )
+        pinned = f", {known} known bugs pinned as xfail" if known else ""
+        return f"{ok}/{len(cases)} cases passed{pinned} ({r['params']['form']} form)"
     return ""
 
 
@@ -61,13 +59,14 @@ def _headline(name: str, r: dict[str, Any]) -> str:
 # explanation disappears with the problem once it is fixed and the figure re-measured.
 WHY_MISSED = {
     "kernel": (
-        "The extension adds a fraction of a millisecond per cell, all of it on the server's "
-        "event loop, which also relays the websocket: its own IOPub subscription deserializes "
-        "every message of the kernel (HMAC check and JSON of each part) just to find the two "
-        "`status` messages of a cell, and each of those asks the session manager (an SQLite "
-        "query) which notebook the kernel serves. Reading only the header part before "
-        "deserializing, and caching kernel -> notebook (invalidated on session and rename "
-        "events), would remove most of it."
+        "The extension adds under a millisecond per cell, on the server's event loop, which "
+        "also relays the websocket. A profile of the enabled server puts most of it in the "
+        "IOPub watcher: it fully deserializes every message of the kernel (signature check, "
+        "JSON and date parsing of header, parent header and metadata) only to find the two "
+        "`status` messages of a cell, doubling what Jupyter already does per message. "
+        "Recognizing a status message from the raw header part (one small json.loads, no date "
+        "parsing) before anything else would skip the other messages; the rest is one asyncio "
+        "task and a clock update per signal."
     ),
     "presence": (
         "Two causes. First, Jupyter itself: its cheapest authenticated API call costs the "

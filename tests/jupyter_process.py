@@ -42,6 +42,7 @@ class Server:
         }
         args = [
             sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+            "--ServerApp.port_retries=0",  # a taken port must fail loudly, not move silently
             f"--port={self.port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
             f"--IdentityProvider.token={TOKEN}",
             "--MultiKernelManager.default_kernel_name=python3",
@@ -65,6 +66,10 @@ class Server:
                 pass
             assert self.proc.poll() is None, (tmp / f"server-{self.port}.log").read_text()
             time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.http.close()
+        self.log.close()
         raise AssertionError("server did not start")
 
     def open(self, path: str) -> dict:
