@@ -75,6 +75,10 @@ class KernelWatcher:
     @staticmethod
     def _classify(session: Session, parts: list[bytes]) -> str | None:
         _idents, fed = session.feed_identities(parts)
+        # Most IOPub traffic is output: a byte search of the raw header skips the signature check
+        # and JSON decoding of every message that cannot be a status (a miss costs nothing).
+        if len(fed) < 2 or b'"status"' not in fed[1]:
+            return None
         msg = session.deserialize(fed, content=False)
         if msg["header"].get("msg_type") != "status":
             return None
