@@ -159,8 +159,7 @@ class Target:
         write_notebook(self.root, "quiz.ipynb", {"activity": QUIZ})
         write_notebook(self.root, "lesson.ipynb", {"activity": LESSON})
         write_notebook(self.root, "fuzz.ipynb")
-        # port_retries=0: a port taken meanwhile fails the start instead of moving it.
-        self.server = Server(tmp, self.root, tmp / "timeback.sqlite3", "--ServerApp.port_retries=0")
+        self.server = Server(tmp, self.root, tmp / "timeback.sqlite3")
         http = self.server.http
         self.run_id = http.post("/timeback/api/runs", json={"path": "quiz.ipynb"}).json()["run"][
             "id"

@@ -117,12 +117,10 @@ def standin():
 def start_server(tmp: Path, root: Path, store: Path, api: StandIn) -> Server:
     """A server on the drill's store; one more try if the first never came up.
 
-    ``port_retries=0``: when another process takes the chosen port first, this server exits
-    instead of quietly moving to the next port, where the drill could not find it (or would
-    find someone else's server). Whatever a failed try left running is killed by its pid.
+    ``Server`` runs with ``port_retries=0``: when another process takes the chosen port first,
+    the server exits instead of quietly moving to a port the drill could not find.
     """
     args = (
-        "--ServerApp.port_retries=0",
         "--Timeback.sink=timeback", f"--Timeback.base_url={api.url}",
         f"--Timeback.auth_url={api.token_url}", f"--Timeback.oneroster_base_url={api.url}",
         f"--Timeback.student_id={SOURCED_ID}", "--Timeback.retry_initial=0.05",
