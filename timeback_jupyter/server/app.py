@@ -10,6 +10,7 @@ import sqlite3
 import time
 from typing import Any
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 
@@ -58,7 +59,7 @@ class TimebackApp(ExtensionApp):
         self._pending: set[asyncio.Future[Any]] = set()
         self._kernel_paths: dict[str, str] = {}
         self._browser_paths: set[str] = set()
-        self._checked: dict[str, float] = {}  # notebook path -> mtime seen without an activity
+        self._checked: dict[str, str] = {}  # notebook path -> last_modified seen without one
         self.tokens = KernelTokens(self.serverapp.runtime_dir, "")
         self.watcher = KernelWatcher(
             self.serverapp.kernel_manager, self._on_kernel_signal, log=self.log
@@ -330,12 +331,15 @@ class TimebackApp(ExtensionApp):
         """Start the run of a notebook that declares an activity; False if it declares none."""
         if self.tracker.closed_at(path):
             return False  # ended or completed while open: only an explicit start restarts it
-        cm = self.serverapp.contents_manager
+        # A notebook found without an activity is read again only once it has changed.
         try:
-            mtime = os.path.getmtime(cm._get_os_path(path)) if hasattr(cm, "_get_os_path") else 0
-        except OSError:
-            mtime = 0
-        if self._checked.get(path) == mtime and mtime:
+            model = await ensure_async(
+                self.serverapp.contents_manager.get(path, content=False, type="notebook")
+            )
+            mtime = str(model.get("last_modified") or "")
+        except Exception:
+            mtime = ""
+        if mtime and self._checked.get(path) == mtime:
             return False
         try:
             result = await self.start_notebook(path)
