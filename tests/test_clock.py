@@ -838,3 +838,44 @@ def test_random_scripts_with_real_knobs_keep_the_invariants(
              "presence_ttl": 20.0}  # fmt: skip
     out = play_script(script, knobs, base=T0)
     check_invariants(out, knobs)
+
+
+# ---- lazy hand-over at the instant a pause is due --------------------------------------
+#
+# The clock settles a student's runs lazily (a call costs O(1) in the other runs), so the
+# instant where one run's pause is due and the active run lapses (or a call makes it lapse)
+# needs the rule spelled out: taking over comes first when the active run lapses by itself;
+# after a call, the pause due at the call's instant has already begun. Slot 0 runs a cell
+# (recent forever) and stops being active when slot 1 opens at 1001, so its pause is due at
+# 1001 + abandon_after (30) = 1031.
+
+
+def test_a_run_takes_over_at_the_instant_its_pause_was_due() -> None:
+    script = [
+        (0, ("open", 0)),
+        (0, ("signal", 0, "execute_start")),
+        (1, ("open", 1)),
+        (9, ("signal", 1, "input")),  # slot 1 stays recent: until 1022 ...
+        (9, ("signal", 1, "input")),  # ... then until 1019 + 12 = 1031
+        (21, ("tick",)),
+    ]
+    out = play_script(script, SMALL, reference=Reference(**SMALL))
+    late = [w for w in out.windows if w.run_id == run_id(0, 0) and w.start >= 1030]
+    assert sum(w.active for w in late) == 9.0  # active from 1031 to 1040, never paused
+
+
+def test_a_call_at_the_instant_a_pause_is_due_finds_it_paused() -> None:
+    # Slot 1 is seen and recent throughout (reports every 5 s, with input just now).
+    pings = [(5, ("presence", 1, "a", True, True, 0)) for _ in range(5)]  # 1006 .. 1026
+    script = [
+        (0, ("open", 0)),
+        (0, ("signal", 0, "execute_start")),
+        (1, ("open", 1)),
+        (0, ("presence", 1, "a", True, True, 0)),
+        *pings,
+        (5, ("presence", 1, "a", True, False, 0)),  # 1031: slot 1 loses focus
+        (9, ("tick",)),
+    ]
+    out = play_script(script, SMALL, reference=Reference(**SMALL))
+    late = [w for w in out.windows if w.run_id == run_id(0, 0) and w.end > 1031]
+    assert late == []  # paused at 1031: nothing counted for it after

@@ -17,16 +17,16 @@ reads a clock, so the same script always gives the same windows. At each instant
 
 State only changes at calls and at known instants (idle expiry, presence expiry, pause onset,
 window boundary), so time between calls is integrated exactly, piece by piece, with no
-per-second loop. Runs of one student are advanced together because the one-active rule couples
-them; students are independent. What a call learns arrives at its ``now``: an input reported
-late (``last_input`` in the past) makes the run recent from then on, it does not rewrite time
-already counted.
+per-second loop. The one-active rule couples a student's runs, but lazily: a call costs O(1) in
+the student's other runs (see the integration section); students are independent. What a call
+learns arrives at its ``now``: an input reported late (``last_input`` in the past) makes the run
+recent from then on, it does not rewrite time already counted.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -66,6 +66,7 @@ class _Run:
     last_active: float
     anchor: float  # where the current series of windows began: boundaries are anchor + k*interval
     start: float  # start of the open window
+    settled: float  # the run's windows and time are integrated up to here
     closed: int = 0  # whole windows closed since anchor
     active: float = 0.0
     inactive: float = 0.0
@@ -81,8 +82,9 @@ class _Run:
 
 @dataclass(slots=True)
 class _Student:
-    now: float  # every run of the student has been advanced to here
+    now: float  # the student's active run is known up to here (runs settle lazily)
     runs: dict[str, _Run] = field(default_factory=dict)
+    winner: _Run | None = None  # the active run at ``now``
 
 
 class EngagementClock:
@@ -135,21 +137,28 @@ class EngagementClock:
         group = self._students.get(student)
         if group is None:
             group = self._students[student] = _Student(now=now)
-        t = self._advance(group, now, self._closed, self._on_segment)
+        t = self._advance(group, now)
         self._seq += 1
         run = _Run(
-            id=key, student=student, seq=self._seq, last_signal=t, last_active=t, anchor=t, start=t
+            id=key,
+            student=student,
+            seq=self._seq,
+            last_signal=t,
+            last_active=t,
+            anchor=t,
+            start=t,
+            settled=t,
         )
         group.runs[key] = run
         self._runs[key] = run
+        self._reconsider(group, run, t)
 
     def signal(self, run_id: str, now: float, kind: str) -> None:
         """Kernel or browser activity: ``execute_start``, ``execute_end``, ``comm`` or ``input``."""
         run = self._get(run_id)
         if kind not in SIGNAL_KINDS:
             raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(SIGNAL_KINDS)}")
-        group = self._students[run.student]
-        t = self._advance(group, _time(now), self._closed, self._on_segment)
+        group, t = self._reach(run, _time(now))
         if kind == "execute_start":
             run.running += 1
         elif kind == "execute_end":
@@ -157,6 +166,7 @@ class EngagementClock:
             run.running = max(0, run.running - 1)
         run.last_signal = max(run.last_signal, t)
         self._maybe_resume(group, run, t)
+        self._reconsider(group, run, t)
 
     def presence(
         self,
@@ -177,8 +187,7 @@ class EngagementClock:
             raise InvalidInput("focused", f"must be true or false, got {focused!r}")
         if last_input is not None:
             last_input = _time(last_input, "last_input")
-        group = self._students[run.student]
-        t = self._advance(group, _time(now), self._closed, self._on_segment)
+        group, t = self._reach(run, _time(now))
         if last_input is not None:
             # A browser clock ahead of ours must not buy idle time in advance.
             run.last_signal = max(run.last_signal, min(last_input, t))
@@ -188,15 +197,16 @@ class EngagementClock:
             del run.sources[name]
         run.sources[source] = _Report(visible=visible, focused=focused, at=t)
         self._maybe_resume(group, run, t)
+        self._reconsider(group, run, t)
 
     def leave(self, run_id: str, source: str, now: float) -> None:
         """A tab closed (pagehide): its presence no longer counts."""
         run = self._get(run_id)
         source = require_text(source, "source", 200)
-        group = self._students[run.student]
-        self._advance(group, _time(now), self._closed, self._on_segment)
+        group, t = self._reach(run, _time(now))
         run.sources.pop(source, None)
         run.tracked = True
+        self._reconsider(group, run, t)
 
     def tick(self, now: float) -> list[Window]:
         """Advance every run to ``now``; every window closed since the last tick, by end time.
@@ -205,7 +215,9 @@ class EngagementClock:
         """
         now = _time(now)
         for group in self._students.values():
-            self._advance(group, now, self._closed, self._on_segment)
+            t = self._advance(group, now)
+            for run in group.runs.values():
+                self._settle(run, t, run is group.winner)
         closed, self._closed = self._closed, []
         closed.sort(key=lambda w: (w.end, w.start))
         return closed
@@ -218,8 +230,7 @@ class EngagementClock:
         time (or the run is paused).
         """
         run = self._get(run_id)
-        group = self._students[run.student]
-        t = self._advance(group, _time(now), self._closed, self._on_segment)
+        _, t = self._reach(run, _time(now))
         if run.paused:
             return None
         window = self._window(run, t)
@@ -234,90 +245,166 @@ class EngagementClock:
         del group.runs[run.id]
         if not group.runs:
             del self._students[run.student]
+        elif group.winner is run:
+            self._hand_over(group, self._pick(group, group.now, settled=True), group.now)
         return window
 
     def state(self, run_id: str, now: float) -> Snapshot:
         """The run's state at ``now`` and its open window so far, changing nothing."""
         run = self._get(run_id)
-        now = _time(now)
         group = self._students[run.student]
-        trial = _Student(now=group.now, runs={k: r.copy() for k, r in group.runs.items()})
-        t = self._advance(trial, now, [], None)
-        mine = trial.runs[run.id]
-        if mine.paused:
+        until = max(_time(now), group.now)
+        trial = run.copy()
+        winning = run is group.winner
+        for at, new in self._handovers(group, until):
+            if winning or new is run:
+                self._settle(trial, at, winning, at_end=new is run, trial=True)
+                winning = new is run
+        self._settle(trial, until, winning, trial=True)
+        if trial.paused:
             return Snapshot("paused", 0.0, 0.0)
-        state: State = "active" if self._winner(trial.runs.values(), t) is mine else "inactive"
-        return Snapshot(state, mine.active, mine.inactive)
+        return Snapshot("active" if winning else "inactive", trial.active, trial.inactive)
 
     def runs(self) -> list[str]:
         return list(self._runs)
 
     # ---- integration ---------------------------------------------------------------------
+    #
+    # Lazily, so a call costs O(1) in the student's other runs, not O(runs): between calls
+    # eligibility (seen and recent, not paused) can only lapse, never begin, and the ranking
+    # (last signal, open order) is fixed, so the active run changes only when the current one
+    # lapses, and only then do the others need looking at. A run's own time needs nothing but
+    # its status (active or not) since it was last settled: non-active time is inactive, so a
+    # run is settled (its windows closed, its pause noticed) only when its status changes, when
+    # it is called, and on tick.
 
-    def _advance(
-        self, group: _Student, until: float, out: list[Window], hook: SegmentHook | None
-    ) -> float:
-        """Integrate the student's runs up to ``until`` (clamped: time never runs backwards)."""
-        t = group.now
-        until = max(until, t)
-        runs = list(group.runs.values())
-        interval = self.heartbeat_interval
-        while True:
-            winner = self._winner(runs, t)
-            # What happens at the instant t itself: a pause begins or a window boundary is hit.
-            for run in runs:
-                if run.paused:
-                    continue
-                if run is not winner and t >= run.last_active + self.abandon_after:
-                    window = self._window(run, t)
-                    if window is not None:
-                        out.append(window)
-                    run.paused = True
-                    run.active = run.inactive = 0.0
-                elif t >= _next_end(run, interval):
-                    window = self._window(run, t)
-                    if window is not None:
-                        out.append(window)
-                    run.closed += 1
-                    run.start = t
-                    run.active = run.inactive = 0.0
-            if t >= until:
-                break
-            # The state is constant until the next instant at which anything can change.
-            step_end = until
-            for run in runs:
-                if run.paused:
-                    continue
-                step_end = min(step_end, _next_end(run, interval))
-                if run.running == 0:
-                    step_end = _earliest_after(step_end, run.last_signal + self.idle_after, t)
-                if run.tracked:
-                    step_end = _earliest_after(step_end, self._seen_until(run), t)
-                if run is not winner:
-                    step_end = _earliest_after(step_end, run.last_active + self.abandon_after, t)
-            span = step_end - t
-            for run in runs:
-                if run.paused:
-                    continue
-                if run is winner:
-                    run.active += span
-                    run.last_active = step_end
-                else:
-                    run.inactive += span
-                if hook is not None:
-                    hook(run.id, t, step_end, "active" if run is winner else "inactive")
-            t = step_end
-        group.now = t
-        return t
+    def _reach(self, run: _Run, now: float) -> tuple[_Student, float]:
+        """Advance the run's student to ``now`` and settle the run there, before a call."""
+        group = self._students[run.student]
+        t = self._advance(group, now)
+        self._settle(run, t, run is group.winner)
+        return group, t
 
-    def _winner(self, runs: Iterable[_Run], t: float) -> _Run | None:
+    def _advance(self, group: _Student, until: float) -> float:
+        """Move the student's active run along to ``until`` (clamped: time never runs backwards)."""
+        until = max(until, group.now)
+        for at, new in self._handovers(group, until):
+            self._hand_over(group, new, at)
+        group.now = until
+        return until
+
+    def _handovers(self, group: _Student, until: float) -> Iterator[tuple[float, _Run | None]]:
+        """Each instant in (now, until] where the active run lapses, and who takes over."""
+        current = group.winner
+        while current is not None:
+            at = self._lapses_at(current)
+            if at > until:
+                return
+            current = self._pick(group, at, settled=False)
+            yield at, current
+
+    def _hand_over(self, group: _Student, new: _Run | None, at: float) -> None:
+        old = group.winner
+        if old is not None and old is not new:
+            self._settle(old, at, True, at_end=False)
+        if new is not None and new is not old:
+            self._settle(new, at, False, at_end=True)
+        group.winner = new
+
+    def _reconsider(self, group: _Student, run: _Run, t: float) -> None:
+        """After a call changed ``run`` at ``t``: is the student's active run still the same?"""
+        current = group.winner
+        if run is current:
+            if not self._eligible(run, t):
+                self._hand_over(group, self._pick(group, t, settled=True), t)
+        elif self._eligible(run, t) and (current is None or _rank(run) > _rank(current)):
+            self._hand_over(group, run, t)
+
+    def _pick(self, group: _Student, t: float, *, settled: bool) -> _Run | None:
+        """The student's active run at ``t``.
+
+        A run not active since ``last_active`` pauses at ``last_active + abandon_after``, but at
+        that very instant it may still take over when the active run lapses (taking over comes
+        first); after a call, a pause due at the call's instant has already happened.
+        """
         best: _Run | None = None
-        for run in runs:
-            if run.paused or not self._seen(run, t) or not self._recent(run, t):
+        for run in group.runs.values():
+            if run.paused or run is group.winner:
                 continue
-            if best is None or (run.last_signal, run.seq) > (best.last_signal, best.seq):
+            onset = run.last_active + self.abandon_after
+            if onset < t or (settled and onset <= t):
+                continue
+            if not self._eligible(run, t):
+                continue
+            if best is None or _rank(run) > _rank(best):
                 best = run
         return best
+
+    def _settle(
+        self,
+        run: _Run,
+        until: float,
+        winning: bool,
+        *,
+        at_end: bool | None = None,
+        trial: bool = False,
+    ) -> None:
+        """Integrate one run up to ``until``, active throughout or not at all (``winning``).
+
+        ``at_end`` is its status at the instant ``until`` itself, where a pause can begin. A
+        ``trial`` (on a copy, for :meth:`state`) hands out no window and reports no segment.
+        """
+        out = None if trial else self._closed
+        hook = None if trial else self._on_segment
+        if at_end is None:
+            at_end = winning
+        t = run.settled
+        until = max(until, t)
+        interval = self.heartbeat_interval
+        while not run.paused:
+            now_winning = at_end if t >= until else winning
+            if not now_winning and t >= run.last_active + self.abandon_after:
+                self._emit(run, t, out)
+                run.paused = True
+                run.active = run.inactive = 0.0
+                break
+            if t >= _next_end(run, interval):
+                self._emit(run, t, out)
+                run.closed += 1
+                run.start = t
+                run.active = run.inactive = 0.0
+            if t >= until:
+                break
+            step_end = min(until, _next_end(run, interval))
+            if not winning:
+                step_end = _earliest_after(step_end, run.last_active + self.abandon_after, t)
+            span = step_end - t
+            if winning:
+                run.active += span
+                run.last_active = step_end
+            else:
+                run.inactive += span
+            if hook is not None:
+                hook(run.id, t, step_end, "active" if winning else "inactive")
+            t = step_end
+        run.settled = until
+
+    def _emit(self, run: _Run, end: float, out: list[Window] | None) -> None:
+        window = self._window(run, end)
+        if window is not None and out is not None:
+            out.append(window)
+
+    def _lapses_at(self, run: _Run) -> float:
+        """When the active run stops being seen or recent, if nothing is said meanwhile."""
+        at = float("inf")
+        if run.running == 0:
+            at = run.last_signal + self.idle_after
+        if run.tracked:
+            at = min(at, self._seen_until(run))
+        return at
+
+    def _eligible(self, run: _Run, t: float) -> bool:
+        return not run.paused and self._seen(run, t) and self._recent(run, t)
 
     def _seen(self, run: _Run, t: float) -> bool:
         return not run.tracked or t < self._seen_until(run)
@@ -337,7 +424,8 @@ class EngagementClock:
         if not run.paused:
             return
         run.paused = False
-        if self._winner(group.runs.values(), t) is run:
+        current = group.winner
+        if self._eligible(run, t) and (current is None or _rank(run) > _rank(current)):
             _restart(run, t)
             run.last_active = t
         else:
@@ -360,6 +448,10 @@ class EngagementClock:
             return parse_run_id(run_id)
         except InvalidInput:
             return run_id
+
+
+def _rank(run: _Run) -> tuple[float, int]:
+    return (run.last_signal, run.seq)
 
 
 def _next_end(run: _Run, interval: float) -> float:
