@@ -230,3 +230,20 @@ def test_windows_survive_a_store_that_fails_for_a_while(store, now, monkeypatch)
     tracker.tick()
     assert tracker.unrecorded == 0
     assert [seconds(e, "active") for e in time_spent(store, run.id)] == [15.0] * 4
+
+
+def test_windows_can_be_written_a_slice_at_a_time_and_a_completion_waits_for_them(store, now):
+    tracker = make_tracker(store, now)
+    runs = [tracker.start(QUIZ, path=f"quiz-{i}.ipynb").run for i in range(3)]
+    now.t += 60  # four windows each, the last opened run active
+    closed = tracker.tick(record=False)
+    assert len(closed) == 12 and tracker.unrecorded == 12
+    assert list(store.events()) == []  # queued, nothing written yet
+    assert tracker.record_pending(limit=5) == 7
+    written = [e["eventTime"] for e in store.events()]
+    assert len(written) == 5 and written == sorted(written)  # oldest first
+    # Completing a run writes every queued window before its completion event.
+    tracker.complete(runs[0].id, total_questions=1, correct_questions=1)
+    assert tracker.unrecorded == 0
+    kinds = [e["type"] for e in store.events()]
+    assert kinds.count("TimeSpentEvent") >= 12 and kinds[-1] == "ActivityEvent"

@@ -286,21 +286,35 @@ class Tracker:
 
     # ---- windows -------------------------------------------------------------------------
 
-    def tick(self, now: float | None = None) -> list[Window]:
+    def tick(self, now: float | None = None, *, record: bool = True) -> list[Window]:
         """Close every window due by ``now`` and put its event in the outbox.
 
         Windows the store could not take (locked, full disk) are kept and written first next
-        time, so a store that fails for a while loses no time.
+        time, so a store that fails for a while loses no time. With ``record=False`` they are
+        only queued: the caller writes them with :meth:`record_pending`, a few at a time.
         """
         windows = self.clock.tick(self._now() if now is None else now)
         self._unrecorded += [(w, self._targets[w.run_id]) for w in windows if not w.empty]
-        self._record(None)
+        if record:
+            self._record(None)
         return windows
 
-    def _record(self, window: Window | None) -> None:
+    def record_pending(self, limit: int) -> int:
+        """Write up to ``limit`` queued windows, oldest first; how many are still queued.
+
+        Building an event with the official models costs a fraction of a millisecond, so the
+        server writes hundreds of windows in slices and lets the event loop serve requests
+        between them.
+        """
+        self._record(None, limit)
+        return len(self._unrecorded)
+
+    def _record(self, window: Window | None, limit: int | None = None) -> None:
         if window is not None and not window.empty:
             self._unrecorded.append((window, self._targets[window.run_id]))
-        while self._unrecorded:
+        written = 0
+        while self._unrecorded and (limit is None or written < limit):
+            written += 1
             window, target = self._unrecorded[0]
             event = caliper.time_spent_event(window, window.run_id, self.actor, target)
             self.store.record_window(window, event, target.sensor)  # may raise: kept for later

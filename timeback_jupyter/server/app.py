@@ -205,8 +205,12 @@ class TimebackApp(ExtensionApp):
             self.store.close()
 
     async def _tick_loop(self) -> None:
-        # Windows close on exact boundaries whenever we tick, so a few ticks per window suffice.
-        period = max(0.2, self.timeback.heartbeat_interval / 3)
+        # Windows close on exact boundaries whenever we tick, so a few ticks per window would
+        # suffice; ticking every second spreads many notebooks' windows into small batches
+        # rather than one burst that holds the event loop (and every request) for long.
+        period = min(1.0, max(0.2, self.timeback.heartbeat_interval / 3))
+        reconcile_every = max(period, self.timeback.heartbeat_interval / 3)
+        reconciled = 0.0
         failures = 0
         while True:
             # While the store fails, try less often: each try may wait out a lock on the loop.
@@ -215,8 +219,12 @@ class TimebackApp(ExtensionApp):
                 continue
             kept = self.tracker.unrecorded  # windows a failing store could not take yet
             try:
-                windows = self.tracker.tick()
-                await self._reconcile_sessions()
+                windows = self.tracker.tick(record=False)
+                while self.tracker.record_pending(limit=8):
+                    await asyncio.sleep(0)  # serve waiting requests between slices
+                if time.monotonic() - reconciled >= reconcile_every:
+                    reconciled = time.monotonic()
+                    await self._reconcile_sessions()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # a failing store must not stop the loop or Jupyter
