@@ -30,8 +30,10 @@ def wire(session, msg_type, content, parent_type=None):
         ("execute_input", {"code": "x = 1", "execution_count": 1}, "execute_request", None),
     ],
 )
-def test_classify(session, msg_type, content, parent, kind):
-    assert KernelWatcher._classify(session, wire(session, msg_type, content, parent)) == kind
+@pytest.mark.parametrize("verified", [False, True], ids=["own-subscription", "after-jupyter"])
+def test_classify(session, msg_type, content, parent, kind, verified):
+    parts = wire(session, msg_type, content, parent)
+    assert KernelWatcher._classify(session, parts, verified) == kind
 
 
 def test_a_forged_status_is_refused(session):
@@ -39,3 +41,31 @@ def test_a_forged_status_is_refused(session):
     other = Session(key=b"another-key")
     with pytest.raises(ValueError, match="Invalid Signature"):
         KernelWatcher._classify(other, parts)
+
+
+async def test_the_shared_stream_observes_only_what_jupyter_accepted():
+    import zmq
+    from zmq.eventloop.zmqstream import ZMQStream
+
+    from timeback_jupyter.server.kernels import _SharedStream
+
+    ctx = zmq.Context.instance()
+    stream = ZMQStream(ctx.socket(zmq.SUB))
+    seen, jupyter = [], []
+
+    def record_activity(parts):  # what Jupyter's watcher does: refuse a bad signature
+        if parts == [b"forged"]:
+            raise ValueError("Invalid Signature")
+        jupyter.append(parts)
+
+    stream.on_recv(record_activity)
+    shared = _SharedStream.join(stream, seen.append)
+    assert shared is not None
+    stream._recv_callback([b"good"])
+    with pytest.raises(ValueError, match="Invalid Signature"):
+        stream._recv_callback([b"forged"])
+    assert jupyter == [[b"good"]] and seen == [[b"good"]]
+    shared.close()
+    assert stream._recv_callback is record_activity  # given back as found
+    stream.close()
+    assert _SharedStream.join(stream, seen.append) is None  # a closed stream is not shared

@@ -44,3 +44,50 @@ async def test_cells_and_widget_messages_make_an_idle_run_active(
         client.stop_channels()
     # the 2.5 s cell counted as active although it outlasted the 1 s idle limit
     assert active_before >= 2.5
+
+
+async def test_the_watcher_rides_on_jupyters_own_iopub_subscription(
+    jp_serverapp, jp_fetch, jp_root_dir
+):
+    ext = await started(jp_serverapp)
+    path = write_notebook(jp_root_dir, "quiz.ipynb", {"activity": QUIZ})
+    session = await open_notebook(jp_fetch, path)
+    kernel_id = session["kernel"]["id"]
+    run_id = await wait_for(lambda: ext.tracker.run_at(path), what="the run")
+    kernel = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    stream = kernel._activity_stream
+    # One subscription for both: ours is chained behind Jupyter's callback on its stream.
+    assert ext.watcher._streams[kernel_id].stream is stream
+    await wait_for(lambda: state(ext, run_id) == "inactive", what="idle after 1 s")
+    before = kernel.last_activity
+
+    client = kernel_client(jp_serverapp, kernel_id)
+    try:
+        client.execute("import time; time.sleep(1.5)")
+        await wait_for(lambda: state(ext, run_id) == "active", what="a cell run")
+        # Jupyter's own bookkeeping still runs on every message.
+        await wait_for(lambda: kernel.execution_state == "busy", what="Jupyter sees it busy")
+        client.get_shell_msg(timeout=30)
+    finally:
+        client.stop_channels()
+    await wait_for(lambda: kernel.execution_state == "idle", what="Jupyter sees it idle")
+    assert kernel.last_activity > before
+
+    # A restart that changes ports makes Jupyter subscribe anew: the watcher follows.
+    jp_serverapp.kernel_manager.stop_watching_activity(kernel_id)
+    jp_serverapp.kernel_manager.start_watching_activity(kernel_id)
+    ext.watcher.refresh()
+    assert ext.watcher._streams[kernel_id].stream is kernel._activity_stream is not stream
+    await wait_for(lambda: state(ext, run_id) == "inactive", what="idle again")
+    client = kernel_client(jp_serverapp, kernel_id)
+    try:
+        client.execute("import time; time.sleep(1.5)")
+        await wait_for(lambda: state(ext, run_id) == "active", what="a cell after the restart")
+        client.get_shell_msg(timeout=30)
+    finally:
+        client.stop_channels()
+
+    # Detached (kernel shut down, extension stopping): Jupyter's callback is given back as is.
+    stream = kernel._activity_stream
+    ext.watcher.detach(kernel_id)
+    assert stream._recv_callback.__name__ == "record_activity"

@@ -295,6 +295,16 @@ class TimebackApp(ExtensionApp):
     def _on_kernel_signal(self, kernel_id: str, kind: str, at: float) -> None:
         if self.problem or self.tracker is None:
             return
+        # Two signals per cell: a known kernel's run is signalled here and now; only a kernel
+        # or notebook not seen yet needs a task (a session lookup, maybe starting its run).
+        path = self._kernel_paths.get(kernel_id)
+        run_id = self.tracker.run_at(path) if path is not None else None
+        if run_id is not None:
+            try:
+                self.tracker.signal(run_id, kind, at)
+            except Exception as err:  # never into the kernel's stream: log as a task would
+                self.log.warning("timeback: %s", err)
+            return
         self._background(self._dispatch(kernel_id, kind, at))
 
     def _background(self, coro: Any) -> None:
@@ -322,6 +332,7 @@ class TimebackApp(ExtensionApp):
             self.tracker.signal(run_id, kind, at)
 
     async def _reconcile_sessions(self) -> None:
+        self.watcher.refresh()
         sessions = await self.serverapp.session_manager.list_sessions()
         for session in sessions:
             kernel = session.get("kernel") or {}

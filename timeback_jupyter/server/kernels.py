@@ -8,6 +8,7 @@ Everything else (completions, inspections, kernel_info, the debugger) is not int
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ _SIGNALS = {
 }
 
 OnSignal = Callable[[str, str, float], None]  # (kernel_id, kind, at)
+_SHARE_POLL = 0.05
+_SHARE_WAIT = 10.0  # then subscribe ourselves
 
 
 class KernelWatcher:
@@ -50,35 +53,71 @@ class KernelWatcher:
         for kernel_id in self._km.list_kernel_ids():
             self.attach(kernel_id)
 
-    def attach(self, kernel_id: str) -> None:
-        """Subscribe to ``kernel_id``'s IOPub (again after a restart: ports may change)."""
+    def attach(self, kernel_id: str, waited: float = 0.0) -> None:
+        """Watch ``kernel_id``'s IOPub (again after a restart: ports may change).
+
+        jupyter_server already subscribes to every kernel's IOPub for its activity watcher;
+        riding on that subscription spares the server a second socket and a second dispatch
+        of every message. Where it is not there to share (pending kernels, another kernel
+        manager), we subscribe ourselves.
+        """
         self.detach(kernel_id)
         try:
             kernel = self._km.get_kernel(kernel_id)
-            stream = kernel.connect_iopub()
         except Exception as err:  # a kernel that died meanwhile must not break the server
             self._log.warning("timeback: cannot watch kernel %s: %s", kernel_id, err)
             return
+        if getattr(kernel, "_activity_stream", None) is None and waited < _SHARE_WAIT:
+            # The start event comes just before Jupyter subscribes (once the kernel is ready).
+            loop = asyncio.get_running_loop()
+            self._streams[kernel_id] = loop.call_later(
+                _SHARE_POLL, self.attach, kernel_id, waited + _SHARE_POLL
+            )
+            return
         session = Session(config=kernel.session.config, key=kernel.session.key)
 
-        def on_recv(parts: list[bytes]) -> None:
+        def observe(parts: list[bytes], verified: bool = False) -> None:
             try:
-                kind = self._classify(session, parts)
+                kind = self._classify(session, parts, verified)
                 if kind is not None:
                     self._on_signal(kernel_id, kind, self._now())
             except Exception:  # never let our observer raise into the kernel's stream
                 self._log.exception("timeback: bad IOPub message from kernel %s", kernel_id)
 
+        def on_recv(parts: list[bytes]) -> None:
+            observe(parts)
+
+        def after_jupyter(parts: list[bytes]) -> None:
+            observe(parts, verified=True)
+
+        shared = _SharedStream.join(getattr(kernel, "_activity_stream", None), after_jupyter)
+        if shared is not None:
+            self._streams[kernel_id] = shared
+            return
+        try:
+            stream = kernel.connect_iopub()
+        except Exception as err:
+            self._log.warning("timeback: cannot watch kernel %s: %s", kernel_id, err)
+            return
         stream.on_recv(on_recv)
         self._streams[kernel_id] = stream
 
     @staticmethod
-    def _classify(session: Session, parts: list[bytes]) -> str | None:
+    def _classify(session: Session, parts: list[bytes], verified: bool = False) -> str | None:
         _idents, fed = session.feed_identities(parts)
-        # Most IOPub traffic is output: a byte search of the raw header skips the signature check
-        # and JSON decoding of every message that cannot be a status (a miss costs nothing).
-        if len(fed) < 2 or b'"status"' not in fed[1]:
+        # Most IOPub traffic is output: a byte search of the raw header skips every message that
+        # cannot be a status (a miss costs nothing).
+        if len(fed) < 5 or b'"status"' not in fed[1]:
             return None
+        if verified:
+            # Jupyter's own watcher has just checked this message's signature on the same
+            # stream: only the three small parts we need are decoded (no dates parsed).
+            if session.unpack(fed[1]).get("msg_type") != "status":
+                return None
+            parent_type = (session.unpack(fed[2]) or {}).get("msg_type")
+            if parent_type not in ("execute_request", "comm_msg"):
+                return None
+            return _SIGNALS.get((parent_type, session.unpack(fed[4]).get("execution_state")))
         msg = session.deserialize(fed, content=False)
         if msg["header"].get("msg_type") != "status":
             return None
@@ -89,9 +128,23 @@ class KernelWatcher:
         state = session.unpack(msg["content"]).get("execution_state")
         return _SIGNALS.get((parent_type, state))
 
+    def refresh(self) -> None:
+        """Follow Jupyter when it replaced a kernel's stream (a restart that changed ports)."""
+        for kernel_id, held in list(self._streams.items()):
+            if not isinstance(held, _SharedStream):
+                continue
+            try:
+                current = getattr(self._km.get_kernel(kernel_id), "_activity_stream", None)
+            except Exception:
+                continue  # gone: its shutdown event detaches it
+            if current is not held.stream:
+                self.attach(kernel_id)
+
     def detach(self, kernel_id: str) -> None:
         stream = self._streams.pop(kernel_id, None)
-        if stream is not None:
+        if isinstance(stream, asyncio.TimerHandle):
+            stream.cancel()
+        elif stream is not None:
             try:
                 stream.close()
             except Exception:
@@ -100,3 +153,47 @@ class KernelWatcher:
     def detach_all(self) -> None:
         for kernel_id in list(self._streams):
             self.detach(kernel_id)
+
+
+class _SharedStream:
+    """Our observer chained behind jupyter_server's own IOPub callback on its stream."""
+
+    def __init__(self, stream: Any, previous: Callable[[list[bytes]], Any]) -> None:
+        self._stream = stream
+        self._previous = previous
+        self._chained: Callable[[list[bytes]], None] | None = None
+
+    @property
+    def stream(self) -> Any:
+        return self._stream
+
+    @classmethod
+    def join(cls, stream: Any, observer: Callable[[list[bytes]], None]) -> _SharedStream | None:
+        previous = getattr(stream, "_recv_callback", None)
+        if stream is None or not callable(previous) or _closed(stream):
+            return None
+        shared = cls(stream, previous)
+
+        def chained(parts: list[bytes]) -> None:
+            # Jupyter's own bookkeeping first, exactly as before; a message it refuses (a bad
+            # signature raises there) is not observed.
+            previous(parts)
+            observer(parts)
+
+        shared._chained = chained
+        stream.on_recv(chained)
+        return shared
+
+    def close(self) -> None:
+        # Give the stream back as we found it, unless Jupyter has replaced or closed it since.
+        if getattr(self._stream, "_recv_callback", None) is self._chained and not _closed(
+            self._stream
+        ):
+            self._stream.on_recv(self._previous)
+
+
+def _closed(stream: Any) -> bool:
+    try:
+        return bool(stream.closed())
+    except Exception:
+        return True
