@@ -17,30 +17,25 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlparse, urlunparse
-
-from pydantic import ValidationError
-from timeback_caliper import (
-    CALIPER_DATA_VERSION,
-    ActivityCompletedEvent,
-    ActivityCompletedInput,
-    CaliperEnvelope,
-    TimebackActivity,
-    TimebackActivityContext,
-    TimebackActivityMetric,
-    TimebackApp,
-    TimebackCourse,
-    TimebackUser,
-    TimeSpentEvent,
-    TimeSpentInput,
-    TimeSpentMetric,
-    create_activity_event,
-    create_time_spent_event,
-)
 
 from .config import ENVIRONMENTS, ROSTERING_PATH, ConfigError, Course
 from .model import SUBJECTS, Activity, Completion, InvalidInput, Window, parse_run_id
+
+# The official SDK (pydantic models over httpx) takes a few hundred ms to import: far more than
+# the rest of the extension. It is imported inside the functions that build or check events, so
+# loading the extension (Jupyter's start) and the kernel side never pay for it; the server warms
+# it in a thread once it has started (server.app._warm_imports).
+if TYPE_CHECKING:
+    import pydantic
+    from timeback_caliper import (
+        ActivityCompletedEvent,
+        TimebackActivityContext,
+        TimebackUser,
+        TimeSpentEvent,
+    )
 
 __all__ = [
     "Actor",
@@ -63,10 +58,13 @@ _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 # Seeds generated.id when the event id is fixed, so rebuilding an event yields the same dict.
 _METRICS_NAMESPACE = uuid.UUID("6f1c1f5e-6a43-4c55-9d6e-2b4a8f0c7e11")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EVENT_MODELS: dict[str, type[TimeSpentEvent] | type[ActivityCompletedEvent]] = {
-    "TimeSpentEvent": TimeSpentEvent,
-    "ActivityEvent": ActivityCompletedEvent,
-}
+
+
+@cache
+def _event_models() -> dict[str, type[TimeSpentEvent] | type[ActivityCompletedEvent]]:
+    from timeback_caliper import ActivityCompletedEvent, TimeSpentEvent
+
+    return {"TimeSpentEvent": TimeSpentEvent, "ActivityEvent": ActivityCompletedEvent}
 
 
 class CaliperInputError(InvalidInput):
@@ -194,6 +192,13 @@ def course_url(oneroster_base_url: str, course_id: str) -> str:
 
 
 def _context(target: Target) -> TimebackActivityContext:
+    from timeback_caliper import (
+        TimebackActivity,
+        TimebackActivityContext,
+        TimebackApp,
+        TimebackCourse,
+    )
+
     return TimebackActivityContext(
         id=activity_url(target.sensor, target.activity, target.course),
         type="TimebackActivityContext",
@@ -209,6 +214,8 @@ def _context(target: Target) -> TimebackActivityContext:
 
 
 def _user(actor: Actor) -> TimebackUser:
+    from timeback_caliper import TimebackUser
+
     if not isinstance(actor, Actor):
         raise CaliperInputError("actor", "must be a caliper.Actor")
     return TimebackUser(id=actor.id, type="TimebackUser", email=actor.email)
@@ -251,6 +258,8 @@ def _extensions(run_id: str, target: Target) -> dict[str, object]:
 
 
 def _build(factory: Any, payload: Any, what: str) -> dict[str, Any]:
+    from pydantic import ValidationError
+
     try:
         event = factory(input=payload)
     except ValidationError as err:
@@ -269,6 +278,8 @@ def time_spent_event(
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """One heartbeat window as a TimeSpentEvent (a plain JSON-able dict)."""
+    from timeback_caliper import TimeSpentInput, TimeSpentMetric, create_time_spent_event
+
     if not isinstance(window, Window):
         raise CaliperInputError("window", "must be a model.Window")
     run = _run_id(run_id, window.run_id, "window.run_id")
@@ -300,6 +311,12 @@ def completion_event(
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """A run's completion as an ActivityEvent/Completed (a plain JSON-able dict)."""
+    from timeback_caliper import (
+        ActivityCompletedInput,
+        TimebackActivityMetric,
+        create_activity_event,
+    )
+
     if not isinstance(completion, Completion):
         raise CaliperInputError("completion", "must be a model.Completion")
     run = _run_id(run_id, completion.run_id, "completion.run_id")
@@ -338,6 +355,8 @@ def completion_event(
 
 def envelope(events: list[dict[str, Any]], sensor: str, send_time: float) -> dict[str, Any]:
     """One Caliper envelope holding ``events`` as the official client posts it."""
+    from timeback_caliper import CALIPER_DATA_VERSION, CaliperEnvelope
+
     if not isinstance(events, list) or not events:
         raise CaliperInputError("events", "must be a non-empty list of events")
     for i, event in enumerate(events):
@@ -352,7 +371,7 @@ def envelope(events: list[dict[str, Any]], sensor: str, send_time: float) -> dic
     return wrapped.model_dump(mode="json", by_alias=True)
 
 
-def _validation_error(err: ValidationError, what: str) -> CaliperInputError:
+def _validation_error(err: pydantic.ValidationError, what: str) -> CaliperInputError:
     problems = []
     for issue in err.errors():
         where = ".".join(str(part) for part in issue["loc"]) or what
@@ -368,13 +387,17 @@ def validate_event(event: dict[str, Any]) -> None:
     The models accept extra keys and any string as eventTime, so the few things Timeback
     relies on beyond them (context, time format, finite metric values) are checked here.
     """
+    from pydantic import ValidationError
+    from timeback_caliper import CALIPER_DATA_VERSION
+
     if not isinstance(event, Mapping):
         raise CaliperInputError("event", f"must be a JSON object, got {type(event).__name__}")
     kind = event.get("type")
-    model = _EVENT_MODELS.get(kind) if isinstance(kind, str) else None
+    models = _event_models()
+    model = models.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise CaliperInputError(
-            "type", f"{kind!r} is not one of {', '.join(_EVENT_MODELS)} (the events we send)"
+            "type", f"{kind!r} is not one of {', '.join(models)} (the events we send)"
         )
     try:
         parsed = model.model_validate(dict(event))

@@ -25,24 +25,18 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
-
-import httpx
-import pydantic
-from timeback_caliper import CALIPER_DATA_VERSION, CaliperClient, CaliperEnvelope
-from timeback_caliper.exceptions import (
-    APIError,
-    AuthenticationError,
-    ForbiddenError,
-    NotFoundError,
-    RateLimitError,
-)
-from timeback_caliper.lib.transport import Transport
-from timeback_common import PLATFORM_ENDPOINTS, TimebackProvider
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import caliper
 from .config import ENVIRONMENTS, Credentials, Timeback
 from .store import OutboxItem, Store, StoreError
+
+# The official SDK (timeback_caliper, timeback_common: pydantic and httpx) is imported where an
+# envelope is checked or sent, not here: Jupyter loads this module at start, when nothing is
+# sent yet, and the import costs more than the rest of the extension (see caliper.py).
+if TYPE_CHECKING:
+    from timeback_caliper import CaliperClient
 
 LOG = logging.getLogger("timeback_jupyter.delivery")
 
@@ -95,6 +89,8 @@ class Sink(Protocol):
 
 
 def _check_envelope(envelope: Any) -> list[Any]:
+    from timeback_caliper import CALIPER_DATA_VERSION
+
     if not isinstance(envelope, dict):
         raise RejectedError("envelope: must be a JSON object")
     if not isinstance(envelope.get("sensor"), str) or not envelope["sensor"].strip():
@@ -155,7 +151,8 @@ class _AskedToWait(Exception):
         self.seconds = seconds
 
 
-class _SingleShotTransport(Transport):
+@cache
+def _single_shot_transport() -> type[Any]:
     """The official Caliper transport with its own retry loop cut short.
 
     ``BaseTransport.request`` retries 429/503 up to 3 times, sleeping in-process (and a 429 on
@@ -163,11 +160,17 @@ class _SingleShotTransport(Transport):
     so we hook the one place it consults before sleeping, ``_parse_retry_after``, and turn the
     first 429/503 into an exception carrying the server's delay. Our drainer does the backoff,
     durably, without holding a batch in memory for minutes.
-    """
 
-    def _parse_retry_after(self, retry_after: str | None, attempt: int) -> float:
-        seconds = super()._parse_retry_after(retry_after, attempt) if retry_after else None
-        raise _AskedToWait(seconds)
+    A class made on first use because its base class is the SDK's (imported lazily).
+    """
+    from timeback_caliper.lib.transport import Transport
+
+    class SingleShotTransport(Transport):
+        def _parse_retry_after(self, retry_after: str | None, attempt: int) -> float:
+            seconds = super()._parse_retry_after(retry_after, attempt) if retry_after else None
+            raise _AskedToWait(seconds)
+
+    return SingleShotTransport
 
 
 class TimebackSink:
@@ -175,6 +178,8 @@ class TimebackSink:
 
     ``environment`` picks Timeback's URLs; ``base_url``/``auth_url`` override them (a proxy,
     a stand-in). The client secret is never put in a message, a log record or a repr.
+    The settings are checked here; the official client is built at the first send, since
+    importing it is most of what the extension would cost Jupyter's start.
     """
 
     name = "timeback"
@@ -199,32 +204,51 @@ class TimebackSink:
             raise DeliveryError(f"request timeout must be a positive number, got {timeout!r}")
         self._credentials = credentials
         self.environment = environment
-        endpoints = PLATFORM_ENDPOINTS["BEYOND_AI"]
-        if base_url or auth_url:
-            provider = TimebackProvider(
-                base_url=(base_url or endpoints["caliper"][environment]).rstrip("/"),
-                auth_url=auth_url or endpoints["token"][environment],
-                client_id=credentials.client_id,
-                client_secret=credentials.client_secret,
-                timeout=timeout,
+        self._base_url, self._auth_url, self._timeout = base_url, auth_url, timeout
+        self._client: CaliperClient | None = None
+        self._endpoint = ""
+
+    def _caliper(self) -> CaliperClient:
+        """The official client, built once on first use (see the class docstring)."""
+        if self._client is None:
+            from timeback_caliper import CaliperClient
+            from timeback_common import PLATFORM_ENDPOINTS, TimebackProvider
+
+            credentials, environment = self._credentials, self.environment
+            base_url, auth_url, timeout = self._base_url, self._auth_url, self._timeout
+            endpoints = PLATFORM_ENDPOINTS["BEYOND_AI"]
+            if base_url or auth_url:
+                provider = TimebackProvider(
+                    base_url=(base_url or endpoints["caliper"][environment]).rstrip("/"),
+                    auth_url=auth_url or endpoints["token"][environment],
+                    client_id=credentials.client_id,
+                    client_secret=credentials.client_secret,
+                    timeout=timeout,
+                )
+            else:
+                provider = TimebackProvider(
+                    platform="BEYOND_AI",
+                    env=environment,  # type: ignore[arg-type]  # checked against ENVIRONMENTS
+                    client_id=credentials.client_id,
+                    client_secret=credentials.client_secret,
+                    timeout=timeout,
+                )
+            endpoint = provider.get_endpoint("caliper")
+            transport = _single_shot_transport()(
+                base_url=endpoint.base_url,
+                token_manager=provider.get_token_manager("caliper"),
+                paths=provider.get_paths("caliper"),
+                timeout=provider.timeout,
             )
-        else:
-            provider = TimebackProvider(
-                platform="BEYOND_AI",
-                env=environment,  # type: ignore[arg-type]  # checked against ENVIRONMENTS
-                client_id=credentials.client_id,
-                client_secret=credentials.client_secret,
-                timeout=timeout,
-            )
-        endpoint = provider.get_endpoint("caliper")
-        self.base_url = endpoint.base_url
-        self._transport = _SingleShotTransport(
-            base_url=endpoint.base_url,
-            token_manager=provider.get_token_manager("caliper"),
-            paths=provider.get_paths("caliper"),
-            timeout=provider.timeout,
-        )
-        self._client = CaliperClient(transport=self._transport)
+            self._endpoint = endpoint.base_url
+            self._client = CaliperClient(transport=transport)
+        return self._client
+
+    @property
+    def base_url(self) -> str:
+        """The Caliper API's base URL, as the official client resolves it."""
+        self._caliper()
+        return self._endpoint
 
     @classmethod
     def from_config(cls, config: Timeback, credentials: Credentials | None) -> TimebackSink:
@@ -254,18 +278,30 @@ class TimebackSink:
         return text
 
     async def send(self, envelope: dict[str, Any]) -> None:
+        import pydantic
+        from timeback_caliper import CaliperEnvelope
+
         _check_envelope(envelope)
         try:
             wrapped = CaliperEnvelope.model_validate(envelope)
         except pydantic.ValidationError as err:
             raise RejectedError(f"envelope: {err.errors()[0].get('msg', 'invalid')}") from None
+        client = self._caliper()
         try:
-            await self._client.events.send_envelope(wrapped)
+            await client.events.send_envelope(wrapped)
         except Exception as err:
             raise self._classify(err) from None
 
     def _classify(self, err: Exception) -> RetryableError | RejectedError:
         """Map what the official client raises onto retry-or-reject, without the secret."""
+        import httpx
+        from timeback_caliper.exceptions import (
+            APIError,
+            AuthenticationError,
+            ForbiddenError,
+            RateLimitError,
+        )
+
         if isinstance(err, _AskedToWait):
             return RetryableError(
                 "Timeback is rate-limiting or unavailable (HTTP 429/503)", retry_after=err.seconds
@@ -304,8 +340,12 @@ class TimebackSink:
         return RetryableError(self._scrub(f"{type(err).__name__}: {err}"))
 
     async def exists(self, event_id: str) -> bool | None:
+        import pydantic
+        from timeback_caliper.exceptions import APIError, NotFoundError
+
+        client = self._caliper()
         try:
-            await self._client.events.get(event_id)
+            await client.events.get(event_id)
         except NotFoundError:
             return False
         except APIError as err:
@@ -318,7 +358,8 @@ class TimebackSink:
         return True
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
 
 
 def make_sink(config: Timeback, credentials: Credentials | None) -> Sink:

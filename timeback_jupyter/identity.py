@@ -15,13 +15,15 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
-from timeback_common import BEYONDAI_TOKEN_URLS
+from typing import TYPE_CHECKING, Any
 
 from .caliper import Actor, user_url
 from .config import ONEROSTER_BASE_URLS, ROSTERING_PATH, Credentials, Timeback
+
+# httpx and timeback_common are imported when a lookup first runs: Jupyter imports this module
+# at start, and most servers never look a student up (the local sink, a configured student_id).
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ActorResolver",
@@ -193,9 +195,13 @@ class ActorResolver:
     ) -> ActorResolver:
         """The resolver against the configured environment's OneRoster API."""
         base = config.oneroster_base_url or ONEROSTER_BASE_URLS[config.environment]
-        auth_url = config.auth_url or BEYONDAI_TOKEN_URLS[config.environment]
         lookup = OneRosterLookup(
-            base, auth_url, credentials, timeout=config.request_timeout, transport=transport
+            base,
+            config.auth_url or None,
+            credentials,
+            environment=config.environment,
+            timeout=config.request_timeout,
+            transport=transport,
         )
         return cls(base, lookup)
 
@@ -255,7 +261,9 @@ class OneRosterLookup:
     ``filter=email='...'&limit=2``, authenticated by OAuth2 client credentials.
 
     Same query as the official ``timeback_oneroster`` client builds for the SDK. The token is
-    cached until a minute before it expires and fetched again once after a 401.
+    cached until a minute before it expires and fetched again once after a 401. ``auth_url``
+    None is the ``environment``'s token URL. The HTTP client (and the SDK's URL table) are
+    made at the first lookup, not here: this is built while Jupyter starts.
     """
 
     _EARLY_REFRESH = 60.0
@@ -263,9 +271,10 @@ class OneRosterLookup:
     def __init__(
         self,
         oneroster_base_url: str,
-        auth_url: str,
+        auth_url: str | None,
         credentials: Credentials | None,
         *,
+        environment: str = "staging",
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         now: Callable[[], float] = time.monotonic,
@@ -277,14 +286,30 @@ class OneRosterLookup:
             )
         self._users_url = f"{oneroster_base_url.rstrip('/')}{ROSTERING_PATH}/users"
         self._auth_url = auth_url
+        self._environment = environment
         self._credentials = credentials
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._timeout, self._transport = timeout, transport
+        self._client: httpx.AsyncClient | None = None
         self._now = now
         self._token: str | None = None
         self._token_expiry = 0.0
 
     def __repr__(self) -> str:
         return f"OneRosterLookup({self._users_url!r}, credentials={self._credentials.masked!r})"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport)
+        return self._client
+
+    def _token_url(self) -> str:
+        if self._auth_url is None:
+            from timeback_common import BEYONDAI_TOKEN_URLS
+
+            self._auth_url = BEYONDAI_TOKEN_URLS[self._environment]
+        return self._auth_url
 
     async def __call__(self, email: str) -> Sequence[Mapping[str, Any]]:
         # Parameter order as the official paginator sends them.
@@ -321,9 +346,11 @@ class OneRosterLookup:
         return users
 
     async def _get(self, params: dict[str, Any]) -> httpx.Response:
+        import httpx
+
         token = await self._access_token()
         try:
-            return await self._client.get(
+            return await self._http().get(
                 self._users_url,
                 params=params,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -335,14 +362,16 @@ class OneRosterLookup:
             ) from None
 
     async def _access_token(self) -> str:
+        import httpx
+
         if self._token is not None and self._now() < self._token_expiry:
             return self._token
         basic = base64.b64encode(
             f"{self._credentials.client_id}:{self._credentials.client_secret}".encode()
         ).decode("ascii")
         try:
-            response = await self._client.post(
-                self._auth_url,
+            response = await self._http().post(
+                self._token_url(),
                 headers={
                     "Authorization": f"Basic {basic}",
                     "Content-Type": "application/x-www-form-urlencoded",
@@ -374,4 +403,5 @@ class OneRosterLookup:
         return self._token
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()

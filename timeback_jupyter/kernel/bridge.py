@@ -4,6 +4,10 @@ The server writes ``<runtime dir>/timeback/kernel-<kernel id>.json`` = ``{url, k
 for every kernel it starts (``timeback_jupyter.server.bridge``). The kernel finds its own id in its
 connection file name (``kernel-<id>.json``), reads that ticket and calls the kernel routes with the
 token. The token only ever acts on the kernel's own notebook; no Timeback credential is involved.
+
+The calls use the standard library's ``http.client``, imported at the first call: httpx would
+add tens of milliseconds to ``%load_ext timeback_jupyter`` in every kernel, for a few small
+requests to a server on the same machine.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import httpx
+if TYPE_CHECKING:
+    from http.client import HTTPConnection
 
 # The same names as timeback_jupyter.server.bridge: kernel/ must not import the server side.
 TOKEN_HEADER = "X-Timeback-Kernel-Token"
@@ -25,6 +33,8 @@ ROUTES = "timeback/api/kernel"
 # A kernel started by a Jupyter server gets its ticket right after it starts: wait this long for
 # it before deciding that the server has no timeback extension.
 TICKET_WAIT = 3.0
+# Connecting to a server on this machine is instant when it runs; an answer may take longer.
+CONNECT_TIMEOUT = 2.0
 
 NOT_STARTED_BY_SERVER = "no Jupyter server with the timeback extension started this kernel"
 
@@ -108,24 +118,17 @@ def read_ticket(path: str | os.PathLike[str], *, wait: float = 0.0) -> Ticket:
 
 class Bridge:
     """Calls the kernel routes. The ticket is read again for every call: a Jupyter server that
-    restarted while the kernel lived publishes a new token."""
+    restarted while the kernel lived publishes a new token (and maybe a new port)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
         self.path = str(path)
         self.timeout = timeout
-        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()  # one request at a time on the kept connection
+        self._conn: HTTPConnection | None = None
+        self._origin: tuple[str, str, int] | None = None
 
     def ticket(self, wait: float = 0.0) -> Ticket:
         return read_ticket(self.path, wait=wait)
-
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            # trust_env=False: a proxy set for the internet must not see calls to our own server.
-            self._client = httpx.Client(
-                timeout=httpx.Timeout(self.timeout, connect=2.0), trust_env=False
-            )
-        return self._client
 
     def get(self, route: str) -> dict[str, Any]:
         return self._call("GET", route, None)
@@ -135,36 +138,133 @@ class Bridge:
 
     def _call(self, method: str, route: str, body: dict[str, Any] | None) -> dict[str, Any]:
         ticket = self.ticket()
-        if not ticket.url.startswith(("http://", "https://")):
-            raise ServerUnavailable(f"the Jupyter server's URL {ticket.url!r} is not supported")
-        url = f"{ticket.url.rstrip('/')}/{ROUTES}/{route}"
-        headers = {KERNEL_HEADER: ticket.kernel_id, TOKEN_HEADER: ticket.token}
         try:
-            response = self.client.request(method, url, json=body, headers=headers)
-        except httpx.HTTPError as err:
+            url = urlsplit(ticket.url)
+            origin = (url.scheme, url.hostname or "", url.port or 0)
+            target = f"{url.path.rstrip('/')}/{ROUTES}/{route}"
+        except ValueError:  # a port that is not a number, a malformed IPv6 host
+            origin, target = ("", "", 0), ""
+        if origin[0] not in ("http", "https") or not origin[1]:
+            raise ServerUnavailable(f"the Jupyter server's URL {ticket.url!r} is not supported")
+        headers = {
+            KERNEL_HEADER: ticket.kernel_id,
+            TOKEN_HEADER: ticket.token,
+            "Accept": "application/json",
+        }
+        content = None
+        if body is not None:
+            # As httpx's json= wrote it (NaN is refused: it is not JSON).
+            content = json.dumps(
+                body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        from http.client import HTTPException
+
+        try:
+            with self._lock:
+                status, raw = self._request(origin, method, target, content, headers)
+        except (OSError, HTTPException, ValueError) as err:
+            # ValueError: what http.client says of a host or header it cannot encode.
             raise ServerUnavailable(
                 f"the Jupyter server at {ticket.url} does not answer ({type(err).__name__})"
             ) from None
         try:
-            data = response.json()
+            data = json.loads(raw)
         except ValueError:
             data = None
-        if response.status_code == 403:
+        if status == 403:
             raise ServerUnavailable(
                 f"the Jupyter server at {ticket.url} refused this kernel's token "
                 "(was the server restarted without this kernel?)"
             )
-        if response.status_code >= 400:
+        if status >= 400:
             message = data.get("error") if isinstance(data, dict) else None
             raise ServerRefused(
-                response.status_code,
-                message if isinstance(message, str) and message else f"HTTP {response.status_code}",
+                status, message if isinstance(message, str) and message else f"HTTP {status}"
             )
         if not isinstance(data, dict):
-            raise ServerRefused(response.status_code, "the server's answer is not a JSON object")
+            raise ServerRefused(status, "the server's answer is not a JSON object")
         return data
 
+    def _request(
+        self,
+        origin: tuple[str, str, int],
+        method: str,
+        target: str,
+        content: bytes | None,
+        headers: dict[str, str],
+    ) -> tuple[int, bytes]:
+        conn = self._connection(origin)
+        try:
+            conn.request(method, target, body=content, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except BaseException:
+            self.close()  # its state is unknown: the next call connects afresh
+            raise
+        if response.will_close:
+            self.close()
+        return response.status, raw
+
+    def _connection(self, origin: tuple[str, str, int]) -> HTTPConnection:
+        """The kept-alive connection to ``origin``, or a new one.
+
+        A kept connection the server has closed meanwhile (a restart, an idle timeout) reads
+        as ready, at EOF: it is replaced before sending, never retried after (a POST must not
+        be sent twice).
+        """
+        conn = self._conn
+        if conn is not None and (
+            self._origin != origin or conn.sock is None or _readable(conn.sock)
+        ):
+            self.close()
+            conn = None
+        if conn is None:
+            import http.client
+
+            scheme, host, port = origin
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    host, port or None, timeout=CONNECT_TIMEOUT, context=_tls_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(host, port or None, timeout=CONNECT_TIMEOUT)
+            # No proxy is consulted (http.client knows none): a proxy set for the internet
+            # must not see calls to our own server.
+            try:
+                conn.connect()
+                conn.sock.settimeout(self.timeout)  # the connect timeout was for connecting only
+            except BaseException:
+                conn.close()
+                raise
+            self._conn, self._origin = conn, origin
+        return conn
+
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+            self._origin = None
+
+
+def _readable(sock: Any) -> bool:
+    """Whether an idle kept-alive socket has something to read: EOF, most likely (as httpcore
+    checks its pooled connections). ``poll`` has no limit on descriptor numbers; Windows has
+    only ``select``."""
+    poll = getattr(select, "poll", None)
+    if poll is None:
+        return bool(select.select([sock], [], [], 0)[0])
+    poller = poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _tls_context() -> Any:
+    """The trust httpx used: certifi's CA bundle when installed, else the system's."""
+    import ssl
+
+    try:
+        import certifi
+    except ImportError:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import os
 import sqlite3
 import time
@@ -36,6 +37,27 @@ SECRET_ENV_VARS = ("TIMEBACK_API_CLIENT_SECRET", "TIMEBACK_CLIENT_SECRET", "CALI
 # Store calls run on Jupyter's event loop: a lock held elsewhere must cost it a moment, not
 # SQLite's usual 5 s per write (our own writes take milliseconds, so this is ample).
 STORE_BUSY_TIMEOUT = 0.25
+# What building, checking and sending events imports: the official SDK, its pydantic models and
+# httpx. The modules above import them on first use so that Jupyter starts without them (they
+# would cost more than the rest of the extension); the first heartbeat would then import them
+# on the event loop, stalling every kernel for a quarter of a second. _warm_imports loads them
+# in a thread once the server has started.
+EVENT_IMPORTS = (
+    "pydantic",
+    "httpx",
+    "timeback_common",
+    "timeback_caliper",
+    "timeback_caliper.exceptions",
+    "timeback_caliper.lib.transport",
+)
+# What httpx itself imports only when its first client is made: the Timeback sink's first send
+# or the student lookup would pay for it on the loop. Unused by the local sink.
+NETWORK_IMPORTS = ("httpcore", "h11", "anyio._backends._asyncio", "anyio.streams.tls", "certifi")
+
+
+def _warm_imports(network: bool) -> None:
+    for name in EVENT_IMPORTS + (NETWORK_IMPORTS if network else ()):
+        importlib.import_module(name)
 
 
 class TimebackApp(ExtensionApp):
@@ -172,6 +194,8 @@ class TimebackApp(ExtensionApp):
             self._kernel_started(kernel_id)
         if self.drainer is None:
             return  # misconfigured: status says why, Jupyter works as usual
+        loop = asyncio.get_running_loop()
+        self._background(loop.run_in_executor(None, _warm_imports, self.timeback.sink != "local"))
         await self.drainer.recover()
         self._tasks = [
             asyncio.create_task(self.drainer.run(), name="timeback-drainer"),
