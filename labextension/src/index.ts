@@ -12,6 +12,7 @@ import {
   type JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { INotebookTracker, type NotebookPanel } from '@jupyterlab/notebook';
+import { ServerConnection } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { type PartialJSONObject, UUID } from '@lumino/coreutils';
 import { Signal } from '@lumino/signaling';
@@ -25,6 +26,7 @@ import {
   type TimebackMetadata
 } from './presence';
 import { sameJson } from './runview';
+import { presenceSocketUrl, SocketServer } from './socket';
 import { StatusItem } from './status';
 
 const PLUGIN_ID = 'timeback-jupyter:plugin';
@@ -72,7 +74,15 @@ function activate(
   labShell: ILabShell | null,
   statusBar: IStatusBar | null
 ): void {
-  const server = new RestServer();
+  const settings = ServerConnection.makeSettings();
+  const rest = new RestServer(settings);
+  // One socket for the whole tab: every notebook's presence goes over it, REST when it is down.
+  const server = new SocketServer({
+    url: presenceSocketUrl(settings),
+    rest,
+    WebSocket: settings.WebSocket,
+    clock
+  });
   const source = `tab-${UUID.uuid4()}`;
   const loops = new Map<NotebookPanel, PresenceLoop>();
   const activeChanged = new Signal<object, void>({});
@@ -83,7 +93,7 @@ function activate(
   let item: StatusItem | null = null;
   if (statusBar !== null) {
     item = new StatusItem({
-      fetchStatus: () => server.status(),
+      fetchStatus: () => rest.status(),
       maxExtrapolationMs: 3 * DEFAULT_INTERVAL
     });
     const shown = item;

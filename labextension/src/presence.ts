@@ -70,7 +70,7 @@ export interface Server {
   startRun(path: string): Promise<Outcome<StartAnswer>>;
   presence(report: PresenceReport): Promise<Outcome<PresenceAnswer>>;
   getRun(id: string): Promise<Outcome<{ run: RunInfo }>>;
-  /** Must send synchronously (beacon or keepalive fetch): the page may be going away. */
+  /** Must send synchronously (socket, beacon or keepalive fetch): the page may be going away. */
   leave(report: PresenceReport): void;
 }
 

@@ -21,10 +21,13 @@ from .lab import (
 )
 
 PRESENCE_FIELDS = {"path", "source", "visible", "focused", "idle_ms", "leaving"}
+SOCKET = "presence/socket"
 
 
 def watch_requests(page) -> list[dict]:
-    """Every request the page sends to our API: method, route and JSON body."""
+    """Every call the page makes to our API, in order: REST requests (method, route, JSON
+    body), and on the presence socket its opening ("OPEN"), each report sent ("WS", route
+    "presence", body without its id) and each answer ("ANSWER")."""
     seen: list[dict] = []
 
     def note(request) -> None:
@@ -37,7 +40,23 @@ def watch_requests(page) -> list[dict]:
             "body": json.loads(body) if body else None,
         })  # fmt: skip
 
+    def sent(payload) -> None:
+        report = json.loads(payload)
+        msg_id = report.pop("id", None)
+        seen.append({"method": "WS", "route": "presence", "body": report, "id": msg_id})
+
+    def answered(payload) -> None:
+        seen.append({"method": "ANSWER", "route": SOCKET, "body": json.loads(payload)})
+
+    def socket(ws) -> None:
+        if not ws.url.split("?")[0].endswith(f"/timeback/api/{SOCKET}"):
+            return  # a kernel's
+        seen.append({"method": "OPEN", "route": SOCKET, "body": None, "url": ws.url})
+        ws.on("framesent", sent)
+        ws.on("framereceived", answered)
+
     page.on("request", note)
+    page.on("websocket", socket)
     return seen
 
 
@@ -68,6 +87,22 @@ def test_lesson_in_jupyterlab(start_lab, page, standin, tmp_path: Path, artifact
     assert "PUMPKIN-42" in page.locator(".jp-Notebook .jp-Cell").nth(1).inner_text()
     wait(lambda: item_state(page) == "active", what="the status bar to say active")
     lab.wait_state(run_id, "active")
+
+    # The tab opened the presence socket and its reports flow over it, each answered with the
+    # run: REST carried at most the reports sent while the socket was connecting.
+    def answered() -> bool:
+        page.wait_for_timeout(100)  # Playwright delivers the page's events while it is called
+        answers = [r["body"] for r in sent if r["method"] == "ANSWER"]
+        return any((a.get("run") or {}).get("id") == run_id for a in answers)
+
+    wait(answered, what="a report answered over the presence socket", seen=lambda: sent)
+    opened = [r for r in sent if r["method"] == "OPEN"]
+    assert len(opened) == 1, opened
+    over_socket = [i for i, r in enumerate(sent) if r["method"] == "WS"]
+    over_rest = [i for i, r in enumerate(sent) if r["route"] == "presence" and r["method"] != "WS"]
+    assert over_rest == [] or max(over_rest) < min(over_socket), "REST after the socket opened"
+    ids = [r["id"] for r in sent if r["method"] == "WS"]
+    assert all(isinstance(i, int) for i in ids) and len(set(ids)) == len(ids), ids
     wait(lambda: page.inner_text(".tb-StatusItem-time") not in ("", "0:00"), what="time")
     page.locator("#jp-main-statusbar").screenshot(path=artifacts / "lab-statusbar.png")
 
@@ -116,8 +151,8 @@ def test_lesson_in_jupyterlab(start_lab, page, standin, tmp_path: Path, artifact
             assert set(body) <= PRESENCE_FIELDS
             assert body["path"] == path
 
-    # Closing the tab says so (keepalive request on pagehide): the run stops counting at once,
-    # not after the 60 s a silent tab keeps counting.
+    # Closing the tab says so (a leave over the socket on pagehide, and the socket's close):
+    # the run stops counting at once, not after the 60 s a silent tab keeps counting.
     page.close()
     lab.wait_state(run_id, "inactive", timeout=20, what="leaving on close")
 

@@ -4,6 +4,8 @@ Browser routes sit behind jupyter_server's auth (``@web.authenticated`` then ``@
 resource ``timeback``) and its XSRF check. Kernel routes are authenticated by a kernel token
 (see :mod:`.bridge`) and act only on the run of the kernel's own notebook. None of them counts as
 server activity (``_track_activity = False``), so heartbeats never keep an idle server alive.
+The browser reports presence over a WebSocket (:mod:`.presence_socket`, checked by the same
+functions below); ``POST presence`` is its fallback where the socket cannot open.
 """
 
 from __future__ import annotations
@@ -42,15 +44,8 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
             raise web.HTTPError(413, f"request body larger than {MAX_BODY} bytes")
         if not self.request.body:
             return {}
-        try:
-            data = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise web.HTTPError(400, "request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise web.HTTPError(400, "request body must be a JSON object")
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise web.HTTPError(400, f"unknown field(s): {', '.join(map(repr, unknown))}")
+        data = json_object(self.request.body, "request body")
+        refuse_unknown(data, allowed)
         return data
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -60,8 +55,7 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         if exc_info:
             err = exc_info[1]
             if isinstance(err, web.HTTPError) and err.log_message:
-                # tornado doubles every % of an argument-less message: format undoes it
-                reason = err.log_message % err.args
+                reason = error_message(err)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": reason, "status": status_code}))
 
@@ -70,39 +64,69 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         self.finish(json.dumps(data))
 
     def ready(self) -> None:
-        problem = self.app.problem
-        if problem:
-            raise web.HTTPError(503, f"timeback is not recording: {problem}")
-        owner = os.environ.get("JUPYTERHUB_USER")
-        user = self.current_user
-        # On JupyterHub an admin or a shared-server guest may visit: their time is not the
-        # student's. Kernel routes have no browser user and belong to the owner's kernels.
-        if (
-            owner
-            and user is not None
-            and self.request.method != "GET"
-            and getattr(user, "username", None) != owner
-            and not self.app.timeback.count_visitors
-        ):
-            raise web.HTTPError(
-                403, f"only {owner}'s own visits are recorded (c.Timeback.count_visitors is off)"
-            )
+        ready(self.app, self.current_user, writes=self.request.method != "GET")
 
     async def guarded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a tracker call and turn its refusals into HTTP answers."""
         self.ready()
-        try:
-            result = fn(*args, **kwargs)
-            if hasattr(result, "__await__"):
-                result = await result
-            return result
-        except TrackerError as err:
-            raise web.HTTPError(err.status, str(err)) from None
-        except InvalidInput as err:
-            raise web.HTTPError(400, str(err)) from None
-        except self.app.store_error_types as err:
-            self.log.error("timeback store failure: %s", err)
-            raise web.HTTPError(503, f"the timeback store failed: {err}") from None
+        return await guarded_call(self.app, self.log, fn, *args, **kwargs)
+
+
+def ready(app: TimebackApp, user: Any, *, writes: bool) -> None:
+    """Refuse (HTTPError) a call while nothing records, or a visitor's write on JupyterHub."""
+    problem = app.problem
+    if problem:
+        raise web.HTTPError(503, f"timeback is not recording: {problem}")
+    owner = os.environ.get("JUPYTERHUB_USER")
+    # On JupyterHub an admin or a shared-server guest may visit: their time is not the
+    # student's. Kernel routes have no browser user and belong to the owner's kernels.
+    if (
+        owner
+        and user is not None
+        and writes
+        and getattr(user, "username", None) != owner
+        and not app.timeback.count_visitors
+    ):
+        raise web.HTTPError(
+            403, f"only {owner}'s own visits are recorded (c.Timeback.count_visitors is off)"
+        )
+
+
+async def guarded_call(app: TimebackApp, log: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a tracker call and turn its refusals into HTTPErrors (whatever the transport)."""
+    try:
+        result = fn(*args, **kwargs)
+        if hasattr(result, "__await__"):
+            result = await result
+        return result
+    except TrackerError as err:
+        raise web.HTTPError(err.status, str(err)) from None
+    except InvalidInput as err:
+        raise web.HTTPError(400, str(err)) from None
+    except app.store_error_types as err:
+        log.error("timeback store failure: %s", err)
+        raise web.HTTPError(503, f"the timeback store failed: {err}") from None
+
+
+def error_message(err: web.HTTPError) -> str:
+    # tornado doubles every % of an argument-less message: formatting undoes it
+    return err.log_message % err.args if err.log_message else (err.reason or "error")
+
+
+def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPError(400, f"{what} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise web.HTTPError(400, f"{what} must be a JSON object")
+    return data
+
+
+def refuse_unknown(data: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise web.HTTPError(400, f"unknown field(s): {', '.join(map(repr, unknown))}")
 
 
 def _flag(data: dict[str, Any], key: str, default: bool | None = None) -> bool:
@@ -248,36 +272,43 @@ class RunExerciseHandler(RunOperations):
         await self.exercise(run_id)
 
 
+PRESENCE_FIELDS = frozenset({"path", "source", "visible", "focused", "idle_ms", "leaving"})
+
+
+def presence_args(data: dict[str, Any]) -> dict[str, Any]:
+    """``TimebackApp.presence``'s arguments from a report, over REST or the presence socket."""
+    path = _path(data)
+    source = data.get("source")
+    if not isinstance(source, str) or not source or len(source) > 200:
+        raise web.HTTPError(400, "source: required (the tab's id)")
+    leaving = _flag(data, "leaving", False)
+    visible = _flag(data, "visible", False if leaving else None)
+    focused = _flag(data, "focused", False if leaving else None)
+    idle_ms = data.get("idle_ms")
+    if idle_ms is not None and (
+        isinstance(idle_ms, bool)
+        or not isinstance(idle_ms, int | float)
+        or not math.isfinite(idle_ms)
+        or idle_ms < 0
+    ):
+        raise web.HTTPError(400, "idle_ms: must be a non-negative number")
+    return {
+        "path": path,
+        "source": source,
+        "visible": visible,
+        "focused": focused,
+        "idle_seconds": None if idle_ms is None else idle_ms / 1000.0,
+        "leaving": leaving,
+    }
+
+
 class PresenceHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
         """``{path, source, visible, focused, idle_ms, leaving?}`` from a browser tab."""
-        data = self.body({"path", "source", "visible", "focused", "idle_ms", "leaving", "_xsrf"})
-        path = _path(data)
-        source = data.get("source")
-        if not isinstance(source, str) or not source or len(source) > 200:
-            raise web.HTTPError(400, "source: required (the tab's id)")
-        leaving = _flag(data, "leaving", False)
-        visible = _flag(data, "visible", False if leaving else None)
-        focused = _flag(data, "focused", False if leaving else None)
-        idle_ms = data.get("idle_ms")
-        if idle_ms is not None and (
-            isinstance(idle_ms, bool)
-            or not isinstance(idle_ms, int | float)
-            or not math.isfinite(idle_ms)
-            or idle_ms < 0
-        ):
-            raise web.HTTPError(400, "idle_ms: must be a non-negative number")
-        run = await self.guarded(
-            self.app.presence,
-            path,
-            source,
-            visible=visible,
-            focused=focused,
-            idle_seconds=None if idle_ms is None else idle_ms / 1000.0,
-            leaving=leaving,
-        )
+        data = self.body(PRESENCE_FIELDS | {"_xsrf"})
+        run = await self.guarded(self.app.presence, **presence_args(data))
         self.answer({"run": run})
 
 
@@ -355,6 +386,9 @@ class KernelExerciseHandler(KernelHandler):
 
 
 def routes() -> list[tuple[str, type]]:
+    # imported here: the socket handler builds on this module's checks and parsing
+    from .presence_socket import PresenceSocketHandler
+
     api = r"/timeback/api"
     return [
         (rf"{api}/status", StatusHandler),
@@ -365,6 +399,7 @@ def routes() -> list[tuple[str, type]]:
         (rf"{api}/runs/({_RUN})/complete", RunCompleteHandler),
         (rf"{api}/runs/({_RUN})/exercises", RunExerciseHandler),
         (rf"{api}/presence", PresenceHandler),
+        (rf"{api}/presence/socket", PresenceSocketHandler),
         (rf"{api}/kernel/run", KernelRunHandler),
         (rf"{api}/kernel/end", KernelEndHandler),
         (rf"{api}/kernel/complete", KernelCompleteHandler),

@@ -1,0 +1,147 @@
+"""Presence over one WebSocket per browser tab: ``/timeback/api/presence/socket``.
+
+The same reports as ``POST /timeback/api/presence``, checked by the same code, answered with
+the same ``run``. Why a socket: Jupyter's own cost of an authenticated HTTP request (auth,
+tornado, logging, metrics) exceeds the presence budget at hundreds of open notebooks, while a
+message on an open, authenticated socket costs a fraction of it. Jupyter needs WebSockets for
+kernels, so wherever Jupyter works this does too; the browser falls back to REST otherwise.
+
+Client -> server: ``{"id": <int>, "path", "source", "visible", "focused", "idle_ms",
+"leaving"?}``. Server -> client: ``{"id", "run"}`` or ``{"id", "error", "status"}`` (``id``
+null when the message had none); a bad message gets its error and the socket stays open.
+Closing the socket (tab closed, crashed, network gone and the ping timing out) leaves every
+notebook it reported, as a pagehide would. Like the REST routes, nothing here counts as server
+activity: it is not an APIHandler, so Jupyter's ``api_last_activity`` never moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from .handlers import (
+    MAX_BODY,
+    PRESENCE_FIELDS,
+    error_message,
+    guarded_call,
+    json_object,
+    presence_args,
+    ready,
+    refuse_unknown,
+)
+
+if TYPE_CHECKING:
+    from .app import TimebackApp
+
+MESSAGE_FIELDS = PRESENCE_FIELDS | {"id"}
+# Leaves run after the socket is gone: held here so they are not collected before they run.
+_leaving: set[asyncio.Task[Any]] = set()
+
+
+class PresenceSocketHandler(  # type: ignore[misc]
+    ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler
+):
+    auth_resource = "timeback"
+    # (path, source) pairs reported and not left: what closing the socket leaves
+    _reported: set[tuple[str, str]]
+
+    @property
+    def app(self) -> TimebackApp:
+        return self.extensionapp  # type: ignore[return-value]
+
+    def set_default_headers(self) -> None:
+        """JupyterHandler's headers (CSP...) mean nothing on a websocket, as for kernels."""
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return self.settings.get("websocket_compression_options", None)
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Reporting presence writes, whatever the handshake's HTTP method says.
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "write", self.auth_resource)
+        )
+        if not allowed:
+            raise web.HTTPError(403, f"not authorized to write on {self.auth_resource}")
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self._reported = set()
+        super().open(*args, **kwargs)  # WebSocketMixin: keep-alive pings, closed on timeout
+
+    async def on_message(self, message: str | bytes) -> None:
+        # tornado hands over the next message only once this one is answered: reports of
+        # one tab stay in order.
+        msg_id: int | None = None
+        try:
+            size = len(message.encode()) if isinstance(message, str) else len(message)
+            if size > MAX_BODY:
+                raise web.HTTPError(400, f"message larger than {MAX_BODY} bytes")
+            data = json_object(message, "message")
+            msg_id = data.get("id")
+            if isinstance(msg_id, bool) or not isinstance(msg_id, int):
+                msg_id = None
+                raise web.HTTPError(400, "id: required (an integer the answer repeats)")
+            refuse_unknown(data, MESSAGE_FIELDS)
+            args = presence_args(data)
+            # the same checks as the REST route: not recording -> 503, a hub visitor -> 403
+            ready(self.app, self.current_user, writes=True)
+            run = await guarded_call(self.app, self.log, self.app.presence, **args)
+        except web.HTTPError as err:
+            self._send({"id": msg_id, "error": error_message(err), "status": err.status_code})
+            return
+        except Exception:  # a bug must cost one answer, not the tab's socket
+            self.log.exception("timeback: presence message failed")
+            self._send({"id": msg_id, "error": "internal error: see the server log", "status": 500})
+            return
+        pair = (args["path"], args["source"])
+        if args["leaving"]:
+            self._reported.discard(pair)
+        else:
+            self._reported.add(pair)
+        self._send({"id": msg_id, "run": run})
+
+    def on_close(self) -> None:
+        reported = getattr(self, "_reported", set())
+        if not reported:
+            return
+        self._reported = set()
+        task = asyncio.ensure_future(self._leave_all(reported))
+        _leaving.add(task)
+        task.add_done_callback(_leaving.discard)
+
+    async def _leave_all(self, reported: set[tuple[str, str]]) -> None:
+        """What the tab's pagehide would have sent for each notebook it reported."""
+        for path, source in reported:
+            try:
+                ready(self.app, self.current_user, writes=True)
+                await guarded_call(
+                    self.app,
+                    self.log,
+                    self.app.presence,
+                    path,
+                    source,
+                    visible=False,
+                    focused=False,
+                    idle_seconds=None,
+                    leaving=True,
+                )
+            except web.HTTPError as err:  # ended meanwhile, not recording: nothing to leave
+                self.log.debug("timeback: leave of %s on close: %s", path, error_message(err))
+            except Exception:
+                self.log.exception("timeback: leave of %s on close failed", path)
+
+    def _send(self, answer: dict[str, Any]) -> None:
+        # the tab may have gone meanwhile: on_close leaves for it
+        with contextlib.suppress(WebSocketClosedError):
+            self.write_message(json.dumps(answer))
