@@ -496,6 +496,20 @@ async def test_retry_after_beats_a_short_jitter(store, fake):
 
 
 @pytest.mark.asyncio
+async def test_a_retry_after_after_an_outage_is_not_stretched_by_its_backoff(store, fake):
+    enqueue_runs(store, runs=1, per_run=1)
+    sink = DownSink()
+    d = drainer(store, sink, fake, retry_initial=1.0, retry_max=300.0, rng=lambda: 1.0)
+    outage = [(await d.drain_once()).delay for _ in range(8)]
+    assert outage[-1] == 128.0  # the backoff grew while nothing answered
+    sink.retry_after = 2.0  # the API is back and rate-limits: it asks for 2 s, not minutes
+    assert (await d.drain_once()).delay == 2.0
+    sink.retry_after = 0.0  # a Retry-After of 0 still cannot make a tight loop
+    assert (await d.drain_once()).delay == 0.1
+    await d.stop()
+
+
+@pytest.mark.asyncio
 async def test_run_waits_out_the_backoff_instead_of_spinning(store, fake):
     enqueue_runs(store, runs=1, per_run=1)
     sink = DownSink()

@@ -557,15 +557,16 @@ class Drainer:
         return len(landed)
 
     def _backoff(self, retry_after: float | None) -> float:
-        # Full jitter (AWS architecture blog), capped; never sooner than the server asked.
+        # A floor keeps an outage (or a Retry-After of 0) from becoming a tight loop.
+        floor = self.retry_initial / 10.0
+        if retry_after is not None and math.isfinite(retry_after):
+            # The API answered and said when: its word, not the backoff an outage before it
+            # grew (minutes after a long one), sets the wait.
+            return max(float(retry_after), floor)
+        # Full jitter (AWS architecture blog), capped.
         exponent = min(self._failures - 1, 60)
         cap = min(self.retry_max, self.retry_initial * 2.0**exponent)
-        delay = cap * self._rng()
-        # Full jitter can draw ~0; a small floor keeps an outage from becoming a tight loop.
-        delay = max(delay, self.retry_initial / 10.0)
-        if retry_after is not None and math.isfinite(retry_after):
-            delay = max(delay, float(retry_after))
-        return delay
+        return max(cap * self._rng(), floor)
 
     async def drain_once(self) -> DrainReport:
         """Send one batch (one envelope) and settle it: ack, retry later, or dead-letter."""
