@@ -53,6 +53,47 @@ def activity(n: int) -> dict[str, Any]:
     }
 
 
+def server_env(
+    workdir: Path,
+    extension: bool,
+    timeback: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a server in ``workdir``: its own config, data and runtime dirs."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_dir = workdir / "config"
+    config_dir.mkdir(exist_ok=True)
+    # The config dir outranks the environment's jupyter_server_config.d, where the
+    # package's own file enables the extension: this is how a user would turn it off.
+    config = {
+        "ServerApp": {"jpserver_extensions": {"timeback_jupyter": extension}},
+        "Timeback": {
+            "store_path": str(workdir / "timeback.sqlite3"),
+            "student_email": STUDENT,
+            **(timeback or {}),
+        },
+    }
+    (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
+    return {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(config_dir),
+        "JUPYTER_DATA_DIR": str(workdir / "data"),
+        "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+        **(env or {}),
+    }
+
+
+def server_args(port: int, root: Path) -> list[str]:
+    """``jupyter server``'s command-line options, as every benchmark server runs it."""
+    return [
+        "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+        f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={TOKEN}",
+        "--MultiKernelManager.default_kernel_name=python3",
+        # A port taken meanwhile must fail the start, not move it where we do not look.
+        "--ServerApp.port_retries=0",
+    ]  # fmt: skip
+
+
 class JupyterServer:
     """One `jupyter server` subprocess; ``extension=False`` runs plain Jupyter."""
 
@@ -66,38 +107,11 @@ class JupyterServer:
         env: dict[str, str] | None = None,
     ) -> None:
         self.workdir, self.root, self.extension = workdir, root, extension
-        workdir.mkdir(parents=True, exist_ok=True)
-        config_dir = workdir / "config"
-        config_dir.mkdir(exist_ok=True)
-        # The config dir outranks the environment's jupyter_server_config.d, where the
-        # package's own file enables the extension: this is how a user would turn it off.
-        config = {
-            "ServerApp": {"jpserver_extensions": {"timeback_jupyter": extension}},
-            "Timeback": {
-                "store_path": str(workdir / "timeback.sqlite3"),
-                "student_email": STUDENT,
-                **(timeback or {}),
-            },
-        }
-        (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
         self.runtime = workdir / "runtime"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(config_dir),
-            "JUPYTER_DATA_DIR": str(workdir / "data"),
-            "JUPYTER_RUNTIME_DIR": str(self.runtime),
-            **(env or {}),
-        }
-        args = [
-            sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-            f"--port={self.port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
-            f"--IdentityProvider.token={TOKEN}",
-            "--MultiKernelManager.default_kernel_name=python3",
-            # A port taken meanwhile must fail the start, not move it where we do not look.
-            "--ServerApp.port_retries=0",
-        ]  # fmt: skip
+        full_env = server_env(workdir, extension, timeback, env)
+        args = [sys.executable, "-m", "jupyter_server", *server_args(self.port, root)]
         self.log_path = workdir / f"server-{self.port}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115  (closed in stop())
         self.started = time.perf_counter()

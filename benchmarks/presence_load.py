@@ -9,7 +9,9 @@ Three arms, one after the other on the same server: the tabs report over their o
 (/timeback/api/presence/socket, what the lab extension uses: the figure held to the target),
 then as REST POSTs (/timeback/api/presence, the extension's fallback where a socket cannot
 open), then they ask Jupyter's own GET /api/status at the same rate (Jupyter's floor: the
-least any authenticated HTTP request costs).
+least any authenticated HTTP request costs). A fourth arm sends the same reports to a bare
+tornado WebSocket server that only answers each id (the socket's floor: what the transport
+alone costs on this machine).
 
 Measured over whole heartbeat periods after a warm-up: the server process's CPU share of one
 core (from /proc), the round trip the client sees (which also holds any time a report waited
@@ -25,6 +27,8 @@ import os
 import random
 import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,8 +43,8 @@ from timeback_jupyter.model import Activity, CourseRef
 from timeback_jupyter.store import Store
 from timeback_jupyter.tracker import Tracker
 
-from .common import Result, cpu_seconds, say, summary
-from .jupyter import STUDENT, TOKEN, JupyterServer, activity, write_notebook
+from .common import ROOT, Result, cpu_seconds, say, summary
+from .jupyter import STUDENT, TOKEN, JupyterServer, activity, free_port, write_notebook
 
 TARGET_CPU = 0.05
 TARGET_P99_MS = 10.0
@@ -50,8 +54,8 @@ HANDLER = "timeback_jupyter.server.handlers.PresenceHandler"
 BASELINE_HANDLER = "jupyter_server.services.api.handlers.APIStatusHandler"
 SOCKET_PATH = "/timeback/api/presence/socket"
 # socket: reports over each tab's WebSocket; http: POST /timeback/api/presence; floor: the same
-# tabs asking Jupyter's own GET /api/status
-ARMS = ("socket", "http", "floor")
+# tabs asking Jupyter's own GET /api/status; bare: over a bare tornado WebSocket server
+ARMS = ("socket", "http", "floor", "bare")
 _BUCKET = re.compile(
     r"^http_request_duration_seconds_bucket\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.e+]+)$"
 )
@@ -178,7 +182,7 @@ async def _tab(
     arm: str,
 ) -> None:
     rng = random.Random(n)
-    socket = SocketTab(client.port) if arm == "socket" else None
+    socket = SocketTab(client.port) if arm in ("socket", "bare") else None
     try:
         if socket is not None:
             await socket.connect()  # during the warm-up, as a tab opens it on its first report
@@ -221,10 +225,15 @@ async def _tab(
 
 
 async def _load(
-    server: JupyterServer, paths: list[str], warmup: float, duration: float, arm: str
+    server: JupyterServer | BareSocketServer,
+    paths: list[str],
+    warmup: float,
+    duration: float,
+    arm: str,
 ) -> dict[str, Any]:
     """One arm (see ARMS) of ``len(paths)`` tabs, measured over ``duration`` after ``warmup``."""
     handler = BASELINE_HANDLER if arm == "floor" else HANDLER
+    jupyter = isinstance(server, JupyterServer)
     latencies: list[float] = []
     errors: list[str] = []
     client = LightClient(server.port)
@@ -237,13 +246,13 @@ async def _load(
             for i, p in enumerate(paths)
         ]
         await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
-        metrics_before = (await client.request("GET", "/metrics"))[1].decode()
+        metrics_before = (await client.request("GET", "/metrics"))[1].decode() if jupyter else ""
         cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
         own_before = cpu_seconds(os.getpid())
         await asyncio.sleep(max(0.0, until - time.monotonic()))
         cpu_after, wall_after = cpu_seconds(server.pid), time.monotonic()
         own_after = cpu_seconds(os.getpid())
-        metrics_after = (await client.request("GET", "/metrics"))[1].decode()
+        metrics_after = (await client.request("GET", "/metrics"))[1].decode() if jupyter else ""
         await asyncio.gather(*tabs)
     finally:
         await client.aclose()
@@ -257,9 +266,37 @@ async def _load(
         "errors": errors,
         # Socket messages go through no HTTP handler: Jupyter's histogram has nothing on them.
         "server_histogram": None
-        if arm == "socket"
+        if arm in ("socket", "bare")
         else bucket_p99(histogram(metrics_before, handler), histogram(metrics_after, handler)),
     }
+
+
+class BareSocketServer:
+    """benchmarks.bare_socket in a subprocess: the transport's floor (see that module)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.bare_socket", str(self.port)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            self.proc.kill()
+            raise RuntimeError("the bare socket server did not start")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def __enter__(self) -> BareSocketServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 def _idle_cpu(server: JupyterServer, seconds: float) -> float:
@@ -330,6 +367,9 @@ def run(quick: bool = False, notebooks: int = 500) -> Result:
             say("presence: the same tabs asking Jupyter's own GET /api/status instead")
             floor = asyncio.run(_load(server, paths, warmup, duration, "floor"))
             status = server.http.get("/timeback/api/status").json()
+    say("presence: the same tabs on a bare tornado WebSocket server (the transport's floor)")
+    with BareSocketServer() as bare_server:
+        bare = asyncio.run(_load(bare_server, paths, warmup, duration, "bare"))
     say("presence: the core's cost per report by number of live runs")
     scaling = core_scaling()
     client = summary(load["latencies"], 1000)
@@ -381,6 +421,12 @@ def run(quick: bool = False, notebooks: int = 500) -> Result:
             "floor_requests_per_s": len(floor["latencies"]) / floor["wall"],
             "floor_client_round_trip_ms": floor_client,
             "floor_server_handler": floor["server_histogram"],
+            # the transport's floor: a bare tornado WebSocket server answering each report
+            "bare_socket_cpu_share": bare["cpu_share"],
+            "bare_socket_cpu_ms_per_request": bare["cpu_ms_per_request"],
+            "bare_socket_requests_per_s": len(bare["latencies"]) / bare["wall"],
+            "bare_socket_client_round_trip_ms": summary(bare["latencies"], 1000),
+            "bare_socket_error_count": len(bare["errors"]),
             "core_ms_per_report_by_live_runs": scaling,
             "outbox_after": status.get("outbox"),
         },
@@ -402,6 +448,10 @@ def run(quick: bool = False, notebooks: int = 500) -> Result:
             "Jupyter's floor: the same tabs, at the same rate, ask Jupyter's own GET /api/status "
             "(auth, tornado, logging, metrics and nothing else) on the same server, runs live. "
             "No HTTP handler, however cheap, goes below it; a socket message does not pay it.",
+            "The socket's floor: the same tabs, at the same rate, on a bare tornado WebSocket "
+            "server in its own process (benchmarks/bare_socket.py: parse each message, answer "
+            "its id; no Jupyter, no auth, no runs). No presence socket in Python on tornado, "
+            "Jupyter's web framework, goes below it on this machine.",
         ],
     )
 
@@ -414,6 +464,13 @@ def render(r: dict[str, Any]) -> str:
         m["floor_client_round_trip_ms"],
     )
     hh, fh = m["http_server_handler"], m["floor_server_handler"]
+    # results saved before the bare arm existed have no fourth column
+    bare = "bare_socket_cpu_share" in m
+    bc = m.get("bare_socket_client_round_trip_ms") or {}
+
+    def col(text: str) -> str:
+        return f" {text} |" if bare else ""
+
     p = r["params"]
     scaling = m["core_ms_per_report_by_live_runs"]
 
@@ -424,22 +481,27 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(
         [
             "| | presence over the tab's socket | presence as REST POSTs (fallback) | "
-            "Jupyter's floor (GET /api/status) |",
-            "|---|---|---|---|",
+            "Jupyter's floor (GET /api/status) |" + col("bare tornado WebSocket (socket floor)"),
+            "|---|---|---|---|" + col("---"),
             f"| reports / s (scheduled {m['scheduled_requests_per_s']:.0f}) | "
             f"{m['requests_per_s']:.0f} | {m['http_requests_per_s']:.0f} | "
-            f"{m['floor_requests_per_s']:.0f} |",
+            f"{m['floor_requests_per_s']:.0f} |"
+            + col(f"{m.get('bare_socket_requests_per_s', 0):.0f}"),
             f"| server CPU (share of one core) | **{m['cpu_share_under_load']:.1%}** | "
-            f"{m['http_cpu_share']:.1%} | {m['cpu_share_jupyter_floor']:.1%} |",
+            f"{m['http_cpu_share']:.1%} | {m['cpu_share_jupyter_floor']:.1%} |"
+            + col(f"{m.get('bare_socket_cpu_share', 0):.1%}"),
             f"| server CPU per report | {m['cpu_ms_per_request']:.2f} ms | "
-            f"{m['http_cpu_ms_per_request']:.2f} ms | {m['floor_cpu_ms_per_request']:.2f} ms |",
+            f"{m['http_cpu_ms_per_request']:.2f} ms | {m['floor_cpu_ms_per_request']:.2f} ms |"
+            + col(f"{m.get('bare_socket_cpu_ms_per_request', 0):.2f} ms"),
             f"| handler <= 5 ms / <= 10 ms (Jupyter's histogram) | n/a (no HTTP handler) | "
-            f"{within(hh)} | {within(fh)} |",
+            f"{within(hh)} | {within(fh)} |" + col("n/a"),
             f"| client round trip median / p99 | {c['median']:.1f} / **{c['p99']:.1f}** ms | "
-            f"{hc['median']:.1f} / {hc['p99']:.1f} ms | {fc['median']:.1f} / {fc['p99']:.1f} ms |",
+            f"{hc['median']:.1f} / {hc['p99']:.1f} ms | {fc['median']:.1f} / {fc['p99']:.1f} ms |"
+            + col(f"{bc.get('median', 0):.1f} / {bc.get('p99', 0):.1f} ms"),
             f"| client round trip max | {c['max']:.1f} ms | {hc['max']:.1f} ms | "
-            f"{fc['max']:.1f} ms |",
-            f"| errors | {m['error_count']} | {m['http_error_count']} | |",
+            f"{fc['max']:.1f} ms |" + col(f"{bc.get('max', 0):.1f} ms"),
+            f"| errors | {m['error_count']} | {m['http_error_count']} | |"
+            + col(str(m.get("bare_socket_error_count", ""))),
             "",
             f"{m['live_runs']} live runs, {p['notebooks']} tabs each reporting every "
             f"{p['ping_every_s']:g} s, {p['heartbeat_interval_s']:g} s heartbeats; each arm "
