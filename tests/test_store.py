@@ -176,6 +176,37 @@ def test_latest_run_list_runs_and_next_attempt(db: Store):
         db.list_runs(status="bogus")
 
 
+def test_open_run_at_is_the_latest_run_begun_there_unless_completed(db: Store):
+    origin = "lessons/fractions.ipynb"
+    first, second = new_run(1), new_run(2)
+    other = Activity("decimals", "Decimals", CourseRef("Math", 4))
+    decoys = [
+        new_run(3, student="zzz999"),  # another student
+        new_run(3, activity=other),  # another activity
+        Run(str(uuid.uuid4()), ACTIVITY, "abc123", 3, started_at=900.0, origin="copy.ipynb"),
+        Run(str(uuid.uuid4()), ACTIVITY, "abc123", 4, started_at=950.0, origin=None),
+    ]
+    assert db.open_run_at(ACTIVITY.id, "abc123", origin) is None
+    for run in (second, first, *decoys):
+        db.insert_run(run)
+    assert db.open_run_at(ACTIVITY.id, "abc123", origin) == second
+    db.set_run_status(second.id, "ended", 300.0)
+    assert db.open_run_at(ACTIVITY.id, "abc123", origin).id == second.id  # ended: resumable
+    db.record_completion(Completion(second.id, 1.0, 310.0), event(), SENSOR)
+    # The latest run there is completed: the older one left open does not come back.
+    assert db.open_run_at(ACTIVITY.id, "abc123", origin) is None
+    assert db.open_run_at(ACTIVITY.id, "zzz999", origin) == decoys[0]
+    # A few rows per student and activity: the existing index finds them, no new one needed.
+    ran: list[str] = []
+    db._db.set_trace_callback(ran.append)  # the SQL with its parameters filled in
+    try:
+        db.open_run_at(ACTIVITY.id, "abc123", origin)
+    finally:
+        db._db.set_trace_callback(None)
+    plan = db._db.execute(f"EXPLAIN QUERY PLAN {ran[-1]}").fetchall()
+    assert "USING INDEX runs_by_activity_student" in str(plan), plan
+
+
 def test_run_status_changes(db: Store):
     run = new_run()
     db.insert_run(run)

@@ -212,6 +212,20 @@ def test_rename_keeps_the_run(store, now):
     assert tracker.path_of(run.id) == "new.ipynb"
 
 
+def test_a_renamed_stateful_run_resumes_at_its_new_path_not_the_old(store, now):
+    tracker = make_tracker(store, now)
+    run = tracker.start(LESSON, path="old.ipynb").run
+    tracker.rename("old.ipynb", "new.ipynb")
+    tracker.end(run.id)
+    assert store.get_run(run.id).origin == "new.ipynb"
+    # a fresh notebook created where the old one was is not the renamed one
+    other = tracker.start(LESSON, path="old.ipynb", metadata_run=None)
+    assert other.run.id != run.id and not other.resumed
+    tracker.end(other.run.id)
+    again = tracker.start(LESSON, path="new.ipynb", metadata_run=None)
+    assert again.run.id == run.id and again.resumed
+
+
 def test_windows_survive_a_store_that_fails_for_a_while(store, now, monkeypatch):
     tracker = make_tracker(store, now)
     run = tracker.start(QUIZ, path="quiz.ipynb").run
@@ -247,3 +261,113 @@ def test_windows_can_be_written_a_slice_at_a_time_and_a_completion_waits_for_the
     assert tracker.unrecorded == 0
     kinds = [e["type"] for e in store.events()]
     assert kinds.count("TimeSpentEvent") >= 12 and kinds[-1] == "ActivityEvent"
+
+
+# ---- a stateful notebook whose runId never reached the file -----------------------------------
+
+
+def test_stateful_without_run_metadata_resumes_its_open_run(store, now, caplog):
+    tracker = make_tracker(store, now)
+    first = tracker.start(LESSON, path="lesson.ipynb").run
+    now.t += 60
+    tracker.end(first.id)
+    now.t += 3600
+    with caplog.at_level("INFO", logger="timeback_jupyter.tracker"):
+        again = tracker.start(LESSON, path="lesson.ipynb", metadata_run=None)
+    assert again.resumed and again.run.id == first.id and again.run.attempt == 1
+    assert again.note == "" and store.get_run(first.id).status == "active"
+    assert tracker.run_at("lesson.ipynb") == first.id
+    assert [r.id for r in store.list_runs()] == [first.id]
+    assert f"resumed run {first.id}" in caplog.text and "lesson.ipynb" in caplog.text
+    assert tracker.student.email not in caplog.text
+
+
+def test_a_completed_run_is_not_resumed_without_metadata(store, now):
+    tracker = make_tracker(store, now)
+    first = tracker.start(LESSON, path="lesson.ipynb").run
+    now.t += 60
+    tracker.complete(first.id)
+    again = tracker.start(LESSON, path="lesson.ipynb")
+    assert not again.resumed and again.run.id != first.id and again.run.attempt == 2
+
+
+def test_only_the_latest_run_begun_in_the_notebook_is_resumed(store, now):
+    # An older attempt left open there does not come back after a newer one was completed.
+    tracker = make_tracker(store, now)
+    old = tracker.start(LESSON, path="lesson.ipynb").run
+    tracker.end(old.id)
+    now.t += 60
+    # Metadata refused (malformed): a second attempt at the same path, then completed.
+    newer = tracker.start(LESSON, path="lesson.ipynb", metadata_run="garbage").run
+    assert newer.id != old.id and newer.attempt == 2
+    now.t += 60
+    tracker.complete(newer.id)
+    third = tracker.start(LESSON, path="lesson.ipynb")
+    assert not third.resumed and third.run.id not in (old.id, newer.id)
+    assert third.run.attempt == 3
+
+
+def test_no_metadata_at_another_path_is_a_new_run(store, now):
+    tracker = make_tracker(store, now)
+    first = tracker.start(LESSON, path="lesson.ipynb").run
+    tracker.end(first.id)
+    other = tracker.start(LESSON, path="copy/lesson.ipynb")
+    assert not other.resumed and other.run.id != first.id and other.run.attempt == 2
+
+
+def test_another_students_run_at_the_path_is_not_resumed(store, now):
+    ada = make_tracker(store, now)
+    hers = ada.start(LESSON, path="lesson.ipynb").run
+    ada.end(hers.id)
+    bob = make_tracker(store, now, email="bob@school.edu")
+    his = bob.start(LESSON, path="lesson.ipynb")
+    assert not his.resumed and his.run.id != hers.id and his.run.attempt == 1
+    assert his.run.student == bob.student.key != hers.student
+
+
+def test_single_session_never_resumes_without_metadata(store, now):
+    tracker = make_tracker(store, now)
+    first = tracker.start(QUIZ, path="quiz.ipynb").run
+    tracker.end(first.id)
+    again = tracker.start(QUIZ, path="quiz.ipynb", metadata_run=None)
+    assert not again.resumed and again.run.id != first.id and again.run.attempt == 2
+
+
+def test_no_metadata_resumes_after_a_server_restart(tmp_path, now):
+    # The server was killed before the notebook was saved: the run stayed active.
+    path = tmp_path / "t.sqlite3"
+    with Store(path) as store:
+        monday = make_tracker(store, now)
+        run = monday.start(LESSON, path="lesson.ipynb").run
+        now.t += 120
+        monday.tick()
+    now.t += 86400
+    with Store(path) as store:
+        tuesday = make_tracker(store, now)
+        resumed = tuesday.start(LESSON, path="lesson.ipynb")
+        assert resumed.resumed and resumed.run.id == run.id and resumed.run.attempt == 1
+        assert resumed.run.active_seconds == 120.0
+        now.t += 30
+        tuesday.end(run.id)
+        assert store.get_run(run.id).active_seconds == 150.0
+        assert len(store.list_runs()) == 1
+
+
+def test_refused_metadata_never_falls_back_to_the_store(store, now):
+    tracker = make_tracker(store, now)
+    mine = tracker.start(LESSON, path="lesson.ipynb").run
+    tracker.end(mine.id)
+    foreign = {"id": "0b7e1f4e-8d43-4c8e-9d1c-6a1f0e2b3c4d", "student": "someone-else"}
+    result = tracker.start(LESSON, path="lesson.ipynb", metadata_run=foreign)
+    assert not result.resumed and result.run.id not in (mine.id, foreign["id"])
+    assert result.run.attempt == 2 and "another student" in result.note
+
+
+def test_a_run_live_in_another_notebook_is_not_resumed_without_metadata(store, now):
+    tracker = make_tracker(store, now)
+    run = tracker.start(LESSON, path="lesson.ipynb").run
+    tracker.rename("lesson.ipynb", "renamed.ipynb")  # live there, begun here
+    fresh = tracker.start(LESSON, path="lesson.ipynb")
+    assert not fresh.resumed and fresh.run.id != run.id and fresh.run.attempt == 2
+    assert tracker.run_at("renamed.ipynb") == run.id
+    assert tracker.run_at("lesson.ipynb") == fresh.run.id

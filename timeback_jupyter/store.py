@@ -687,6 +687,30 @@ class Store:
         rows = self._read(f"SELECT * FROM runs{clause} ORDER BY started_at, attempt", params)
         return [self._run_from_row(row) for row in rows]
 
+    def open_run_at(self, activity_id: str, student: str, origin: str) -> Run | None:
+        """The student's latest run of the activity begun in the notebook at ``origin``, unless
+        it is completed: the run to resume when the notebook never got its runId saved.
+
+        Only the latest counts: an older run left open there is not brought back after a newer
+        one was completed. The (activity_id, student) index finds the few candidate rows.
+        """
+        rows = self._read(
+            "SELECT * FROM runs WHERE activity_id = ? AND student = ? AND origin = ? "
+            "ORDER BY started_at DESC, attempt DESC LIMIT 1",
+            (activity_id, student, origin),
+        )
+        if not rows or rows[0]["status"] == "completed":
+            return None
+        return self._run_from_row(rows[0])
+
+    def move_run(self, run_id: str, origin: str) -> None:
+        """The run's notebook was renamed: ``origin`` follows it (see :meth:`open_run_at`)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET origin = ?, updated_at = ? WHERE id = ?",
+                (origin, self._now(), run_id),
+            )
+
     def next_attempt(self, activity_id: str, student: str) -> int:
         rows = self._read(
             "SELECT MAX(attempt) FROM runs WHERE activity_id = ? AND student = ?",

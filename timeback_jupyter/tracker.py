@@ -180,6 +180,13 @@ class Tracker:
                     return existing, True, ""
             if note:
                 log.warning("notebook %s: %s", path, note)
+        elif activity.stateful and path is not None:
+            # No run metadata at all (refused metadata above keeps its new attempt).
+            found = self._unsaved_run_at(activity, path)
+            if found is not None:
+                self.store.set_run_status(found.id, "active", now)
+                found.status = "active"
+                return found, True, ""
         run = Run(
             id=new_run_id(),
             activity=activity,
@@ -190,6 +197,33 @@ class Tracker:
         )
         self.store.insert_run(run)
         return run, False, note
+
+    def _unsaved_run_at(self, activity: Activity, path: str) -> Run | None:
+        """The open run begun in this notebook when its runId never reached the file.
+
+        The runId is in the file only once saved: a notebook closed unsaved, or a server
+        killed before the save, would otherwise leave a stateful run open and start another.
+        """
+        run = self.store.open_run_at(activity.id, self.student.key, path)
+        if run is None:
+            return None
+        if run.id in self._targets:
+            # Live in another notebook here (this path's own live run never gets this far):
+            # the same run must not be timed twice, so this notebook gets a new attempt.
+            log.info(
+                "notebook %s has no runId; run %s begun here is live in %s: a new attempt starts",
+                path,
+                run.id,
+                self._path_of.get(run.id),
+            )
+            return None
+        log.info(
+            "notebook %s has no runId: resumed run %s (attempt %d) from the store",
+            path,
+            run.id,
+            run.attempt,
+        )
+        return run
 
     def _resumable(
         self, activity: Activity, path: str | None, meta: Any
@@ -236,6 +270,8 @@ class Tracker:
         if run_id is not None:
             self._run_at[new_path] = run_id
             self._path_of[run_id] = new_path
+            # else a notebook created later at the old path would resume it (open_run_at)
+            self.store.move_run(run_id, new_path)
         closed = self._closed_at.pop(old_path, None)
         if closed is not None:
             self._closed_at[new_path] = closed
