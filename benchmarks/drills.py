@@ -25,7 +25,8 @@ DRILLS = {
     "test_drills_store.py": "store locked, on a full or read-only disk, corrupt: Jupyter works, "
     "status says why, nothing lost",
     "test_drills_fuzz.py": "garbage REST bodies and notebook metadata: 4xx with a message, "
-    "never a 5xx or a crash",
+    "never a 5xx or a crash; garbage frames down one presence socket: each answered (4xx or a "
+    "run), the socket stays open",
 }
 
 

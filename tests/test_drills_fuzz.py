@@ -6,7 +6,8 @@ The REST fuzz mixes valid and invalid: real run ids and random ones, the real ke
 forged ones, known fields with values of every JSON type, unknown fields, non-JSON bytes and
 bodies over the size limit. The metadata fuzz rewrites a notebook that has a kernel session
 open (so the server's own background start of runs sees every variant too) and asks the REST
-API to start and report on it.
+API to start and report on it. The socket fuzz sends garbage frames down ONE presence socket
+(/timeback/api/presence/socket): each gets its answer, a 4xx or a run, and the socket stays open.
 
 `make test` runs a short form; TIMEBACK_DRILLS=full runs ten times more examples.
 """
@@ -24,13 +25,16 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
+import websocket  # websocket-client (a jupyter_server dependency): blocking, as hypothesis is
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from timeback_jupyter.server.bridge import KERNEL_HEADER, TOKEN_HEADER
+from timeback_jupyter.server.handlers import MAX_BODY
+from timeback_jupyter.server.presence_socket import MESSAGE_FIELDS
 
 from .conftest import LESSON, QUIZ, write_notebook
-from .jupyter_process import Server, wait
+from .jupyter_process import TOKEN, Server, wait
 
 FULL = os.environ.get("TIMEBACK_DRILLS") == "full"
 SCALE = 10 if FULL else 1
@@ -53,6 +57,7 @@ json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.just(10**400)  # an int beyond any float: JSON allows it
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=40)
     | st.sampled_from(TRICKY)
@@ -112,6 +117,14 @@ ROUTE_FIELDS = {
 }
 
 
+def _nested(depth: int, array: bool) -> str:
+    """JSON nested ``depth`` deep: small in bytes, deep enough to exhaust a recursive parser."""
+    return "[" * depth + "]" * depth if array else '{"a":' * depth + "1" + "}" * depth
+
+
+deep_json = st.builds(_nested, st.sampled_from([2, 999, 1001, 5000, 30_000]), st.booleans())
+
+
 def bodies(route: str) -> st.SearchStrategy[bytes]:
     allowed = ROUTE_FIELDS[route]
     keys = st.sampled_from(allowed) if allowed else st.sampled_from(FIELDS)
@@ -123,6 +136,7 @@ def bodies(route: str) -> st.SearchStrategy[bytes]:
         | st.binary(max_size=64)
         | st.just(b"{" * 5)
         | st.just(b'{"path": "' + b"x" * 70_000 + b'"}')  # over the body limit
+        | deep_json.map(str.encode)
         | st.just(b"")
     )
 
@@ -190,7 +204,9 @@ def target(tmp_path_factory):
     log = t.log.read_text()
     # The server's own failures, not a kernel's (a kernel stopped while it starts prints one).
     crash = re.search(
-        r"Uncaught exception|Exception in callback|exception was never retrieved", log
+        r"Uncaught exception|Exception in callback|exception was never retrieved"
+        r"|presence message failed|on close failed",  # the socket's own 500s and failed leaves
+        log,
     )
     assert crash is None, log[max(0, crash.start() - 2000) :][:6000] if crash else ""
     assert not re.search(r"\] 5\d\d [A-Z]+ /", log), "a request got a 5xx"
@@ -275,6 +291,233 @@ def test_notebook_metadata_garbage_never_breaks_the_server(target, section, brok
     )
     check_answer(r, f"presence: {section!r}")
     assert http.get("/api/contents").status_code == 200  # Jupyter itself is fine
+
+
+# ---- the presence socket ---------------------------------------------------------------------
+
+ANSWER_TIMEOUT = 10.0  # an answer normally takes a millisecond; the machine is shared
+SOCKET_URL = "ws://127.0.0.1:{port}/timeback/api/presence/socket"
+VALID_REPORT = {"path": "quiz.ipynb", "source": "fuzz-tab", "visible": True, "focused": True,
+                "idle_ms": 10}  # fmt: skip
+PATHS = ["quiz.ipynb", "lesson.ipynb", "fuzz.ipynb", "nope.ipynb", "../../etc/passwd",
+         "/abs.ipynb", "..", "a/../../b.ipynb", "\x00", "💥" * 3, "x" * 4096]  # fmt: skip
+
+
+class PresenceSocket:
+    """One presence socket held across examples, as a tab holds it; ``opened`` counts how many.
+
+    Should one close or stop answering, the next message opens another, so that hypothesis
+    shrinks to the message that broke it (and the count tells that it happened)."""
+
+    def __init__(self, server: Server) -> None:
+        self.url = SOCKET_URL.format(port=server.port)
+        self.ws: websocket.WebSocket | None = None
+        self.opened = 0
+
+    def connect(self) -> websocket.WebSocket:
+        ws = websocket.create_connection(
+            self.url, timeout=ANSWER_TIMEOUT, header={"Authorization": f"token {TOKEN}"}
+        )
+        self.opened += 1
+        return ws
+
+    def ask(self, message: str | bytes) -> Any:
+        if self.ws is None:
+            self.ws = self.connect()
+        why = "the server closed it"
+        try:
+            if isinstance(message, bytes):
+                self.ws.send_binary(message)
+            else:
+                self.ws.send(message)
+            raw = self.ws.recv()  # "" once the server closed it
+        except (websocket.WebSocketException, OSError) as err:  # a timeout among them
+            raw, why = "", repr(err)
+        if not raw:
+            self.close()
+            raise AssertionError(f"no answer, the socket failed: {why}")
+        return json.loads(raw)
+
+    def close(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+            self.ws = None
+
+
+@pytest.fixture(scope="module")
+def presence_socket(target):
+    sock = PresenceSocket(target.server)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+wrong_values = {
+    "id": st.booleans()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.none()
+    | json_values
+    | st.sampled_from([2**63, -(2**63) - 1, 10**300, 10**4000, "1", "NaN"]),
+    "idle_ms": st.integers(max_value=-1)
+    | st.integers(min_value=2**40)  # older than the epoch: a run or a 400, never a 500
+    | st.floats()
+    | json_values
+    | st.sampled_from(["NaN", "Infinity", "-1", "10"])
+    | st.sampled_from([10**308, 10**309, 10**400, -(10**400)]),  # beyond a float, or just not
+    "path": st.sampled_from([*PATHS, *TRICKY, "x" * 4097, " " * 10]) | st.text() | json_values,
+    "source": st.text(max_size=300) | st.sampled_from(["s" * 200, "s" * 201, ""]) | json_values,
+    "visible": json_values,
+    "focused": json_values,
+    "leaving": json_values,
+}
+
+
+@st.composite
+def valid_reports(draw: st.DrawFn) -> dict[str, Any]:
+    report = {
+        "id": draw(st.integers(-(2**70), 2**70)),
+        "path": draw(st.sampled_from(PATHS) | st.text(min_size=1, max_size=30).filter(str.strip)),
+        # a blank source passes the route's check but not the clock's (a 400 once a run is open)
+        "source": draw(
+            st.sampled_from(["fuzz-tab", "s" * 200]) | st.text(max_size=20).filter(str.strip)
+        ),
+        "visible": draw(st.booleans()),
+        "focused": draw(st.booleans()),
+    }
+    # a tab's idle time, up to a month (an idle older than the clock's epoch is refused)
+    month = 30 * 86_400_000
+    idle = draw(st.none() | st.integers(0, month) | st.floats(0, month) | st.just("absent"))
+    if idle != "absent":
+        report["idle_ms"] = idle
+    leaving = draw(st.sampled_from([None, False, True]))
+    if leaving is not None:
+        report["leaving"] = leaving
+        if leaving and draw(st.booleans()):  # a leave may say no more than that
+            report = {k: report[k] for k in ("id", "path", "source", "leaving")}
+    return report
+
+
+@st.composite
+def near_valid_reports(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid report with one to three fields of the wrong type or value, or gone."""
+    report = draw(valid_reports())
+    # mostly one: a wrong field among right ones is checked, not hidden behind another's error
+    broken = draw(st.sampled_from([1, 1, 1, 2, 3]))
+    keys = st.lists(st.sampled_from(sorted(wrong_values)), min_size=broken, max_size=broken)
+    for key in draw(keys):
+        if draw(st.integers(0, 4)) == 0:
+            report.pop(key, None)
+        else:
+            report[key] = draw(wrong_values[key])
+    return report
+
+
+@st.composite
+def near_the_size_limit(draw: st.DrawFn) -> str:
+    """A report padded (one or two bytes a character) to a few bytes around MAX_BODY."""
+    pad = draw(st.sampled_from(["x", "é"]))
+    target = MAX_BODY + draw(st.integers(-3, 3) | st.sampled_from([-500, 1000, 3 * MAX_BODY]))
+    message = {**VALID_REPORT, "id": 1, "path": ""}
+    room = target - len(json.dumps(message, ensure_ascii=False).encode())
+    message["path"] = pad * max(0, room // len(pad.encode()))
+    return json.dumps(message, ensure_ascii=False)
+
+
+def _as_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)  # NaN and Infinity included
+
+
+def _frame(draw: st.DrawFn, value: Any) -> str | bytes:
+    """A JSON value sent as a text frame, or as a binary one in some encoding."""
+    text = _as_text(value)
+    encoding = draw(st.sampled_from([None, None, None, "utf-8", "utf-16", "utf-32-le"]))
+    return text if encoding is None else text.encode(encoding)
+
+
+@st.composite
+def socket_messages(draw: st.DrawFn) -> tuple[str | bytes, bool]:
+    """A frame for the presence socket and whether it is a valid report."""
+    kind = draw(st.sampled_from(["valid", "near", "near", "near", "keys", "json", "text",
+                                 "binary", "size", "deep"]))  # fmt: skip
+    if kind == "valid":
+        return _frame(draw, draw(valid_reports())), True
+    if kind == "near":
+        return _frame(draw, draw(near_valid_reports())), False
+    if kind == "keys":
+        keys = (
+            st.sampled_from(sorted(MESSAGE_FIELDS)) | st.sampled_from(FIELDS) | st.text(max_size=8)
+        )
+        return _frame(draw, draw(st.dictionaries(keys, json_values, max_size=8))), False
+    if kind == "json":
+        return _frame(draw, draw(json_values)), False
+    if kind == "text":
+        return draw(
+            st.text(max_size=200) | st.sampled_from(["", "{", "null", "{}", "\ufeff{}"])
+        ), False
+    if kind == "binary":
+        return draw(st.binary(max_size=200)), False
+    if kind == "size":
+        text = draw(near_the_size_limit())
+        return (text.encode() if draw(st.booleans()) else text), False
+    return draw(deep_json), False
+
+
+def _parse(message: str | bytes) -> Any:
+    """The message as the server reads it, or None: what its answer's ``id`` follows from."""
+    if len(message.encode() if isinstance(message, str) else message) > MAX_BODY:
+        return None
+    try:
+        return json.loads(message)
+    except Exception:  # not JSON, not decodable, nested too deep: all the same here
+        return None
+
+
+def check_socket_answer(answer: Any, message: str | bytes, valid: bool) -> None:
+    what = f"{message[:300]!r} -> {answer!r}"[:1000]
+    assert isinstance(answer, dict), what
+    data = _parse(message)
+    msg_id = data.get("id") if isinstance(data, dict) else None
+    if isinstance(msg_id, bool) or not isinstance(msg_id, int):
+        msg_id = None
+    assert answer.get("id") == msg_id, what
+    if "run" in answer:
+        assert set(answer) == {"id", "run"}, what
+        assert answer["run"] is None or isinstance(answer["run"], dict), what
+        # only a report gets a run: an object with an id and no field besides a report's
+        assert msg_id is not None and set(data) <= MESSAGE_FIELDS, what
+        return
+    assert not valid, what
+    assert set(answer) == {"id", "error", "status"}, what
+    assert isinstance(answer["error"], str) and answer["error"].strip(), what
+    assert "\n" not in answer["error"], what
+    assert isinstance(answer["status"], int) and 400 <= answer["status"] < 500, what
+    size = len(message.encode() if isinstance(message, str) else message)
+    assert ("larger than" in answer["error"]) == (size > MAX_BODY), what
+
+
+@settings(max_examples=400 * SCALE, **FUZZ_SETTINGS)
+@given(sent=socket_messages())
+def test_presence_socket_answers_every_garbage_frame_and_stays_open(presence_socket, sent):
+    message, valid = sent
+    check_socket_answer(presence_socket.ask(message), message, valid)
+
+
+def test_the_presence_socket_is_still_well_after_its_fuzz(target, presence_socket):
+    http = target.server.http
+    assert http.get("/api/status").status_code == 200
+    assert http.get("/timeback/api/status").status_code == 200
+    # the one socket took every frame; it still answers, and so does a new one
+    assert presence_socket.ask(json.dumps({**VALID_REPORT, "id": 1}))["id"] == 1
+    assert presence_socket.opened == 1, "a frame closed the socket or went unanswered"
+    fresh = PresenceSocket(target.server)
+    try:
+        answer = fresh.ask(json.dumps({**VALID_REPORT, "path": "lesson.ipynb", "id": 2}))
+    finally:
+        fresh.close()
+    assert set(answer) == {"id", "run"} and answer["id"] == 2, answer
+    assert answer["run"] is None or isinstance(answer["run"], dict), answer
 
 
 def test_a_long_run_id_gets_the_json_error_shape(target):

@@ -11,7 +11,9 @@ from timeback_jupyter.model import (
     Run,
     Window,
     cap_xp,
+    finite,
     parse_run_id,
+    require_number,
     xp_allowed,
 )
 
@@ -129,3 +131,9 @@ def test_run_validation():
         Run(RUN, activity, student="abc", status="done")  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="run.student"):
         Run(RUN, activity, student="")
+
+
+def test_an_int_beyond_any_float_is_not_a_number_we_take():
+    assert not finite(10**400) and finite(10**300) and not finite(math.inf)
+    with pytest.raises(InvalidInput, match="must be finite"):
+        require_number(10**400, "xp")

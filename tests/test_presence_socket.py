@@ -110,7 +110,14 @@ async def test_every_malformed_message_gets_its_400_and_the_socket_goes_on(
     ]
     # field errors read exactly as the REST route words them
     for n, (field, value) in enumerate(
-        [("visible", "yes"), ("idle_ms", -4), ("path", ""), ("source", None), ("focused", 1)]
+        [
+            ("visible", "yes"),
+            ("idle_ms", -4),
+            ("path", ""),
+            ("source", None),
+            ("source", "  "),  # a blank tab id is no tab id
+            ("focused", 1),
+        ]
     ):
         bad = {**good, field: value}
         rest = await rest_presence(jp_fetch, bad)
@@ -128,6 +135,35 @@ async def test_every_malformed_message_gets_its_400_and_the_socket_goes_on(
         # a report as a binary frame is read like a text one
         ok = await ask(ws, json.dumps({"id": 7, **good}).encode())
         assert ok["id"] == 7 and ok["run"] is not None
+    finally:
+        ws.close()
+
+
+async def test_what_the_fuzz_found_is_a_400_on_both_transports(
+    jp_serverapp, jp_fetch, jp_ws_fetch, jp_root_dir
+):
+    """Found by the garbage-in drill: a few kB of nesting (the parser's RecursionError) and an
+    idle_ms beyond any float (math.isfinite's OverflowError) were 500s, over REST and socket."""
+    await started(jp_serverapp)
+    path, _ = await quiz_run(jp_fetch, jp_root_dir)
+    deep = "[" * 5000 + "]" * 5000
+    huge_idle = {**report(path), "idle_ms": 10**400}
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("timeback", "api", "presence", method="POST", body=deep)
+    assert json.loads(err.value.response.body) == {
+        "error": "request body is nested too deeply",
+        "status": 400,
+    }
+    idle_error = {"error": "idle_ms: must be a non-negative number", "status": 400}
+    assert await rest_presence(jp_fetch, huge_idle) == idle_error
+    ws = await jp_ws_fetch(*ROUTE)
+    try:
+        for n, nested in enumerate([deep, '{"a":' * 5000 + "1" + "}" * 5000]):
+            got = await ask(ws, nested)
+            assert got == {"id": None, "error": "message is nested too deeply", "status": 400}
+            assert (await ask(ws, {"id": n, **report(path)}))["run"] is not None
+        assert await ask(ws, {"id": 9, **huge_idle}) == {"id": 9, **idle_error}
+        assert (await ask(ws, {"id": 10, **report(path)}))["run"] is not None
     finally:
         ws.close()
 

@@ -371,3 +371,11 @@ def test_a_run_live_in_another_notebook_is_not_resumed_without_metadata(store, n
     assert not fresh.resumed and fresh.run.id != run.id and fresh.run.attempt == 2
     assert tracker.run_at("renamed.ipynb") == run.id
     assert tracker.run_at("lesson.ipynb") == fresh.run.id
+
+
+def test_idle_since_before_the_epoch_is_just_idle(store, now):
+    tracker = make_tracker(store, now)
+    run = tracker.start(QUIZ, path="quiz.ipynb").run
+    tracker.presence(run.id, "tab", visible=True, focused=True, idle_seconds=1e15)
+    now.t += 30
+    assert tracker.clock.state(run.id, now.t).state == "inactive"

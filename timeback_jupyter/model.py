@@ -75,12 +75,20 @@ def require_text(value: Any, field: str, max_length: int = 500) -> str:
     return text
 
 
+def finite(number: float) -> bool:
+    """``math.isfinite`` that also says no to an int beyond any float (JSON allows it)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
 def require_number(value: Any, field: str, *, integer: bool = False) -> float | int:
     """A finite, non-negative number; ``integer`` also refuses fractions."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         kind = "an integer" if integer else "a number"
         raise InvalidInput(field, f"must be {kind}, got {value!r}")
-    if not math.isfinite(value):
+    if not finite(value):
         raise InvalidInput(field, f"must be finite, got {value!r}")
     if value < 0:
         raise InvalidInput(field, f"must not be negative, got {value!r}")

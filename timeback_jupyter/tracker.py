@@ -311,7 +311,8 @@ class Tracker:
     ) -> None:
         self._live(run_id)
         now = self._now() if now is None else now
-        last_input = None if idle_seconds is None else now - max(0.0, idle_seconds)
+        # idle since before the clock's epoch is simply idle, not a negative instant
+        last_input = None if idle_seconds is None else max(0.0, now - max(0.0, idle_seconds))
         self.clock.presence(
             run_id, source, now, visible=visible, focused=focused, last_input=last_input
         )

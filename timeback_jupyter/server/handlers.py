@@ -20,7 +20,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from ..model import Activity, InvalidInput
+from ..model import Activity, InvalidInput, finite
 from ..tracker import TrackerError
 from .bridge import KERNEL_HEADER, TOKEN_HEADER
 
@@ -118,6 +118,8 @@ def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise web.HTTPError(400, f"{what} is not valid JSON") from None
+    except RecursionError:  # a few kB of [[[[ exhaust the parser: the sender's error, not ours
+        raise web.HTTPError(400, f"{what} is nested too deeply") from None
     if not isinstance(data, dict):
         raise web.HTTPError(400, f"{what} must be a JSON object")
     return data
@@ -279,8 +281,9 @@ def presence_args(data: dict[str, Any]) -> dict[str, Any]:
     """``TimebackApp.presence``'s arguments from a report, over REST or the presence socket."""
     path = _path(data)
     source = data.get("source")
-    if not isinstance(source, str) or not source or len(source) > 200:
+    if not isinstance(source, str) or not source.strip() or len(source) > 200:
         raise web.HTTPError(400, "source: required (the tab's id)")
+    source = source.strip()  # as the clock keeps it: " tab" and "tab" are one tab
     leaving = _flag(data, "leaving", False)
     visible = _flag(data, "visible", False if leaving else None)
     focused = _flag(data, "focused", False if leaving else None)
@@ -288,7 +291,7 @@ def presence_args(data: dict[str, Any]) -> dict[str, Any]:
     if idle_ms is not None and (
         isinstance(idle_ms, bool)
         or not isinstance(idle_ms, int | float)
-        or not math.isfinite(idle_ms)
+        or not finite(idle_ms)
         or idle_ms < 0
     ):
         raise web.HTTPError(400, "idle_ms: must be a non-negative number")
