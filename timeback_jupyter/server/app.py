@@ -29,6 +29,7 @@ from .notebooks import (
     read_timeback_metadata,
     write_timeback_metadata,
 )
+from .pacing import in_slices
 
 CONTENTS_SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 # With the local sink and no configured identity, the OS user stands in for the student.
@@ -244,8 +245,8 @@ class TimebackApp(ExtensionApp):
             kept = self.tracker.unrecorded  # windows a failing store could not take yet
             try:
                 windows = self.tracker.tick(record=False)
-                while self.tracker.record_pending(limit=8):
-                    await asyncio.sleep(0)  # serve waiting requests between slices
+                if self.tracker.unrecorded:
+                    await in_slices(lambda: self.tracker.record_pending(limit=1))
                 if time.monotonic() - reconciled >= reconcile_every:
                     reconciled = time.monotonic()
                     await self._reconcile_sessions()
