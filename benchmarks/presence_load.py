@@ -482,7 +482,7 @@ def render(r: dict[str, Any]) -> str:
         [
             "| | presence over the tab's socket | presence as REST POSTs (fallback) | "
             "Jupyter's floor (GET /api/status) |" + col("bare tornado WebSocket (socket floor)"),
-            "|---|---|---|---|" + col("---"),
+            "|---|---|---|---|" + ("---|" if bare else ""),
             f"| reports / s (scheduled {m['scheduled_requests_per_s']:.0f}) | "
             f"{m['requests_per_s']:.0f} | {m['http_requests_per_s']:.0f} | "
             f"{m['floor_requests_per_s']:.0f} |"

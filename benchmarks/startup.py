@@ -310,7 +310,7 @@ def run(quick: bool = False) -> Result:
         "The difference of two medians of whole starts (or of ServerApp.initialize) is noisy: "
         "a Jupyter start takes seconds and varies by more than the target from one launch to "
         "the next. The figure held to the target is the extension's own part of the start, "
-        "timed inside Jupyter in the same launches: the import of the package "
+        "timed inside Jupyter in the enabled initialize launches: the import of the package "
         "(ExtensionPackage), then linking and loading it (ExtensionPoint.link and .load: config, "
         "store opened, routes added). What the extension does once the server runs (recovering "
         "the outbox, starting delivery) happens on the running event loop, and the SDK's "
