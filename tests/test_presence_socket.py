@@ -9,6 +9,8 @@ import pytest
 from jupyter_server.auth.authorizer import Authorizer
 from tornado.httpclient import HTTPClientError
 
+from timeback_jupyter.server.handlers import MAX_BODY
+from timeback_jupyter.server.presence_socket import PresenceSocketHandler
 from timeback_jupyter.store import StoreError
 
 from .conftest import QUIZ, body, wait_for, write_notebook
@@ -242,6 +244,31 @@ async def test_a_user_who_may_not_write_gets_no_socket(
     assert err.value.code == 403
 
 
+async def test_a_frame_far_over_the_limit_closes_the_socket_unbuffered(
+    jp_serverapp, jp_fetch, jp_ws_fetch, jp_root_dir
+):
+    ext = await started(jp_serverapp)
+    path, _ = await quiz_run(jp_fetch, jp_root_dir)
+    ws = await jp_ws_fetch(*ROUTE)
+    limit = PresenceSocketHandler.max_message_size.fget(None)  # type: ignore[attr-defined]
+    assert limit <= 1024 * 1024  # far under tornado's 10 MiB default
+    try:
+        over = json.dumps({"id": 1, **report(path), "pad": "x" * (2 * MAX_BODY)})
+        got = await ask(ws, over)  # over the report limit, under the frame limit: an answer
+        assert got == {"id": None, "error": f"message larger than {MAX_BODY} bytes", "status": 400}
+        ws.write_message("x" * (limit + 1))
+        assert await asyncio.wait_for(ws.read_message(), ANSWER_TIMEOUT) is None
+        assert ws.close_code == 1009  # "message too big", said by tornado
+    finally:
+        ws.close()
+    assert ext.tracker is not None  # the server goes on
+    fresh = await jp_ws_fetch(*ROUTE)
+    try:
+        assert (await ask(fresh, {"id": 2, **report(path)}))["run"] is not None
+    finally:
+        fresh.close()
+
+
 async def test_closing_the_socket_leaves_at_once(jp_serverapp, jp_fetch, jp_ws_fetch, jp_root_dir):
     await started(jp_serverapp)
     path, run_id = await quiz_run(jp_fetch, jp_root_dir)
@@ -297,3 +324,18 @@ async def test_the_socket_does_not_keep_an_idle_server_alive(
     await wait_for(lambda: _inactive(jp_fetch, run_id), timeout=5, what="the leave on close")
     assert settings["api_last_activity"] == baseline
     assert jp_serverapp.web_app.last_activity() == last
+
+
+async def test_the_paths_browsers_reported_are_bounded(jp_serverapp, jp_ws_fetch, monkeypatch):
+    """Any logged-in client may report any path: the server keeps the most recent ones."""
+    from timeback_jupyter.server import app as server_app
+
+    ext = await started(jp_serverapp)
+    monkeypatch.setattr(server_app, "MAX_BROWSER_PATHS", 3)
+    ws = await jp_ws_fetch(*ROUTE)
+    try:
+        for n, path in enumerate(["a.ipynb", "b.ipynb", "c.ipynb", "a.ipynb", "d.ipynb"]):
+            assert (await ask(ws, {"id": n, **report(path)})) == {"id": n, "run": None}
+    finally:
+        ws.close()
+    assert list(ext._browser_paths) == ["c.ipynb", "a.ipynb", "d.ipynb"]

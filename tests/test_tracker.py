@@ -379,3 +379,18 @@ def test_idle_since_before_the_epoch_is_just_idle(store, now):
     tracker.presence(run.id, "tab", visible=True, focused=True, idle_seconds=1e15)
     now.t += 30
     assert tracker.clock.state(run.id, now.t).state == "inactive"
+
+
+def test_run_metadata_naming_a_run_open_in_another_notebook_starts_a_new_attempt(store, now):
+    tracker = make_tracker(store, now)
+    first = tracker.start(LESSON, path="lesson.ipynb").run
+    meta = tracker.metadata_for(first, "lesson.ipynb")["run"]
+    copy = {k: v for k, v in meta.items() if k != "origin"}  # a copy that lost its origin
+    second = tracker.start(LESSON, path="copy.ipynb", metadata_run=copy)
+    assert second.run.id != first.id and not second.resumed
+    assert "open in lesson.ipynb" in second.note
+    assert tracker.path_of(first.id) == "lesson.ipynb"
+    tracker.end(first.id)  # closed: the copy's metadata may resume it then
+    tracker.end(second.run.id)
+    third = tracker.start(LESSON, path="copy.ipynb", metadata_run=copy)
+    assert third.run.id == first.id and third.resumed

@@ -172,6 +172,13 @@ class Tracker:
                     return run, True, ""
                 if existing.status == "completed":
                     note = "the run in the notebook is completed: a new attempt starts"
+                elif existing.id in self._targets:
+                    # A copy that lost its origin, opened beside the original: one run must
+                    # not belong to two notebooks (ending one would end the other's).
+                    note = (
+                        f"the run in the notebook is open in {self._path_of.get(existing.id)}: "
+                        "a new attempt starts"
+                    )
                 elif existing.student != self.student.key or existing.activity.id != activity.id:
                     note = "the run in the notebook belongs to another student or activity"
                 else:

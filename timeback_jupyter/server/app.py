@@ -38,6 +38,8 @@ SECRET_ENV_VARS = ("TIMEBACK_API_CLIENT_SECRET", "TIMEBACK_CLIENT_SECRET", "CALI
 # Store calls run on Jupyter's event loop: a lock held elsewhere must cost it a moment, not
 # SQLite's usual 5 s per write (our own writes take milliseconds, so this is ample).
 STORE_BUSY_TIMEOUT = 0.25
+# notebooks remembered as looked after by a browser (a server sees far fewer; see _browser_saw)
+MAX_BROWSER_PATHS = 10_000
 # What building, checking and sending events imports: the official SDK, its pydantic models and
 # httpx. The modules above import them on first use so that Jupyter starts without them (they
 # would cost more than the rest of the extension); the first heartbeat would then import them
@@ -81,7 +83,8 @@ class TimebackApp(ExtensionApp):
         self._tasks: list[asyncio.Task[Any]] = []
         self._pending: set[asyncio.Future[Any]] = set()
         self._kernel_paths: dict[str, str] = {}
-        self._browser_paths: set[str] = set()
+        # notebooks a browser tab looks after, most recent last (see _browser_saw)
+        self._browser_paths: dict[str, None] = {}
         self._checked: dict[str, str] = {}  # notebook path -> last_modified seen without one
         self.tokens = KernelTokens(self.serverapp.runtime_dir, "")
         self.watcher = KernelWatcher(
@@ -416,7 +419,7 @@ class TimebackApp(ExtensionApp):
             except NotebookMetadataError as err:
                 raise TrackerError(str(err), 400) from None
         if browser:
-            self._browser_paths.add(path)
+            self._browser_saw(path)
         closed = self.tracker.closed_at(path)
         if closed is not None and not new_attempt:
             run = self.tracker.get(closed)
@@ -441,6 +444,13 @@ class TimebackApp(ExtensionApp):
             "note": result.note,
         }
 
+    def _browser_saw(self, path: str) -> None:
+        # Any logged-in client may report any path: keep the most recent ones, not all.
+        self._browser_paths.pop(path, None)
+        self._browser_paths[path] = None
+        if len(self._browser_paths) > MAX_BROWSER_PATHS:
+            del self._browser_paths[next(iter(self._browser_paths))]
+
     async def _write_metadata_later(self, path: str, run_id: str) -> None:
         """Write the run into the file unless a browser extension does it meanwhile."""
         await asyncio.sleep(self.timeback.metadata_write_delay)
@@ -464,7 +474,7 @@ class TimebackApp(ExtensionApp):
         idle_seconds: float | None,
         leaving: bool,
     ) -> dict[str, Any] | None:
-        self._browser_paths.add(path)
+        self._browser_saw(path)
         run_id = self.tracker.run_at(path)
         if run_id is None:
             return None

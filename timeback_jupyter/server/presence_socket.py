@@ -62,6 +62,12 @@ class PresenceSocketHandler(  # type: ignore[misc]
     def set_default_headers(self) -> None:
         """JupyterHandler's headers (CSP...) mean nothing on a websocket, as for kernels."""
 
+    @property
+    def max_message_size(self) -> int:
+        # tornado buffers up to 10 MiB before it looks; a report is a few hundred bytes. Up
+        # to this a too-large message gets its 400 answer, beyond it the socket closes (1009).
+        return 16 * MAX_BODY
+
     def get_compression_options(self) -> dict[str, Any] | None:
         return self.settings.get("websocket_compression_options", None)
 
