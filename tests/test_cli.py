@@ -324,10 +324,6 @@ def test_a_store_that_is_a_directory_or_corrupt_or_locked(env, capsys):
 
 
 def test_the_local_sink_names_the_student_the_server_records_for(env, capsys, monkeypatch):
-    from timeback_jupyter.cli.base import LOCAL_EMAIL_TEMPLATE
-    from timeback_jupyter.server.app import LOCAL_EMAIL_TEMPLATE as SERVERS
-
-    assert LOCAL_EMAIL_TEMPLATE == SERVERS
     monkeypatch.delenv("TIMEBACK_STUDENT_EMAIL")
     monkeypatch.setenv("JUPYTERHUB_USER", "grace")
     result = cli(capsys, "status")

@@ -105,6 +105,25 @@ def test_template_uses_the_hub_user_given_first() -> None:
     assert resolve_student(cfg, {}, None, getuser=lambda: "osuser").email == "osuser@school.edu"
 
 
+def test_a_local_machine_names_its_student_after_the_user_unless_told_otherwise() -> None:
+    def user() -> str:
+        return "ada"
+
+    local = resolve_student(config(), {}, local=True, getuser=user)
+    assert local.email == "ada@students.local"
+    assert resolve_student(config(), {"JUPYTERHUB_USER": "kim"}, local=True).email == (
+        "kim@students.local"
+    )
+    # whatever names the student comes first, as without the fallback
+    told = {"TIMEBACK_STUDENT_EMAIL": "env@school.edu"}
+    assert resolve_student(config(), told, local=True, getuser=user).email == "env@school.edu"
+    cfg = config(student_email_template="{username}@school.edu")
+    assert resolve_student(cfg, {}, local=True, getuser=user).email == "ada@school.edu"
+    # and only a local machine gets it: events to Timeback need a real student
+    with pytest.raises(IdentityError, match="no student identity"):
+        resolve_student(config(), {}, getuser=user)
+
+
 def test_template_may_use_the_name_twice_and_around_text() -> None:
     cfg = config(student_email_template="s.{username}+{username}@school.edu")
     assert resolve_student(cfg, {}, "kim").email == "s.kim+kim@school.edu"

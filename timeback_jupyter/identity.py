@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 EMAIL_ENV = "TIMEBACK_STUDENT_EMAIL"
+# The student of a machine whose events stay local, when nothing else names one.
+LOCAL_EMAIL_TEMPLATE = "{username}@students.local"
 STUDENT_ID_ENV = "TIMEBACK_STUDENT_ID"
 HUB_USER_ENV = "JUPYTERHUB_USER"
 _HOW_TO_SET = (
@@ -114,18 +116,22 @@ def resolve_student(
     environ: Mapping[str, str],
     hub_user: str | None = None,
     *,
+    local: bool = False,
     getuser: Callable[[], str] = getpass.getuser,
 ) -> Student:
     """The student from, in order: config, ``$TIMEBACK_STUDENT_EMAIL``, the email template.
 
     The template is filled with ``hub_user``, else ``$JUPYTERHUB_USER``, else the OS user.
+    With ``local`` (events kept on this machine) and no template configured,
+    :data:`LOCAL_EMAIL_TEMPLATE` stands in: nothing leaves the machine, so the user name is
+    identity enough, and the product runs with no setup.
     """
     sourced_id = config.student_id.strip() or environ.get(STUDENT_ID_ENV, "").strip() or None
     if config.student_email.strip():
         return Student(_check_email(config.student_email, "c.Timeback.student_email"), sourced_id)
     if environ.get(EMAIL_ENV, "").strip():
         return Student(_check_email(environ[EMAIL_ENV], f"${EMAIL_ENV}"), sourced_id)
-    template = config.student_email_template.strip()
+    template = config.student_email_template.strip() or (LOCAL_EMAIL_TEMPLATE if local else "")
     if not template:
         raise IdentityError(f"no student identity: {_HOW_TO_SET}")
     username = (hub_user or "").strip() or environ.get(HUB_USER_ENV, "").strip()

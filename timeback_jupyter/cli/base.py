@@ -32,7 +32,6 @@ from ..store import Store, StoreError
 
 # The server extension's fallback identity for the local sink (server/app.py): kept equal so
 # the CLI names the same student the server records for.
-LOCAL_EMAIL_TEMPLATE = "{username}@students.local"
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
@@ -221,15 +220,7 @@ class Command(OneLineArgs, JupyterApp):
     def student(self) -> Student:
         """The student the server records for, with its fallback for the local sink."""
         cfg = self.settings
-        if (
-            cfg.sink == "local"
-            and not (cfg.student_email or cfg.student_email_template)
-            and not os.environ.get("TIMEBACK_STUDENT_EMAIL")
-        ):
-            # A copy, so the printed settings stay what the user configured.
-            cfg = Timeback(config=cfg.config)
-            cfg.student_email_template = LOCAL_EMAIL_TEMPLATE
-        return resolve_student(cfg, os.environ)
+        return resolve_student(cfg, os.environ, local=cfg.sink == "local")
 
     @staticmethod
     def credentials() -> Credentials | None:

@@ -32,7 +32,6 @@ log = logging.getLogger("timeback_jupyter.kernel")
 
 STORE_NAME = "standalone.sqlite3"
 # As the server does for its local sink: with no configured identity, the OS user stands in.
-LOCAL_EMAIL_TEMPLATE = "{username}@students.local"
 
 
 def _warm_up() -> None:
@@ -69,10 +68,8 @@ class LocalBackend:
         self.store_path = str(store_path or default_store_path())
         self.path = notebook_path(shell, env)
         settings = Timeback(sink="local", store_path=self.store_path)
-        if not env.get(identity.EMAIL_ENV, "").strip():
-            settings.student_email_template = LOCAL_EMAIL_TEMPLATE
         try:
-            student = identity.resolve_student(settings, env)
+            student = identity.resolve_student(settings, env, local=True)
             # The same file %timeback start reads activities from: the first one upwards.
             app_config = load_app_config(find_config(Path.cwd()), settings.environment)
             actor = identity.actor_for(

@@ -33,7 +33,6 @@ from .pacing import in_slices
 
 CONTENTS_SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 # With the local sink and no configured identity, the OS user stands in for the student.
-LOCAL_EMAIL_TEMPLATE = "{username}@students.local"
 SECRET_ENV_VARS = ("TIMEBACK_API_CLIENT_SECRET", "TIMEBACK_CLIENT_SECRET", "CALIPER_CLIENT_SECRET")
 # Store calls run on Jupyter's event loop: a lock held elsewhere must cost it a moment, not
 # SQLite's usual 5 s per write (our own writes take milliseconds, so this is ample).
@@ -111,13 +110,7 @@ class TimebackApp(ExtensionApp):
             sensor_override=cfg.sensor,
             name_override=cfg.app_name,
         )
-        if local and not (
-            cfg.student_email
-            or cfg.student_email_template
-            or os.environ.get("TIMEBACK_STUDENT_EMAIL")
-        ):
-            cfg.student_email_template = LOCAL_EMAIL_TEMPLATE
-        student = identity.resolve_student(cfg, os.environ)
+        student = identity.resolve_student(cfg, os.environ, local=local)
         if local:
             sink: Any = LocalSink()
         else:
