@@ -37,6 +37,7 @@ from .store import OutboxItem, Store, StoreError
 # sent yet, and the import costs more than the rest of the extension (see caliper.py).
 if TYPE_CHECKING:
     from timeback_caliper import CaliperClient
+    from timeback_common import TimebackProvider
 
 LOG = logging.getLogger("timeback_jupyter.delivery")
 
@@ -173,6 +174,36 @@ def _single_shot_transport() -> type[Any]:
     return SingleShotTransport
 
 
+def caliper_provider(
+    credentials: Credentials,
+    *,
+    environment: str,
+    base_url: str | None = None,
+    auth_url: str | None = None,
+    timeout: float = 30.0,
+) -> TimebackProvider:
+    """The official provider of Timeback's Caliper URLs and OAuth tokens: ``environment``'s,
+    or ``base_url``/``auth_url`` where given (a proxy, a stand-in). Imports the SDK."""
+    from timeback_common import PLATFORM_ENDPOINTS, TimebackProvider
+
+    endpoints = PLATFORM_ENDPOINTS["BEYOND_AI"]
+    if base_url or auth_url:
+        return TimebackProvider(
+            base_url=(base_url or endpoints["caliper"][environment]).rstrip("/"),
+            auth_url=auth_url or endpoints["token"][environment],
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret,
+            timeout=timeout,
+        )
+    return TimebackProvider(
+        platform="BEYOND_AI",
+        env=environment,  # type: ignore[arg-type]  # checked against ENVIRONMENTS by callers
+        client_id=credentials.client_id,
+        client_secret=credentials.client_secret,
+        timeout=timeout,
+    )
+
+
 class TimebackSink:
     """Sends envelopes to the Timeback Caliper API with the official ``CaliperClient``.
 
@@ -212,27 +243,14 @@ class TimebackSink:
         """The official client, built once on first use (see the class docstring)."""
         if self._client is None:
             from timeback_caliper import CaliperClient
-            from timeback_common import PLATFORM_ENDPOINTS, TimebackProvider
 
-            credentials, environment = self._credentials, self.environment
-            base_url, auth_url, timeout = self._base_url, self._auth_url, self._timeout
-            endpoints = PLATFORM_ENDPOINTS["BEYOND_AI"]
-            if base_url or auth_url:
-                provider = TimebackProvider(
-                    base_url=(base_url or endpoints["caliper"][environment]).rstrip("/"),
-                    auth_url=auth_url or endpoints["token"][environment],
-                    client_id=credentials.client_id,
-                    client_secret=credentials.client_secret,
-                    timeout=timeout,
-                )
-            else:
-                provider = TimebackProvider(
-                    platform="BEYOND_AI",
-                    env=environment,  # type: ignore[arg-type]  # checked against ENVIRONMENTS
-                    client_id=credentials.client_id,
-                    client_secret=credentials.client_secret,
-                    timeout=timeout,
-                )
+            provider = caliper_provider(
+                self._credentials,
+                environment=self.environment,
+                base_url=self._base_url,
+                auth_url=self._auth_url,
+                timeout=self._timeout,
+            )
             endpoint = provider.get_endpoint("caliper")
             transport = _single_shot_transport()(
                 base_url=endpoint.base_url,

@@ -20,10 +20,11 @@ from typing import Any
 import pydantic
 from timeback_caliper import CaliperClient, CaliperEnvelope
 from timeback_caliper.lib.transport import Transport
-from timeback_common import PLATFORM_ENDPOINTS, TimebackProvider, TokenManager
+from timeback_common import TokenManager
 
 from .. import caliper
 from ..config import ONEROSTER_BASE_URLS, AppConfig, ConfigError, Course, Credentials, Timeback
+from ..delivery import caliper_provider
 from ..identity import ActorResolver, IdentityError, Student, actor_for
 from ..model import Activity, CourseRef, Window
 from ..store import Store, StoreError
@@ -82,23 +83,13 @@ class Endpoints:
 
 def caliper_endpoints(cfg: Timeback, credentials: Credentials) -> Endpoints:
     """The official transport and token manager the timeback sink uses (same URLs)."""
-    endpoints = PLATFORM_ENDPOINTS["BEYOND_AI"]
-    if cfg.base_url or cfg.auth_url:
-        provider = TimebackProvider(
-            base_url=(cfg.base_url or endpoints["caliper"][cfg.environment]).rstrip("/"),
-            auth_url=cfg.auth_url or endpoints["token"][cfg.environment],
-            client_id=credentials.client_id,
-            client_secret=credentials.client_secret,
-            timeout=cfg.request_timeout,
-        )
-    else:
-        provider = TimebackProvider(
-            platform="BEYOND_AI",
-            env=cfg.environment,  # type: ignore[arg-type]  # an Enum trait of ENVIRONMENTS
-            client_id=credentials.client_id,
-            client_secret=credentials.client_secret,
-            timeout=cfg.request_timeout,
-        )
+    provider = caliper_provider(
+        credentials,
+        environment=cfg.environment,
+        base_url=cfg.base_url,
+        auth_url=cfg.auth_url,
+        timeout=cfg.request_timeout,
+    )
     endpoint = provider.get_endpoint("caliper")
     manager = provider.get_token_manager("caliper")
     transport = _Transport(
