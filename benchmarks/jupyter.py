@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -218,14 +219,12 @@ class KernelSocket:
         }
         return msg_id, json.dumps(msg)
 
-    async def execute(self, code: str, timeout: float = 30.0) -> float:
-        """Seconds from sending an execute_request to having both its reply and its idle."""
+    async def _answers(self, code: str, timeout: float) -> AsyncIterator[dict[str, Any]]:
+        """Send ``code`` as an execute_request; yield the messages that answer it, in order."""
         msg_id, text = self._message(code)
-        started = time.perf_counter()
+        deadline = time.perf_counter() + timeout
         await self.conn.write_message(text)
-        replied = idle = False
-        deadline = started + timeout
-        while not (replied and idle):
+        while True:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"no answer to {code!r} in {timeout}s")
             self._ack_promptly()
@@ -233,8 +232,14 @@ class KernelSocket:
             if raw is None:
                 raise ConnectionError("the kernel websocket closed")
             msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                yield msg
+
+    async def execute(self, code: str, timeout: float = 30.0) -> float:
+        """Seconds from sending an execute_request to having both its reply and its idle."""
+        started = time.perf_counter()
+        replied = idle = False
+        async for msg in self._answers(code, timeout):
             kind = msg["header"]["msg_type"]
             if kind == "execute_reply":
                 if msg["content"].get("status") != "ok":
@@ -242,7 +247,22 @@ class KernelSocket:
                 replied = True
             elif kind == "status" and msg["content"].get("execution_state") == "idle":
                 idle = True
+            if replied and idle:
+                break
         return time.perf_counter() - started
+
+    async def output(self, code: str, timeout: float = 60.0) -> str:
+        """Run ``code``; what it printed, and its error if it raised one."""
+        out: list[str] = []
+        async for msg in self._answers(code, timeout):
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        return "".join(out)
 
     def close(self) -> None:
         self.conn.close()

@@ -228,7 +228,7 @@ async def _load_ext_once(server: JupyterServer, path: str) -> tuple[float | None
     kernel_id = session["kernel"]["id"]
     sock = await KernelSocket.connect(server, kernel_id)
     try:
-        msg_text = await _execute_collect(sock, LOAD_EXT_PROBE)
+        msg_text = await sock.output(LOAD_EXT_PROBE)
     finally:
         sock.close()
         server.http.delete(f"/api/sessions/{session['id']}")
@@ -236,28 +236,6 @@ async def _load_ext_once(server: JupyterServer, path: str) -> tuple[float | None
         if line.startswith("LOAD_EXT "):
             return float(line.split()[1]), ""
     return None, msg_text[-500:]
-
-
-async def _execute_collect(sock: KernelSocket, code: str) -> str:
-    """Run ``code`` and return its stdout (and any error) as text."""
-    msg_id, text = sock._message(code)
-    await sock.conn.write_message(text)
-    out: list[str] = []
-    while True:
-        sock._ack_promptly()
-        raw = await sock.conn.read_message()
-        if raw is None:
-            raise ConnectionError("the kernel websocket closed")
-        msg = json.loads(raw)
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind = msg["header"]["msg_type"]
-        if kind == "stream":
-            out.append(msg["content"]["text"])
-        elif kind == "error":
-            out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
-        elif kind == "status" and msg["content"]["execution_state"] == "idle":
-            return "".join(out)
 
 
 def load_ext(workdir: Path, samples: int) -> tuple[list[float], str]:
