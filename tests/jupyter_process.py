@@ -25,52 +25,94 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """One `jupyter server` process in its own process group (so kill -9 takes its kernels too)."""
+class JupyterProcess:
+    """A Jupyter app (``module``: jupyter_server, jupyterlab) in its own process group (so
+    kill -9 takes its kernels too) and its own Jupyter dirs under ``tmp``, waited for until
+    the extension answers (and, with ``recording``, records: a drill may break its store)."""
 
-    def __init__(self, tmp: Path, root: Path, store: Path, *extra_args: str, env=None):
-        self.tmp, self.root, self.store = tmp, root, store
+    def __init__(
+        self,
+        tmp: Path,
+        root: Path,
+        module: str,
+        token: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        http_timeout: float = 10,
+        log_name: str = "server",
+        recording: bool = False,
+    ) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp, self.root = tmp, root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.runtime = tmp / "runtime"
-        env = {
+        full_env = {
             **os.environ,
             "JUPYTER_CONFIG_DIR": str(tmp / "config"),
             "JUPYTER_DATA_DIR": str(tmp / "data"),
             "JUPYTER_RUNTIME_DIR": str(self.runtime),
             **(env or {}),
         }
-        args = [
-            sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+        command = [
+            sys.executable, "-m", module, "--no-browser", "--allow-root",
             "--ServerApp.port_retries=0",  # a taken port must fail loudly, not move silently
             f"--port={self.port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
-            f"--IdentityProvider.token={TOKEN}",
+            f"--IdentityProvider.token={token}",
             "--MultiKernelManager.default_kernel_name=python3",
-            f"--Timeback.store_path={store}", f"--Timeback.student_email={STUDENT}",
-            "--Timeback.heartbeat_interval=0.5", "--Timeback.metadata_write_delay=0.2",
-            *extra_args,
+            *args,
         ]  # fmt: skip
-        self.log = open(tmp / f"server-{self.port}.log", "w")  # noqa: SIM115
+        self.log_path = tmp / f"{log_name}-{self.port}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115  (closed in stop() or kill())
         self.proc = subprocess.Popen(
-            args, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"token {TOKEN}"}, timeout=10
+            base_url=self.url, headers={"Authorization": f"token {token}"}, timeout=http_timeout
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if self.http.get("/timeback/api/status").status_code == 200:
+                status = self.http.get("/timeback/api/status")
+                if status.status_code == 200 and (not recording or status.json()["recording"]):
                     return
             except httpx.TransportError:
                 pass
-            assert self.proc.poll() is None, (tmp / f"server-{self.port}.log").read_text()
+            assert self.proc.poll() is None, self.log_path.read_text()
             time.sleep(0.2)
+        self.kill()
+        raise AssertionError(f"{module} did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
         self.http.close()
         self.log.close()
-        raise AssertionError("server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # leftover kernels
+        self.http.close()
+        self.log.close()
+
+
+class Server(JupyterProcess):
+    """`jupyter server` with the extension on ``store``, short heartbeats and metadata delay."""
+
+    def __init__(self, tmp: Path, root: Path, store: Path, *extra_args: str, env=None):
+        self.store = store
+        args = [
+            f"--Timeback.store_path={store}", f"--Timeback.student_email={STUDENT}",
+            "--Timeback.heartbeat_interval=0.5", "--Timeback.metadata_write_delay=0.2",
+            *extra_args,
+        ]  # fmt: skip
+        super().__init__(tmp, root, "jupyter_server", TOKEN, args, env)
 
     def open(self, path: str) -> dict:
         r = self.http.post(
@@ -122,22 +164,6 @@ class Server:
         finally:
             client.stop_channels()
         return shown
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.http.close()
-        self.log.close()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # leftover kernels
-            self.http.close()
-            self.log.close()
 
 
 def notebook_run(root: Path, path: str) -> dict | None:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nbformat
 
 from ..conftest import STUDENT
-from ..jupyter_process import free_port
+from ..jupyter_process import JupyterProcess
 from ..standin import StandIn
 
 TOKEN = "browser-test-token"
@@ -80,34 +74,24 @@ def wait(predicate, timeout: float = 60.0, what: str = "condition", seen=None):
     raise AssertionError(f"timed out waiting for {what}" + (f"; saw {seen()}" if seen else ""))
 
 
-class Lab:
+class Lab(JupyterProcess):
     """`jupyter lab` in its own process group, its own Jupyter dirs, sending to ``standin``."""
 
     def __init__(self, tmp: Path, root: Path, store: Path, standin: StandIn, *extra: str):
-        self.tmp, self.root, self.store = tmp, root, store
-        tmp.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.store = store
         (root / "timeback.config.json").write_text(json.dumps(APP_CONFIG))
         # No "get notified about Jupyter news?" toast over the screenshots.
         news = tmp / "settings" / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True, exist_ok=True)
         (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
         env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(tmp / "config"),
-            "JUPYTER_DATA_DIR": str(tmp / "data"),
-            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
             "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
             "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
             "TIMEBACK_API_CLIENT_ID": CLIENT_ID,
             "TIMEBACK_API_CLIENT_SECRET": SECRET,
         }
         args = [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-            f"--port={self.port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
-            f"--IdentityProvider.token={TOKEN}", "--LabApp.expose_app_in_browser=True",
-            "--MultiKernelManager.default_kernel_name=python3",
+            "--LabApp.expose_app_in_browser=True",
             f"--Timeback.store_path={store}", f"--Timeback.student_email={STUDENT}",
             "--Timeback.sink=timeback", "--Timeback.environment=staging",
             f"--Timeback.base_url={standin.url}", f"--Timeback.auth_url={standin.token_url}",
@@ -118,25 +102,10 @@ class Lab:
             "--Timeback.presence_ttl=60",
             *extra,
         ]  # fmt: skip
-        self.log_path = tmp / f"lab-{self.port}.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            args, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"token {TOKEN}"}, timeout=15
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                status = self.http.get("/timeback/api/status")
-                if status.status_code == 200 and status.json().get("recording"):
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, self.log_path.read_text()
-            time.sleep(0.2)
-        raise AssertionError(f"jupyter lab did not start recording:\n{self.log_path.read_text()}")
+        super().__init__(
+            tmp, root, "jupyterlab", TOKEN, args, env,
+            http_timeout=15, log_name="lab", recording=True,
+        )  # fmt: skip
 
     def lab_url(self, path: str) -> str:
         return f"{self.url}/lab/tree/{path}?token={TOKEN}"
@@ -159,16 +128,6 @@ class Lab:
         r = self.http.post("/timeback/api/flush", json={"timeout": 20})
         r.raise_for_status()
         return r.json()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # leftover kernels
-        self.http.close()
-        self._log.close()
 
 
 # ---- page helpers ------------------------------------------------------------------------------
