@@ -173,10 +173,9 @@ events = [caliper.time_spent_event(window, run, actor, target),
 envelope = caliper.envelope(events, target.sensor, 40.0)
 try:
     caliper.validate_event({**events[0], "eventTime": "yesterday"})
-except caliper.CaliperInputError:
-    pass
-else:
     raise AssertionError("a bad eventTime passed")
+except caliper.CaliperInputError as err:
+    assert "eventTime" in str(err), err
 
 async def send():
     await delivery.LocalSink().send(envelope)
@@ -186,15 +185,17 @@ async def send():
     sink = delivery.TimebackSink(creds, base_url=DEAD, auth_url=DEAD + "/token", timeout=2)
     try:
         await sink.send(envelope)
-    except delivery.RetryableError:
-        pass
+        raise AssertionError("an envelope reached a dead URL")
+    except delivery.RetryableError as err:
+        assert "startup-secret" not in str(err), err
     assert await sink.exists(events[0]["id"]) is None
     await sink.aclose()
     lookup = identity.OneRosterLookup(DEAD, DEAD + "/token", creds, timeout=2)
     try:
         await lookup("ada@school.edu")
-    except identity.IdentityLookupError:
-        pass
+        raise AssertionError("a lookup reached a dead URL")
+    except identity.IdentityLookupError as err:
+        assert "startup-secret" not in str(err), err
     await lookup.aclose()
     identity.OneRosterLookup(DEAD, None, creds)._token_url()
 
