@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import logging
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -663,3 +664,40 @@ def test_drainer_from_config(store):
     config = Timeback(batch_size=7, retry_initial=0.5, retry_max=9.0, drain_interval=3.0)
     d = Drainer.from_config(store, LocalSink(), config)
     assert (d.batch_size, d.retry_initial, d.retry_max, d.idle_interval) == (7, 0.5, 9.0, 3.0)
+
+
+class TimedSink(LocalSink):
+    """The local sink, noting when each envelope arrived (real time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_at: list[float] = []
+
+    async def send(self, envelope):
+        self.sent_at.append(time.perf_counter())
+        await super().send(envelope)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["flush", "run"])
+async def test_a_backlog_leaves_the_event_loop_real_time_between_batches(store, how):
+    """A batch holds the loop: the next one waits batch_pause, so requests get served."""
+    enqueue_runs(store, runs=2, per_run=6)
+    sink = TimedSink()
+    d = Drainer(store, sink, batch_size=4, batch_pause=0.03)
+    if how == "flush":
+        assert (await d.flush(timeout=10)).sent == 12
+    else:
+        task = asyncio.ensure_future(d.run())
+        while store.depth():
+            await asyncio.sleep(0.01)
+        await d.stop()
+        await task
+    assert len(sink.sent_at) == 3
+    gaps = [b - a for a, b in zip(sink.sent_at, sink.sent_at[1:], strict=False)]
+    assert min(gaps) >= 0.025, gaps
+
+
+def test_batch_pause_is_checked(store):
+    with pytest.raises(DeliveryError, match="batch_pause"):
+        Drainer(store, LocalSink(), batch_pause=-1)
