@@ -38,7 +38,7 @@ class _Kernel(BaseHTTPRequestHandler):
     do_GET = do_POST = _answer
 
     def log_message(self, *args):
-        pass
+        """Quiet: a request log on stderr would only clutter the test output."""
 
 
 class _Quiet(ThreadingHTTPServer):
