@@ -30,8 +30,6 @@ from ..identity import IdentityError, Student, resolve_student
 from ..model import InvalidInput
 from ..store import Store, StoreError
 
-# The server extension's fallback identity for the local sink (server/app.py): kept equal so
-# the CLI names the same student the server records for.
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 

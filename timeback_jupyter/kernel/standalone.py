@@ -31,7 +31,6 @@ from .session import Current, NoActivity, TimebackError
 log = logging.getLogger("timeback_jupyter.kernel")
 
 STORE_NAME = "standalone.sqlite3"
-# As the server does for its local sink: with no configured identity, the OS user stands in.
 
 
 def _warm_up() -> None:

@@ -32,7 +32,6 @@ from .notebooks import (
 from .pacing import in_slices
 
 CONTENTS_SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1"
-# With the local sink and no configured identity, the OS user stands in for the student.
 SECRET_ENV_VARS = ("TIMEBACK_API_CLIENT_SECRET", "TIMEBACK_CLIENT_SECRET", "CALIPER_CLIENT_SECRET")
 # Store calls run on Jupyter's event loop: a lock held elsewhere must cost it a moment, not
 # SQLite's usual 5 s per write (our own writes take milliseconds, so this is ample).
