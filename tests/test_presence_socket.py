@@ -339,3 +339,36 @@ async def test_the_paths_browsers_reported_are_bounded(jp_serverapp, jp_ws_fetch
     finally:
         ws.close()
     assert list(ext._browser_paths) == ["c.ipynb", "a.ipynb", "d.ipynb"]
+
+
+async def test_a_reported_notebook_whose_run_changes_elsewhere_is_refreshed(
+    jp_serverapp, jp_fetch, jp_ws_fetch, jp_root_dir
+):
+    """A notebook not in front does not report: when its run changes (here through the REST
+    routes; the kernel's routes and a kernel shutdown end up in the same tracker calls) its
+    tab is told to ask, and only that tab, and only while it has not left the notebook."""
+    await started(jp_serverapp)
+    path, run_id = await quiz_run(jp_fetch, jp_root_dir)
+    other, _ = await quiz_run(jp_fetch, jp_root_dir, "other.ipynb")
+    tab = await jp_ws_fetch(*ROUTE)
+    other_tab = await jp_ws_fetch(*ROUTE)
+    await ask(tab, {"id": 1, **report(path, focused=False)})
+    await ask(other_tab, {"id": 1, **report(other)})
+
+    runs = ("timeback", "api", "runs", run_id)
+    mark = json.dumps({"exercise": "q1", "correct": True})
+    await jp_fetch(*runs, "exercises", method="POST", body=mark)
+    assert await answer(tab) == {"refresh": path}
+    await jp_fetch(*runs, "complete", method="POST", body="{}")
+    assert await answer(tab) == {"refresh": path}
+    # what the tab then asks tells it: no live run here any more (it looks the run up)
+    assert await ask(tab, {"id": 2, **report(path, focused=False)}) == {"id": 2, "run": None}
+
+    gone = report(path, visible=False, focused=False, leaving=True)
+    await ask(tab, {"id": 3, **gone})
+    await jp_fetch("timeback", "api", "runs", method="POST",
+                   body=json.dumps({"path": path, "client": "jupyterlab"}))  # fmt: skip
+    # neither tab hears of it: one left the notebook, the other never reported it
+    for ws in (tab, other_tab):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.read_message(), 0.5)

@@ -29,7 +29,7 @@ def now():
     return Clock()
 
 
-def make_tracker(store, now, email="ada@school.edu"):
+def make_tracker(store, now, email="ada@school.edu", **hooks):
     settings = Timeback(heartbeat_interval=15.0, idle_after=120.0, abandon_after=600.0)
     student = Student(email)
     return Tracker(
@@ -39,6 +39,7 @@ def make_tracker(store, now, email="ada@school.edu"):
         student=student,
         actor=actor_for(student, "https://api.staging.alpha-1edtech.ai", local=True),
         now=now,
+        **hooks,
     )
 
 
@@ -394,3 +395,23 @@ def test_run_metadata_naming_a_run_open_in_another_notebook_starts_a_new_attempt
     tracker.end(second.run.id)
     third = tracker.start(LESSON, path="copy.ipynb", metadata_run=copy)
     assert third.run.id == first.id and third.resumed
+
+
+def test_a_notebook_is_named_whenever_its_run_changes_whoever_asked(store, now):
+    changed = []
+    tracker = make_tracker(store, now, notebook_changed=changed.append)
+    run = tracker.start(QUIZ, path="quiz.ipynb").run
+    tracker.start(LESSON)  # no notebook: nobody to tell
+    assert changed == ["quiz.ipynb"]
+    tracker.presence(run.id, "tab-1", visible=True, focused=True)
+    now.t += 30
+    tracker.tick()  # time passing and presence change no run's status or exercises
+    assert changed == ["quiz.ipynb"]
+    tracker.exercise(run.id, "q1", True)
+    tracker.rename("quiz.ipynb", "quiz2.ipynb")
+    tracker.complete(run.id)
+    assert changed == ["quiz.ipynb", "quiz.ipynb", "quiz2.ipynb"]
+    lesson = tracker.start(LESSON, path="lesson.ipynb").run
+    tracker.end(lesson.id)
+    tracker.end(lesson.id)  # already ended: no change
+    assert changed[3:] == ["lesson.ipynb", "lesson.ipynb"]

@@ -91,7 +91,10 @@ class Timeback(Configurable):
         "from a clean slate on return.",
     ).tag(config=True)
     presence_ttl = Float(
-        20.0, help="Seconds a browser presence report stays valid without a new one."
+        20.0,
+        help="Seconds a browser's report that a notebook is visible and focused stays valid "
+        "without a new one (the extension repeats it every 5 s; notebooks not in front "
+        "report only their changes).",
     ).tag(config=True)
 
     store_path = Unicode(help="SQLite file holding runs, windows and the outbox.").tag(config=True)

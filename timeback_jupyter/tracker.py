@@ -71,6 +71,7 @@ class Tracker:
         clock: EngagementClock | None = None,
         now: Callable[[], float] = time.time,
         notify: Callable[[], None] = lambda: None,
+        notebook_changed: Callable[[str], None] = lambda path: None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -85,6 +86,9 @@ class Tracker:
         )
         self._now = now
         self._notify = notify
+        # Told the notebook path whose run started, ended, completed or had an exercise marked,
+        # whoever asked: a browser showing that notebook may not be asking right now.
+        self._notebook_changed = notebook_changed
         self._targets: dict[str, caliper.Target] = {}
         self._path_of: dict[str, str] = {}  # live run id -> notebook path
         self._run_at: dict[str, str] = {}  # notebook path -> live run id
@@ -148,6 +152,7 @@ class Tracker:
         if path is not None:
             self._run_at[path] = run.id
             self._path_of[run.id] = path
+            self._notebook_changed(path)
         return StartResult(run, resumed, note)
 
     def _resume_or_create(
@@ -392,6 +397,7 @@ class Tracker:
         if path is not None and self._run_at.get(path) == run_id:
             del self._run_at[path]
             self._closed_at[path] = run_id
+            self._notebook_changed(path)
 
     def exercise(self, run_id: str, exercise_id: str, correct: bool) -> Run:
         run = self.get(run_id)
@@ -403,6 +409,9 @@ class Tracker:
         if not exercise_id or len(exercise_id) > 200:
             raise TrackerError("exercise: required (a non-empty id up to 200 characters)", 400)
         self.store.set_exercise(run.id, exercise_id, correct)
+        path = self._path_of.get(run.id)
+        if path is not None:
+            self._notebook_changed(path)
         return self.get(run.id)
 
     def complete(

@@ -76,15 +76,21 @@ function activate(
 ): void {
   const settings = ServerConnection.makeSettings();
   const rest = new RestServer(settings);
+  const loops = new Map<NotebookPanel, PresenceLoop>();
   // One socket for the whole tab: every notebook's presence goes over it, REST when it is down.
   const server = new SocketServer({
     url: presenceSocketUrl(settings),
     rest,
     WebSocket: settings.WebSocket,
-    clock
+    clock,
+    onRefresh: path =>
+      loops.forEach(loop => {
+        if (loop.path === path) {
+          loop.refresh();
+        }
+      })
   });
   const source = `tab-${UUID.uuid4()}`;
-  const loops = new Map<NotebookPanel, PresenceLoop>();
   const activeChanged = new Signal<object, void>({});
 
   const isCurrent = (panel: NotebookPanel): boolean =>

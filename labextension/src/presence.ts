@@ -9,9 +9,13 @@
  * - a notebook that declares an activity first starts (or resumes) its run; any notebook then
  *   reports presence, so the server knows a browser looks after it and never writes the file
  *   behind the editor (a run started later from the kernel shows up in the answers);
- * - while the notebook is visible, one report every `interval` ms, plus one at once on every
- *   visibility or focus change (coalesced while a request is in flight); while hidden, none
- *   once the server has heard that it is hidden;
+ * - while the notebook is visible and focused, one report every `interval` ms; otherwise (hidden,
+ *   or visible in a window or beside a notebook that has the focus) none once the server has
+ *   heard it: the server counts no time for such a notebook, whoever says so, so reporting it
+ *   again would tell the server nothing (hundreds of open notebooks would cost it a message
+ *   each every few seconds for no information);
+ * - a visibility or focus change is reported at once when it differs from what the server was
+ *   last told (coalesced while a request is in flight), and so is input after a pause;
  * - a failed request is retried after `interval`, then twice as long each time up to
  *   `maxBackoff`; changes while a retry is pending wait for it (it samples the page anew);
  * - leaving (pagehide, notebook closed) is one fire-and-forget report with `leaving: true`.
@@ -200,17 +204,27 @@ export class PresenceLoop {
     // Back from a pause longer than a report's spacing: say so now, not up to `interval` later,
     // so the server counts the student active again from this instant.
     if (idleBefore > this._interval && this._run !== null) {
+      this._reportDue = true;
       this.changed();
     }
   }
 
-  /** Visibility, focus or the current notebook changed: report at once. */
+  /** The server has news about this notebook's run (it says so over the socket): ask now. */
+  refresh(): void {
+    this._reportDue = true;
+    this.changed();
+  }
+
+  /** Visibility, focus or the current notebook may have changed: report at once if so. */
   changed(): void {
     if (this._phase !== 'starting' && this._phase !== 'tracking') {
       return;
     }
     if (this._failures > 0 && this._timer !== null) {
       return; // the pending retry samples the page anew
+    }
+    if (this._phase === 'tracking' && !this._busy && !this._news()) {
+      return; // e.g. another notebook got the focus: this one's report would be the same
     }
     void this._step();
   }
@@ -276,7 +290,7 @@ export class PresenceLoop {
     }
     if (this._again) {
       this._again = false;
-      if (this._failures === 0 && this._active()) {
+      if (this._failures === 0 && this._active() && this._news()) {
         return this._step();
       }
     }
@@ -303,6 +317,7 @@ export class PresenceLoop {
 
   private async _ping(): Promise<void> {
     const report = this._report();
+    this._reportDue = false; // a failed report is retried, sampling idle_ms anew
     const outcome = await this._server.presence(report);
     if (this._phase !== 'tracking') {
       return;
@@ -391,14 +406,23 @@ export class PresenceLoop {
     );
   }
 
+  /** Whether a report now would tell the server something it does not know. */
+  private _news(): boolean {
+    return this._phase !== 'tracking' || this._reportDue || !this._told();
+  }
+
   private _active(): boolean {
     return this._phase === 'starting' || this._phase === 'tracking';
   }
 
   private _schedule(): void {
     this._cancel();
-    if (!this._active() || (!this._page.visible() && this._told())) {
-      return; // hidden, and the server knows: the next visibility change reports
+    if (!this._active()) {
+      return;
+    }
+    const counted = this._page.visible() && this._page.focused();
+    if (this._failures === 0 && !counted && this._told()) {
+      return; // not in front, and the server knows: the next change reports
     }
     const delay =
       this._failures > 0
@@ -442,6 +466,7 @@ export class PresenceLoop {
   private _failures = 0;
   private _busy = false;
   private _again = false;
+  private _reportDue = false;
   private _timer: unknown = null;
   private _dueAt = 0;
   private _toldPage: { visible: boolean; focused: boolean } | null = null;

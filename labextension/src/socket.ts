@@ -15,7 +15,10 @@
  *   long each time up to `maxBackoff` (no timer: a tab with no notebook open stays quiet);
  * - a report in flight when the socket closes is sent again over REST;
  * - leaving goes over the socket when open (send is synchronous, fine on pagehide), else as the
- *   REST fallback's keepalive request; the server also leaves for a socket that closes.
+ *   REST fallback's keepalive request; the server also leaves for a socket that closes;
+ * - the server may say `{"refresh": path}` unasked (the notebook's run started, ended or
+ *   completed from the kernel, say): `onRefresh` gets the path, so a notebook that is not in
+ *   front, and so not reporting, asks at once.
  *
  * Pure like presence.ts: the socket class and the clock are injected, so the unit tests drive
  * it with a fake socket and fake timers.
@@ -55,6 +58,8 @@ export interface SocketServerOptions {
   replyTimeout?: number;
   minBackoff?: number;
   maxBackoff?: number;
+  /** The server asks the tab to report this notebook now. */
+  onRefresh?: (path: string) => void;
 }
 
 export const DEFAULT_REPLY_TIMEOUT = 10000;
@@ -99,6 +104,7 @@ export class SocketServer implements Server {
     this._replyTimeout = options.replyTimeout ?? DEFAULT_REPLY_TIMEOUT;
     this._minBackoff = options.minBackoff ?? DEFAULT_MIN_BACKOFF;
     this._maxBackoff = options.maxBackoff ?? DEFAULT_SOCKET_MAX_BACKOFF;
+    this._onRefresh = options.onRefresh;
   }
 
   /** Whether reports go over the socket now. */
@@ -168,7 +174,17 @@ export class SocketServer implements Server {
     if (message === null || typeof message !== 'object') {
       return;
     }
-    const answer = message as { id?: unknown; run?: unknown; error?: unknown; status?: unknown };
+    const answer = message as {
+      id?: unknown;
+      run?: unknown;
+      error?: unknown;
+      status?: unknown;
+      refresh?: unknown;
+    };
+    if (answer.id === undefined && typeof answer.refresh === 'string') {
+      this._onRefresh?.(answer.refresh);
+      return;
+    }
     const pending = typeof answer.id === 'number' ? this._pending.get(answer.id) : undefined;
     if (pending === undefined) {
       return; // a leave's answer, one that came too late, or an error about no message of ours
@@ -229,6 +245,7 @@ export class SocketServer implements Server {
   private readonly _replyTimeout: number;
   private readonly _minBackoff: number;
   private readonly _maxBackoff: number;
+  private readonly _onRefresh?: (path: string) => void;
   private _socket: SocketLike | null = null;
   private _pending = new Map<number, Pending>();
   private _nextId = 1;

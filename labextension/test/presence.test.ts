@@ -167,9 +167,76 @@ describe('reporting', () => {
     loop.changed();
     await settle();
     expect(server.reports.at(-1)).toMatchObject({ visible: true, focused: false });
+    page.focus = true;
+    loop.changed();
+    await settle();
+    expect(server.reports.at(-1)).toMatchObject({ visible: true, focused: true });
     expect(loop.nextIn).toBe(INTERVAL);
     await advance(INTERVAL - 1);
+    expect(server.reports).toHaveLength(3);
+    await advance(1);
+    expect(server.reports).toHaveLength(4);
+  });
+
+  it('visible but not focused: reported once, then quiet until it changes', async () => {
+    page.focus = false; // beside the notebook that has the focus, or the window lost it
+    const loop = makeLoop();
+    loop.begin(true);
+    await settle();
+    expect(server.reports).toEqual([
+      { path: 'lesson.ipynb', source: 'tab-1', visible: true, focused: false, idle_ms: 0 }
+    ]);
+    expect(loop.nextIn).toBeNull();
+    await advance(20 * INTERVAL);
+    expect(server.reports).toHaveLength(1);
+
+    page.focus = true;
+    loop.changed();
+    await settle();
     expect(server.reports).toHaveLength(2);
+    expect(server.reports[1]).toMatchObject({ visible: true, focused: true });
+    await advance(INTERVAL);
+    expect(server.reports).toHaveLength(3);
+  });
+
+  it('a change elsewhere (another notebook focused) that leaves this one as it was sends nothing', async () => {
+    const loop = makeLoop();
+    loop.begin(true);
+    await settle();
+    await advance(2000);
+    loop.changed();
+    await settle();
+    expect(server.reports).toHaveLength(1);
+    expect(loop.nextIn).toBe(INTERVAL - 2000); // the interval runs on undisturbed
+
+    page.focus = false;
+    loop.changed();
+    await settle();
+    expect(server.reports).toHaveLength(2);
+    loop.changed();
+    loop.changed();
+    await settle();
+    await advance(10 * INTERVAL);
+    expect(server.reports).toHaveLength(2);
+  });
+
+  it('a refresh from the server makes a quiet notebook report at once', async () => {
+    page.focus = false;
+    const loop = makeLoop();
+    loop.begin(true);
+    await settle();
+    await advance(10 * INTERVAL);
+    expect(server.reports).toHaveLength(1);
+    // completed from the kernel meanwhile: the answer is null, the lookup says completed
+    server.stored.set(RUN_ID, makeRun({ status: 'completed', state: 'completed', live: false }));
+    server.presenceScript = ['forget'];
+    loop.refresh();
+    await settle();
+    expect(server.reports).toHaveLength(2);
+    expect(server.gets).toEqual([RUN_ID]);
+    expect(loop.snapshot.run?.status).toBe('completed');
+    expect(written.at(-1)?.run.status).toBe('completed');
+    expect(loop.nextIn).toBeNull(); // and quiet again
   });
 
   it('coalesces changes made while a report is in flight into one more report', async () => {
@@ -177,17 +244,37 @@ describe('reporting', () => {
     loop.begin(true);
     await settle();
     server.hold();
+    page.focus = false;
     loop.changed();
     await settle();
     expect(server.reports).toHaveLength(2);
-    page.focus = false;
+    page.focus = true;
     loop.changed();
     loop.changed();
     loop.changed();
     server.release();
     await settle();
     expect(server.reports).toHaveLength(3);
-    expect(server.reports[2]).toMatchObject({ focused: false });
+    expect(server.reports[2]).toMatchObject({ focused: true });
+  });
+
+  it('changes made while a report is in flight and undone before its answer send nothing more', async () => {
+    const loop = makeLoop();
+    loop.begin(true);
+    await settle();
+    server.hold();
+    page.focus = false;
+    loop.changed();
+    await settle();
+    page.focus = true;
+    loop.changed();
+    page.focus = false;
+    loop.changed();
+    server.release();
+    await settle();
+    expect(server.reports).toHaveLength(2);
+    expect(server.reports[1]).toMatchObject({ focused: false });
+    expect(loop.nextIn).toBeNull();
   });
 
   it('sends the time since the last input in the notebook as idle_ms', async () => {

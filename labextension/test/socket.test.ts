@@ -151,6 +151,24 @@ describe('reports over the socket', () => {
     expect(FakeSocket.made).toHaveLength(1);
   });
 
+  it('a refresh the server sends unasked goes to onRefresh with its path, nothing else does', async () => {
+    const refreshed: string[] = [];
+    server = new SocketServer({
+      url: URL,
+      rest,
+      WebSocket: FakeSocket,
+      clock,
+      onRefresh: p => refreshed.push(p)
+    });
+    const socket = await opened();
+    const pending = server.presence(report());
+    socket.reply({ refresh: 'lesson.ipynb' });
+    socket.reply({ refresh: 42 }); // malformed: ignored
+    socket.reply({ id: 1, refresh: 'other.ipynb', run: null }); // an answer, not a refresh
+    expect(refreshed).toEqual(['lesson.ipynb']);
+    expect(await pending).toEqual({ ok: true, value: { run: null } });
+  });
+
   it('a notebook without a run gets null, as over REST', async () => {
     const socket = await opened();
     const answer = server.presence(report());

@@ -83,6 +83,8 @@ class TimebackApp(ExtensionApp):
         self._kernel_paths: dict[str, str] = {}
         # notebooks a browser tab looks after, most recent last (see _browser_saw)
         self._browser_paths: dict[str, None] = {}
+        # open presence sockets: told when a notebook they reported changes (_notebook_changed)
+        self.presence_sockets: set[Any] = set()
         self._checked: dict[str, str] = {}  # notebook path -> last_modified seen without one
         self.tokens = KernelTokens(self.serverapp.runtime_dir, "")
         self.watcher = KernelWatcher(
@@ -153,6 +155,7 @@ class TimebackApp(ExtensionApp):
             student=self._student,
             actor=actor,
             notify=self.drainer.notify,
+            notebook_changed=self._notebook_changed,
         )
 
     async def _resolve_actor(self) -> None:
@@ -435,6 +438,12 @@ class TimebackApp(ExtensionApp):
             "resumed": result.resumed,
             "note": result.note,
         }
+
+    def _notebook_changed(self, path: str) -> None:
+        """A notebook's run started, ended, completed or changed its exercises, maybe from the
+        kernel: tabs showing it hear at once, since one not in front does not report."""
+        for socket in self.presence_sockets:
+            socket.refresh(path)
 
     def _browser_saw(self, path: str) -> None:
         # Any logged-in client may report any path: keep the most recent ones, not all.

@@ -9,6 +9,9 @@ kernels, so wherever Jupyter works this does too; the browser falls back to REST
 Client -> server: ``{"id": <int>, "path", "source", "visible", "focused", "idle_ms",
 "leaving"?}``. Server -> client: ``{"id", "run"}`` or ``{"id", "error", "status"}`` (``id``
 null when the message had none); a bad message gets its error and the socket stays open.
+Unasked, ``{"refresh": path}`` when the run of a notebook the tab reported starts, ends,
+completes or has an exercise marked (from the kernel, say): a notebook that is not in front
+does not report, so this is how its tab learns that it should ask now.
 Closing the socket (tab closed, crashed, network gone and the ping timing out) leaves every
 notebook it reported, as a pagehide would. Like the REST routes, nothing here counts as server
 activity: it is not an APIHandler, so Jupyter's ``api_last_activity`` never moves.
@@ -83,7 +86,13 @@ class PresenceSocketHandler(  # type: ignore[misc]
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self._reported = set()
+        self.app.presence_sockets.add(self)
         super().open(*args, **kwargs)  # WebSocketMixin: keep-alive pings, closed on timeout
+
+    def refresh(self, path: str) -> None:
+        """Tell the tab to report ``path`` now, if it reported that notebook and has not left."""
+        if any(reported == path for reported, _ in self._reported):
+            self._send({"refresh": path})
 
     async def on_message(self, message: str | bytes) -> None:
         # tornado hands over the next message only once this one is answered: reports of
@@ -118,6 +127,7 @@ class PresenceSocketHandler(  # type: ignore[misc]
         self._send({"id": msg_id, "run": run})
 
     def on_close(self) -> None:
+        self.app.presence_sockets.discard(self)
         reported = getattr(self, "_reported", set())
         if not reported:
             return
