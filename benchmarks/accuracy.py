@@ -8,10 +8,11 @@ ran a cell, a cell ended) within ``idle_after``, or a cell of it is running; a s
 once, whatever the number of tabs and notebooks.
 
 The clock only gets what the server gets: the JupyterLab extension's presence reports, as
-``labextension/src/presence.ts`` sends them (one every 5 s while visible, scheduled after the
-previous answer; one at once on a visibility or focus change and on the first input after a
-pause longer than 5 s; none while hidden; a leave report on close), each late by a random
-network delay; and the kernel's busy/idle as the IOPub watcher sees them, a little late too.
+``labextension/src/presence.ts`` sends them (one every 5 s while visible and focused,
+scheduled after the previous answer; one at once on a visibility or focus change that differs
+from what the server was last told, and on the first input after a pause longer than 5 s; none
+more while hidden or not focused; a leave report on close), each late by a random network
+delay; and the kernel's busy/idle as the IOPub watcher sees them, a little late too.
 The error is what the mechanism loses or adds, per 10 minutes of true engagement.
 """
 
@@ -256,6 +257,7 @@ def _tab_reports(
     last_input = tab.opened  # presence.ts starts its idle clock when the tab opens
     t = tab.opened + 2 * rng.uniform(*latency)  # the first report follows startRun's answer
     next_periodic: float | None = t
+    told: tuple[bool, bool] | None = None  # what the server last heard from this tab
     ci = ii = 0
     while True:
         # The next thing that makes this tab report: its timer, a change, a return from idle.
@@ -281,12 +283,18 @@ def _tab_reports(
             last_input = max(last_input, inputs[ii])
             ii += 1
         visible, focused = tab.state(due)
+        if on_change and due != returns and due != next_periodic and (visible, focused) == told:
+            t = due  # a change that leaves the tab as the server knows it: presence.ts is quiet
+            continue
         delay = rng.uniform(*latency)
         emit(due + delay, "presence", tab.notebook, tab.id, visible, focused, last_input)
+        told = (visible, focused)
         t = due + 2 * delay  # the answer is back: the next report is scheduled from here
-        # presence.ts stops its timer while hidden (the change report wakes it); a reporter
-        # without change reports must keep its timer running to ever notice a return.
-        next_periodic = t + PING_EVERY if (visible or not on_change) else None
+        # presence.ts stops its timer unless the notebook is visible and focused (a change
+        # report wakes it); a reporter without change reports must keep its timer running to
+        # ever notice a return.
+        in_front = visible and focused
+        next_periodic = t + PING_EVERY if (in_front or not on_change) else None
     if tab.closed is not None and not tab.vanished:
         emit(tab.closed + rng.uniform(*latency), "leave", tab.notebook, tab.id)
 

@@ -301,7 +301,7 @@ def test_a_kernel_only_run_pauses_600s_after_it_was_last_active_and_a_signal_res
     assert clock.tick(T0 + 830) == [win(X, 810, 825, 15)]
 
 
-def test_a_paused_run_never_holds_the_active_slot_until_a_call_of_its_own_resumes_it() -> None:
+def test_a_paused_run_kept_out_by_a_fresher_one_takes_over_the_moment_that_one_lapses() -> None:
     s = Script().open(0, Z).open(0, X)
     s.pings(X, "tab", [0], visible=False, focused=False)
     s.signal(0, X, "execute_start").signal(0, Z, "execute_start")  # both cells never end
@@ -311,12 +311,27 @@ def test_a_paused_run_never_holds_the_active_slot_until_a_call_of_its_own_resume
     # X is hidden from the start: never active, so paused at 0 + 600 = 600. Z (kernel-only,
     # running) is active until W opens at 650. At 700 X is in front and running, but W's
     # signal (695) is fresher than X's input (690): X stays paused. W goes idle at
-    # 695 + 120 = 815; X, paused, is not a candidate, so Z is active on [815,820) until X's
-    # next report at 820 brings it back.
-    assert of(X, windows)[-1] == win(X, 585, 600, 0, 15)
-    assert of(Z, windows)[-1] == win(Z, 810, 825, 5, 10)
+    # 695 + 120 = 815: X, in front, running and fresher than Z, is active from that instant
+    # (a clean slate), not from its next report at 820. Z never is again.
+    assert of(X, windows)[-2:] == [win(X, 585, 600, 0, 15), win(X, 815, 830, 15)]
+    assert of(Z, windows)[-1] == win(Z, 810, 825, 0, 15)
     assert of(W, windows)[-2:] == [win(W, 800, 815, 15), win(W, 815, 830, 0, 15)]
-    assert s.clock.state(X, T0 + 830) == Snapshot("active", 10.0, 0.0)
+    assert s.clock.state(X, T0 + 830) == Snapshot("active", 0.0, 0.0)
+
+
+def test_a_paused_run_is_active_again_as_soon_as_the_notebook_in_front_leaves() -> None:
+    """A focus switch whose reports arrive in the wrong order: the new notebook's first, while
+    the old one still counts and is fresher, then the old one's. Nothing is lost between."""
+    s = Script().open(0, X).open(0, Y)
+    s.pings(X, "tab-x", [0], visible=True, focused=False)  # beside Y: never active, paused at 600
+    s.pings(Y, "tab-y", range(0, 991, 10))
+    s.signal(0, Y, "execute_start").signal(995, Y, "execute_end")  # Y's long cell ends at 995
+    s.pings(Y, "tab-y", [997], visible=True, focused=False)  # Y's report that it left the front
+    # X in front from 996 (reporting every 10 s), but Y (995) is fresher than X (994) at first
+    s.pings(X, "tab-x", [996, 1006, 1016], last_input=994)
+    windows = s.play(1020)
+    assert [w for w in of(X, windows) if w.active] == [win(X, 997, 1012, 15)]
+    assert s.clock.state(X, T0 + 1020) == Snapshot("active", 8.0, 0.0)
 
 
 def test_presence_in_front_without_recent_input_does_not_resume_a_paused_run() -> None:
@@ -517,8 +532,9 @@ class Reference:
         return r.running > 0 or t - r.last_signal < self.idle
 
     def winner(self, student: str, t: int) -> RefRun | None:
-        live = [r for r in self.runs.values() if r.student == student and not r.paused]
-        candidates = [r for r in live if self.seen(r, t) and self.recent(r, t)]
+        """Paused runs too: a paused run that is seen and recent is active when it ranks first."""
+        runs = [r for r in self.runs.values() if r.student == student]
+        candidates = [r for r in runs if self.seen(r, t) and self.recent(r, t)]
         return max(candidates, key=lambda r: (r.last_signal, r.seq), default=None)
 
     def emit(self, r: RefRun, end: int, out: list[tuple[str, int, int, int, int]]) -> None:
@@ -531,6 +547,9 @@ class Reference:
         until = max(t, until)
         while True:
             w = self.winner(student, t)
+            if w is not None and w.paused:  # back from a pause: a clean slate
+                w.paused = False
+                w.start, w.active, w.inactive, w.last_active = t, 0, 0, t
             for r in [r for r in self.runs.values() if r.student == student and not r.paused]:
                 if r is not w and t - r.last_active >= self.abandon:
                     self.emit(r, t, out)
@@ -864,7 +883,7 @@ def test_a_run_takes_over_at_the_instant_its_pause_was_due() -> None:
     assert sum(w.active for w in late) == 9.0  # active from 1031 to 1040, never paused
 
 
-def test_a_call_at_the_instant_a_pause_is_due_finds_it_paused() -> None:
+def test_a_call_at_the_instant_a_pause_is_due_finds_it_paused_and_a_takeover_restarts_it() -> None:
     # Slot 1 is seen and recent throughout (reports every 5 s, with input just now).
     pings = [(5, ("presence", 1, "a", True, True, 0)) for _ in range(5)]  # 1006 .. 1026
     script = [
@@ -877,5 +896,9 @@ def test_a_call_at_the_instant_a_pause_is_due_finds_it_paused() -> None:
         (9, ("tick",)),
     ]
     out = play_script(script, SMALL, reference=Reference(**SMALL))
-    late = [w for w in out.windows if w.run_id == run_id(0, 0) and w.end > 1031]
-    assert late == []  # paused at 1031: nothing counted for it after
+    late = [(w.start, w.end, w.active, w.inactive) for w in out.windows
+            if w.run_id == run_id(0, 0) and w.end > 1030]  # fmt: skip
+    # Paused at 1031, the call's own instant, so its window closes there. Slot 0 (kernel-only,
+    # its cell running) is then the one run seen and recent: active again at once, from a
+    # clean slate, not at its own next call.
+    assert late == [(1030, 1031, 0, 1), (1031, 1036, 5, 0), (1036, 1040, 4, 0)]

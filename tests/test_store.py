@@ -292,6 +292,32 @@ def test_record_window_needs_its_run_and_an_event_id(db: Store):
     assert db.get_run(run.id).active_seconds == 0.0
 
 
+def test_record_windows_is_one_transaction_all_or_none(db: Store):
+    run = new_run()
+    db.insert_run(run)
+    first = Window(run.id, 100.0, 115.0, 12.0, 3.0)
+    db.record_windows(
+        [(first, event(1), SENSOR), (Window(run.id, 115.0, 130.0, 15.0, 0.0), event(2), SENSOR)]
+    )
+    assert [e["n"] for e in db.events()] == [1, 2]
+    assert db.get_run(run.id).active_seconds == 27.0
+    # a window of an unknown run in the middle: the windows before it are not kept either
+    stray = Window(str(uuid.uuid4()), 130.0, 145.0, 1.0, 0.0)
+    later = Window(run.id, 130.0, 145.0, 15.0, 0.0)
+    with pytest.raises(StoreError, match="no run"):
+        db.record_windows([(later, event(3), SENSOR), (stray, event(4), SENSOR)])
+    assert [e["n"] for e in db.events()] == [1, 2]
+    assert db.get_run(run.id).active_seconds == 27.0
+    # an invalid item is refused before anything is written; a repeat in a batch is skipped
+    with pytest.raises(InvalidInput, match="sensor"):
+        db.record_windows([(later, event(3), SENSOR), (later, event(5), "")])
+    db.record_windows([(later, event(3), SENSOR), (first, event(6), SENSOR)])
+    assert [e["n"] for e in db.events()] == [1, 2, 3]
+    assert db.get_run(run.id).active_seconds == 42.0
+    db.record_windows([])
+    assert db.depth() == 3
+
+
 def test_one_completion_per_run(db: Store):
     run = new_run()
     db.insert_run(run)

@@ -230,17 +230,17 @@ def test_a_renamed_stateful_run_resumes_at_its_new_path_not_the_old(store, now):
 def test_windows_survive_a_store_that_fails_for_a_while(store, now, monkeypatch):
     tracker = make_tracker(store, now)
     run = tracker.start(QUIZ, path="quiz.ipynb").run
-    real = store.record_window
+    real = store.record_windows
 
     def locked(*args, **kwargs):
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(store, "record_window", locked)
+    monkeypatch.setattr(store, "record_windows", locked)
     now.t += 45
     with pytest.raises(sqlite3.OperationalError):
         tracker.tick()
     assert tracker.unrecorded == 3
-    monkeypatch.setattr(store, "record_window", real)
+    monkeypatch.setattr(store, "record_windows", real)
     now.t += 15
     tracker.tick()
     assert tracker.unrecorded == 0

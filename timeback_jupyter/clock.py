@@ -11,8 +11,9 @@ reads a clock, so the same script always gives the same windows. At each instant
   or a cell still running;
 - active: seen and recent, and, of the student's runs that are, the one with the latest signal
   (tie: opened later), so a student's time is never counted twice;
-- paused: not active for ``abandon_after``; the run stops heartbeating until a signal or a
-  foreground presence makes it active again, and the gap is counted nowhere;
+- paused: not active for ``abandon_after``; the run stops heartbeating until it is the one
+  active run again (a signal or a foreground presence of its own, or the run that kept it out
+  lapsing while it is seen and recent), and the gap is counted nowhere;
 - inactive: the rest.
 
 State only changes at calls and at known instants (idle expiry, presence expiry, pause onset,
@@ -165,7 +166,6 @@ class EngagementClock:
             # An end without its start (we attached mid-cell) must not leave a debt.
             run.running = max(0, run.running - 1)
         run.last_signal = max(run.last_signal, t)
-        self._maybe_resume(group, run, t)
         self._reconsider(group, run, t)
 
     def presence(
@@ -196,7 +196,6 @@ class EngagementClock:
         for name in expired:
             del run.sources[name]
         run.sources[source] = _Report(visible=visible, focused=focused, at=t)
-        self._maybe_resume(group, run, t)
         self._reconsider(group, run, t)
 
     def leave(self, run_id: str, source: str, now: float) -> None:
@@ -246,7 +245,7 @@ class EngagementClock:
         if not group.runs:
             del self._students[run.student]
         elif group.winner is run:
-            self._hand_over(group, self._pick(group, group.now, settled=True), group.now)
+            self._hand_over(group, self._pick(group, group.now), group.now, call=True)
         return window
 
     def state(self, run_id: str, now: float) -> Snapshot:
@@ -260,6 +259,8 @@ class EngagementClock:
             if winning or new is run:
                 self._settle(trial, at, winning, at_end=new is run, trial=True)
                 winning = new is run
+                if winning:
+                    _take_over(trial, at)
         self._settle(trial, until, winning, trial=True)
         if trial.paused:
             return Snapshot("paused", 0.0, 0.0)
@@ -289,7 +290,7 @@ class EngagementClock:
         """Move the student's active run along to ``until`` (clamped: time never runs backwards)."""
         until = max(until, group.now)
         for at, new in self._handovers(group, until):
-            self._hand_over(group, new, at)
+            self._hand_over(group, new, at, call=False)
         group.now = until
         return until
 
@@ -300,15 +301,19 @@ class EngagementClock:
             at = self._lapses_at(current)
             if at > until:
                 return
-            current = self._pick(group, at, settled=False)
+            current = self._pick(group, at)
             yield at, current
 
-    def _hand_over(self, group: _Student, new: _Run | None, at: float) -> None:
+    def _hand_over(self, group: _Student, new: _Run | None, at: float, *, call: bool) -> None:
+        """``new`` is the active run from ``at``. A pause due at that very instant comes first
+        after a ``call`` (the call found the run paused, so it restarts), but not when the
+        active run lapses then (taking over comes first: the run goes on)."""
         old = group.winner
         if old is not None and old is not new:
             self._settle(old, at, True, at_end=False)
         if new is not None and new is not old:
-            self._settle(new, at, False, at_end=True)
+            self._settle(new, at, False, at_end=not call)
+            _take_over(new, at)
         group.winner = new
 
     def _reconsider(self, group: _Student, run: _Run, t: float) -> None:
@@ -316,23 +321,20 @@ class EngagementClock:
         current = group.winner
         if run is current:
             if not self._eligible(run, t):
-                self._hand_over(group, self._pick(group, t, settled=True), t)
+                self._hand_over(group, self._pick(group, t), t, call=True)
         elif self._eligible(run, t) and (current is None or _rank(run) > _rank(current)):
-            self._hand_over(group, run, t)
+            self._hand_over(group, run, t, call=True)
 
-    def _pick(self, group: _Student, t: float, *, settled: bool) -> _Run | None:
-        """The student's active run at ``t``.
+    def _pick(self, group: _Student, t: float) -> _Run | None:
+        """The student's active run at ``t``, when the current one lapses or leaves.
 
-        A run not active since ``last_active`` pauses at ``last_active + abandon_after``, but at
-        that very instant it may still take over when the active run lapses (taking over comes
-        first); after a call, a pause due at the call's instant has already happened.
+        Paused runs are candidates too: one that is seen and recent (its tab in front, its
+        student typing) but was kept out by a fresher run takes over the moment that run
+        lapses, rather than at its own next report (see :func:`_take_over`).
         """
         best: _Run | None = None
         for run in group.runs.values():
-            if run.paused or run is group.winner:
-                continue
-            onset = run.last_active + self.abandon_after
-            if onset < t or (settled and onset <= t):
+            if run is group.winner:
                 continue
             if not self._eligible(run, t):
                 continue
@@ -404,7 +406,7 @@ class EngagementClock:
         return at
 
     def _eligible(self, run: _Run, t: float) -> bool:
-        return not run.paused and self._seen(run, t) and self._recent(run, t)
+        return self._seen(run, t) and self._recent(run, t)
 
     def _seen(self, run: _Run, t: float) -> bool:
         return not run.tracked or t < self._seen_until(run)
@@ -418,18 +420,6 @@ class EngagementClock:
 
     def _recent(self, run: _Run, t: float) -> bool:
         return run.running > 0 or t < run.last_signal + self.idle_after
-
-    def _maybe_resume(self, group: _Student, run: _Run, t: float) -> None:
-        """A paused run comes back when this call makes it the student's active run."""
-        if not run.paused:
-            return
-        run.paused = False
-        current = group.winner
-        if self._eligible(run, t) and (current is None or _rank(run) > _rank(current)):
-            _restart(run, t)
-            run.last_active = t
-        else:
-            run.paused = True
 
     def _window(self, run: _Run, end: float) -> Window | None:
         if run.active <= 0 and run.inactive <= 0:
@@ -461,6 +451,15 @@ def _next_end(run: _Run, interval: float) -> float:
 
 def _earliest_after(current: float, candidate: float, t: float) -> float:
     return candidate if t < candidate < current else current
+
+
+def _take_over(run: _Run, t: float) -> None:
+    """``run`` becomes the active run at ``t``: after a pause, from a clean slate."""
+    if run.paused:
+        run.paused = False
+        _restart(run, t)
+        run.settled = t
+    run.last_active = max(run.last_active, t)
 
 
 def _restart(run: _Run, t: float) -> None:

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -761,26 +761,39 @@ class Store:
         The same ``(run_id, start)`` recorded twice is ignored, so a retried flush never
         counts time twice.
         """
-        if not isinstance(window, Window):
-            raise InvalidInput("window", "must be a Window")
-        event_id = _event_id(event)
-        sensor = require_text(sensor, "sensor", 2000)
+        self.record_windows([(window, event, sensor)])
+
+    def record_windows(self, items: Sequence[tuple[Window, dict[str, Any], str]]) -> None:
+        """:meth:`record_window` for several windows in one transaction: all or none.
+
+        Hundreds of notebooks close hundreds of windows a heartbeat apart; a commit each would
+        cost more than the windows themselves.
+        """
+        checked = []
+        for window, event, sensor in items:
+            if not isinstance(window, Window):
+                raise InvalidInput("window", "must be a Window")
+            checked.append((window, event, _event_id(event), require_text(sensor, "sensor", 2000)))
+        if not checked:
+            return
         with self._write() as db:
-            if not db.execute("SELECT 1 FROM runs WHERE id = ?", (window.run_id,)).fetchone():
-                raise StoreError(f"{self.path}: no run {window.run_id}")
-            cur = db.execute(
-                'INSERT OR IGNORE INTO windows (run_id, start, "end", active, inactive, event_id) '
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (window.run_id, window.start, window.end, window.active, window.inactive, event_id),
-            )
-            if cur.rowcount == 0:
-                return
-            db.execute(
-                "UPDATE runs SET active_seconds = active_seconds + ?, "
-                "inactive_seconds = inactive_seconds + ?, updated_at = ? WHERE id = ?",
-                (window.active, window.inactive, self._now(), window.run_id),
-            )
-            self._enqueue(db, event, event_id, window.run_id, KIND_TIME_SPENT, sensor)
+            for window, event, event_id, sensor in checked:
+                if not db.execute("SELECT 1 FROM runs WHERE id = ?", (window.run_id,)).fetchone():
+                    raise StoreError(f"{self.path}: no run {window.run_id}")
+                cur = db.execute(
+                    'INSERT OR IGNORE INTO windows (run_id, start, "end", active, inactive, '
+                    "event_id) VALUES (?, ?, ?, ?, ?, ?)",
+                    (window.run_id, window.start, window.end, window.active, window.inactive,
+                     event_id),
+                )  # fmt: skip
+                if cur.rowcount == 0:
+                    continue
+                db.execute(
+                    "UPDATE runs SET active_seconds = active_seconds + ?, "
+                    "inactive_seconds = inactive_seconds + ?, updated_at = ? WHERE id = ?",
+                    (window.active, window.inactive, self._now(), window.run_id),
+                )
+                self._enqueue(db, event, event_id, window.run_id, KIND_TIME_SPENT, sensor)
 
     def record_completion(
         self, completion: Completion, event: dict[str, Any], sensor: str

@@ -31,6 +31,8 @@ from .store import Store
 log = logging.getLogger("timeback_jupyter.tracker")
 
 METADATA_SCHEMA_VERSION = 1
+# Windows written per store transaction: one commit for a few windows instead of one each.
+RECORD_BATCH = 50
 
 
 class TrackerError(Exception):
@@ -363,11 +365,16 @@ class Tracker:
             self._unrecorded.append((window, self._targets[window.run_id]))
         written = 0
         while self._unrecorded and (limit is None or written < limit):
-            written += 1
-            window, target = self._unrecorded[0]
-            event = caliper.time_spent_event(window, window.run_id, self.actor, target)
-            self.store.record_window(window, event, target.sensor)  # may raise: kept for later
-            self._unrecorded.pop(0)
+            size = RECORD_BATCH if limit is None else min(RECORD_BATCH, limit - written)
+            batch = self._unrecorded[:size]
+            items = [
+                (w, caliper.time_spent_event(w, w.run_id, self.actor, target), target.sensor)
+                for w, target in batch
+            ]
+            self.store.record_windows(items)  # all or none: on failure kept for later
+            del self._unrecorded[: len(batch)]
+            written += len(batch)
+        if written:
             self._notify()
 
     @property

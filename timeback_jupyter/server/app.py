@@ -244,7 +244,8 @@ class TimebackApp(ExtensionApp):
             try:
                 windows = self.tracker.tick(record=False)
                 if self.tracker.unrecorded:
-                    await in_slices(lambda: self.tracker.record_pending(limit=1))
+                    # a few windows per slice share a commit and stay within its budget
+                    await in_slices(lambda: self.tracker.record_pending(limit=4))
                 if time.monotonic() - reconciled >= reconcile_every:
                     reconciled = time.monotonic()
                     await self._reconcile_sessions()
