@@ -615,7 +615,7 @@ def render(r: dict[str, Any]) -> str:
     socket_cpu = f"{m['cpu_share_under_load']:.1%}"
     return "\n".join(
         [
-            "|"
+            "| |"
             + first("as the lab extension reports (socket)")
             + " every tab every 5 s over its socket (the issue's load) | every tab every 5 s "
             "as REST POSTs (fallback) | Jupyter's floor (GET /api/status) |"
@@ -663,11 +663,13 @@ def render(r: dict[str, Any]) -> str:
                 else ""
             ),
             "",
-            f"{m['live_runs']} live runs, {p['notebooks']} tabs each reporting every "
-            f"{p['ping_every_s']:g} s, {p['heartbeat_interval_s']:g} s heartbeats; each arm "
+            f"{m['live_runs']} live runs, {p['notebooks']} tabs (in the every-5-s arms each "
+            f"reporting every {p['ping_every_s']:g} s), {p['heartbeat_interval_s']:g} s "
+            "heartbeats; each arm "
             f"measured over {p['measured_s']:g} s after {p['warmup_s']:g} s of its own load "
             f"(whole heartbeat periods); the load generator itself used "
-            f"{m['load_generator_cpu_share']:.0%} of a core in the socket arm. With the same "
+            f"{m['load_generator_cpu_share']:.0%} of a core in the every-5-s socket arm. With "
+            "the same "
             f"runs live and no reports at all (heartbeat windows only) the server uses "
             f"{m['cpu_share_runs_only']:.1%} of a core.",
             "",

@@ -29,10 +29,10 @@ def _headline(name: str, r: dict[str, Any]) -> str:
         floor_text = "" if floor is None else f" (a bare tornado socket alone: {floor:.1%})"
         if "extension_cpu_share" in m:
             return (
-                f"CPU {m['extension_cpu_share']:.1%} of a core as the extension reports "
-                f"(every tab every 5 s: {m['cpu_share_under_load']:.1%}{floor_text}); client "
-                f"p99 {m['extension_client_round_trip_ms']['p99']:.1f} ms "
-                f"({m['client_round_trip_ms']['p99']:.1f} ms with every tab every 5 s)"
+                f"CPU {m['extension_cpu_share']:.1%} of a core as the extension reports, client "
+                f"p99 {m['extension_client_round_trip_ms']['p99']:.1f} ms; every tab every 5 s: "
+                f"CPU {m['cpu_share_under_load']:.1%}{floor_text}, client p99 "
+                f"{m['client_round_trip_ms']['p99']:.1f} ms"
             )
         return (
             f"CPU {m['cpu_share_under_load']:.1%} of a core{floor_text}; "
