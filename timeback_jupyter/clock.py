@@ -458,8 +458,7 @@ def _take_over(run: _Run, t: float) -> None:
     if run.paused:
         run.paused = False
         _restart(run, t)
-        run.settled = t
-    run.last_active = max(run.last_active, t)
+        run.settled = run.last_active = t
 
 
 def _restart(run: _Run, t: float) -> None:
