@@ -372,3 +372,17 @@ async def test_a_reported_notebook_whose_run_changes_elsewhere_is_refreshed(
     for ws in (tab, other_tab):
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(ws.read_message(), 0.5)
+
+
+async def test_a_renamed_notebook_is_refreshed_under_its_new_path(
+    jp_serverapp, jp_fetch, jp_ws_fetch, jp_root_dir
+):
+    ext = await started(jp_serverapp)
+    path, run_id = await quiz_run(jp_fetch, jp_root_dir)
+    tab = await jp_ws_fetch(*ROUTE)
+    await ask(tab, {"id": 1, **report(path, focused=False)})  # then quiet: not in front
+    rename = json.dumps({"path": "renamed.ipynb"})
+    await jp_fetch("api", "contents", path, method="PATCH", body=rename)
+    await wait_for(lambda: ext.tracker.run_at("renamed.ipynb") == run_id, what="the rename")
+    await jp_fetch("timeback", "api", "runs", run_id, "complete", method="POST", body="{}")
+    assert await answer(tab) == {"refresh": "renamed.ipynb"}

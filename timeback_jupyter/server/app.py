@@ -297,6 +297,8 @@ class TimebackApp(ExtensionApp):
         old, new = data.get("source_path"), data.get("path")
         if isinstance(old, str) and isinstance(new, str):
             self.tracker.rename(old, new)
+            for socket in self.presence_sockets:
+                socket.renamed(old, new)
             for kernel_id, path in list(self._kernel_paths.items()):
                 if path == old:
                     self._kernel_paths[kernel_id] = new

@@ -94,6 +94,13 @@ class PresenceSocketHandler(  # type: ignore[misc]
         if any(reported == path for reported, _ in self._reported):
             self._send({"refresh": path})
 
+    def renamed(self, old: str, new: str) -> None:
+        """A notebook this tab reported was renamed: refreshes and the leave on close follow it
+        (the tab itself reports the new path from then on)."""
+        moved = {(path, source) for path, source in self._reported if path == old}
+        self._reported -= moved
+        self._reported |= {(new, source) for _, source in moved}
+
     async def on_message(self, message: str | bytes) -> None:
         # tornado hands over the next message only once this one is answered: reports of
         # one tab stay in order.
