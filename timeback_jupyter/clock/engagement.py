@@ -1,0 +1,325 @@
+"""The engagement clock: a student's runs, of which at most one is active at any instant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..model import InvalidInput, Window, parse_run_id, require_text
+from .runs import (
+    SIGNAL_KINDS,
+    Report,
+    Rules,
+    RunState,
+    SegmentHook,
+    Snapshot,
+    StudentState,
+    as_time,
+    eligible,
+    lapses_at,
+    rank,
+    restart,
+    settle,
+    take_over,
+    window_of,
+)
+
+
+class EngagementClock:
+    """Turns per-run signals into closed :class:`~timeback_jupyter.model.Window` s."""
+
+    def __init__(
+        self,
+        *,
+        heartbeat_interval: float = 15.0,
+        idle_after: float = 120.0,
+        abandon_after: float = 600.0,
+        presence_ttl: float = 20.0,
+        on_segment: SegmentHook | None = None,
+    ) -> None:
+        self.rules = Rules(heartbeat_interval, idle_after, abandon_after, presence_ttl)
+        self._on_segment = on_segment
+        self._students: dict[str, StudentState] = {}
+        self._runs: dict[str, RunState] = {}
+        # Whole windows closed while advancing for a call other than tick(); tick() hands them out.
+        self._closed: list[Window] = []
+        self._seq = 0
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.rules.heartbeat_interval
+
+    @property
+    def idle_after(self) -> float:
+        return self.rules.idle_after
+
+    @property
+    def abandon_after(self) -> float:
+        return self.rules.abandon_after
+
+    @property
+    def presence_ttl(self) -> float:
+        return self.rules.presence_ttl
+
+    def __repr__(self) -> str:
+        return (
+            f"EngagementClock(runs={len(self._runs)}, heartbeat_interval={self.heartbeat_interval}"
+            f", idle_after={self.idle_after}, abandon_after={self.abandon_after}"
+            f", presence_ttl={self.presence_ttl})"
+        )
+
+    # ---- calls ---------------------------------------------------------------------------
+
+    def open(self, run_id: str, student: str, now: float) -> None:
+        """Start tracking a run; it is live (and counts as just signalled) from ``now``."""
+        key = parse_run_id(run_id)
+        student = require_text(student, "student", 100)
+        now = as_time(now)
+        existing = self._runs.get(key)
+        if existing is not None:
+            if existing.student != student:
+                raise InvalidInput("student", f"run {key} is already open for another student")
+            return
+        group = self._students.get(student)
+        if group is None:
+            group = self._students[student] = StudentState(now=now)
+        t = self._advance(group, now)
+        self._seq += 1
+        run = RunState(
+            id=key,
+            student=student,
+            seq=self._seq,
+            last_signal=t,
+            last_active=t,
+            anchor=t,
+            start=t,
+            settled=t,
+        )
+        group.runs[key] = run
+        self._runs[key] = run
+        self._reconsider(group, run, t)
+
+    def signal(self, run_id: str, now: float, kind: str) -> None:
+        """Kernel or browser activity: ``execute_start``, ``execute_end``, ``comm`` or ``input``."""
+        run = self._get(run_id)
+        if kind not in SIGNAL_KINDS:
+            raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(SIGNAL_KINDS)}")
+        group, t = self._reach(run, as_time(now))
+        if kind == "execute_start":
+            run.running += 1
+        elif kind == "execute_end":
+            # An end without its start (we attached mid-cell) must not leave a debt.
+            run.running = max(0, run.running - 1)
+        run.last_signal = max(run.last_signal, t)
+        self._reconsider(group, run, t)
+
+    def presence(
+        self,
+        run_id: str,
+        source: str,
+        now: float,
+        *,
+        visible: bool,
+        focused: bool,
+        last_input: float | None = None,
+    ) -> None:
+        """One browser tab (``source``) reports; the report holds for ``presence_ttl`` seconds."""
+        run = self._get(run_id)
+        source = require_text(source, "source", 200)
+        if not isinstance(visible, bool):
+            raise InvalidInput("visible", f"must be true or false, got {visible!r}")
+        if not isinstance(focused, bool):
+            raise InvalidInput("focused", f"must be true or false, got {focused!r}")
+        if last_input is not None:
+            last_input = as_time(last_input, "last_input")
+        group, t = self._reach(run, as_time(now))
+        if last_input is not None:
+            # A browser clock ahead of ours must not buy idle time in advance.
+            run.last_signal = max(run.last_signal, min(last_input, t))
+        run.tracked = True
+        expired = [name for name, rep in run.sources.items() if rep.at + self.presence_ttl <= t]
+        for name in expired:
+            del run.sources[name]
+        run.sources[source] = Report(visible=visible, focused=focused, at=t)
+        self._reconsider(group, run, t)
+
+    def leave(self, run_id: str, source: str, now: float) -> None:
+        """A tab closed (pagehide): its presence no longer counts."""
+        run = self._get(run_id)
+        source = require_text(source, "source", 200)
+        group, t = self._reach(run, as_time(now))
+        run.sources.pop(source, None)
+        run.tracked = True
+        self._reconsider(group, run, t)
+
+    def tick(self, now: float) -> list[Window]:
+        """Advance every run to ``now``; every window closed since the last tick, by end time.
+
+        This includes whole windows that closed while other calls advanced the clock.
+        """
+        now = as_time(now)
+        for group in self._students.values():
+            t = self._advance(group, now)
+            for run in group.runs.values():
+                self._settle(run, t, run is group.winner)
+        closed, self._closed = self._closed, []
+        closed.sort(key=lambda w: (w.end, w.start))
+        return closed
+
+    def flush(self, run_id: str, now: float) -> Window | None:
+        """Close the run's open window at ``now`` (end, complete); the next one starts there.
+
+        Whole windows that closed on the way are queued for the next :meth:`tick`, so call
+        ``tick(now)`` first to receive everything in time order. None when the window holds no
+        time (or the run is paused).
+        """
+        run = self._get(run_id)
+        _, t = self._reach(run, as_time(now))
+        if run.paused:
+            return None
+        window = window_of(run, t)
+        restart(run, t)
+        return window
+
+    def close(self, run_id: str, now: float) -> Window | None:
+        """Flush, then forget the run (see :meth:`flush` about windows queued for tick)."""
+        window = self.flush(run_id, now)
+        run = self._runs.pop(self._key(run_id))
+        group = self._students[run.student]
+        del group.runs[run.id]
+        if not group.runs:
+            del self._students[run.student]
+        elif group.winner is run:
+            self._hand_over(group, self._pick(group, group.now), group.now, call=True)
+        return window
+
+    def state(self, run_id: str, now: float) -> Snapshot:
+        """The run's state at ``now`` and its open window so far, changing nothing."""
+        run = self._get(run_id)
+        group = self._students[run.student]
+        until = max(as_time(now), group.now)
+        trial = run.copy()
+        winning = run is group.winner
+        for at, new in self._handovers(group, until):
+            if winning or new is run:
+                self._settle(trial, at, winning, at_end=new is run, trial=True)
+                winning = new is run
+                if winning:
+                    take_over(trial, at)
+        self._settle(trial, until, winning, trial=True)
+        if trial.paused:
+            return Snapshot("paused", 0.0, 0.0)
+        return Snapshot("active" if winning else "inactive", trial.active, trial.inactive)
+
+    def runs(self) -> list[str]:
+        return list(self._runs)
+
+    # ---- integration ---------------------------------------------------------------------
+    #
+    # Lazily, so a call costs O(1) in the student's other runs, not O(runs): between calls
+    # eligibility (seen and recent, not paused) can only lapse, never begin, and the ranking
+    # (last signal, open order) is fixed, so the active run changes only when the current one
+    # lapses, and only then do the others need looking at. A run's own time needs nothing but
+    # its status (active or not) since it was last settled: non-active time is inactive, so a
+    # run is settled (its windows closed, its pause noticed) only when its status changes, when
+    # it is called, and on tick.
+
+    def _reach(self, run: RunState, now: float) -> tuple[StudentState, float]:
+        """Advance the run's student to ``now`` and settle the run there, before a call."""
+        group = self._students[run.student]
+        t = self._advance(group, now)
+        self._settle(run, t, run is group.winner)
+        return group, t
+
+    def _advance(self, group: StudentState, until: float) -> float:
+        """Move the student's active run along to ``until`` (clamped: time never runs backwards)."""
+        until = max(until, group.now)
+        for at, new in self._handovers(group, until):
+            self._hand_over(group, new, at, call=False)
+        group.now = until
+        return until
+
+    def _handovers(
+        self, group: StudentState, until: float
+    ) -> Iterator[tuple[float, RunState | None]]:
+        """Each instant in (now, until] where the active run lapses, and who takes over."""
+        current = group.winner
+        while current is not None:
+            at = lapses_at(current, self.rules)
+            if at > until:
+                return
+            current = self._pick(group, at)
+            yield at, current
+
+    def _hand_over(
+        self, group: StudentState, new: RunState | None, at: float, *, call: bool
+    ) -> None:
+        """``new`` is the active run from ``at``. A pause due at that very instant comes first
+        after a ``call`` (the call found the run paused, so it restarts), but not when the
+        active run lapses then (taking over comes first: the run goes on)."""
+        old = group.winner
+        if old is not None and old is not new:
+            self._settle(old, at, True, at_end=False)
+        if new is not None and new is not old:
+            self._settle(new, at, False, at_end=not call)
+            take_over(new, at)
+        group.winner = new
+
+    def _reconsider(self, group: StudentState, run: RunState, t: float) -> None:
+        """After a call changed ``run`` at ``t``: is the student's active run still the same?"""
+        current = group.winner
+        if run is current:
+            if not eligible(run, t, self.rules):
+                self._hand_over(group, self._pick(group, t), t, call=True)
+        elif eligible(run, t, self.rules) and (current is None or rank(run) > rank(current)):
+            self._hand_over(group, run, t, call=True)
+
+    def _pick(self, group: StudentState, t: float) -> RunState | None:
+        """The student's active run at ``t``, when the current one lapses or leaves.
+
+        Paused runs are candidates too: one that is seen and recent (its tab in front, its
+        student typing) but was kept out by a fresher run takes over the moment that run
+        lapses, rather than at its own next report (see :func:`.runs.take_over`).
+        """
+        best: RunState | None = None
+        for run in group.runs.values():
+            if run is group.winner:
+                continue
+            if not eligible(run, t, self.rules):
+                continue
+            if best is None or rank(run) > rank(best):
+                best = run
+        return best
+
+    def _settle(
+        self,
+        run: RunState,
+        until: float,
+        winning: bool,
+        *,
+        at_end: bool | None = None,
+        trial: bool = False,
+    ) -> None:
+        """:func:`.runs.settle` with this clock's rules; a ``trial`` (on a copy, for
+        :meth:`state`) hands out no window and reports no segment."""
+        settle(
+            run,
+            until,
+            winning,
+            self.rules,
+            at_end=at_end,
+            out=None if trial else self._closed,
+            hook=None if trial else self._on_segment,
+        )
+
+    def _get(self, run_id: str) -> RunState:
+        run = self._runs.get(self._key(run_id))
+        if run is None:
+            raise KeyError(f"run {run_id!r} is not open in the engagement clock")
+        return run
+
+    @staticmethod
+    def _key(run_id: str) -> str:
+        try:
+            return parse_run_id(run_id)
+        except InvalidInput:
+            return run_id

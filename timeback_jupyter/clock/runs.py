@@ -1,0 +1,212 @@
+"""One run as the engagement clock sees it, and how its time is integrated.
+
+Everything here is about a single run (or a student's group of runs as plain data); the rule
+that couples a student's runs (at most one active) lives in :mod:`.engagement`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..model import InvalidInput, Window, require_number
+
+State = Literal["active", "inactive", "paused"]
+SIGNAL_KINDS = ("execute_start", "execute_end", "comm", "input")
+# Boundaries are anchor + k*interval on POSIX times near 2e9, where a float step is ~2e-7 s: a
+# smaller interval could round to no step at all and the integration would never advance.
+MIN_HEARTBEAT = 0.01
+# Called once per run for every stretch of time integrated: (run_id, start, end, state).
+SegmentHook = Callable[[str, float, float, State], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The clock's four durations, in seconds, each checked once here."""
+
+    heartbeat_interval: float
+    idle_after: float
+    abandon_after: float
+    presence_ttl: float
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_interval", "idle_after", "abandon_after", "presence_ttl"):
+            object.__setattr__(self, name, positive(getattr(self, name), name))
+        if self.heartbeat_interval < MIN_HEARTBEAT:
+            raise InvalidInput(
+                "heartbeat_interval",
+                f"must be at least {MIN_HEARTBEAT} s, got {self.heartbeat_interval!r}",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Where a run stands now, and what its open window holds so far."""
+
+    state: State
+    window_active: float
+    window_inactive: float
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    visible: bool
+    focused: bool
+    at: float
+
+
+@dataclass(slots=True)
+class RunState:
+    id: str
+    student: str
+    seq: int  # open order, the one-active rule's tie-break
+    last_signal: float
+    last_active: float
+    anchor: float  # where the current series of windows began: boundaries are anchor + k*interval
+    start: float  # start of the open window
+    settled: float  # the run's windows and time are integrated up to here
+    closed: int = 0  # whole windows closed since anchor
+    active: float = 0.0
+    inactive: float = 0.0
+    running: int = 0
+    paused: bool = False
+    tracked: bool = False  # ever had a presence report or a leave: no longer kernel-only
+    sources: dict[str, Report] = field(default_factory=dict)
+
+    def copy(self) -> RunState:
+        # Reports are immutable, so a shallow copy of the dict is a full copy.
+        return dataclasses.replace(self, sources=dict(self.sources))
+
+
+@dataclass(slots=True)
+class StudentState:
+    now: float  # the student's active run is known up to here (runs settle lazily)
+    runs: dict[str, RunState] = field(default_factory=dict)
+    winner: RunState | None = None  # the active run at ``now``
+
+
+def settle(
+    run: RunState,
+    until: float,
+    winning: bool,
+    rules: Rules,
+    *,
+    at_end: bool | None = None,
+    out: list[Window] | None = None,
+    hook: SegmentHook | None = None,
+) -> None:
+    """Integrate one run up to ``until``, active throughout or not at all (``winning``).
+
+    ``at_end`` is its status at the instant ``until`` itself, where a pause can begin. Closed
+    windows go to ``out`` and stretches of time to ``hook`` (neither for a trial on a copy).
+    """
+    if at_end is None:
+        at_end = winning
+    t = run.settled
+    until = max(until, t)
+    interval = rules.heartbeat_interval
+    while not run.paused:
+        now_winning = at_end if t >= until else winning
+        if not now_winning and t >= run.last_active + rules.abandon_after:
+            _emit(run, t, out)
+            run.paused = True
+            run.active = run.inactive = 0.0
+            break
+        if t >= next_end(run, interval):
+            _emit(run, t, out)
+            run.closed += 1
+            run.start = t
+            run.active = run.inactive = 0.0
+        if t >= until:
+            break
+        step_end = min(until, next_end(run, interval))
+        if not winning:
+            step_end = _earliest_after(step_end, run.last_active + rules.abandon_after, t)
+        span = step_end - t
+        if winning:
+            run.active += span
+            run.last_active = step_end
+        else:
+            run.inactive += span
+        if hook is not None:
+            hook(run.id, t, step_end, "active" if winning else "inactive")
+        t = step_end
+    run.settled = until
+
+
+def window_of(run: RunState, end: float) -> Window | None:
+    """The run's open window closed at ``end``; None when it holds no time."""
+    if run.active <= 0 and run.inactive <= 0:
+        return None
+    return Window(run.id, run.start, end, run.active, run.inactive)
+
+
+def _emit(run: RunState, end: float, out: list[Window] | None) -> None:
+    window = window_of(run, end)
+    if window is not None and out is not None:
+        out.append(window)
+
+
+def lapses_at(run: RunState, rules: Rules) -> float:
+    """When the active run stops being seen or recent, if nothing is said meanwhile."""
+    at = float("inf")
+    if run.running == 0:
+        at = run.last_signal + rules.idle_after
+    if run.tracked:
+        at = min(at, seen_until(run, rules))
+    return at
+
+
+def eligible(run: RunState, t: float, rules: Rules) -> bool:
+    """Seen and recent at ``t``: the run may be its student's active run."""
+    seen = not run.tracked or t < seen_until(run, rules)
+    recent = run.running > 0 or t < run.last_signal + rules.idle_after
+    return seen and recent
+
+
+def seen_until(run: RunState, rules: Rules) -> float:
+    until = float("-inf")
+    for rep in run.sources.values():
+        if rep.visible and rep.focused:
+            until = max(until, rep.at + rules.presence_ttl)
+    return until
+
+
+def rank(run: RunState) -> tuple[float, int]:
+    return (run.last_signal, run.seq)
+
+
+def next_end(run: RunState, interval: float) -> float:
+    # From the anchor, not the previous end, so boundaries do not drift with float sums.
+    return run.anchor + (run.closed + 1) * interval
+
+
+def _earliest_after(current: float, candidate: float, t: float) -> float:
+    return candidate if t < candidate < current else current
+
+
+def take_over(run: RunState, t: float) -> None:
+    """``run`` becomes the active run at ``t``: after a pause, from a clean slate."""
+    if run.paused:
+        run.paused = False
+        restart(run, t)
+        run.settled = run.last_active = t
+
+
+def restart(run: RunState, t: float) -> None:
+    run.anchor = run.start = t
+    run.closed = 0
+    run.active = run.inactive = 0.0
+
+
+def positive(value: float, name: str) -> float:
+    number = float(require_number(value, name))
+    if number <= 0:
+        raise InvalidInput(name, f"must be more than 0, got {value!r}")
+    return number
+
+
+def as_time(value: float, name: str = "now") -> float:
+    return float(require_number(value, name))
