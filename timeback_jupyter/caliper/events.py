@@ -15,14 +15,20 @@ import math
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlparse, urlunparse
 
-from .config import ENVIRONMENTS, ROSTERING_PATH, ConfigError, Course
-from .model import SUBJECTS, Activity, Completion, InvalidInput, Window, parse_run_id
+from ..model import Completion, InvalidInput, Window, parse_run_id
+from .targets import (
+    Actor,
+    CaliperInputError,
+    Target,
+    absolute_url,
+    activity_url,
+    course_url,
+    iso_time,
+)
 
 # The official SDK (pydantic models over httpx) takes a few hundred ms to import: far more than
 # the rest of the extension. It is imported inside the functions that build or check events, so
@@ -37,27 +43,12 @@ if TYPE_CHECKING:
         TimeSpentEvent,
     )
 
-__all__ = [
-    "Actor",
-    "CaliperInputError",
-    "Target",
-    "activity_url",
-    "completion_event",
-    "course_url",
-    "envelope",
-    "iso_time",
-    "time_spent_event",
-    "user_url",
-    "validate_event",
-]
-
 # The official server SDK's datetime check for endedAt (handlers/activity/schema.py).
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 # An event id must be an IRI: urn:uuid:..., https://..., anything with a scheme.
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 # Seeds generated.id when the event id is fixed, so rebuilding an event yields the same dict.
 _METRICS_NAMESPACE = uuid.UUID("6f1c1f5e-6a43-4c55-9d6e-2b4a8f0c7e11")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @cache
@@ -65,130 +56,6 @@ def _event_models() -> dict[str, type[TimeSpentEvent] | type[ActivityCompletedEv
     from timeback_caliper import ActivityCompletedEvent, TimeSpentEvent
 
     return {"TimeSpentEvent": TimeSpentEvent, "ActivityEvent": ActivityCompletedEvent}
-
-
-class CaliperInputError(InvalidInput):
-    """An event cannot be built or does not validate. The message names the field.
-
-    A subclass of :class:`model.InvalidInput` (itself a ``ValueError``) so callers that already
-    turn bad input into a 4xx or a one-line magic error need no new branch.
-    """
-
-
-def _absolute(url: Any, field: str) -> str:
-    if not isinstance(url, str) or not url.strip():
-        raise CaliperInputError(field, "required (an absolute URL)")
-    parsed = urlparse(url.strip())
-    if not parsed.scheme or not parsed.netloc:
-        raise CaliperInputError(field, f"{url!r} is not an absolute URL (e.g. https://app.example)")
-    return url.strip()
-
-
-def _text(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise CaliperInputError(field, "required (a non-empty string)")
-    return value.strip()
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The student as Caliper sees them: a OneRoster user IRI and an email."""
-
-    id: str
-    email: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "id", _text(self.id, "actor.id"))
-        object.__setattr__(self, "email", _text(self.email, "actor.email"))
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where and what a run reports to, resolved and checked once when the run starts."""
-
-    app_name: str
-    sensor: str
-    environment: str
-    oneroster_base_url: str
-    course: Course
-    activity: Activity
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "app_name", _text(self.app_name, "app_name"))
-        object.__setattr__(self, "sensor", _absolute(self.sensor, "sensor"))
-        object.__setattr__(
-            self, "oneroster_base_url", _absolute(self.oneroster_base_url, "oneroster_base_url")
-        )
-        if self.environment not in ENVIRONMENTS:
-            raise CaliperInputError(
-                "environment", f"{self.environment!r} is not one of {', '.join(ENVIRONMENTS)}"
-            )
-        if not isinstance(self.course, Course):
-            raise CaliperInputError("course", "must be a config.Course")
-        if not isinstance(self.activity, Activity):
-            raise CaliperInputError("activity", "must be a model.Activity")
-        # config.Course is a plain dataclass; a hand-made one can carry any subject.
-        if self.course.subject not in SUBJECTS:
-            raise CaliperInputError(
-                "course.subject", f"{self.course.subject!r} is not one of {', '.join(SUBJECTS)}"
-            )
-        if not self.course.matches(self.activity.course):
-            raise CaliperInputError(
-                "activity.course",
-                f"{self.activity.course.name!r} does not select course {self.course.name!r}",
-            )
-        self.course_id  # noqa: B018 -- fail now, not at the first heartbeat
-
-    @property
-    def course_id(self) -> str:
-        """The synced OneRoster course id for this environment (``extensions.courseId``)."""
-        try:
-            return self.course.synced_id(self.environment)
-        except ConfigError as err:
-            raise CaliperInputError(f"course.ids.{self.environment}", str(err)) from None
-
-
-def iso_time(t: float, field: str = "time") -> str:
-    """POSIX seconds as Timeback writes them: ``2026-01-15T10:00:15.000Z`` (UTC, milliseconds)."""
-    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
-        raise CaliperInputError(field, f"must be a finite, non-negative POSIX time, got {t!r}")
-    try:
-        # Integer milliseconds: float seconds would print 10:00:14.999 for 10:00:15.
-        moment = _EPOCH + timedelta(milliseconds=round(t * 1000))
-    except OverflowError:
-        raise CaliperInputError(field, f"{t!r} is out of range") from None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def activity_url(sensor: str, activity: Activity, course: Course) -> str:
-    """``object.id``: ``{sensor}/activities/{Subject}/g{grade}/{slug}`` or ``.../{code}/{slug}``.
-
-    Mirrors the SDK's ``build_canonical_activity_url``: the path segment comes from the
-    activity's course selector, the sensor's own path is kept, only the slug is quoted.
-    """
-    parsed = urlparse(_absolute(sensor, "sensor"))
-    if not course.matches(activity.course):
-        raise CaliperInputError(
-            "activity.course", f"{activity.course.name!r} does not select course {course.name!r}"
-        )
-    ref = activity.course
-    segment = ref.code if ref.code is not None else f"{ref.subject}/g{ref.grade}"
-    path = f"{parsed.path.rstrip('/')}/activities/{segment}/{quote(activity.id, safe='')}"
-    return urlunparse(
-        (parsed.scheme, parsed.netloc, path, parsed.params, parsed.query, parsed.fragment)
-    )
-
-
-def user_url(oneroster_base_url: str, sourced_id: str) -> str:
-    """The actor IRI the SDK builds from a OneRoster user sourcedId."""
-    base = _absolute(oneroster_base_url, "oneroster_base_url").rstrip("/")
-    return f"{base}{ROSTERING_PATH}/users/{_text(sourced_id, 'sourced_id')}"
-
-
-def course_url(oneroster_base_url: str, course_id: str) -> str:
-    """``object.course.id``: the OneRoster course IRI of the synced course."""
-    base = _absolute(oneroster_base_url, "oneroster_base_url").rstrip("/")
-    return f"{base}{ROSTERING_PATH}/courses/{_text(course_id, 'course_id')}"
 
 
 def _context(target: Target) -> TimebackActivityContext:
@@ -363,7 +230,7 @@ def envelope(events: list[dict[str, Any]], sensor: str, send_time: float) -> dic
         if not isinstance(event, Mapping):
             raise CaliperInputError(f"events[{i}]", "must be an event dict")
     wrapped = CaliperEnvelope(
-        sensor=_absolute(sensor, "sensor"),
+        sensor=absolute_url(sensor, "sensor"),
         sendTime=iso_time(send_time, "send_time"),
         dataVersion=CALIPER_DATA_VERSION,
         data=[dict(e) for e in events],
