@@ -194,6 +194,14 @@ def test_every_problem_is_named_where_it_is_in_the_authors_terms():
         nm.read({"schema_version": 2, "activity": {**LESSON, "model": "stateful"}})
 
 
+def test_a_long_value_is_cut_short_in_the_message():
+    pasted = "x" * 5000
+    for section in [{"activity": pasted}, {"activity": {**LESSON, "name": 7, "id": pasted}}, pasted]:
+        with pytest.raises(nm.MetadataError) as err:
+            nm.read(section)
+        assert len(str(err.value)) < 400 and "..." in str(err.value), str(err.value)[:500]
+
+
 def test_a_damaged_run_is_not_refused_the_tracker_ignores_it_with_a_note():
     for run in ["garbage", {"id": "nope"}, {**LESSON}, None]:
         section = {"schema_version": 2, "activity": LESSON, "run": run}

@@ -25,6 +25,12 @@ _KINDS = {
 }
 
 
+def _show(value: Any, limit: int = 80) -> str:
+    """A value as the author wrote it, cut short: a whole pasted cell must not fill the log."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _where(path: Any) -> str:
     out = ROOT
     for part in path:
@@ -40,22 +46,27 @@ def _problem(error: Any) -> str:
         # Errors about an object (a missing alternative) name no value; a bad value is shown.
         if error.validator in ("anyOf", "oneOf"):
             return f"{where}: {custom}"
-        return f"{where}: {error.instance!r} {custom}"
+        return f"{where}: {_show(error.instance)} {custom}"
     if error.validator == "enum":
-        return f"{where}: {error.instance!r} is not one of {', '.join(error.validator_value)}"
+        return f"{where}: {_show(error.instance)} is not one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "type":
         value = error.validator_value
         wanted = value if isinstance(value, list) else [value]
         kinds = " or ".join(_KINDS.get(k, k) for k in wanted if isinstance(k, str))
-        return f"{where}: must be {kinds}, got {error.instance!r}"
+        return f"{where}: must be {kinds}, got {_show(error.instance)}"
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return f"{where}.{missing}: required"
-    return f"{where}: {error.message}"
+    # jsonschema's own words start with the value: cut it short as well
+    message = error.message
+    shown = repr(error.instance)
+    if message.startswith(shown) and len(shown) > 80:
+        message = _show(error.instance) + message[len(shown) :]
+    return f"{where}: {message}"
 
 
 def problems(section: dict[str, Any], version: int) -> list[str]:
-    """Every problem of ``section`` against the schema of ``version``, in document order.
+    """Every problem of ``section`` against the schema of ``version``, ordered by where it is.
 
     Problems inside ``run`` are left out: the run is timeback-jupyter's own record, and one it
     cannot use (a hand edit, a merge conflict) is ignored with a note and a new attempt starts.
@@ -79,7 +90,7 @@ def read(section: Any, where: str | None = None) -> dict[str, Any] | None:
     if section is None:
         return None
     if not isinstance(section, dict):
-        raise MetadataError([f"{ROOT}: must be an object, got {section!r}"], where)
+        raise MetadataError([f"{ROOT}: must be an object, got {_show(section)}"], where)
     version = version_of(section, where)
     # Checked in the version it was written in, so problems are named in the author's terms.
     found = problems(section, version)

@@ -53,7 +53,7 @@ def version_of(section: dict[str, Any], where: str | None = None) -> int:
         raise MetadataError(
             [
                 "metadata.timeback.schema_version: must be a whole number "
-                f"({OLDEST_VERSION} to {CURRENT_VERSION}), got {version!r}"
+                f"({OLDEST_VERSION} to {CURRENT_VERSION}), got {repr(version)[:80]}"
             ],
             where,
         )
