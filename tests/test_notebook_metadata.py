@@ -196,7 +196,8 @@ def test_every_problem_is_named_where_it_is_in_the_authors_terms():
 
 def test_a_long_value_is_cut_short_in_the_message():
     pasted = "x" * 5000
-    for section in [{"activity": pasted}, {"activity": {**LESSON, "name": 7, "id": pasted}}, pasted]:
+    sections = [{"activity": pasted}, {"activity": {**LESSON, "name": 7, "id": pasted}}, pasted]
+    for section in sections:
         with pytest.raises(nm.MetadataError) as err:
             nm.read(section)
         assert len(str(err.value)) < 400 and "..." in str(err.value), str(err.value)[:500]

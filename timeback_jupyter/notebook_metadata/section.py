@@ -48,7 +48,8 @@ def _problem(error: Any) -> str:
             return f"{where}: {custom}"
         return f"{where}: {_show(error.instance)} {custom}"
     if error.validator == "enum":
-        return f"{where}: {_show(error.instance)} is not one of {', '.join(map(str, error.validator_value))}"
+        choices = ", ".join(map(str, error.validator_value))
+        return f"{where}: {_show(error.instance)} is not one of {choices}"
     if error.validator == "type":
         value = error.validator_value
         wanted = value if isinstance(value, list) else [value]
