@@ -15,6 +15,7 @@ from timeback_jupyter.cli.strip import (
     WIDGET_VIEW,
     strip_run_data,
 )
+from timeback_jupyter.notebook_metadata import CURRENT_VERSION, NewerVersionError
 
 from .test_cli import assert_one_line_error, cli, jupyter, make_env
 
@@ -175,3 +176,43 @@ def test_strip_an_unreadable_notebook(env, capsys):
     write(path, handed_in_notebook())
     os.chmod(path, 0)
     assert_one_line_error(cli(capsys, "strip", str(path)), "cannot be read", "Permission denied")
+
+
+@pytest.mark.parametrize("version", [None, 1, CURRENT_VERSION])
+def test_strip_keeps_keys_it_does_not_know_and_the_version_as_it_is(env, capsys, version):
+    """Only the run goes: other tools' keys stay, and an older version is not upgraded (the
+    handed-out notebook stays readable by every timeback-jupyter that read it before)."""
+    path = env.tmp / "quiz.ipynb"
+    nb = handed_in_notebook()
+    section = {"activity": {**ACTIVITY, "author_note": "unit 4"}, "run": RUN,
+               "reviewer": {"name": "ms-k"}}  # fmt: skip
+    if version is not None:
+        section["schema_version"] = version
+    nb.metadata["timeback"] = section
+    write(path, nb)
+    assert cli(capsys, "strip", str(path)).code == 0
+    kept = {k: v for k, v in section.items() if k != "run"}
+    assert json.loads(path.read_text())["metadata"]["timeback"] == kept
+
+
+def test_strip_refuses_a_newer_version_and_leaves_the_file_byte_for_byte(env, capsys):
+    path = env.tmp / "quiz.ipynb"
+    nb = handed_in_notebook()
+    newer = CURRENT_VERSION + 1
+    nb.metadata["timeback"] = {"schema_version": newer, "activity": ACTIVITY, "run": RUN}
+    write(path, nb)
+    before, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    handout = env.tmp / "handout.ipynb"
+    for extra in ([], ["--output", str(handout)]):
+        assert_one_line_error(
+            cli(capsys, "strip", str(path), *extra),
+            f"{path}: metadata.timeback was made by a newer timeback-jupyter (schema_version "
+            f"{newer}; this one reads up to {CURRENT_VERSION}): upgrade timeback-jupyter",
+        )
+    assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
+    assert not handout.exists()
+    # in place too: the widget state (also student data) is not touched either
+    parsed = json.loads(before)
+    with pytest.raises(NewerVersionError):
+        strip_run_data(parsed)
+    assert parsed == json.loads(before)

@@ -29,6 +29,8 @@ SUBJECTS = (
 )
 # Pre-K is -1 and AP is 13 in Timeback's config schema.
 MIN_GRADE, MAX_GRADE = -1, 13
+# Timeback's XP system: no XP below 80% correct, so no activity may count less as mastered.
+MIN_MASTERY_THRESHOLD = 0.8
 
 RunStatus = Literal["active", "ended", "completed"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("active", "ended", "completed")
@@ -154,12 +156,19 @@ class CourseRef:
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """What a notebook is: a URL-safe slug, a name students see, its course and its model."""
+    """What a notebook is: a URL-safe slug, a name students see, its course and its model.
+
+    ``xp`` is the author's expected XP (the minutes a competent student needs) and
+    ``mastery_threshold`` the share of correct answers that counts as mastered; both optional
+    (notebook metadata schema version 2).
+    """
 
     id: str
     name: str
     course: CourseRef
     stateful: bool = False
+    xp: float | None = None
+    mastery_threshold: float | None = None
 
     def __post_init__(self) -> None:
         slug = require_text(self.id, "activity.id", 200)
@@ -174,10 +183,20 @@ class Activity:
             raise InvalidInput("activity.course", "must be a CourseRef")
         if not isinstance(self.stateful, bool):
             raise InvalidInput("activity.stateful", f"must be true or false, got {self.stateful!r}")
+        if self.xp is not None and not require_number(self.xp, "activity.xp") > 0:
+            raise InvalidInput("activity.xp", "must be more than 0 (the expected minutes)")
+        if self.mastery_threshold is not None:
+            share = require_number(self.mastery_threshold, "activity.mastery_threshold")
+            if not MIN_MASTERY_THRESHOLD <= share <= 1:
+                raise InvalidInput(
+                    "activity.mastery_threshold",
+                    f"must be between {MIN_MASTERY_THRESHOLD} and 1, got {share!r}",
+                )
 
     @classmethod
     def from_dict(cls, data: Any, field: str = "activity") -> Activity:
-        """From notebook metadata or a JSON body: ``{id, name, course, stateful}``."""
+        """From notebook metadata or a JSON body: ``{id, name, course, stateful, xp,
+        mastery_threshold}``."""
         if not isinstance(data, dict):
             raise InvalidInput(field, "must be an object")
         stateful = data.get("stateful", data.get("model") == "stateful")
@@ -186,15 +205,22 @@ class Activity:
             name=data.get("name") or data.get("id"),  # type: ignore[arg-type]
             course=CourseRef.from_dict(data.get("course"), f"{field}.course"),
             stateful=stateful,
+            xp=data.get("xp"),
+            mastery_threshold=data.get("mastery_threshold"),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "course": self.course.to_dict(),
             "stateful": self.stateful,
         }
+        if self.xp is not None:
+            out["xp"] = self.xp
+        if self.mastery_threshold is not None:
+            out["mastery_threshold"] = self.mastery_threshold
+        return out
 
 
 @dataclass(slots=True)

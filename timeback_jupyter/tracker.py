@@ -26,11 +26,13 @@ from .model import (
     new_run_id,
     parse_run_id,
 )
+from .notebook_metadata import CURRENT_VERSION
 from .store import Store
 
 log = logging.getLogger("timeback_jupyter.tracker")
 
-METADATA_SCHEMA_VERSION = 1
+# metadata_for writes the current version of the notebook metadata schema, whatever it reads.
+METADATA_SCHEMA_VERSION = CURRENT_VERSION
 # Windows written per store transaction: one commit for a few windows instead of one each.
 RECORD_BATCH = 50
 
@@ -526,7 +528,9 @@ class Tracker:
         return {"active_seconds": round(active, 3), "inactive_seconds": round(inactive, 3)}
 
     def metadata_for(self, run: Run, path: str | None) -> dict[str, Any]:
-        """What the notebook keeps so the student resumes days later (no email, no secret)."""
+        """What the notebook keeps so the student resumes days later (no email, no secret):
+        ``metadata.timeback`` in the current schema version (``notebook_metadata/schemas``),
+        the author's expected XP included. Writers merge it into the notebook's section."""
         return {
             "schema_version": METADATA_SCHEMA_VERSION,
             "activity": run.activity.to_dict(),

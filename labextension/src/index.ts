@@ -18,6 +18,7 @@ import { type PartialJSONObject, UUID } from '@lumino/coreutils';
 import { Signal } from '@lumino/signaling';
 
 import { RestServer } from './api';
+import { CURRENT_SCHEMA_VERSION, isCurrentSection, mergeSection } from './metadata';
 import {
   DEFAULT_INTERVAL,
   PresenceLoop,
@@ -25,7 +26,6 @@ import {
   type Snapshot,
   type TimebackMetadata
 } from './presence';
-import { sameJson } from './runview';
 import { presenceSocketUrl, SocketServer } from './socket';
 import { StatusItem } from './status';
 
@@ -44,21 +44,34 @@ function declaresActivity(panel: NotebookPanel): boolean {
 }
 
 /**
- * Put the server's `metadata.timeback` into the notebook model when it differs, and save, so a
- * later open (on any server, of this file or a copy) resumes the run or starts the next attempt.
- * This happens when a run starts, resumes or completes; saving then is what autosave would do
- * within minutes anyway, and the run id must not wait for it (a crash or a closed tab would
- * lose it, and the next open would start a new run).
+ * Merge the server's `metadata.timeback` into the notebook model's when that changes it, and
+ * save, so a later open (on any server, of this file or a copy) resumes the run or starts the
+ * next attempt. This happens when a run starts, resumes or completes; saving then is what
+ * autosave would do within minutes anyway, and the run id must not wait for it (a crash or a
+ * closed tab would lose it, and the next open would start a new run). Keys others put in the
+ * section stay; a section of a newer timeback-jupyter is left alone.
  */
 async function writeMetadata(panel: NotebookPanel, metadata: TimebackMetadata): Promise<void> {
   const model = panel.model;
   if (model === null || panel.isDisposed) {
     return;
   }
-  if (sameJson(model.getMetadata('timeback'), metadata)) {
+  if (!isCurrentSection(metadata)) {
+    console.warn(
+      `timeback: the server sent metadata.timeback schema_version ${metadata.schema_version}; ` +
+        `this page writes ${CURRENT_SCHEMA_VERSION}: reload the page`
+    );
     return;
   }
-  model.sharedModel.setMetadata('timeback', metadata as unknown as PartialJSONObject);
+  const outcome = mergeSection(model.getMetadata('timeback'), metadata);
+  if (outcome.kind === 'newer') {
+    console.warn(`timeback: ${panel.context.path}: ${outcome.message}`);
+    return;
+  }
+  if (outcome.kind === 'same') {
+    return;
+  }
+  model.sharedModel.setMetadata('timeback', outcome.section as PartialJSONObject);
   if (panel.context.isReady && !panel.context.model.readOnly) {
     try {
       await panel.context.save();

@@ -4,6 +4,11 @@ Removes ``metadata.timeback.run`` (the run id, the student's hash, status) and t
 of the completion widget (with the outputs that display it), and keeps the activity
 declaration, so the next student's copy starts its own run. The file is replaced whole or not
 at all.
+
+Keys of ``metadata.timeback`` that strip does not know stay. An older schema version is left as
+it is, not upgraded: stripping removes a student's data and nothing else, and the handed-out
+notebook stays readable by every timeback-jupyter that read it before. A newer version is
+refused and the file left untouched: it may keep student data where this version cannot see it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, ClassVar
 
 from traitlets import Unicode
 
+from ..notebook_metadata import MetadataError, NewerVersionError, version_of
 from .base import EXIT_USAGE, CLIError, Command, common_aliases
 from .files import write_atomic
 
@@ -97,13 +103,20 @@ def _completion_models(models: dict[str, Any]) -> set[str]:
 
 
 def strip_run_data(nb: dict[str, Any]) -> StripResult:
-    """Remove run data from a parsed notebook, in place."""
+    """Remove run data from a parsed notebook, in place; nothing changes when it raises
+    (:class:`NewerVersionError` for a section of a newer timeback-jupyter)."""
     metadata = nb.setdefault("metadata", {})
     section = metadata.get("timeback")
     run_removed = False
     if section is not None:
         if not isinstance(section, dict):
             raise NotANotebook("metadata.timeback must be an object")
+        try:
+            version_of(section)
+        except NewerVersionError:
+            raise
+        except MetadataError:
+            pass  # not a version at all: still ours to strip, and left as it is
         run_removed = section.pop("run", None) is not None
     removed: set[str] = set()
     widgets = metadata.get("widgets")
@@ -167,7 +180,7 @@ class StripCommand(Command):
         nb = self._read(source)
         try:
             result = strip_run_data(nb)
-        except NotANotebook as err:
+        except (NotANotebook, NewerVersionError) as err:
             raise CLIError(f"{source}: {err}") from None
         target = Path(self.output).expanduser() if self.output else source
         if not result.changed and target == source:

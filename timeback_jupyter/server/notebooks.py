@@ -1,8 +1,9 @@
 """Notebook metadata through jupyter_server's own contents manager.
 
-``metadata.timeback`` is ``{schema_version, activity, run}``. The browser extension writes it into
-the live document (so it saves with the student's work); the server writes the file only when no
-browser extension looks after the notebook.
+``metadata.timeback`` is ``{schema_version, activity, run}`` (see :mod:`..notebook_metadata`).
+The browser extension writes it into the live document (so it saves with the student's work);
+the server writes the file only when no browser extension looks after the notebook. Both merge
+into the section on disk, keeping keys they do not know, and neither writes over a newer version.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 
+from .. import notebook_metadata
 from ..model import Activity, InvalidInput
 
 log = logging.getLogger("timeback_jupyter.notebooks")
@@ -22,19 +24,18 @@ class NotebookMetadataError(ValueError):
 
 
 async def read_timeback_metadata(contents_manager: Any, path: str) -> dict[str, Any] | None:
-    """``metadata.timeback`` of the notebook at ``path``; None when it declares nothing."""
+    """``metadata.timeback`` of the notebook at ``path`` in the current schema version (an older
+    one upgraded, the file untouched); None when it declares nothing."""
     try:
         model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
     except Exception as err:
         raise NotebookMetadataError(f"{path}: cannot be read as a notebook ({err})") from None
     content = model.get("content") or {}
     metadata = content.get("metadata") or {}
-    section = metadata.get("timeback")
-    if section is None:
-        return None
-    if not isinstance(section, dict):
-        raise NotebookMetadataError(f"{path}: metadata.timeback must be an object")
-    return section
+    try:
+        return notebook_metadata.read(metadata.get("timeback"), path)
+    except notebook_metadata.MetadataError as err:
+        raise NotebookMetadataError(str(err)) from None
 
 
 def activity_from_metadata(section: dict[str, Any], path: str) -> Activity:
@@ -47,16 +48,22 @@ def activity_from_metadata(section: dict[str, Any], path: str) -> Activity:
 async def write_timeback_metadata(
     contents_manager: Any, path: str, section: dict[str, Any]
 ) -> bool:
-    """Put ``section`` into the notebook file's ``metadata.timeback``; False if already there.
+    """Merge ``section`` into the notebook file's ``metadata.timeback``; False if already there.
 
     Saving the model we just read keeps every cell as it is on disk: nothing on disk is lost.
     Only called for notebooks with no browser extension attached, right when the run starts.
+    Raises :class:`NotebookMetadataError` (and writes nothing) over a newer schema version.
     """
     model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
     content = model["content"]
-    if content.get("metadata", {}).get("timeback") == section:
+    existing = content.get("metadata", {}).get("timeback")
+    try:
+        merged = notebook_metadata.merge(existing, section, path)
+    except notebook_metadata.NewerVersionError as err:
+        raise NotebookMetadataError(str(err)) from None
+    if merged == existing:
         return False
-    content.setdefault("metadata", {})["timeback"] = section
+    content.setdefault("metadata", {})["timeback"] = merged
     await ensure_async(
         contents_manager.save({"type": "notebook", "format": "json", "content": content}, path)
     )
