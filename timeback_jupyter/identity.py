@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .caliper import Actor, user_url
-from .config import ONEROSTER_BASE_URLS, ROSTERING_PATH, Credentials, Timeback
+from .config import ROSTERING_PATH, Credentials, Timeback
 
 # httpx and timeback_common are imported when a lookup first runs: Jupyter imports this module
 # at start, and most servers never look a student up (the local sink, a configured student_id).
@@ -200,7 +200,7 @@ class ActorResolver:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> ActorResolver:
         """The resolver against the configured environment's OneRoster API."""
-        base = config.oneroster_base_url or ONEROSTER_BASE_URLS[config.environment]
+        base = config.oneroster_url
         lookup = OneRosterLookup(
             base,
             config.auth_url or None,

@@ -23,7 +23,7 @@ from timeback_caliper.lib.transport import Transport
 from timeback_common import TokenManager
 
 from .. import caliper
-from ..config import ONEROSTER_BASE_URLS, AppConfig, ConfigError, Course, Credentials, Timeback
+from ..config import AppConfig, ConfigError, Course, Credentials, Timeback
 from ..delivery import caliper_provider
 from ..identity import ActorResolver, IdentityError, Student, actor_for
 from ..model import Activity, CourseRef, Window
@@ -113,7 +113,7 @@ def sample_course(app: AppConfig, environment: str, local: bool) -> Course | Non
 
 def sample_event(cfg: Timeback, app: AppConfig, course: Course, student: Student) -> dict[str, Any]:
     """One TimeSpentEvent as the tracker would build it; validated, never sent."""
-    oneroster = cfg.oneroster_base_url or ONEROSTER_BASE_URLS[cfg.environment]
+    oneroster = cfg.oneroster_url
     ref = CourseRef(course.subject, course.grade, course.code)
     activity = Activity(SAMPLE_ACTIVITY, "timeback doctor sample", ref)
     target = caliper.Target(app.name, course.sensor, cfg.environment, oneroster, course, activity)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from jupyter_core.paths import jupyter_data_dir
 
 from .. import identity
-from ..config import ONEROSTER_BASE_URLS, ConfigError, Timeback, load_app_config
+from ..config import ConfigError, Timeback, load_app_config
 from ..model import Activity
 from ..store import Store, StoreError
 from ..tracker import Tracker, TrackerError
@@ -71,9 +71,7 @@ class LocalBackend:
             student = identity.resolve_student(settings, env, local=True)
             # The same file %timeback start reads activities from: the first one upwards.
             app_config = load_app_config(find_config(Path.cwd()), settings.environment)
-            actor = identity.actor_for(
-                student, ONEROSTER_BASE_URLS[settings.environment], local=True
-            )
+            actor = identity.actor_for(student, settings.oneroster_url, local=True)
             self.store = Store(self.store_path)
         except (identity.IdentityError, ConfigError, StoreError) as err:
             raise TimebackError(str(err)) from None

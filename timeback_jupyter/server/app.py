@@ -16,7 +16,7 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 
 from .. import identity
-from ..config import ONEROSTER_BASE_URLS, ConfigError, Credentials, Timeback, load_app_config
+from ..config import ConfigError, Credentials, Timeback, load_app_config
 from ..delivery import Drainer, LocalSink, TimebackSink
 from ..store import Store, StoreError
 from ..tracker import CompletionResult, Tracker, TrackerError
@@ -138,7 +138,7 @@ class TimebackApp(ExtensionApp):
             idle_interval=cfg.drain_interval,
         )
         self._student, self._app_config = student, app_config
-        oneroster = cfg.oneroster_base_url or ONEROSTER_BASE_URLS[cfg.environment]
+        oneroster = cfg.oneroster_url
         if local or student.sourced_id:
             self._make_tracker(identity.actor_for(student, oneroster, local=local))
         else:
