@@ -26,7 +26,7 @@ from ..model import Activity
 from ..store import Store, StoreError
 from ..tracker import Tracker, TrackerError
 from .activities import find_config
-from .session import Current, NoActivity, TimebackError
+from .backend import Current, NoActivity, TimebackError
 
 log = logging.getLogger("timeback_jupyter.kernel")
 
