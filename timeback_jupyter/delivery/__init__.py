@@ -18,13 +18,14 @@ one ``c.Timeback.sink`` names. Everything importable from ``timeback_jupyter.del
 it became a package still is.
 """
 
+from ..connection import caliper_provider  # where it was before it moved
 from .drainer import BATCH_PAUSE, LOG, Drainer
 from .errors import DeliveryError, DrainerBusy, RejectedError, RetryableError
 from .local import LocalSink
 from .make import make_sink
 from .report import DrainReport
 from .sink import Sink, check_envelope
-from .timeback import TimebackSink, caliper_provider
+from .timeback import TimebackSink
 
 __all__ = [
     "BATCH_PAUSE",

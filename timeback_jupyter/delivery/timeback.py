@@ -7,19 +7,18 @@ sent yet, and the import costs more than the rest of the extension (see caliper.
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ..config import ENVIRONMENTS, Credentials, Timeback
+from ..connection import Connection
 from .errors import DeliveryError, RejectedError, RetryableError
 from .sink import check_envelope
 
 if TYPE_CHECKING:
     from timeback_caliper import CaliperClient
-    from timeback_common import TimebackProvider
 
 LOG = logging.getLogger("timeback_jupyter.delivery")
 
@@ -57,41 +56,14 @@ def _single_shot_transport() -> type[Any]:
     return SingleShotTransport
 
 
-def caliper_provider(
-    credentials: Credentials,
-    *,
-    environment: str,
-    base_url: str | None = None,
-    auth_url: str | None = None,
-    timeout: float = 30.0,
-) -> TimebackProvider:
-    """The official provider of Timeback's Caliper URLs and OAuth tokens: ``environment``'s,
-    or ``base_url``/``auth_url`` where given (a proxy, a stand-in). Imports the SDK."""
-    from timeback_common import PLATFORM_ENDPOINTS, TimebackProvider
-
-    endpoints = PLATFORM_ENDPOINTS["BEYOND_AI"]
-    if base_url or auth_url:
-        return TimebackProvider(
-            base_url=(base_url or endpoints["caliper"][environment]).rstrip("/"),
-            auth_url=auth_url or endpoints["token"][environment],
-            client_id=credentials.client_id,
-            client_secret=credentials.client_secret,
-            timeout=timeout,
-        )
-    return TimebackProvider(
-        platform="BEYOND_AI",
-        env=environment,  # type: ignore[arg-type]  # checked against ENVIRONMENTS by callers
-        client_id=credentials.client_id,
-        client_secret=credentials.client_secret,
-        timeout=timeout,
-    )
-
-
 class TimebackSink:
     """Sends envelopes to the Timeback Caliper API with the official ``CaliperClient``.
 
     ``environment`` picks Timeback's URLs; ``base_url``/``auth_url`` override them (a proxy,
     a stand-in). The client secret is never put in a message, a log record or a repr.
+    ``connection``, made from the same settings, shares its provider and OAuth token with
+    the other clients made on it (the OneRoster student lookup); without one the sink makes
+    its own.
     The settings are checked here; the official client is built at the first send, since
     importing it is most of what the extension would cost Jupyter's start.
     """
@@ -106,6 +78,7 @@ class TimebackSink:
         base_url: str | None = None,
         auth_url: str | None = None,
         timeout: float = 30.0,
+        connection: Connection | None = None,
     ) -> None:
         if not isinstance(credentials, Credentials):
             raise DeliveryError(
@@ -116,9 +89,21 @@ class TimebackSink:
             raise DeliveryError(f"environment must be one of {', '.join(ENVIRONMENTS)}")
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
             raise DeliveryError(f"request timeout must be a positive number, got {timeout!r}")
+        if connection is None:
+            connection = Connection(
+                credentials,
+                environment=environment,
+                base_url=base_url,
+                auth_url=auth_url,
+                timeout=timeout,
+            )
+        mine = (credentials, environment, base_url or None, auth_url or None, timeout)
+        theirs = (connection.credentials, connection.environment, connection.base_url)
+        if mine != (*theirs, connection.auth_url, connection.timeout):
+            raise DeliveryError("the sink's connection was made from other settings")
         self._credentials = credentials
+        self._connection = connection
         self.environment = environment
-        self._base_url, self._auth_url, self._timeout = base_url, auth_url, timeout
         self._client: CaliperClient | None = None
         self._endpoint = ""
 
@@ -127,17 +112,11 @@ class TimebackSink:
         if self._client is None:
             from timeback_caliper import CaliperClient
 
-            provider = caliper_provider(
-                self._credentials,
-                environment=self.environment,
-                base_url=self._base_url,
-                auth_url=self._auth_url,
-                timeout=self._timeout,
-            )
+            provider = self._connection.provider()
             endpoint = provider.get_endpoint("caliper")
             transport = _single_shot_transport()(
                 base_url=endpoint.base_url,
-                token_manager=provider.get_token_manager("caliper"),
+                token_manager=self._connection.token_manager("caliper"),
                 paths=provider.get_paths("caliper"),
                 timeout=provider.timeout,
             )
@@ -152,7 +131,13 @@ class TimebackSink:
         return self._endpoint
 
     @classmethod
-    def from_config(cls, config: Timeback, credentials: Credentials | None) -> TimebackSink:
+    def from_config(
+        cls,
+        config: Timeback,
+        credentials: Credentials | None,
+        connection: Connection | None = None,
+    ) -> TimebackSink:
+        """The sink ``c.Timeback`` describes; ``connection`` as in the class docstring."""
         if credentials is None:
             raise DeliveryError(
                 "c.Timeback.sink is 'timeback' but no credentials were found: set "
@@ -164,19 +149,14 @@ class TimebackSink:
             base_url=config.base_url or None,
             auth_url=config.auth_url or None,
             timeout=config.request_timeout,
+            connection=connection,
         )
 
     def __repr__(self) -> str:
         return f"TimebackSink({self.base_url!r}, client={self._credentials.masked!r})"
 
     def _scrub(self, text: str) -> str:
-        """Remove the secret from text that came from elsewhere (a library, a server)."""
-        secret = self._credentials.client_secret
-        basic = base64.b64encode(f"{self._credentials.client_id}:{secret}".encode()).decode("ascii")
-        for needle in (secret, basic):
-            if needle:
-                text = text.replace(needle, "***")
-        return text
+        return self._connection.scrub(text)
 
     async def send(self, envelope: dict[str, Any]) -> None:
         import pydantic
