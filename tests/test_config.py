@@ -15,6 +15,7 @@ from timeback.server.timeback import (
 
 from timeback_jupyter.config import (
     LOCAL_SENSOR,
+    ONEROSTER_BASE_URLS,
     ConfigError,
     Credentials,
     Timeback,
@@ -174,6 +175,14 @@ def test_traitlets_defaults_and_environment(monkeypatch):
     assert Timeback().environment == "production"
     monkeypatch.setenv("TIMEBACK_ENV", "local")  # the SDK maps local to staging
     assert Timeback().environment == "staging"
+
+
+def test_the_oneroster_url_is_the_configured_one_else_the_environments():
+    assert Timeback(environment="staging").oneroster_url == ONEROSTER_BASE_URLS["staging"]
+    assert Timeback(environment="production").oneroster_url == ONEROSTER_BASE_URLS["production"]
+    assert ONEROSTER_BASE_URLS["staging"] != ONEROSTER_BASE_URLS["production"]
+    proxy = "https://roster.proxy.example"
+    assert Timeback(environment="production", oneroster_base_url=proxy).oneroster_url == proxy
 
 
 def test_credentials_from_env_never_show_the_secret():

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,8 +18,11 @@ import pytest
 from timeback_common import where_to_filter
 from timeback_oneroster import OneRosterClient
 
+from timeback_jupyter import caliper
 from timeback_jupyter.caliper import Actor
 from timeback_jupyter.config import ONEROSTER_BASE_URLS, Credentials, Timeback
+from timeback_jupyter.connection import Connection
+from timeback_jupyter.delivery import DeliveryError, TimebackSink
 from timeback_jupyter.identity import (
     ActorResolver,
     IdentityError,
@@ -31,6 +35,8 @@ from timeback_jupyter.identity import (
     resolve_student,
     student_key,
 )
+
+from .standin import SENSOR, TOKEN_PATH, Request, StandIn, time_spent_events
 
 BASE = ONEROSTER_BASE_URLS["staging"]
 USERS = f"{BASE}/ims/oneroster/rostering/v1p2/users"
@@ -543,3 +549,85 @@ async def test_from_config_uses_the_configured_endpoints(stand_in: OneRosterStan
     assert actor.id.startswith(stand_in.url)
     with pytest.raises(IdentityError, match="credentials"):
         ActorResolver.from_config(config(environment="production"), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# One OAuth token for the Caliper sink and the OneRoster lookup (tests/standin.py serves both)
+
+
+def _shared_setup(api: StandIn) -> tuple[Timeback, Credentials]:
+    api.users["kim@school.edu"] = ["u-kim"]
+    cfg = config(
+        sink="timeback",
+        base_url=api.url,
+        auth_url=api.token_url,
+        oneroster_base_url=api.url,
+        request_timeout=5.0,
+    )
+    return cfg, Credentials(api.client_id, api.client_secret)
+
+
+def _token_requests(api: StandIn) -> list[Request]:
+    return [r for r in api.requests if r.path == TOKEN_PATH]
+
+
+@pytest.mark.asyncio
+async def test_one_token_request_serves_the_sink_and_the_lookup() -> None:
+    with StandIn("cid-shared", SECRET) as api:
+        cfg, creds = _shared_setup(api)
+        connection = Connection.from_config(cfg, creds)
+        sink = TimebackSink.from_config(cfg, creds, connection)
+        resolver = ActorResolver.from_config(cfg, creds, connection=connection)
+        actor = await resolver.resolve(Student("kim@school.edu"))
+        await sink.send(caliper.envelope(time_spent_events(str(uuid.uuid4()), 2), SENSOR, 1.7e9))
+        await resolver.aclose()
+        await sink.aclose()
+        assert actor.id == f"{api.url}/ims/oneroster/rostering/v1p2/users/u-kim"
+        assert len(api.received) == 2
+        assert [r.client_id for r in _token_requests(api)] == ["cid-shared"]
+        # The official provider's cache: one TokenManager per token URL, both services.
+        assert connection.token_manager("oneroster") is connection.token_manager("caliper")
+
+
+@pytest.mark.asyncio
+async def test_without_a_shared_connection_each_asks_for_its_own_token() -> None:
+    # The contrast that shows the test above measures the sharing.
+    with StandIn("cid-shared", SECRET) as api:
+        cfg, creds = _shared_setup(api)
+        sink = TimebackSink.from_config(cfg, creds)
+        resolver = ActorResolver.from_config(cfg, creds)
+        await resolver.resolve(Student("kim@school.edu"))
+        await sink.send(caliper.envelope(time_spent_events(str(uuid.uuid4()), 1), SENSOR, 1.7e9))
+        await resolver.aclose()
+        await sink.aclose()
+        assert len(_token_requests(api)) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_token_the_lookup_finds_stale_is_fetched_again_for_both() -> None:
+    with StandIn("cid-shared", SECRET) as api:
+        cfg, creds = _shared_setup(api)
+        connection = Connection.from_config(cfg, creds)
+        sink = TimebackSink.from_config(cfg, creds, connection)
+        resolver = ActorResolver.from_config(cfg, creds, connection=connection)
+        await sink.send(caliper.envelope(time_spent_events(str(uuid.uuid4()), 1), SENSOR, 1.7e9))
+        api._tokens.clear()  # the upstream forgot every token it issued
+        await resolver.resolve(Student("kim@school.edu"))
+        await sink.send(caliper.envelope(time_spent_events(str(uuid.uuid4()), 1), SENSOR, 1.7e9))
+        await resolver.aclose()
+        await sink.aclose()
+        assert len(_token_requests(api)) == 2  # the lookup's 401 renewed it for the sink too
+
+
+def test_a_connection_made_from_other_settings_is_refused() -> None:
+    cfg = config(sink="timeback", auth_url="https://auth.example/token")
+    connection = Connection.from_config(cfg, CREDS)
+    with pytest.raises(IdentityError, match="other settings"):
+        OneRosterLookup(BASE, None, CREDS, connection=connection)
+    with pytest.raises(IdentityError, match="other settings"):
+        OneRosterLookup(BASE, cfg.auth_url, Credentials("cid-other", SECRET), connection=connection)
+    with pytest.raises(DeliveryError, match="other settings"):
+        TimebackSink.from_config(config(sink="timeback"), CREDS, connection)
+    assert SECRET not in repr(connection)
+    basic = base64.b64encode(f"{CREDS.client_id}:{SECRET}".encode()).decode()
+    assert connection.scrub(f"{SECRET} / Basic {basic}") == "*** / Basic ***"

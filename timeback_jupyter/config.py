@@ -133,6 +133,12 @@ class Timeback(Configurable):
         config=True
     )
 
+    @property
+    def oneroster_url(self) -> str:
+        """The OneRoster base URL actor and course IRIs are built from: ``oneroster_base_url``,
+        else the environment's."""
+        return self.oneroster_base_url or ONEROSTER_BASE_URLS[self.environment]
+
 
 @dataclass(frozen=True)
 class Credentials:

@@ -9,16 +9,16 @@ remembers it, so the lookup happens once per student and process.
 from __future__ import annotations
 
 import asyncio
-import base64
 import getpass
 import hashlib
-import time
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .caliper import Actor, user_url
-from .config import ONEROSTER_BASE_URLS, ROSTERING_PATH, Credentials, Timeback
+from .config import ROSTERING_PATH, Credentials, Timeback
+from .connection import Connection
 
 # httpx and timeback_common are imported when a lookup first runs: Jupyter imports this module
 # at start, and most servers never look a student up (the local sink, a configured student_id).
@@ -51,6 +51,8 @@ _HOW_TO_SET = (
 # A lookup takes an email and answers the OneRoster user records that match it (asked for at
 # most 2, to tell one from several), each a mapping with at least "sourcedId".
 Lookup = Callable[[str], Awaitable[Sequence[Mapping[str, Any]]]]
+# How timeback_common 0.4's TokenManager words a refused token request.
+_TOKEN_STATUS = re.compile(r"Failed to obtain access token: (\d{3})\b")
 
 
 class IdentityError(ValueError):
@@ -198,9 +200,11 @@ class ActorResolver:
         credentials: Credentials | None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        connection: Connection | None = None,
     ) -> ActorResolver:
-        """The resolver against the configured environment's OneRoster API."""
-        base = config.oneroster_base_url or ONEROSTER_BASE_URLS[config.environment]
+        """The resolver against the configured environment's OneRoster API; ``connection``
+        (made from the same config) shares its OAuth token with the Caliper sink."""
+        base = config.oneroster_url
         lookup = OneRosterLookup(
             base,
             config.auth_url or None,
@@ -208,6 +212,7 @@ class ActorResolver:
             environment=config.environment,
             timeout=config.request_timeout,
             transport=transport,
+            connection=connection,
         )
         return cls(base, lookup)
 
@@ -266,13 +271,13 @@ class OneRosterLookup:
     """The default lookup: ``GET {base}/ims/oneroster/rostering/v1p2/users`` with
     ``filter=email='...'&limit=2``, authenticated by OAuth2 client credentials.
 
-    Same query as the official ``timeback_oneroster`` client builds for the SDK. The token is
-    cached until a minute before it expires and fetched again once after a 401. ``auth_url``
-    None is the ``environment``'s token URL. The HTTP client (and the SDK's URL table) are
-    made at the first lookup, not here: this is built while Jupyter starts.
+    Same query as the official ``timeback_oneroster`` client builds for the SDK. The token
+    comes from ``connection`` (the official SDK's token cache), shared with the Caliper sink
+    made on the same connection; without one the lookup makes its own. A stale token is
+    fetched again once after a 401. ``auth_url`` None is the ``environment``'s token URL. The
+    HTTP client (and the SDK) are made at the first lookup, not here: this is built while
+    Jupyter starts.
     """
-
-    _EARLY_REFRESH = 60.0
 
     def __init__(
         self,
@@ -283,7 +288,7 @@ class OneRosterLookup:
         environment: str = "staging",
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        now: Callable[[], float] = time.monotonic,
+        connection: Connection | None = None,
     ) -> None:
         if credentials is None:
             raise IdentityError(
@@ -291,14 +296,20 @@ class OneRosterLookup:
                 "TIMEBACK_CLIENT_ID and TIMEBACK_CLIENT_SECRET, or c.Timeback.student_id"
             )
         self._users_url = f"{oneroster_base_url.rstrip('/')}{ROSTERING_PATH}/users"
-        self._auth_url = auth_url
-        self._environment = environment
+        if connection is None:
+            connection = Connection(
+                credentials,
+                environment=environment,
+                auth_url=auth_url,
+                oneroster_base_url=oneroster_base_url,
+                timeout=timeout,
+            )
+        elif (connection.credentials, connection.auth_url) != (credentials, auth_url or None):
+            raise IdentityError("the lookup's connection was made from other settings")
+        self._connection = connection
         self._credentials = credentials
         self._timeout, self._transport = timeout, transport
         self._client: httpx.AsyncClient | None = None
-        self._now = now
-        self._token: str | None = None
-        self._token_expiry = 0.0
 
     def __repr__(self) -> str:
         return f"OneRosterLookup({self._users_url!r}, credentials={self._credentials.masked!r})"
@@ -311,18 +322,14 @@ class OneRosterLookup:
         return self._client
 
     def _token_url(self) -> str:
-        if self._auth_url is None:
-            from timeback_common import BEYONDAI_TOKEN_URLS
-
-            self._auth_url = BEYONDAI_TOKEN_URLS[self._environment]
-        return self._auth_url
+        return self._connection.token_url
 
     async def __call__(self, email: str) -> Sequence[Mapping[str, Any]]:
         # Parameter order as the official paginator sends them.
         params = {"filter": email_filter(email), "limit": 2, "offset": 0}
         response = await self._get(params)
         if response.status_code == 401:
-            self._token = None
+            self._connection.token_manager("oneroster").invalidate()
             response = await self._get(params)
         if response.status_code in (401, 403):
             raise IdentityLookupError(
@@ -370,43 +377,27 @@ class OneRosterLookup:
     async def _access_token(self) -> str:
         import httpx
 
-        if self._token is not None and self._now() < self._token_expiry:
-            return self._token
-        basic = base64.b64encode(
-            f"{self._credentials.client_id}:{self._credentials.client_secret}".encode()
-        ).decode("ascii")
         try:
-            response = await self._http().post(
-                self._token_url(),
-                headers={
-                    "Authorization": f"Basic {basic}",
-                    "Content-Type": "application/x-www-form-urlencoded",
-                },
-                content="grant_type=client_credentials",
-            )
+            return await self._connection.token_manager("oneroster").get_token()
         except httpx.HTTPError as err:
             raise IdentityLookupError(
                 f"cannot reach the Timeback token endpoint ({type(err).__name__})",
                 retryable=True,
             ) from None
-        if response.status_code != 200:
-            retryable = response.status_code == 429 or response.status_code >= 500
+        except Exception as err:
+            # The SDK's token manager raises a bare Exception naming the HTTP status.
+            found = _TOKEN_STATUS.match(str(err))
+            if found is None:
+                raise IdentityLookupError(
+                    "the Timeback token endpoint answered without an access_token",
+                    retryable=False,
+                ) from None
+            status = int(found.group(1))
             raise IdentityLookupError(
                 f"the Timeback token endpoint refused client {self._credentials.masked} "
-                f"(HTTP {response.status_code})",
-                retryable=retryable,
-            )
-        try:
-            data = response.json()
-            token = data["access_token"]
-            expires_in = float(data.get("expires_in", 3600))
-        except (ValueError, KeyError, TypeError):
-            raise IdentityLookupError(
-                "the Timeback token endpoint answered without an access_token", retryable=False
+                f"(HTTP {status})",
+                retryable=status == 429 or status >= 500,
             ) from None
-        self._token = str(token)
-        self._token_expiry = self._now() + expires_in - self._EARLY_REFRESH
-        return self._token
 
     async def aclose(self) -> None:
         if self._client is not None:

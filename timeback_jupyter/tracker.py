@@ -14,7 +14,7 @@ from typing import Any
 
 from . import caliper
 from .clock import EngagementClock
-from .config import ONEROSTER_BASE_URLS, AppConfig, ConfigError, Timeback
+from .config import AppConfig, ConfigError, Timeback
 from .identity import Student
 from .model import (
     Activity,
@@ -125,7 +125,7 @@ class Tracker:
 
     @property
     def oneroster_base_url(self) -> str:
-        return self.settings.oneroster_base_url or ONEROSTER_BASE_URLS[self.settings.environment]
+        return self.settings.oneroster_url
 
     # ---- run lifecycle -------------------------------------------------------------------
 

@@ -24,9 +24,10 @@ from traitlets.config import Application
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from .._version import __version__
-from ..config import AppConfig, ConfigError, Credentials, Timeback, load_app_config
+from ..config import AppConfig, ConfigError, Credentials, Timeback
+from ..core import Core, app_config_for, build_core, student_for, take_credentials
 from ..delivery import DeliveryError
-from ..identity import IdentityError, Student, resolve_student
+from ..identity import IdentityError, Student
 from ..model import InvalidInput
 from ..store import Store, StoreError
 
@@ -206,23 +207,26 @@ class Command(OneLineArgs, JupyterApp):
         return (*dirs, os.getcwd())
 
     def app_config(self) -> AppConfig:
-        cfg = self.settings
-        return load_app_config(
-            cfg.config_file or None,
-            cfg.environment,
-            search=self.search_dirs(),
-            sensor_override=cfg.sensor,
-            name_override=cfg.app_name,
-        )
+        return app_config_for(self.settings, self.search_dirs())
 
     def student(self) -> Student:
         """The student the server records for, with its fallback for the local sink."""
-        cfg = self.settings
-        return resolve_student(cfg, os.environ, local=cfg.sink == "local")
+        return student_for(self.settings, os.environ)
 
     @staticmethod
     def credentials() -> Credentials | None:
-        return Credentials.from_env()
+        return take_credentials(os.environ)
+
+    def core(self, *, identify: bool = False) -> Core:
+        """The core as the server builds it, on the existing store (see :meth:`open_store`)."""
+        return build_core(
+            self.settings,
+            environ=os.environ,
+            credentials=self.credentials(),
+            search=self.search_dirs(),
+            identify=identify,
+            open_store=self.open_store,
+        )
 
     # -- running ------------------------------------------------------------------------------
 

@@ -9,10 +9,10 @@ an earlier one that failed is skipped with the reason. Exit status 1 if any chec
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ from timeback_caliper.lib.transport import Transport
 from timeback_common import TokenManager
 
 from .. import caliper
-from ..config import ONEROSTER_BASE_URLS, AppConfig, ConfigError, Course, Credentials, Timeback
-from ..delivery import caliper_provider
+from ..config import AppConfig, ConfigError, Course, Timeback
+from ..connection import Connection
 from ..identity import ActorResolver, IdentityError, Student, actor_for
 from ..model import Activity, CourseRef, Window
 from ..store import Store, StoreError
@@ -47,18 +47,8 @@ class Checks:
         return sum(1 for mark, _, _ in self.lines if mark == FAIL)
 
 
-class _Scrubber:
-    """Removes the client secret (and its Basic form) from text that came from elsewhere."""
-
-    def __init__(self, credentials: Credentials) -> None:
-        basic = f"{credentials.client_id}:{credentials.client_secret}".encode()
-        self._needles = [credentials.client_secret, base64.b64encode(basic).decode("ascii")]
-
-    def __call__(self, text: str) -> str:
-        for needle in self._needles:
-            if needle:
-                text = text.replace(needle, "***")
-        return text
+# Takes the client secret (and its Basic form) out of text that came from elsewhere.
+Scrub = Callable[[str], str]
 
 
 class _Transport(Transport):
@@ -81,15 +71,10 @@ class Endpoints:
     token_url: str
 
 
-def caliper_endpoints(cfg: Timeback, credentials: Credentials) -> Endpoints:
-    """The official transport and token manager the timeback sink uses (same URLs)."""
-    provider = caliper_provider(
-        credentials,
-        environment=cfg.environment,
-        base_url=cfg.base_url,
-        auth_url=cfg.auth_url,
-        timeout=cfg.request_timeout,
-    )
+def caliper_endpoints(connection: Connection) -> Endpoints:
+    """The official transport and token manager the timeback sink uses (same URLs, and the
+    token the student lookup on ``connection`` uses too)."""
+    provider = connection.provider()
     endpoint = provider.get_endpoint("caliper")
     manager = provider.get_token_manager("caliper")
     transport = _Transport(
@@ -113,7 +98,7 @@ def sample_course(app: AppConfig, environment: str, local: bool) -> Course | Non
 
 def sample_event(cfg: Timeback, app: AppConfig, course: Course, student: Student) -> dict[str, Any]:
     """One TimeSpentEvent as the tracker would build it; validated, never sent."""
-    oneroster = cfg.oneroster_base_url or ONEROSTER_BASE_URLS[cfg.environment]
+    oneroster = cfg.oneroster_url
     ref = CourseRef(course.subject, course.grade, course.code)
     activity = Activity(SAMPLE_ACTIVITY, "timeback doctor sample", ref)
     target = caliper.Target(app.name, course.sensor, cfg.environment, oneroster, course, activity)
@@ -180,14 +165,15 @@ class DoctorCommand(Command):
                 checks.add(SKIP, name, "skipped: no credentials")
             return
         checks.add(OK, "credentials", credentials.masked)
-        scrub = _Scrubber(credentials)
-        endpoints = caliper_endpoints(cfg, credentials)
+        connection = Connection.from_config(cfg, credentials)
+        scrub = connection.scrub
+        endpoints = caliper_endpoints(connection)
         transport = endpoints.transport
         client = CaliperClient(transport=transport)
         try:
             token_ok = await self._check_token(checks, endpoints, scrub)
             if student is not None and token_ok:
-                student = await self._check_student_id(checks, cfg, credentials, student, scrub)
+                student = await self._check_student_id(checks, cfg, connection, student, scrub)
             elif student is not None:
                 checks.add(SKIP, "student id", "skipped: no token")
             if not token_ok:
@@ -266,7 +252,7 @@ class DoctorCommand(Command):
         checks.add(OK, "student", student.email)
         return student
 
-    async def _check_token(self, checks: Checks, endpoints: Endpoints, scrub: _Scrubber) -> bool:
+    async def _check_token(self, checks: Checks, endpoints: Endpoints, scrub: Scrub) -> bool:
         manager, token_url = endpoints.token_manager, endpoints.token_url
         if manager is None:
             checks.add(FAIL, "token", "the Caliper endpoint has no token URL configured")
@@ -283,14 +269,14 @@ class DoctorCommand(Command):
         self,
         checks: Checks,
         cfg: Timeback,
-        credentials: Credentials,
+        connection: Connection,
         student: Student,
-        scrub: _Scrubber,
+        scrub: Scrub,
     ) -> Student:
         if student.sourced_id:
             checks.add(OK, "student id", f"sourcedId {student.sourced_id} (configured)")
             return student
-        resolver = ActorResolver.from_config(cfg, credentials)
+        resolver = ActorResolver.from_config(cfg, connection.credentials, connection=connection)
         try:
             sourced_id = await resolver.sourced_id(student.email)
         except IdentityError as err:
@@ -340,7 +326,7 @@ class DoctorCommand(Command):
         student: Student,
         client: CaliperClient,
         transport: _Transport,
-        scrub: _Scrubber,
+        scrub: Scrub,
     ) -> None:
         event = self._build_sample(checks, cfg, app, student)
         if event is None:

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 from traitlets import Float
 
-from ..delivery import DeliveryError, Drainer, DrainerBusy, Sink, make_sink
+from ..core import Core
+from ..delivery import DeliveryError, DrainerBusy
 from .base import EXIT_USAGE, CLIError, Command, common_aliases
 from .servers import server_for_store
 
@@ -63,17 +64,17 @@ class FlushCommand(Command):
         path = self.store_path
         if not path.exists():
             self.open_store()  # raises the "no store yet" error
-        sink: Sink | None = None
+        core: Core | None = None
         unusable: DeliveryError | None = None
         try:
-            sink = make_sink(self.settings, self.credentials())
+            core = self.core()
         except DeliveryError as err:
             # No credentials here (the server keeps them in its own environment): only a
             # running server can deliver.
             unusable = err
-        report = asyncio.run(self._flush_here(sink)) if sink is not None else None
-        if report is not None and sink is not None:
-            name = sink.name
+        report = asyncio.run(self._flush_here(core)) if core is not None else None
+        if report is not None and core is not None:
+            name = core.sink.name
             print(f"flushed from here: no running Jupyter server delivers {path}")
         else:
             # The delivery lock is held (or we cannot deliver): ask the server that has it.
@@ -94,17 +95,15 @@ class FlushCommand(Command):
             print(line)
         return 1 if _failed(report) else 0
 
-    async def _flush_here(self, sink: Sink) -> dict[str, Any] | None:
+    async def _flush_here(self, core: Core) -> dict[str, Any] | None:
         """Deliver from this process; None when another process holds the delivery lock."""
         try:
-            with self.open_store() as store:
-                drainer = Drainer.from_config(store, sink, self.settings)
-                try:
-                    report = await drainer.flush(self.timeout)
-                except DrainerBusy:
-                    return None
-                finally:
-                    await drainer.stop()
+            try:
+                report = await core.drainer.flush(self.timeout)
+            except DrainerBusy:
+                return None
+            finally:
+                await core.drainer.stop()
         finally:
-            await sink.aclose()
+            await core.aclose()
         return dataclasses.asdict(report)

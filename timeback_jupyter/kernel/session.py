@@ -12,12 +12,12 @@ import os
 import sys
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..model import Activity, InvalidInput, require_text
 from .activities import ConfigActivityError, activity_for
+from .backend import Backend, Current, NoActivity, TimebackError
 from .bridge import TICKET_WAIT, Bridge, ServerRefused, ServerUnavailable, connection_file
 from .policy import exercise_totals
 
@@ -27,41 +27,6 @@ START_HINT = (
     "give one with `%timeback start ID --name NAME --subject SUBJECT --grade N` or declare it "
     "in the notebook's metadata or in timeback.config.json"
 )
-
-
-class TimebackError(Exception):
-    """A refusal or failure, worded for the student in one line."""
-
-
-class NoActivity(TimebackError):
-    """The notebook declares no activity and none was given."""
-
-
-@dataclass(frozen=True)
-class Current:
-    """Where this kernel's notebook stands: its run (None before a start) and how it records."""
-
-    mode: Literal["server", "local"]
-    path: str | None
-    run: dict[str, Any] | None
-    where: str
-    problem: str | None = None
-
-
-class Backend(Protocol):
-    mode: Literal["server", "local"]
-
-    def current(self) -> Current: ...
-
-    def start(self, activity: Activity | None, *, new_attempt: bool) -> dict[str, Any]: ...
-
-    def end(self) -> dict[str, Any]: ...
-
-    def complete(self, metrics: dict[str, Any]) -> dict[str, Any]: ...
-
-    def exercise(self, exercise_id: str, correct: bool) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
 
 
 class View(Protocol):

@@ -21,12 +21,13 @@ from typing import Any, Literal
 from jupyter_core.paths import jupyter_data_dir
 
 from .. import identity
-from ..config import ONEROSTER_BASE_URLS, ConfigError, Timeback, load_app_config
+from ..config import ConfigError, Timeback
+from ..core import build_core
 from ..model import Activity
-from ..store import Store, StoreError
-from ..tracker import Tracker, TrackerError
+from ..store import StoreError
+from ..tracker import TrackerError
 from .activities import find_config
-from .session import Current, NoActivity, TimebackError
+from .backend import Current, NoActivity, TimebackError
 
 log = logging.getLogger("timeback_jupyter.kernel")
 
@@ -66,20 +67,18 @@ class LocalBackend:
         env = dict(os.environ if environ is None else environ)
         self.store_path = str(store_path or default_store_path())
         self.path = notebook_path(shell, env)
-        settings = Timeback(sink="local", store_path=self.store_path)
+        # The same file %timeback start reads activities from: the first one upwards.
+        found = find_config(Path.cwd())
+        settings = Timeback(
+            sink="local", store_path=self.store_path, config_file=str(found) if found else ""
+        )
         try:
-            student = identity.resolve_student(settings, env, local=True)
-            # The same file %timeback start reads activities from: the first one upwards.
-            app_config = load_app_config(find_config(Path.cwd()), settings.environment)
-            actor = identity.actor_for(
-                student, ONEROSTER_BASE_URLS[settings.environment], local=True
-            )
-            self.store = Store(self.store_path)
+            # No credentials: a kernel holds none, and nothing is sent from here.
+            core = build_core(settings, environ=env, credentials=None)
         except (identity.IdentityError, ConfigError, StoreError) as err:
             raise TimebackError(str(err)) from None
-        self.tracker = Tracker(
-            store=self.store, settings=settings, app_config=app_config, student=student, actor=actor
-        )
+        self.store = core.store
+        self.tracker = core.tracker()
         self.run_id: str | None = None  # the live run
         self.closed: str | None = None  # else the run last ended or completed in this kernel
         if shell is not None:

@@ -16,8 +16,9 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 
 from .. import identity
-from ..config import ONEROSTER_BASE_URLS, ConfigError, Credentials, Timeback, load_app_config
-from ..delivery import Drainer, LocalSink, TimebackSink
+from ..config import ConfigError, Credentials, Timeback
+from ..core import build_core, take_credentials
+from ..delivery import DeliveryError, Drainer
 from ..store import Store, StoreError
 from ..tracker import CompletionResult, Tracker, TrackerError
 from .bridge import KernelTokens
@@ -32,7 +33,6 @@ from .notebooks import (
 from .pacing import in_slices
 
 CONTENTS_SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1"
-SECRET_ENV_VARS = ("TIMEBACK_API_CLIENT_SECRET", "TIMEBACK_CLIENT_SECRET", "CALIPER_CLIENT_SECRET")
 # Store calls run on Jupyter's event loop: a lock held elsewhere must cost it a moment, not
 # SQLite's usual 5 s per write (our own writes take milliseconds, so this is ample).
 STORE_BUSY_TIMEOUT = 0.25
@@ -98,65 +98,30 @@ class TimebackApp(ExtensionApp):
 
     def _build_core(self) -> None:
         cfg = self.timeback
-        local = cfg.sink == "local"
-        # Read once, then take them out of the environment kernels and terminals inherit.
-        self.credentials = Credentials.from_env()
-        for name in SECRET_ENV_VARS:
-            os.environ.pop(name, None)
-        root = self.serverapp.root_dir
-        app_config = load_app_config(
-            cfg.config_file or None,
-            cfg.environment,
-            search=(root, os.getcwd()),
-            sensor_override=cfg.sensor,
-            name_override=cfg.app_name,
-        )
-        student = identity.resolve_student(cfg, os.environ, local=local)
-        if local:
-            sink: Any = LocalSink()
-        else:
-            credentials = self.credentials
-            if credentials is None:
-                raise ConfigError(
-                    "the 'timeback' sink needs TIMEBACK_API_CLIENT_ID and "
-                    "TIMEBACK_API_CLIENT_SECRET in the server's environment"
-                )
-            sink = TimebackSink(
-                credentials=credentials,
-                environment=cfg.environment,
-                base_url=cfg.base_url or None,
-                auth_url=cfg.auth_url or None,
-                timeout=cfg.request_timeout,
+        # Read once, then taken out of the environment kernels and terminals inherit.
+        self.credentials = take_credentials(os.environ, scrub=True)
+        try:
+            core = build_core(
+                cfg,
+                environ=os.environ,
+                credentials=self.credentials,
+                search=(self.serverapp.root_dir, os.getcwd()),
+                open_store=lambda: Store(cfg.store_path, busy_timeout=STORE_BUSY_TIMEOUT),
             )
-        self.store = Store(cfg.store_path, busy_timeout=STORE_BUSY_TIMEOUT)
-        self.drainer = Drainer(
-            self.store,
-            sink,
-            batch_size=cfg.batch_size,
-            retry_initial=cfg.retry_initial,
-            retry_max=cfg.retry_max,
-            idle_interval=cfg.drain_interval,
-        )
-        self._student, self._app_config = student, app_config
-        oneroster = cfg.oneroster_base_url or ONEROSTER_BASE_URLS[cfg.environment]
-        if local or student.sourced_id:
-            self._make_tracker(identity.actor_for(student, oneroster, local=local))
+        except DeliveryError as err:  # the timeback sink without credentials, bad knobs
+            raise ConfigError(str(err)) from None
+        self._core = core
+        self.store, self.drainer = core.store, core.drainer
+        self._student, self._app_config = core.student, core.app_config
+        if core.actor is not None:
+            self._make_tracker(core.actor)
         else:
             # Timeback needs the student's OneRoster id: found by email once the loop runs.
             self.problem = "looking up the student's Timeback user by email"
-            self._resolver = identity.ActorResolver.from_config(cfg, self.credentials)
+            self._resolver = core.resolver
 
     def _make_tracker(self, actor: Any) -> None:
-        assert self.store is not None and self.drainer is not None
-        self.tracker = Tracker(
-            store=self.store,
-            settings=self.timeback,
-            app_config=self._app_config,
-            student=self._student,
-            actor=actor,
-            notify=self.drainer.notify,
-            notebook_changed=self._notebook_changed,
-        )
+        self.tracker = self._core.tracker(actor, notebook_changed=self._notebook_changed)
 
     async def _resolve_actor(self) -> None:
         delay = 5.0

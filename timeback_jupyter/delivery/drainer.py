@@ -1,0 +1,352 @@
+"""The drainer: delivers the outbox through a sink, in order, with backoff, surviving crashes.
+
+How delivery stays at-least-once, and as close to exactly-once as the API allows, is told in
+the package's docstring (``delivery/__init__.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .. import caliper
+from ..config import Timeback
+from ..store import OutboxItem, Store, StoreError
+from .backoff import Backoff
+from .errors import DeliveryError, DrainerBusy, RejectedError, RetryableError
+from .lease import Lease
+from .report import DrainReport
+from .settle import settle_inflight
+from .sink import Sink
+
+LOG = logging.getLogger("timeback_jupyter.delivery")
+
+# Real time left to the event loop between two batches of a backlog. A batch holds the loop
+# for milliseconds (claim, envelope, ack; all of it with the local sink); with sleep(0)
+# between batches every turn a request needs (a kernel message takes several) would wait for
+# one more batch: draining 50,000 local events made a cell's round trip 5x slower.
+BATCH_PAUSE = 0.005
+
+
+class Drainer:
+    """Delivers the outbox through a sink, in order, with backoff, surviving crashes."""
+
+    def __init__(
+        self,
+        store: Store,
+        sink: Sink,
+        *,
+        batch_size: int = 50,
+        retry_initial: float = 1.0,
+        retry_max: float = 300.0,
+        idle_interval: float = 2.0,
+        stop_timeout: float = 10.0,
+        batch_pause: float = BATCH_PAUSE,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        wall: Callable[[], float] = time.time,
+        log: logging.Logger = LOG,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise DeliveryError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        for name, value in (
+            ("retry_initial", retry_initial),
+            ("retry_max", retry_max),
+            ("idle_interval", idle_interval),
+            ("stop_timeout", stop_timeout),
+        ):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise DeliveryError(f"{name} must be a positive number of seconds, got {value!r}")
+        if retry_max < retry_initial:
+            raise DeliveryError("retry_max must not be less than retry_initial")
+        if not (isinstance(batch_pause, int | float) and 0 <= batch_pause < 1):
+            raise DeliveryError(f"batch_pause must be in [0, 1) seconds, got {batch_pause!r}")
+        self.batch_pause = float(batch_pause)
+        self.store = store
+        self.sink = sink
+        self.batch_size = batch_size
+        self.retry_initial = float(retry_initial)
+        self.retry_max = float(retry_max)
+        self.idle_interval = float(idle_interval)
+        self.stop_timeout = float(stop_timeout)
+        self._now = now
+        self._sleep = sleep
+        self._wall = wall
+        self._log = log
+        self._lease = Lease(store.path)
+        self._backoff = Backoff(self.retry_initial, self.retry_max, now=now, rng=rng)
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_error: str | None = None
+        self._recovered = False
+        self._standby = False
+
+    @classmethod
+    def from_config(cls, store: Store, sink: Sink, config: Timeback, **kw: Any) -> Drainer:
+        """A drainer with the ``c.Timeback`` knobs (batch_size, retry_*, drain_interval)."""
+        return cls(
+            store,
+            sink,
+            batch_size=config.batch_size,
+            retry_initial=config.retry_initial,
+            retry_max=config.retry_max,
+            idle_interval=config.drain_interval,
+            **kw,
+        )
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def _claim_lease(self) -> None:
+        if not self._lease.acquire():
+            self._standby = True
+            raise DrainerBusy(
+                f"another process is already delivering the events of {self.store.path}"
+            )
+        self._standby = False
+
+    async def recover(self) -> None:
+        """Settle the events a crash left inflight: acked if stored upstream, else re-queued.
+
+        When another process owns the store's delivery, its inflight events are not ours to
+        settle: this returns without touching them and :meth:`run` waits its turn.
+        """
+        async with self._lock:
+            try:
+                self._claim_lease()
+            except DrainerBusy as err:
+                self._log.info("%s; this one stands by", err)
+                return
+            await settle_inflight(
+                self.store, self.sink, "interrupted mid-send (process stopped)", self._log
+            )
+            self._recovered = True
+
+    async def drain_once(self) -> DrainReport:
+        """Send one batch (one envelope) and settle it: ack, retry later, or dead-letter."""
+        async with self._lock:
+            self._claim_lease()
+            settled = await settle_inflight(
+                self.store, self.sink, "the last attempt's outcome was unknown", self._log
+            )
+            batch = self.store.claim_batch(self.batch_size)
+            if not batch:
+                return DrainReport(sent=settled, idle=True)
+            report = await self._deliver(batch)
+            return DrainReport(
+                sent=report.sent + settled,
+                retried=report.retried,
+                rejected=report.rejected,
+                delay=report.delay,
+                error=report.error,
+            )
+
+    async def _deliver(self, batch: list[OutboxItem]) -> DrainReport:
+        ids = [item.event_id for item in batch]
+        try:
+            envelope = caliper.envelope([i.payload for i in batch], batch[0].sensor, self._wall())
+        except caliper.CaliperInputError as err:
+            return self._reject(batch, RejectedError(f"cannot build the envelope: {err}"))
+        try:
+            await self.sink.send(envelope)
+        except RejectedError as err:
+            return self._reject(batch, err)
+        except RetryableError as err:
+            return self._retry(ids, str(err), err.retry_after, keep_inflight=err.maybe_delivered)
+        except asyncio.CancelledError:
+            # Stopped mid-send: the batch stays inflight and is settled on the next start.
+            raise
+        except Exception as err:
+            self._log.exception("the %s sink failed unexpectedly", self.sink.name)
+            return self._retry(ids, f"{type(err).__name__}: {err}", None, keep_inflight=True)
+        self.store.ack(ids)
+        if self._backoff.failures:
+            self._log.info("delivery to %s works again", self.sink.name)
+        self._backoff.succeeded()
+        self._last_error = None
+        return DrainReport(sent=len(ids))
+
+    def _retry(
+        self, ids: list[str], error: str, retry_after: float | None, *, keep_inflight: bool
+    ) -> DrainReport:
+        # Maybe delivered: stay inflight, so the next step (or the next process, after a
+        # crash) asks the sink before sending again. Otherwise back to pending, same seq.
+        if not keep_inflight:
+            self.store.release(ids, error)
+        delay = self._backoff.failed(retry_after)
+        self._last_error = error
+        self._log.warning(
+            "sending %d event(s) to %s failed (%s); retry #%d in %.1fs",
+            len(ids),
+            self.sink.name,
+            error,
+            self._backoff.failures,
+            delay,
+        )
+        return DrainReport(retried=len(ids), delay=delay, error=error)
+
+    def _reject(self, batch: list[OutboxItem], err: RejectedError) -> DrainReport:
+        ids = [item.event_id for item in batch]
+        named = [i for i in (err.event_ids or []) if i in ids]
+        culprits = named or ids
+        self.store.dead_letter(culprits, err.reason)
+        rest = [i for i in ids if i not in culprits]
+        if rest:
+            # Only some events were at fault; the others go again in the next envelope.
+            self.store.release(rest, "sent again without a rejected neighbour")
+        # The API answered: the connection works, whatever it thought of these events.
+        self._backoff.succeeded()
+        self._last_error = err.reason
+        self._log.error(
+            "%s rejected %d event(s), moved to dead letters: %s",
+            self.sink.name,
+            len(culprits),
+            err.reason,
+        )
+        return DrainReport(rejected=len(culprits), retried=len(rest), error=err.reason)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Something was enqueued: wake the loop if it is idle."""
+        self._wake.set()
+
+    async def _wait(self, seconds: float, *, wake_on_notify: bool) -> None:
+        waiters = [asyncio.ensure_future(self._sleep(seconds))]
+        waiters.append(asyncio.ensure_future(self._stopping.wait()))
+        if wake_on_notify:
+            waiters.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def run(self) -> None:
+        """Deliver until :meth:`stop`: drain while there is work, else wait for notify()."""
+        if self._task is not None and not self._task.done():
+            raise DeliveryError("this drainer is already running")
+        self._task = asyncio.current_task()
+        self._stopping.clear()
+        while not self._stopping.is_set():
+            # Cleared before draining: a notify() during the drain is not lost.
+            self._wake.clear()
+            try:
+                if not self._recovered:
+                    await self.recover()
+                report = await self.drain_once()
+            except DrainerBusy as err:
+                # Not a failure: the owner delivers our events too (one outbox). Check back.
+                self._last_error = str(err)
+                await self._wait(
+                    max(self.idle_interval, min(self.retry_max, 30.0)), wake_on_notify=False
+                )
+                continue
+            except Exception as err:
+                # A full disk, a locked store, another drainer, a bug: never let the loop die
+                # (delivery would stop in silence); back off and try again.
+                delay = self._backoff.failed()
+                self._last_error = str(err) or type(err).__name__
+                if isinstance(err, StoreError | DeliveryError | OSError):
+                    self._log.error("delivery paused for %.1fs: %s", delay, err)
+                else:
+                    self._log.exception("delivery failed unexpectedly; retrying in %.1fs", delay)
+                await self._wait(delay, wake_on_notify=False)
+                continue
+            if self._stopping.is_set():
+                break
+            if report.delay > 0:
+                await self._wait(report.delay, wake_on_notify=False)
+            elif report.idle:
+                await self._wait(self.idle_interval, wake_on_notify=True)
+            else:
+                await asyncio.sleep(self.batch_pause)  # see BATCH_PAUSE
+
+    async def stop(self) -> None:
+        """Let the batch in flight finish (at most ``stop_timeout``), then return."""
+        self._stopping.set()
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), self.stop_timeout)
+            except TimeoutError:
+                self._log.warning(
+                    "delivery did not stop within %.0fs; its batch will be settled on the "
+                    "next start",
+                    self.stop_timeout,
+                )
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._lease.release()
+
+    async def flush(self, timeout: float) -> DrainReport:
+        """Drain until the outbox is empty or ``timeout`` seconds pass.
+
+        The timeout holds on the injected clock between steps and on the event loop's clock
+        for a step that hangs: a send cut short stays inflight and is settled later.
+        """
+        deadline = self._now() + timeout
+        total = DrainReport()
+        try:
+            async with asyncio.timeout(timeout):
+                if not self._recovered:
+                    await self.recover()
+                while True:
+                    step = await self.drain_once()
+                    total = total + step
+                    if step.idle:
+                        break
+                    remaining = deadline - self._now()
+                    if remaining <= 0 or step.delay > remaining:
+                        break
+                    if step.delay > 0:
+                        await self._sleep(step.delay)
+                    else:
+                        await asyncio.sleep(self.batch_pause)  # see BATCH_PAUSE
+        except TimeoutError:
+            self._log.warning("flush stopped after %.1fs with events still queued", timeout)
+        return DrainReport(
+            sent=total.sent,
+            retried=total.retried,
+            rejected=total.rejected,
+            delay=total.delay,
+            idle=total.idle,
+            error=total.error,
+            remaining=self.store.depth(),
+        )
+
+    def status(self) -> dict[str, Any]:
+        """For the status bar, the REST status and the CLI. Holds no secret."""
+        try:
+            stats = self.store.stats()
+        except StoreError as err:
+            stats = {"error": str(err)}
+        if self._standby:
+            state = "standby"
+        elif self._backoff.failures:
+            state = "retrying"
+        elif stats.get("dead"):
+            state = "rejected-some"
+        else:
+            state = "ok"
+        next_in = self._backoff.next_in()
+        return {
+            "state": state,
+            "sink": self.sink.name,
+            "consecutive_failures": self._backoff.failures,
+            "last_error": self._last_error,
+            "next_attempt_in": next_in,
+            "pending": stats.get("pending"),
+            "inflight": stats.get("inflight"),
+            "dead_letters": stats.get("dead"),
+        }

@@ -1,0 +1,47 @@
+"""The embedded default sink: validated locally, nothing sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import caliper
+from .errors import RejectedError
+from .sink import check_envelope
+
+
+class LocalSink:
+    """The embedded default: validates every event with the official models and accepts it.
+
+    Nothing leaves the machine; the store keeps the accepted events (``jupyter timeback
+    export``). Useful with no credentials, and as a dry run of what Timeback would receive.
+    """
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.accepted = 0
+
+    async def send(self, envelope: dict[str, Any]) -> None:
+        data = check_envelope(envelope)
+        problems: list[str] = []
+        bad: list[str] = []
+        for i, event in enumerate(data):
+            try:
+                caliper.validate_event(event)
+            except caliper.CaliperInputError as err:
+                event_id = event.get("id") if isinstance(event, dict) else None
+                bad.append(event_id if isinstance(event_id, str) else f"#{i}")
+                problems.append(f"event {event_id or i}: {err}")
+        if problems:
+            raise RejectedError("; ".join(problems), event_ids=bad)
+        self.accepted += len(data)
+
+    async def exists(self, event_id: str) -> bool | None:
+        # Nothing is stored upstream; accepting an event again has no effect anywhere.
+        return False
+
+    async def aclose(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "LocalSink()"

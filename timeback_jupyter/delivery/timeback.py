@@ -1,0 +1,243 @@
+"""The Timeback sink: envelopes to the Caliper API through the official ``CaliperClient``.
+
+The official SDK (timeback_caliper, timeback_common: pydantic and httpx) is imported where an
+envelope is checked or sent, not here: Jupyter loads this module at start, when nothing is
+sent yet, and the import costs more than the rest of the extension (see caliper.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from ..config import ENVIRONMENTS, Credentials, Timeback
+from ..connection import Connection
+from .errors import DeliveryError, RejectedError, RetryableError
+from .sink import check_envelope
+
+if TYPE_CHECKING:
+    from timeback_caliper import CaliperClient
+
+LOG = logging.getLogger("timeback_jupyter.delivery")
+
+# Answers where the request may have been processed before the failure reached us.
+_AMBIGUOUS_STATUSES = {408, 502, 504}
+
+
+class _AskedToWait(Exception):
+    """Raised from inside the official transport instead of letting it sleep and retry."""
+
+    def __init__(self, seconds: float | None) -> None:
+        super().__init__("asked to wait")
+        self.seconds = seconds
+
+
+@cache
+def _single_shot_transport() -> type[Any]:
+    """The official Caliper transport with its own retry loop cut short.
+
+    ``BaseTransport.request`` retries 429/503 up to 3 times, sleeping in-process (and a 429 on
+    its last try loses the Retry-After). There is no switch for that in timeback-common 0.4,
+    so we hook the one place it consults before sleeping, ``_parse_retry_after``, and turn the
+    first 429/503 into an exception carrying the server's delay. Our drainer does the backoff,
+    durably, without holding a batch in memory for minutes.
+
+    A class made on first use because its base class is the SDK's (imported lazily).
+    """
+    from timeback_caliper.lib.transport import Transport
+
+    class SingleShotTransport(Transport):
+        def _parse_retry_after(self, retry_after: str | None, attempt: int) -> float:
+            seconds = super()._parse_retry_after(retry_after, attempt) if retry_after else None
+            raise _AskedToWait(seconds)
+
+    return SingleShotTransport
+
+
+class TimebackSink:
+    """Sends envelopes to the Timeback Caliper API with the official ``CaliperClient``.
+
+    ``environment`` picks Timeback's URLs; ``base_url``/``auth_url`` override them (a proxy,
+    a stand-in). The client secret is never put in a message, a log record or a repr.
+    ``connection``, made from the same settings, shares its provider and OAuth token with
+    the other clients made on it (the OneRoster student lookup); without one the sink makes
+    its own.
+    The settings are checked here; the official client is built at the first send, since
+    importing it is most of what the extension would cost Jupyter's start.
+    """
+
+    name = "timeback"
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        environment: str = "staging",
+        base_url: str | None = None,
+        auth_url: str | None = None,
+        timeout: float = 30.0,
+        connection: Connection | None = None,
+    ) -> None:
+        if not isinstance(credentials, Credentials):
+            raise DeliveryError(
+                "the timeback sink needs credentials: set TIMEBACK_CLIENT_ID and "
+                "TIMEBACK_CLIENT_SECRET (or TIMEBACK_API_CLIENT_ID / TIMEBACK_API_CLIENT_SECRET)"
+            )
+        if environment not in ENVIRONMENTS:
+            raise DeliveryError(f"environment must be one of {', '.join(ENVIRONMENTS)}")
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise DeliveryError(f"request timeout must be a positive number, got {timeout!r}")
+        if connection is None:
+            connection = Connection(
+                credentials,
+                environment=environment,
+                base_url=base_url,
+                auth_url=auth_url,
+                timeout=timeout,
+            )
+        mine = (credentials, environment, base_url or None, auth_url or None, timeout)
+        theirs = (connection.credentials, connection.environment, connection.base_url)
+        if mine != (*theirs, connection.auth_url, connection.timeout):
+            raise DeliveryError("the sink's connection was made from other settings")
+        self._credentials = credentials
+        self._connection = connection
+        self.environment = environment
+        self._client: CaliperClient | None = None
+        self._endpoint = ""
+
+    def _caliper(self) -> CaliperClient:
+        """The official client, built once on first use (see the class docstring)."""
+        if self._client is None:
+            from timeback_caliper import CaliperClient
+
+            provider = self._connection.provider()
+            endpoint = provider.get_endpoint("caliper")
+            transport = _single_shot_transport()(
+                base_url=endpoint.base_url,
+                token_manager=self._connection.token_manager("caliper"),
+                paths=provider.get_paths("caliper"),
+                timeout=provider.timeout,
+            )
+            self._endpoint = endpoint.base_url
+            self._client = CaliperClient(transport=transport)
+        return self._client
+
+    @property
+    def base_url(self) -> str:
+        """The Caliper API's base URL, as the official client resolves it."""
+        self._caliper()
+        return self._endpoint
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Timeback,
+        credentials: Credentials | None,
+        connection: Connection | None = None,
+    ) -> TimebackSink:
+        """The sink ``c.Timeback`` describes; ``connection`` as in the class docstring."""
+        if credentials is None:
+            raise DeliveryError(
+                "c.Timeback.sink is 'timeback' but no credentials were found: set "
+                "TIMEBACK_CLIENT_ID and TIMEBACK_CLIENT_SECRET in the server's environment"
+            )
+        return cls(
+            credentials,
+            environment=config.environment,
+            base_url=config.base_url or None,
+            auth_url=config.auth_url or None,
+            timeout=config.request_timeout,
+            connection=connection,
+        )
+
+    def __repr__(self) -> str:
+        return f"TimebackSink({self.base_url!r}, client={self._credentials.masked!r})"
+
+    def _scrub(self, text: str) -> str:
+        return self._connection.scrub(text)
+
+    async def send(self, envelope: dict[str, Any]) -> None:
+        import pydantic
+        from timeback_caliper import CaliperEnvelope
+
+        check_envelope(envelope)
+        try:
+            wrapped = CaliperEnvelope.model_validate(envelope)
+        except pydantic.ValidationError as err:
+            raise RejectedError(f"envelope: {err.errors()[0].get('msg', 'invalid')}") from None
+        client = self._caliper()
+        try:
+            await client.events.send_envelope(wrapped)
+        except Exception as err:
+            raise self._classify(err) from None
+
+    def _classify(self, err: Exception) -> RetryableError | RejectedError:
+        """Map what the official client raises onto retry-or-reject, without the secret."""
+        import httpx
+        from timeback_caliper.exceptions import (
+            APIError,
+            AuthenticationError,
+            ForbiddenError,
+            RateLimitError,
+        )
+
+        if isinstance(err, _AskedToWait):
+            return RetryableError(
+                "Timeback is rate-limiting or unavailable (HTTP 429/503)", retry_after=err.seconds
+            )
+        if isinstance(err, RateLimitError):
+            return RetryableError(
+                self._scrub(f"Timeback is rate-limiting: {err}"), retry_after=err.retry_after
+            )
+        if isinstance(err, AuthenticationError | ForbiddenError):
+            # Bad or expired credentials are the server's configuration, not the events':
+            # keep them queued (the token is refreshed on the next try) and say so.
+            return RetryableError(
+                self._scrub(f"Timeback refused our credentials ({err}); check the client id")
+            )
+        if isinstance(err, APIError):
+            status = err.status_code
+            text = self._scrub(str(err))
+            if status is None or status in _AMBIGUOUS_STATUSES:
+                return RetryableError(
+                    f"Timeback did not answer in time: {text}", maybe_delivered=True
+                )
+            if 400 <= status < 500:
+                return RejectedError(self._scrub(err.message or text))
+            return RetryableError(f"Timeback failed: {text}")
+        if isinstance(err, httpx.TimeoutException):
+            return RetryableError("Timeback did not answer in time", maybe_delivered=True)
+        if isinstance(err, httpx.ConnectError):
+            return RetryableError(self._scrub(f"cannot reach Timeback at {self.base_url}: {err}"))
+        if isinstance(err, httpx.TransportError):
+            # The request went out; the connection broke before an answer came back.
+            return RetryableError(
+                self._scrub(f"connection to Timeback lost: {type(err).__name__}: {err}"),
+                maybe_delivered=True,
+            )
+        # The token manager raises a bare Exception("Failed to obtain access token: ...").
+        return RetryableError(self._scrub(f"{type(err).__name__}: {err}"))
+
+    async def exists(self, event_id: str) -> bool | None:
+        import pydantic
+        from timeback_caliper.exceptions import APIError, NotFoundError
+
+        client = self._caliper()
+        try:
+            await client.events.get(event_id)
+        except NotFoundError:
+            return False
+        except APIError as err:
+            return False if err.status_code == 404 else None
+        except pydantic.ValidationError:
+            return True  # answered 200 for that id, in a shape the client did not expect
+        except Exception as err:
+            LOG.debug("cannot tell whether %s was stored: %s", event_id, self._scrub(str(err)))
+            return None
+        return True
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
