@@ -10,7 +10,7 @@ test that passes here sent what Timeback accepts. Faults are scripted per reques
         ...
         assert api.received_ids == [...]
 
-Run it by hand with ``python -m tests.standin --port 8765`` (prints its URL).
+Run it by hand with ``python -m timeback_jupyter.testing.standin --port 8765`` (prints its URL).
 """
 
 from __future__ import annotations
