@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 COMPLETION = "TypedDict(timeback_jupyter.kernel.results.CompletionView, {"
 RUN = "TypedDict(timeback_jupyter.kernel.results.RunView, {"
-AUTHOR = '''\
+AUTHOR = """\
 import timeback_jupyter
 from timeback_jupyter import CompletionButton, CompletionView, Exercise, RunView, exercise
 
@@ -41,7 +41,7 @@ run: RunView = button.session.mark("q2", True)
 reveal_type(run["active_seconds"])  # float
 reveal_type(button.session.start()["resumed"])  # bool
 answer: Exercise = timeback_jupyter.exercise("q3")
-'''
+"""
 EXPECTED = [
     r"timeback_jupyter\.kernel\.exercises\.Exercise",
     r"builtins\.str|str",
@@ -93,7 +93,9 @@ def test_an_author_script_type_checks_strictly_with_real_types(tmp_path: Path):
     author = [line for line in lines if line.startswith("author.py:")]
     errors = [line for line in author if ": error:" in line]
     assert errors == [], "\n".join(errors)
-    revealed = [line.split('Revealed type is "', 1)[1][:-1] for line in author if "Revealed" in line]
+    revealed = [
+        line.split('Revealed type is "', 1)[1][:-1] for line in author if "Revealed" in line
+    ]
     assert len(revealed) == len(EXPECTED), "\n".join(author)
     for got, wanted in zip(revealed, EXPECTED, strict=True):
         assert re.fullmatch(wanted, got), f"revealed {got!r}, expected /{wanted}/"
