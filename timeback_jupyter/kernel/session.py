@@ -87,7 +87,8 @@ class ServerBackend:
 
     def current(self) -> Current:
         data = self._call(self.bridge.get, "run")
-        status = data.get("status") if isinstance(data.get("status"), dict) else {}
+        raw = data.get("status")
+        status: dict[str, Any] = raw if isinstance(raw, dict) else {}
         where = f"through the Jupyter server ({status.get('sink', 'unknown')} sink)"
         run = cast(RunView | None, data.get("run"))  # the server's JSON, as it documents it
         return Current("server", data.get("path"), run, where, status.get("problem"))

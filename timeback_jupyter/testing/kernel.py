@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from jupyter_client.blocking.client import BlockingKernelClient
 
@@ -65,7 +65,7 @@ class KernelDriver:
     @staticmethod
     def _connect(info: dict[str, Any], ready_timeout: float) -> BlockingKernelClient:
         client = BlockingKernelClient()
-        client.load_connection_info(info)
+        client.load_connection_info(cast(Any, info))  # a KernelConnectionInfo TypedDict
         # No heartbeat channel: it calls a kernel dead when importing takes over a second on a
         # busy machine; a kernel_info reply within the timeout is what readiness means.
         client.start_channels(hb=False)

@@ -128,13 +128,12 @@ class NotebookRecord:
         for widget in self.widgets:
             said = widget.message or "(nothing)"
             lines.append(f"the completion widget ({widget.button!r} button) says: {said}")
-        said = [
+        lines += [
             line
             for cell in self.cells
             for line in cell.stderr.splitlines()
             if line.startswith("timeback:")
         ]
-        lines.extend(said)
         return "\n".join(lines)
 
     def assert_completed(self, *, correct: int | None = None, total: int | None = None) -> None:
