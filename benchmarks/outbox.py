@@ -134,7 +134,7 @@ def _prepare_outbox(path: Path, n: int) -> None:
 
 def _start_standin() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.standin", "--client-id", CLIENT_ID,
+        [sys.executable, "-m", "timeback_jupyter.testing.standin", "--client-id", CLIENT_ID,
          "--client-secret", SECRET],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

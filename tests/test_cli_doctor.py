@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from .standin import TOKEN_PATH, VALIDATE_PATH, Fault, StandIn
+from timeback_jupyter.testing.standin import TOKEN_PATH, VALIDATE_PATH, Fault, StandIn
+
 from .test_cli import SECRET, SENSOR, assert_one_line_error, cli, filled_store, jupyter, make_env
 
 CLIENT_ID = "doctor-client"

@@ -11,8 +11,8 @@ import os
 import pytest
 
 from timeback_jupyter.store import Store
+from timeback_jupyter.testing.standin import Fault, StandIn
 
-from .standin import Fault, StandIn
 from .test_cli import SECRET, assert_one_line_error, cli, filled_store, jupyter, make_env
 
 CLIENT_ID = "flush-client"

@@ -20,8 +20,7 @@ from timeback_jupyter.delivery import DeliveryError, LocalSink, TimebackSink
 from timeback_jupyter.identity import IdentityError, placeholder_sourced_id
 from timeback_jupyter.model import Activity, CourseRef
 from timeback_jupyter.store import Store
-
-from .standin import TOKEN_PATH, StandIn
+from timeback_jupyter.testing.standin import TOKEN_PATH, StandIn
 
 EMAIL = "ada@school.edu"
 CLIENT_ID, SECRET = "core-client", "core-secret-never-shown"

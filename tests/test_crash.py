@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from timeback_jupyter.store import KIND_TIME_SPENT, Store
-
-from .standin import EVENT_PATH, SENSOR, StandIn, time_spent_events
+from timeback_jupyter.testing.standin import EVENT_PATH, SENSOR, StandIn, time_spent_events
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID, SECRET = "crash-client", "crash-secret"

@@ -1,4 +1,5 @@
-"""The drainer and its sinks against a real HTTP stand-in for Timeback (tests/standin.py)."""
+"""The drainer and its sinks against a real HTTP stand-in for Timeback
+(timeback_jupyter/testing/standin.py)."""
 
 import asyncio
 import base64
@@ -23,8 +24,14 @@ from timeback_jupyter.delivery import (
     make_sink,
 )
 from timeback_jupyter.store import KIND_TIME_SPENT, Store
-
-from .standin import EVENT_PATH, SENSOR, TOKEN_PATH, Fault, StandIn, time_spent_events
+from timeback_jupyter.testing.standin import (
+    EVENT_PATH,
+    SENSOR,
+    TOKEN_PATH,
+    Fault,
+    StandIn,
+    time_spent_events,
+)
 
 CLIENT_ID = "jupyter-client-7"
 SECRET = "s3cr3t-Do-Not-Leak-42"

@@ -30,9 +30,10 @@ from pathlib import Path
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 
+from timeback_jupyter.testing.standin import StandIn
+
 from .conftest import LESSON, write_notebook
 from .jupyter_process import Server, notebook_run, wait
-from .standin import StandIn
 
 FULL = os.environ.get("TIMEBACK_DRILLS") == "full"
 KILLS = 20 if FULL else 3

@@ -30,8 +30,7 @@ from timeback_jupyter.config import Credentials
 from timeback_jupyter.delivery import Drainer, TimebackSink
 from timeback_jupyter.model import Window
 from timeback_jupyter.store import KIND_TIME_SPENT, Store
-
-from .standin import SENSOR, Fault, StandIn, _actor, _target
+from timeback_jupyter.testing.standin import SENSOR, Fault, StandIn, _actor, _target
 
 CLIENT_ID, SECRET = "outage-client", "outage-secret"
 DOWN_FOR = 600.0

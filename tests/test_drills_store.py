@@ -36,9 +36,9 @@ from tornado.httpclient import HTTPClientError
 
 from timeback_jupyter.model import Activity, CourseRef, Run
 from timeback_jupyter.store import KIND_TIME_SPENT, Store
+from timeback_jupyter.testing.standin import SENSOR, time_spent_events
 
 from .conftest import LESSON, body, wait_for, write_notebook
-from .standin import SENSOR, time_spent_events
 
 STALL = 1.5  # seconds: no Jupyter request may take longer while the store is failing
 

@@ -35,8 +35,7 @@ from timeback_jupyter.identity import (
     resolve_student,
     student_key,
 )
-
-from .standin import SENSOR, TOKEN_PATH, Request, StandIn, time_spent_events
+from timeback_jupyter.testing.standin import SENSOR, TOKEN_PATH, Request, StandIn, time_spent_events
 
 BASE = ONEROSTER_BASE_URLS["staging"]
 USERS = f"{BASE}/ims/oneroster/rostering/v1p2/users"

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from timeback_jupyter.testing.standin import StandIn
+
 from .conftest import QUIZ, body, wait_for, write_notebook
-from .standin import StandIn
 from .test_server import kernel_client, open_notebook
 
 CLIENT_ID, SECRET = "tb-client", "tb-secret-never-logged"

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from timeback_jupyter.testing.standin import StandIn
+
 from ..conftest import STUDENT
-from ..standin import StandIn
 from .lab import CLIENT_ID, SECRET, SOURCED_ID, Lab
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,9 +9,10 @@ from typing import Any
 
 import nbformat
 
+from timeback_jupyter.testing.standin import StandIn
+
 from ..conftest import STUDENT
 from ..jupyter_process import JupyterProcess
-from ..standin import StandIn
 
 TOKEN = "browser-test-token"
 CLIENT_ID, SECRET = "tb-browser-client", "tb-browser-secret-never-logged"

@@ -11,9 +11,27 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .exercises import Exercise
+    from .results import CompletionView, RunView, StartView
     from .widget import CompletionButton
 
-__all__ = ["CompletionButton", "exercise", "load_ipython_extension"]
+__all__ = [
+    "CompletionButton",
+    "CompletionView",
+    "Exercise",
+    "RunView",
+    "StartView",
+    "exercise",
+    "load_ipython_extension",
+]
+
+# Imported on first use: the widget brings ipywidgets, which a magic alone does not need.
+_LAZY = {
+    "CompletionButton": "widget",
+    "Exercise": "exercises",
+    "CompletionView": "results",
+    "RunView": "results",
+    "StartView": "results",
+}
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -34,9 +52,12 @@ def exercise(exercise_id: str) -> Exercise:
     return declare(exercise_id)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "CompletionButton":
-        from .widget import CompletionButton
+if not TYPE_CHECKING:
+    # Hidden from type checkers, which see the imports above instead: a misspelt name is then
+    # an error in the author's editor, not Any.
+    def __getattr__(name: str) -> object:
+        if name in _LAZY:
+            from importlib import import_module
 
-        return CompletionButton
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

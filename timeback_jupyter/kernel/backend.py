@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..model import Activity
+from .results import CompletionView, RunAnswer, RunView, StartView
 
 
 class TimebackError(Exception):
@@ -23,7 +24,7 @@ class Current:
 
     mode: Literal["server", "local"]
     path: str | None
-    run: dict[str, Any] | None
+    run: RunView | None
     where: str
     problem: str | None = None
 
@@ -33,12 +34,12 @@ class Backend(Protocol):
 
     def current(self) -> Current: ...
 
-    def start(self, activity: Activity | None, *, new_attempt: bool) -> dict[str, Any]: ...
+    def start(self, activity: Activity | None, *, new_attempt: bool) -> StartView: ...
 
-    def end(self) -> dict[str, Any]: ...
+    def end(self) -> RunAnswer: ...
 
-    def complete(self, metrics: dict[str, Any]) -> dict[str, Any]: ...
+    def complete(self, metrics: dict[str, Any]) -> CompletionView: ...
 
-    def exercise(self, exercise_id: str, correct: bool) -> dict[str, Any]: ...
+    def exercise(self, exercise_id: str, correct: bool) -> RunAnswer: ...
 
     def close(self) -> None: ...

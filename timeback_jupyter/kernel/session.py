@@ -13,13 +13,14 @@ import sys
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from ..model import Activity, InvalidInput, require_text
 from .activities import ConfigActivityError, activity_for
 from .backend import Backend, Current, NoActivity, TimebackError
 from .bridge import TICKET_WAIT, Bridge, ServerRefused, ServerUnavailable, connection_file
 from .policy import exercise_totals
+from .results import CompletionView, RunAnswer, RunView, StartView
 
 log = logging.getLogger("timeback_jupyter.kernel")
 
@@ -51,18 +52,20 @@ class ServerBackend:
 
     def current(self) -> Current:
         data = self._call(self.bridge.get, "run")
-        status = data.get("status") if isinstance(data.get("status"), dict) else {}
+        raw = data.get("status")
+        status: dict[str, Any] = raw if isinstance(raw, dict) else {}
         where = f"through the Jupyter server ({status.get('sink', 'unknown')} sink)"
-        return Current("server", data.get("path"), data.get("run"), where, status.get("problem"))
+        run = cast(RunView | None, data.get("run"))  # the server's JSON, as it documents it
+        return Current("server", data.get("path"), run, where, status.get("problem"))
 
-    def start(self, activity: Activity | None, *, new_attempt: bool) -> dict[str, Any]:
+    def start(self, activity: Activity | None, *, new_attempt: bool) -> StartView:
         body: dict[str, Any] = {}
         if activity is not None:
             body["activity"] = activity.to_dict()
         if new_attempt:
             body["new_attempt"] = True
         try:
-            return self.bridge.post("run", body)
+            return cast(StartView, self.bridge.post("run", body))
         except ServerRefused as err:
             # The server's answer when the notebook's metadata declares no activity.
             if err.status == 404 and activity is None and "declares no" in str(err):
@@ -71,16 +74,17 @@ class ServerBackend:
         except ServerUnavailable as err:
             raise TimebackError(str(err)) from None
 
-    def end(self) -> dict[str, Any]:
-        return self._call(self.bridge.post, "end", {})
+    def end(self) -> RunAnswer:
+        return cast(RunAnswer, self._call(self.bridge.post, "end", {}))
 
-    def complete(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        return self._call(self.bridge.post, "complete", metrics)
+    def complete(self, metrics: dict[str, Any]) -> CompletionView:
+        return cast(CompletionView, self._call(self.bridge.post, "complete", metrics))
 
-    def exercise(self, exercise_id: str, correct: bool) -> dict[str, Any]:
-        return self._call(
+    def exercise(self, exercise_id: str, correct: bool) -> RunAnswer:
+        answer = self._call(
             self.bridge.post, "exercises", {"exercise": exercise_id, "correct": correct}
         )
+        return cast(RunAnswer, answer)
 
     def close(self) -> None:
         self.bridge.close()
@@ -98,7 +102,7 @@ class KernelSession:
         self._choose = choose or _default_backend
         self._backend: Backend | None = None
         self.declared: dict[str, None] = {}  # exercises declared by the author, in order
-        self._views: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._views: weakref.WeakSet[View] = weakref.WeakSet()
         self._hooked = False
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
 
@@ -113,9 +117,7 @@ class KernelSession:
     def current(self) -> Current:
         return self.backend.current()
 
-    def start(
-        self, activity: Activity | None = None, *, new_attempt: bool = False
-    ) -> dict[str, Any]:
+    def start(self, activity: Activity | None = None, *, new_attempt: bool = False) -> StartView:
         """Start or resume the notebook's run: ``activity``, else the declared one."""
         backend = self.backend
         try:
@@ -138,7 +140,7 @@ class KernelSession:
             raise TimebackError(str(err)) from None
         return None if found is None else found[0]
 
-    def ensure_run(self) -> dict[str, Any]:
+    def ensure_run(self) -> RunView:
         """The notebook's run: started (or resumed after an end) from its declared activity
         when none is open; a completed run stays what it is."""
         run = self.current().run
@@ -155,7 +157,7 @@ class KernelSession:
             self.declared.setdefault(exercise_id, None)
         return ids
 
-    def mark(self, exercise_id: str, correct: bool) -> dict[str, Any]:
+    def mark(self, exercise_id: str, correct: bool) -> RunView:
         """Record an exercise's latest answer; a re-run replaces it, never counts twice."""
         try:
             (exercise_id,) = self.declare([exercise_id])
@@ -168,7 +170,7 @@ class KernelSession:
         self.refresh_views()
         return run
 
-    def complete(self, metrics: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, metrics: dict[str, Any]) -> CompletionView:
         """Complete the run once; ``metrics`` as the REST API takes them (xp, total, ...).
 
         An ended run is completed as it is (its time is what counts); only a notebook with no
@@ -185,7 +187,7 @@ class KernelSession:
         self.refresh_views()
         return answer
 
-    def end(self) -> dict[str, Any]:
+    def end(self) -> RunAnswer:
         current = self.current()
         if current.run is None or not current.run.get("live"):
             raise TimebackError(

@@ -18,6 +18,7 @@ import ipywidgets as widgets
 
 from ..model import InvalidInput
 from .policy import REQUIREMENTS, Requirement, blocker
+from .results import CompletionView, RunView
 from .session import Current, KernelSession, TimebackError, get_session
 from .views import activity_line, completion_line, duration, exercises_line
 
@@ -61,7 +62,8 @@ class CompletionButton(widgets.VBox):
         self.button = widgets.Button(description=label, icon="check", button_style="success")
         self.message = widgets.HTML()
         self.button.on_click(self._guard(self._click))
-        self.completion: dict[str, Any] | None = None
+        # What completing answered, shown while the run stays completed.
+        self.completion: CompletionView | None = None
         super().__init__([self.title, self.details, self.button, self.message], **kwargs)
         # `jupyter timeback strip` finds this widget's saved state by this class.
         self.add_class("timeback-completion")
@@ -111,7 +113,7 @@ class CompletionButton(widgets.VBox):
             prefix = "Timeback is not recording" if problem else "Not yet"
             self.message.value = html.escape(f"{prefix}: {reason}")
 
-    def _completed(self, run: dict[str, Any]) -> None:
+    def _completed(self, run: RunView) -> None:
         self.button.description = "Completed"
         self.button.disabled = True
         self.button.tooltip = "This activity is completed"

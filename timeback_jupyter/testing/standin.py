@@ -10,7 +10,7 @@ test that passes here sent what Timeback accepts. Faults are scripted per reques
         ...
         assert api.received_ids == [...]
 
-Run it by hand with ``python -m tests.standin --port 8765`` (prints its URL).
+Run it by hand with ``python -m timeback_jupyter.testing.standin --port 8765`` (prints its URL).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ class StandIn:
         if self._server is None:
             raise RuntimeError("the stand-in is not running")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def token_url(self) -> str:
@@ -457,7 +457,9 @@ def _actor() -> Any:
     )
 
 
-def time_spent_events(run_id: str, count: int, *, start: float = 1_768_471_200.0) -> list[dict]:
+def time_spent_events(
+    run_id: str, count: int, *, start: float = 1_768_471_200.0
+) -> list[dict[str, Any]]:
     """``count`` consecutive 15 s heartbeat events of one run, in order."""
     from timeback_jupyter import caliper
     from timeback_jupyter.model import Window
@@ -471,7 +473,9 @@ def time_spent_events(run_id: str, count: int, *, start: float = 1_768_471_200.0
     ]
 
 
-def completion_event(run_id: str, *, at: float = 1_768_472_000.0, xp: float = 5.0) -> dict:
+def completion_event(
+    run_id: str, *, at: float = 1_768_472_000.0, xp: float = 5.0
+) -> dict[str, Any]:
     from timeback_jupyter import caliper
     from timeback_jupyter.model import Completion
 
