@@ -177,6 +177,23 @@ def measure(workdir: Path, loads: dict[str, int], rounds: int) -> dict[str, Any]
     return out
 
 
+NOTES = [
+    "Both arms run the same store code. `autocheckpoint` opens it with "
+    "checkpoint_pages=None (no thread) and sets wal_autocheckpoint = 1000 on its "
+    "connection: SQLite as it comes, whichever commit passes 1000 pages copies the WAL.",
+    "WAL max is the largest the WAL file grew. While commits never pause the thread starts "
+    "it over in place near 16,000 pages (64 MiB), later when it gets the CPU late (a loaded "
+    "machine), and the file keeps that size until a pause lets it be truncated; SQLite's "
+    "autocheckpoint starts it over near 1000 pages (4 MiB). That disk is the thread's price.",
+    "> 5 ms: how many enqueues took longer than 5 ms, of all the arm's trials.",
+    "Decision (issue 13, on these figures): the store keeps its thread. It lowered the "
+    "p99 and p99.9 of every trial, in both loads, and raised the throughput; it does "
+    "not lower the max (a stall of this shared machine sets that) and it costs the "
+    "larger WAL above. Re-measure after changing either side; should SQLite's "
+    "autocheckpoint catch up, drop the thread (timeback_jupyter/store/checkpoint.py).",
+]
+
+
 def run(quick: bool = False) -> Result:
     loads = {"sustained": 50_000, "bursts": 20_000}
     if quick:
@@ -205,6 +222,7 @@ def run(quick: bool = False) -> Result:
             "loads": metrics,
             "sustained_p99_9_ratio": s["autocheckpoint"]["p99_9"] / s["thread"]["p99_9"],
         },
+        notes=NOTES,
     )
 
 

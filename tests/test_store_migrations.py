@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from timeback_jupyter.model import Window
-from timeback_jupyter.store import SCHEMA_VERSION, Store, StoreError
+from timeback_jupyter.store import SCHEMA_VERSION, Store, StoreError, migrations
 
 SENSOR = "https://notebooks.example.edu"
 RUN_A = "0b8c2f4e-3a51-4d6e-9f10-aa11bb22cc33"
@@ -235,6 +235,25 @@ def test_a_store_made_before_user_version_is_migrated_keeping_every_row(tmp_path
     assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
         str(SCHEMA_VERSION),
     )
+    raw.close()
+
+
+def test_an_old_store_takes_the_later_migrations_too(tmp_path: Path, monkeypatch):
+    """The version the meta row gives is where the migrations start, in the same transaction."""
+    path = tmp_path / "timeback.sqlite3"
+    legacy_store(path)
+    before = dump_rows(path)
+    extra = ["CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)"]
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, extra])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
+    with Store(path) as store:
+        assert store.schema_version == 2
+        assert store.depth() == 3
+    assert user_version(path) == 2
+    assert dump_rows(path) == before
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT COUNT(*) FROM notes").fetchone() == (0,)
+    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
     raw.close()
 
 
