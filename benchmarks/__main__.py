@@ -8,13 +8,14 @@ import time
 import traceback
 from collections.abc import Callable
 
-from . import accuracy, drills, kernel_overhead, outbox, presence_load, report, startup
+from . import accuracy, checkpoint, drills, kernel_overhead, outbox, presence_load, report, startup
 from .common import Result, say
 
 BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "kernel": kernel_overhead.run,
     "presence": presence_load.run,
     "outbox": outbox.run,
+    "checkpoint": checkpoint.run,
     "accuracy": accuracy.run,
     "startup": startup.run,
     "drills": drills.run,

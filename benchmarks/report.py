@@ -6,14 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import accuracy, drills, kernel_overhead, outbox, presence_load, startup
+from . import accuracy, checkpoint, drills, kernel_overhead, outbox, presence_load, startup
 from .common import RESULTS, ROOT, load_results
 
-ORDER = ["kernel", "presence", "outbox", "accuracy", "startup", "drills"]
+ORDER = ["kernel", "presence", "outbox", "checkpoint", "accuracy", "startup", "drills"]
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "kernel": kernel_overhead.render,
     "presence": presence_load.render,
     "outbox": outbox.render,
+    "checkpoint": checkpoint.render,
     "accuracy": accuracy.render,
     "startup": startup.render,
     "drills": drills.render,
@@ -43,6 +44,12 @@ def _headline(name: str, r: dict[str, Any]) -> str:
             f"enqueue p99 {m['enqueue_ms']['record_window']['p99']:.2f} ms; drain "
             f"{m['drain']['batch_50']['events_per_s_median']:,.0f} events/s "
             f"({m['batching_speedup']:.0f}x one-per-request)"
+        )
+    if name == "checkpoint":
+        s = m["loads"]["sustained"]
+        return (
+            f"sustained enqueue p99.9 {s['thread']['p99_9']:.2f} ms with the thread, "
+            f"{s['autocheckpoint']['p99_9']:.2f} ms with SQLite's autocheckpoint"
         )
     if name == "accuracy":
         return f"worst {m['worst_error_per_10min']:.2f} s per 10 min"

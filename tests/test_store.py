@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from timeback_jupyter import store as store_module
 from timeback_jupyter.model import Activity, Completion, CourseRef, InvalidInput, Run, Window
 from timeback_jupyter.store import (
     KIND_COMPLETION,
@@ -21,6 +20,7 @@ from timeback_jupyter.store import (
     SCHEMA_VERSION,
     Store,
     StoreError,
+    migrations,
 )
 
 SENSOR = "https://notebooks.example.edu"
@@ -78,6 +78,8 @@ def test_new_store_is_wal_with_schema_version(tmp_path: Path):
         assert s.path == str(path)
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA user_version").fetchone() == (1,)
+    # Kept in step for releases before user_version, which read only this row.
     assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"meta", "runs", "windows", "completions", "outbox", "dead_letters"} <= tables
@@ -93,18 +95,31 @@ def test_reopening_keeps_the_data(tmp_path: Path):
         assert s.get_run(run.id) == run
 
 
-def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path):
+@pytest.mark.parametrize(
+    "mark",
+    ["PRAGMA user_version = 7", "UPDATE meta SET value = '7' WHERE key = 'schema_version'"],
+    ids=["user_version", "meta-row"],
+)
+def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path, mark: str):
     path = tmp_path / "t.sqlite3"
-    Store(path).close()
+    with Store(path) as s:
+        s.enqueue(event(), run_id=None, kind="x", sensor=SENSOR)
     raw = sqlite3.connect(path)
-    raw.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    raw.execute(mark)
     raw.commit()
     raw.close()
     before = digest(path)
-    with pytest.raises(StoreError, match="written by a newer timeback-jupyter") as err:
+    with pytest.raises(StoreError) as err:
         Store(path)
-    assert str(path) in str(err.value)
+    assert str(err.value) == (
+        f"{path}: made by a newer timeback-jupyter (schema version 7, this one knows up to "
+        f"{SCHEMA_VERSION}); upgrade timeback-jupyter to open it"
+    )
     assert digest(path) == before
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] in (1, 7)
+    assert raw.execute("SELECT COUNT(*) FROM outbox").fetchone() == (1,)
+    raw.close()
 
 
 def test_migrations_run_in_order_from_an_older_version(tmp_path: Path, monkeypatch):
@@ -112,21 +127,34 @@ def test_migrations_run_in_order_from_an_older_version(tmp_path: Path, monkeypat
     with Store(path) as s:
         s.enqueue(event(), run_id=None, kind="x", sensor=SENSOR)
     extra = ["CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)"]
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, extra])
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, extra])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
     with Store(path) as s:
         assert s.schema_version == 2
         assert s.depth() == 1  # the data survived the migration
     raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone() == (2,)
     assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
     assert raw.execute("SELECT COUNT(*) FROM notes").fetchone() == (0,)
     raw.close()
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 1)  # and the older code now refuses it
+    with pytest.raises(StoreError, match="made by a newer timeback-jupyter"):
+        Store(path)
 
 
 def test_an_unrelated_sqlite_database_is_not_touched(tmp_path: Path):
     path = tmp_path / "mine.db"
     raw = sqlite3.connect(path)
     raw.execute("CREATE TABLE grades (student TEXT, score REAL)")
+    raw.commit()
+    raw.close()
+    before = digest(path)
+    with pytest.raises(StoreError, match="not a timeback store"):
+        Store(path)
+    assert digest(path) == before
+    # Other programs number their schemas too: theirs is not ours, newer or not.
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA user_version = 42")
     raw.commit()
     raw.close()
     before = digest(path)

@@ -275,6 +275,12 @@ class Writer:
         assert until is None, f"the writer never said {until!r}"
         return self.last
 
+    def started(self, seconds: float) -> None:
+        """Wait for its first commit, so that a kill lands among commits, not in its start."""
+        line = self.lines.get(timeout=seconds)
+        assert line, f"the writer stopped: {self.proc.stderr.read()}"
+        self.last = int(line)
+
     def kill(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
@@ -310,6 +316,7 @@ def test_kill_9_while_checkpoints_run_keeps_every_committed_row(tmp_path: Path):
     for _ in range(4):
         writer = Writer(path, "10", expected, "run")
         try:
+            writer.started(30)  # an interpreter starts slowly on a loaded machine
             writer.read(None, rng.uniform(0.5, 2.0))
         finally:
             writer.kill()

@@ -1,0 +1,246 @@
+"""The outbox: events waiting for Timeback, claimed in batches, acknowledged or dead-lettered.
+
+An event enters in the same transaction as the state it reports (see :mod:`.runs`) and
+leaves the queue only by an acknowledgement (kept as ``sent``) or a dead letter (moved aside
+for review): a claim marks a batch inflight and commits before it is sent, so after a crash
+it is found again rather than sent twice unknowingly or forgotten.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import IO, Any
+
+from ..model import InvalidInput, require_text
+from .database import Database, dump
+from .errors import StoreError
+
+KIND_TIME_SPENT = "time_spent"
+KIND_COMPLETION = "completion"
+OUTBOX_STATUSES = ("pending", "inflight", "sent")
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    seq: int
+    event_id: str
+    run_id: str | None
+    kind: str
+    sensor: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    event_id: str
+    run_id: str | None
+    kind: str
+    reason: str
+    at: float
+    payload: dict[str, Any]
+
+
+def event_id_of(event: Any) -> str:
+    if not isinstance(event, dict):
+        raise InvalidInput("event", "must be a JSON object")
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not event_id.strip():
+        raise InvalidInput("event.id", "required (a non-empty string)")
+    return event_id
+
+
+def insert_event(
+    db: sqlite3.Connection,
+    path: str,
+    event: dict[str, Any],
+    event_id: str,
+    *,
+    run_id: str | None,
+    kind: str,
+    sensor: str,
+    at: float,
+) -> int:
+    """Add an event to the outbox within the caller's transaction; returns its seq."""
+    if db.execute("SELECT 1 FROM outbox WHERE event_id = ?", (event_id,)).fetchone():
+        raise StoreError(f"{path}: event {event_id} is already in the outbox")
+    try:
+        payload = dump(event)
+    except (TypeError, ValueError) as err:
+        raise InvalidInput("event", f"is not JSON-serializable ({err})") from None
+    cur = db.execute(
+        "INSERT INTO outbox (event_id, run_id, kind, sensor, payload, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (event_id, run_id, kind, sensor, payload, at),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def payload_of(db: sqlite3.Connection, path: str, event_id: str) -> dict[str, Any]:
+    """A stored event, whether still in the outbox (any status) or dead-lettered."""
+    for table in ("outbox", "dead_letters"):
+        row = db.execute(f"SELECT payload FROM {table} WHERE event_id = ?", (event_id,))
+        found = row.fetchone()
+        if found is not None:
+            return json.loads(found[0])
+    raise StoreError(f"{path}: event {event_id} of a recorded completion is missing")
+
+
+def _item(row: sqlite3.Row) -> OutboxItem:
+    return OutboxItem(
+        seq=row["seq"],
+        event_id=row["event_id"],
+        run_id=row["run_id"],
+        kind=row["kind"],
+        sensor=row["sensor"],
+        payload=json.loads(row["payload"]),
+        attempts=row["attempts"],
+    )
+
+
+def _ids(event_ids: Iterable[str]) -> list[str]:
+    ids = list(event_ids)
+    if not all(isinstance(i, str) for i in ids):
+        raise InvalidInput("event_ids", "must be strings")
+    return ids
+
+
+class OutboxStore(Database):
+    """The outbox's operations on the store's connection."""
+
+    def enqueue(self, event: dict[str, Any], *, run_id: str | None, kind: str, sensor: str) -> int:
+        """Put one event in the outbox; returns its sequence number."""
+        event_id = event_id_of(event)
+        kind = require_text(kind, "kind", 50)
+        sensor = require_text(sensor, "sensor", 2000)
+        with self._write() as db:
+            return insert_event(
+                db, self.path, event, event_id,
+                run_id=run_id, kind=kind, sensor=sensor, at=self._now(),
+            )  # fmt: skip
+
+    def claim_batch(self, limit: int) -> list[OutboxItem]:
+        """The oldest pending events sharing the first one's sensor, marked inflight.
+
+        Marked and committed before returning: after a crash they are found by
+        :meth:`inflight`, never silently sent twice or forgotten.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
+        with self._write() as db:
+            first = db.execute(
+                "SELECT sensor FROM outbox WHERE status = 'pending' ORDER BY seq LIMIT 1"
+            ).fetchone()
+            if first is None:
+                return []
+            cur = db.execute(
+                "SELECT * FROM outbox WHERE status = 'pending' AND sensor = ? ORDER BY seq LIMIT ?",
+                (first[0], limit),
+            )
+            cur.row_factory = sqlite3.Row
+            rows = cur.fetchall()
+            db.executemany(
+                "UPDATE outbox SET status = 'inflight', attempts = attempts + 1 WHERE seq = ?",
+                [(row["seq"],) for row in rows],
+            )
+        return [replace(_item(row), attempts=row["attempts"] + 1) for row in rows]
+
+    def inflight(self) -> list[OutboxItem]:
+        rows = self._read("SELECT * FROM outbox WHERE status = 'inflight' ORDER BY seq")
+        return [_item(row) for row in rows]
+
+    def ack(self, event_ids: Iterable[str]) -> None:
+        ids = _ids(event_ids)
+        with self._write() as db:
+            db.executemany(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL "
+                "WHERE event_id = ? AND status != 'sent'",
+                [(self._now(), i) for i in ids],
+            )
+
+    def release(self, event_ids: Iterable[str], error: str) -> None:
+        """Back to pending after a failed attempt. The seq is kept, so order is too."""
+        ids = _ids(event_ids)
+        with self._write() as db:
+            db.executemany(
+                "UPDATE outbox SET status = 'pending', last_error = ? "
+                "WHERE event_id = ? AND status = 'inflight'",
+                [(str(error)[:2000], i) for i in ids],
+            )
+
+    def dead_letter(self, event_ids: Iterable[str], reason: str) -> None:
+        """Move events that can never be delivered out of the queue, keeping them for review."""
+        ids = _ids(event_ids)
+        with self._write() as db:
+            for event_id in ids:
+                db.execute(
+                    "INSERT OR REPLACE INTO dead_letters "
+                    "(event_id, run_id, kind, sensor, payload, reason, at) "
+                    "SELECT event_id, run_id, kind, sensor, payload, ?, ? FROM outbox "
+                    "WHERE event_id = ? AND status != 'sent'",
+                    (str(reason)[:2000], self._now(), event_id),
+                )
+                db.execute(
+                    "DELETE FROM outbox WHERE event_id = ? AND status != 'sent'", (event_id,)
+                )
+
+    def depth(self) -> int:
+        rows = self._read("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'inflight')")
+        return int(rows[0][0])
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = self._read("SELECT * FROM dead_letters ORDER BY at, rowid")
+        return [
+            DeadLetter(
+                event_id=row["event_id"],
+                run_id=row["run_id"],
+                kind=row["kind"],
+                reason=row["reason"],
+                at=row["at"],
+                payload=json.loads(row["payload"]),
+            )
+            for row in rows
+        ]
+
+    def events(self, *, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Outbox payloads in seq order, optionally of one status."""
+        if status is not None and status not in OUTBOX_STATUSES:
+            raise InvalidInput("status", f"must be one of {', '.join(OUTBOX_STATUSES)}")
+        if status is None:
+            rows = self._read("SELECT payload FROM outbox ORDER BY seq")
+        else:
+            rows = self._read("SELECT payload FROM outbox WHERE status = ? ORDER BY seq", (status,))
+        return iter([json.loads(row[0]) for row in rows])
+
+    def export_jsonl(self, fp: IO[str]) -> int:
+        """Every stored event, one JSON object per line: the outbox in seq order (sent,
+        pending and inflight alike), then dead letters. Returns the number of lines."""
+        count = 0
+        for event in self.events():
+            fp.write(json.dumps(event, separators=(",", ":")) + "\n")
+            count += 1
+        for letter in self.dead_letters():
+            fp.write(json.dumps(letter.payload, separators=(",", ":")) + "\n")
+            count += 1
+        return count
+
+    def stats(self) -> dict[str, Any]:
+        counts = {status: 0 for status in OUTBOX_STATUSES}
+        for row in self._read("SELECT status, COUNT(*) FROM outbox GROUP BY status"):
+            counts[row[0]] = int(row[1])
+        dead = int(self._read("SELECT COUNT(*) FROM dead_letters")[0][0])
+        runs = int(self._read("SELECT COUNT(*) FROM runs")[0][0])
+        oldest = self._read(
+            "SELECT MIN(created_at) FROM outbox WHERE status IN ('pending', 'inflight')"
+        )[0][0]
+        return {
+            "pending": counts["pending"],
+            "inflight": counts["inflight"],
+            "sent": counts["sent"],
+            "dead": dead,
+            "runs": runs,
+            "oldest_pending_age": None if oldest is None else max(0.0, self._now() - oldest),
+        }
