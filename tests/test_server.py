@@ -380,7 +380,7 @@ async def test_kernel_restart_rename_and_kernels_without_notebooks(
 
     # restart: the watcher re-attaches and cells still count for the same run
     await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body=b"")
-    await wait_for(lambda: kernel_id in ext.watcher.watched, what="re-attach")
+    await wait_for(lambda: kernel_id in ext.binding.watcher.watched, what="re-attach")
     ext.tracker.tick()
     before = ext.store.get_run(run_id).active_seconds
     client = kernel_client(jp_serverapp, kernel_id)

@@ -16,13 +16,8 @@ from timeback_jupyter.config import Timeback, default_app_config
 from timeback_jupyter.delivery import Drainer, LocalSink
 from timeback_jupyter.identity import Student, actor_for
 from timeback_jupyter.model import Activity, InvalidInput
-from timeback_jupyter.server.service import (
-    NotebookError,
-    NotebookFiles,
-    ServiceError,
-    StoreFailure,
-    TimebackService,
-)
+from timeback_jupyter.server.errors import NotebookError, ServiceError, StoreFailure
+from timeback_jupyter.server.service import NotebookFiles, TimebackService
 from timeback_jupyter.store import Store
 from timeback_jupyter.tracker import Tracker
 

@@ -20,7 +20,7 @@ from ..store import Store, StoreError
 from ..tracker import Tracker
 from .binding import KernelBinding
 from .bridge import KernelTokens
-from .kernels import KERNEL_ACTIONS_SCHEMA, KernelWatcher
+from .kernels import KERNEL_ACTIONS_SCHEMA
 from .loops import tick_loop
 from .notebooks import ContentsNotebooks
 from .presence_socket import PresenceSockets
@@ -82,23 +82,21 @@ class TimebackApp(ExtensionApp):
         self.tokens = KernelTokens(self.serverapp.runtime_dir, "")
         self.binding = KernelBinding(
             self.service,
+            kernel_manager=self.serverapp.kernel_manager,
             session_manager=self.serverapp.session_manager,
             notebooks=notebooks,
-            watcher=KernelWatcher(
-                self.serverapp.kernel_manager, self._on_kernel_signal, log=self.log
-            ),
             tokens=self.tokens,
             tasks=self.tasks,
             log=self.log,
         )
-        self.watcher = self.binding.watcher
         try:
             self._build_core()
         except (StoreError, ConfigError, identity.IdentityError) as err:
             self.problem = str(err)
             self.log.error("timeback: not recording: %s", err)
 
-    # The core lives in the service; the builder below assigns it here.
+    # The core (tracker, store, delivery, credentials) and why nothing records belong to the
+    # service: the builder below assigns them here.
 
     @property
     def tracker(self) -> Tracker:
@@ -142,9 +140,6 @@ class TimebackApp(ExtensionApp):
 
     def _notebook_changed(self, path: str) -> None:
         self.service.notebook_changed(path)
-
-    def _on_kernel_signal(self, kernel_id: str, kind: str, at: float) -> None:
-        self.binding.on_kernel_signal(kernel_id, kind, at)
 
     def _build_core(self) -> None:
         cfg = self.timeback

@@ -10,9 +10,10 @@ from typing import Any
 from tornado import web
 
 from .bridge import KernelTokens
+from .errors import ServiceError, StoreFailure
 from .kernels import KernelWatcher
 from .notebooks import ContentsNotebooks
-from .service import ServiceError, StoreFailure, TimebackService
+from .service import TimebackService
 from .tasks import TaskSet
 
 
@@ -21,9 +22,9 @@ class KernelBinding:
         self,
         service: TimebackService,
         *,
+        kernel_manager: Any,
         session_manager: Any,
         notebooks: ContentsNotebooks,
-        watcher: KernelWatcher,
         tokens: KernelTokens,
         tasks: TaskSet,
         log: logging.Logger | logging.LoggerAdapter[Any],
@@ -31,7 +32,7 @@ class KernelBinding:
         self.service = service
         self._sessions = session_manager
         self._notebooks = notebooks
-        self.watcher = watcher
+        self.watcher = KernelWatcher(kernel_manager, self.on_kernel_signal, log=log)
         self.tokens = tokens
         self._tasks = tasks
         self._log = log

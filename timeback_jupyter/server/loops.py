@@ -8,8 +8,9 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 
+from .errors import StoreFailure
 from .pacing import in_slices
-from .service import StoreFailure, TimebackService
+from .service import TimebackService
 
 
 async def tick_loop(

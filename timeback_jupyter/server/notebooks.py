@@ -13,7 +13,7 @@ from typing import Any
 from jupyter_core.utils import ensure_async
 
 from ..model import Activity, InvalidInput
-from .service import NotebookError
+from .errors import NotebookError
 
 log = logging.getLogger("timeback_jupyter.notebooks")
 

@@ -12,7 +12,8 @@ from typing import Any
 from tornado import web
 
 from ..model import finite
-from .service import ServiceError, StoreFailure, TimebackService
+from .errors import ServiceError, StoreFailure
+from .service import TimebackService
 
 MAX_BODY = 64 * 1024
 PRESENCE_FIELDS = frozenset({"path", "source", "visible", "focused", "idle_ms", "leaving"})

@@ -2,8 +2,8 @@
 
 Handlers parse a request, call one method here and answer what it returns. Notebook files come
 in through a :class:`NotebookFiles` port (the contents manager in the server, a dict in tests);
-a refusal is a :class:`ServiceError` carrying the HTTP status a handler should answer; listeners
-hear of runs that changed (``on_changed``) and notebooks renamed (``on_renamed``).
+a refusal is a :class:`.errors.ServiceError` carrying the HTTP status to answer it with;
+listeners hear of runs that changed (``on_changed``) and notebooks renamed (``on_renamed``).
 
 The core it drives (tracker, store, drainer) is assigned by whoever builds it, and may come
 later than the service: until then, and while ``problem`` says why, nothing records.
@@ -25,33 +25,11 @@ from ..delivery import Drainer
 from ..model import Activity, InvalidInput
 from ..store import Store, StoreError
 from ..tracker import CompletionResult, Tracker, TrackerError
+from .errors import NotebookError, ServiceError, StoreFailure
 from .tasks import TaskSet
 
 # notebooks remembered as looked after by a browser (a server sees far fewer; see _browser_saw)
 MAX_BROWSER_PATHS = 10_000
-
-
-class ServiceError(Exception):
-    """A request refused; ``status`` is the HTTP status to answer it with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class NotebookError(ServiceError):
-    """A notebook that cannot be read, or whose ``metadata.timeback`` is not usable."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 400)
-
-
-class StoreFailure(ServiceError):
-    """The store failed (locked, full, gone): nothing was recorded, a later try may work."""
-
-    def __init__(self, err: BaseException) -> None:
-        super().__init__(f"the timeback store failed: {err}", 503)
-        self.error = err
 
 
 class NotebookFiles(Protocol):
