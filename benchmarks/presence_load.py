@@ -169,8 +169,8 @@ class SocketTab:
         answer = json.loads(raw)
         if answer.get("id") != self.next_id:
             return f"answer to {answer.get('id')!r}, not {self.next_id}"
-        if "error" in answer:
-            return f"{answer.get('status')} {answer['error'][:200]}"
+        if "message" in answer:
+            return f"{answer.get('status')} {answer['message'][:200]}"
         return None
 
     def close(self) -> None:

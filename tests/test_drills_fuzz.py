@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from timeback_jupyter.server.bridge import KERNEL_HEADER, TOKEN_HEADER
-from timeback_jupyter.server.handlers import MAX_BODY
 from timeback_jupyter.server.presence_socket import MESSAGE_FIELDS
+from timeback_jupyter.server.requests import MAX_BODY
 
 from .conftest import LESSON, QUIZ, write_notebook
 from .jupyter_process import TOKEN, Server, wait
@@ -217,10 +217,10 @@ def check_answer(r: httpx.Response, what: str) -> None:
         f"{what} -> {r.status_code}: {r.text[:500]}"
     )
     if r.status_code >= 400:
-        answer = r.json()
-        assert isinstance(answer.get("error"), str) and answer["error"].strip(), (what, answer)
-        assert "\n" not in answer["error"], (what, answer)
-        assert answer.get("status") == r.status_code
+        answer = r.json()  # Jupyter's error shape, the specific message on one line
+        assert isinstance(answer.get("message"), str) and answer["message"].strip(), (what, answer)
+        assert "\n" not in answer["message"], (what, answer)
+        assert set(answer) == {"message", "reason"}, (what, answer)
     else:
         assert isinstance(r.json(), dict)
 
@@ -489,12 +489,12 @@ def check_socket_answer(answer: Any, message: str | bytes, valid: bool) -> None:
         assert msg_id is not None and set(data) <= MESSAGE_FIELDS, what
         return
     assert not valid, what
-    assert set(answer) == {"id", "error", "status"}, what
-    assert isinstance(answer["error"], str) and answer["error"].strip(), what
-    assert "\n" not in answer["error"], what
+    assert set(answer) == {"id", "status", "message", "reason"}, what
+    assert isinstance(answer["message"], str) and answer["message"].strip(), what
+    assert "\n" not in answer["message"], what
     assert isinstance(answer["status"], int) and 400 <= answer["status"] < 500, what
     size = len(message.encode() if isinstance(message, str) else message)
-    assert ("larger than" in answer["error"]) == (size > MAX_BODY), what
+    assert ("larger than" in answer["message"]) == (size > MAX_BODY), what
 
 
 @settings(max_examples=400 * SCALE, **FUZZ_SETTINGS)
@@ -523,19 +523,19 @@ def test_the_presence_socket_is_still_well_after_its_fuzz(target, presence_socke
 def test_a_long_run_id_gets_the_json_error_shape(target):
     r = target.server.http.get(f"/timeback/api/runs/{'x' * 101}")
     assert r.status_code == 400
-    assert "is not a UUID" in r.json()["error"]
+    assert "is not a UUID" in r.json()["message"]
 
 
 def test_an_error_message_quotes_the_input_as_given(target):
     r = target.server.http.get("/timeback/api/runs/50%25")
     assert r.status_code == 400
-    assert "'50%'" in r.json()["error"], r.json()
+    assert "'50%'" in r.json()["message"], r.json()
 
 
 def test_an_error_message_stays_on_one_line(target):
     r = target.server.http.post("/timeback/api/flush", content=b'{"\\n": null}')
     assert r.status_code == 400
-    assert "\n" not in r.json()["error"], r.json()
+    assert "\n" not in r.json()["message"], r.json()
 
 
 def test_the_server_is_still_well_after_the_fuzz(target):

@@ -216,8 +216,8 @@ async def timeback_refuses(jp_fetch, run_id: str, words: tuple[str, ...]) -> str
         )
     answer = json.loads(err.value.response.body)
     assert err.value.code == 503, answer
-    assert any(w in answer["error"] for w in words), answer
-    return answer["error"]
+    assert any(w in answer["message"] for w in words), answer
+    return answer["message"]
 
 
 async def live_run(ext, jp_fetch, jp_root_dir) -> str:
@@ -346,7 +346,7 @@ async def test_a_store_that_cannot_be_used_is_reported_and_left_untouched(
     with pytest.raises(HTTPClientError) as err:
         await jp_fetch("timeback", "api", "runs", method="POST", body=json.dumps({"path": path}))
     assert err.value.code == 503
-    assert any(w in json.loads(err.value.response.body)["error"] for w in words)
+    assert any(w in json.loads(err.value.response.body)["message"] for w in words)
     assert fingerprint(store_path) == original, "the store file was changed"
 
 

@@ -157,7 +157,7 @@ async def test_single_session_path_ends_in_exactly_one_completion(
     ext = await started(jp_serverapp)
     await complete_quiz_with_the_widget(ext, jp_serverapp, jp_fetch, jp_root_dir)
     # the notebook stays open: the server does not start a second attempt behind its back
-    await ext._reconcile_sessions()
+    await ext.binding.reconcile()
     assert ext.tracker.live_runs() == []
     assert len(completions(ext)) == 1
 
@@ -323,9 +323,9 @@ async def test_help_status_and_an_end_that_stays_ended(jp_serverapp, jp_fetch, j
         assert out.endswith("active · `%timeback start` resumes it\n")
         assert ext.store.get_run(run_id).status == "ended"
         # ended while the notebook stays open: neither the server nor a cell restarts it
-        await ext._reconcile_sessions()
+        await ext.binding.reconcile()
         await ok(client, "x = 1")
-        await ext._reconcile_sessions()
+        await ext.binding.reconcile()
         assert ext.tracker.run_at(path) is None
         assert ext.store.get_run(run_id).status == "ended"
         out = await ok(client, "%timeback status")

@@ -104,8 +104,11 @@ class _Answers(BaseHTTPRequestHandler):
         self.seen.append((self.path, dict(self.headers), body))
         status, payload = {
             "/base/timeback/api/kernel/run": (200, b'{"run": null}'),
-            "/base/timeback/api/kernel/end": (403, b'{"error": "bad token"}'),
-            "/base/timeback/api/kernel/complete": (409, b'{"error": "no run is open"}'),
+            "/base/timeback/api/kernel/end": (403, b'{"message": "bad token", "reason": null}'),
+            "/base/timeback/api/kernel/complete": (
+                409,
+                b'{"message": "no run is open", "reason": null}',
+            ),
         }.get(self.path, (404, b"<html>not found</html>"))
         self.send_response(status)
         self.send_header("Content-Length", str(len(payload)))

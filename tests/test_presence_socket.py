@@ -9,8 +9,8 @@ import pytest
 from jupyter_server.auth.authorizer import Authorizer
 from tornado.httpclient import HTTPClientError
 
-from timeback_jupyter.server.handlers import MAX_BODY
 from timeback_jupyter.server.presence_socket import PresenceSocketHandler
+from timeback_jupyter.server.requests import MAX_BODY
 from timeback_jupyter.store import StoreError
 
 from .conftest import QUIZ, body, wait_for, write_notebook
@@ -41,12 +41,17 @@ async def ask(ws, message: dict | str | bytes) -> dict:
 
 
 async def rest_presence(jp_fetch, payload: dict) -> dict:
-    """The REST route's answer, or its error body, for the same report."""
+    """The REST route's answer, or its error body and HTTP status, for the same report."""
     try:
         r = await jp_fetch("timeback", "api", "presence", method="POST", body=json.dumps(payload))
     except HTTPClientError as err:
-        return json.loads(err.response.body)
+        return {"status": err.code, **json.loads(err.response.body)}
     return body(r)
+
+
+def refusal(msg_id: int | None, status: int, message: str) -> dict:
+    """A socket's error answer: the REST error body's fields, its status and the id."""
+    return {"id": msg_id, "status": status, "message": message, "reason": None}
 
 
 async def run_state(jp_fetch, run_id: str) -> str:
@@ -124,13 +129,13 @@ async def test_every_malformed_message_gets_its_400_and_the_socket_goes_on(
         bad = {**good, field: value}
         rest = await rest_presence(jp_fetch, bad)
         assert rest["status"] == 400, rest
-        cases.append(({**bad, "id": 100 + n}, 100 + n, rest["error"]))
+        cases.append(({**bad, "id": 100 + n}, 100 + n, rest["message"]))
 
     ws = await jp_ws_fetch(*ROUTE)
     try:
         for n, (message, msg_id, error) in enumerate(cases):
             got = await ask(ws, message)
-            assert got == {"id": msg_id, "error": error, "status": 400}, (message, got)
+            assert got == refusal(msg_id, 400, error), (message, got)
             # still open, still answering
             ok = await ask(ws, {"id": 1000 + n, **good})
             assert ok["id"] == 1000 + n and ok["run"] is not None
@@ -153,16 +158,20 @@ async def test_what_the_fuzz_found_is_a_400_on_both_transports(
     with pytest.raises(HTTPClientError) as err:
         await jp_fetch("timeback", "api", "presence", method="POST", body=deep)
     assert json.loads(err.value.response.body) == {
-        "error": "request body is nested too deeply",
-        "status": 400,
+        "message": "request body is nested too deeply",
+        "reason": None,
     }
-    idle_error = {"error": "idle_ms: must be a non-negative number", "status": 400}
+    idle_error = {
+        "status": 400,
+        "message": "idle_ms: must be a non-negative number",
+        "reason": None,
+    }
     assert await rest_presence(jp_fetch, huge_idle) == idle_error
     ws = await jp_ws_fetch(*ROUTE)
     try:
         for n, nested in enumerate([deep, '{"a":' * 5000 + "1" + "}" * 5000]):
             got = await ask(ws, nested)
-            assert got == {"id": None, "error": "message is nested too deeply", "status": 400}
+            assert got == refusal(None, 400, "message is nested too deeply")
             assert (await ask(ws, {"id": n, **report(path)}))["run"] is not None
         assert await ask(ws, {"id": 9, **huge_idle}) == {"id": 9, **idle_error}
         assert (await ask(ws, {"id": 10, **report(path)}))["run"] is not None
@@ -189,14 +198,13 @@ async def test_refusals_and_store_failures_answer_like_rest(
         rest = await rest_presence(jp_fetch, report(path))
         got = await ask(ws, {"id": 2, **report(path)})
         assert rest["status"] == 503
-        assert got == {"id": 2, "error": rest["error"], "status": 503}
-        assert "the timeback store failed" in got["error"]
+        assert got == {"id": 2, **rest}
+        assert "the timeback store failed" in got["message"]
         monkeypatch.undo()
 
         monkeypatch.setattr(ext, "problem", "looking up the student")
         got = await ask(ws, {"id": 3, **report(path)})
-        assert got == {"id": 3, "error": "timeback is not recording: looking up the student",
-                       "status": 503}  # fmt: skip
+        assert got == refusal(3, 503, "timeback is not recording: looking up the student")
         monkeypatch.undo()
         assert (await ask(ws, {"id": 4, **report(path)}))["run"]["id"] == run_id
     finally:
@@ -255,7 +263,7 @@ async def test_a_frame_far_over_the_limit_closes_the_socket_unbuffered(
     try:
         over = json.dumps({"id": 1, **report(path), "pad": "x" * (2 * MAX_BODY)})
         got = await ask(ws, over)  # over the report limit, under the frame limit: an answer
-        assert got == {"id": None, "error": f"message larger than {MAX_BODY} bytes", "status": 400}
+        assert got == refusal(None, 400, f"message larger than {MAX_BODY} bytes")
         ws.write_message("x" * (limit + 1))
         assert await asyncio.wait_for(ws.read_message(), ANSWER_TIMEOUT) is None
         assert ws.close_code == 1009  # "message too big", said by tornado
@@ -299,8 +307,8 @@ async def test_visitors_reports_are_refused_as_over_rest(
         rest = await rest_presence(jp_fetch, report(path))
         got = await ask(ws, {"id": 1, **report(path)})
         assert rest["status"] == 403
-        assert got == {"id": 1, "error": rest["error"], "status": 403}
-        assert "the-student's own visits" in got["error"]
+        assert got == {"id": 1, **rest}
+        assert "the-student's own visits" in got["message"]
         ext.timeback.count_visitors = True
         assert (await ask(ws, {"id": 2, **report(path)}))["id"] == 2
     finally:
@@ -328,17 +336,17 @@ async def test_the_socket_does_not_keep_an_idle_server_alive(
 
 async def test_the_paths_browsers_reported_are_bounded(jp_serverapp, jp_ws_fetch, monkeypatch):
     """Any logged-in client may report any path: the server keeps the most recent ones."""
-    from timeback_jupyter.server import app as server_app
+    from timeback_jupyter.server import service
 
     ext = await started(jp_serverapp)
-    monkeypatch.setattr(server_app, "MAX_BROWSER_PATHS", 3)
+    monkeypatch.setattr(service, "MAX_BROWSER_PATHS", 3)
     ws = await jp_ws_fetch(*ROUTE)
     try:
         for n, path in enumerate(["a.ipynb", "b.ipynb", "c.ipynb", "a.ipynb", "d.ipynb"]):
             assert (await ask(ws, {"id": n, **report(path)})) == {"id": n, "run": None}
     finally:
         ws.close()
-    assert list(ext._browser_paths) == ["c.ipynb", "a.ipynb", "d.ipynb"]
+    assert list(ext.service.browser_paths) == ["c.ipynb", "a.ipynb", "d.ipynb"]
 
 
 async def test_a_reported_notebook_whose_run_changes_elsewhere_is_refreshed(

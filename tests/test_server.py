@@ -278,7 +278,9 @@ async def test_malformed_requests_get_a_specific_4xx(
     with pytest.raises(HTTPClientError) as err:
         await jp_fetch("timeback", "api", *parts, method="POST", body=payload)
     assert err.value.code == code
-    assert message in json.loads(err.value.response.body)["error"]
+    answer = json.loads(err.value.response.body)
+    assert message in answer["message"]
+    assert set(answer) == {"message", "reason"}  # as every Jupyter API answers an error
 
 
 async def test_kernel_token_acts_only_on_its_own_notebook(jp_serverapp, jp_fetch, jp_root_dir):
@@ -378,7 +380,7 @@ async def test_kernel_restart_rename_and_kernels_without_notebooks(
 
     # restart: the watcher re-attaches and cells still count for the same run
     await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body=b"")
-    await wait_for(lambda: kernel_id in ext.watcher.watched, what="re-attach")
+    await wait_for(lambda: kernel_id in ext.binding.watcher.watched, what="re-attach")
     ext.tracker.tick()
     before = ext.store.get_run(run_id).active_seconds
     client = kernel_client(jp_serverapp, kernel_id)
@@ -399,7 +401,7 @@ async def test_kernel_restart_rename_and_kernels_without_notebooks(
     )
     await wait_for(lambda: ext.tracker.run_at("renamed.ipynb") == run_id, what="rename")
     assert ext.tracker.run_at(path) is None
-    assert await ext.path_of_kernel(kernel_id) == "renamed.ipynb"
+    assert await ext.binding.path_of_kernel(kernel_id) == "renamed.ipynb"
 
 
 async def test_notebook_without_activity_gets_no_run(jp_serverapp, jp_fetch, jp_root_dir):
@@ -411,12 +413,12 @@ async def test_notebook_without_activity_gets_no_run(jp_serverapp, jp_fetch, jp_
         client.execute_interactive("x = 2", timeout=30)
     finally:
         client.stop_channels()
-    await ext._reconcile_sessions()
+    await ext.binding.reconcile()
     assert ext.tracker.live_runs() == []
     with pytest.raises(HTTPClientError) as err:
         await jp_fetch("timeback", "api", "runs", method="POST", body=json.dumps({"path": path}))
     assert err.value.code == 404
-    assert "declares no timeback activity" in json.loads(err.value.response.body)["error"]
+    assert "declares no timeback activity" in json.loads(err.value.response.body)["message"]
 
 
 @pytest.fixture
@@ -430,7 +432,7 @@ async def test_visitors_time_is_not_recorded(hub_owner, jp_serverapp, jp_fetch, 
     with pytest.raises(HTTPClientError) as err:
         await jp_fetch("timeback", "api", "runs", method="POST", body=json.dumps({"path": path}))
     assert err.value.code == 403
-    assert "the-student's own visits" in json.loads(err.value.response.body)["error"]
+    assert "the-student's own visits" in json.loads(err.value.response.body)["message"]
     assert ext.tracker.live_runs() == []
     ext.timeback.count_visitors = True
     started_run = body(

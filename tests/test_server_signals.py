@@ -57,7 +57,7 @@ async def test_the_watcher_rides_on_jupyters_own_iopub_subscription(
     kernel = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     stream = kernel._activity_stream
     # One subscription for both: ours is chained behind Jupyter's callback on its stream.
-    assert ext.watcher._streams[kernel_id].stream is stream
+    assert ext.binding.watcher._streams[kernel_id].stream is stream
     await wait_for(lambda: state(ext, run_id) == "inactive", what="idle after 1 s")
     before = kernel.last_activity
 
@@ -76,8 +76,8 @@ async def test_the_watcher_rides_on_jupyters_own_iopub_subscription(
     # A restart that changes ports makes Jupyter subscribe anew: the watcher follows.
     jp_serverapp.kernel_manager.stop_watching_activity(kernel_id)
     jp_serverapp.kernel_manager.start_watching_activity(kernel_id)
-    ext.watcher.refresh()
-    assert ext.watcher._streams[kernel_id].stream is kernel._activity_stream is not stream
+    ext.binding.watcher.refresh()
+    assert ext.binding.watcher._streams[kernel_id].stream is kernel._activity_stream is not stream
     await wait_for(lambda: state(ext, run_id) == "inactive", what="idle again")
     client = kernel_client(jp_serverapp, kernel_id)
     try:
@@ -89,5 +89,5 @@ async def test_the_watcher_rides_on_jupyters_own_iopub_subscription(
 
     # Detached (kernel shut down, extension stopping): Jupyter's callback is given back as is.
     stream = kernel._activity_stream
-    ext.watcher.detach(kernel_id)
+    ext.binding.watcher.detach(kernel_id)
     assert stream._recv_callback.__name__ == "record_activity"

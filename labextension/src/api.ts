@@ -100,9 +100,10 @@ export class RestServer implements Server {
   private readonly _settings: ServerConnection.ISettings;
 }
 
+/** The server's reason, from a body in Jupyter's error shape `{message, reason}`. */
 function errorOf(data: unknown, response: Response): string {
   if (data !== null && typeof data === 'object') {
-    const message = (data as { error?: unknown; message?: unknown }).error;
+    const message = (data as { message?: unknown }).message;
     if (typeof message === 'string' && message) {
       return message;
     }

@@ -177,7 +177,7 @@ export class SocketServer implements Server {
     const answer = message as {
       id?: unknown;
       run?: unknown;
-      error?: unknown;
+      message?: unknown;
       status?: unknown;
       refresh?: unknown;
     };
@@ -192,11 +192,12 @@ export class SocketServer implements Server {
     this._pending.delete(answer.id as number);
     this._clock.clearTimeout(pending.timer);
     this._failures = 0; // the socket works: the next failure waits the shortest time again
-    if (answer.error !== undefined) {
+    if (answer.message !== undefined) {
+      // an error: a REST error body's fields ({message, reason}) with its status
       pending.resolve({
         ok: false,
         status: typeof answer.status === 'number' ? answer.status : null,
-        error: typeof answer.error === 'string' ? answer.error : 'timeback: error'
+        error: typeof answer.message === 'string' ? answer.message : 'timeback: error'
       });
       return;
     }

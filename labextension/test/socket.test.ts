@@ -137,9 +137,14 @@ describe('reports over the socket', () => {
       { id: 2, ...report({ idle_ms: 2 }) }
     ]);
     const run = { ...makeRun({ active_seconds: 7 }), metadata: metadataOf(makeRun()) };
-    socket.reply({ id: 2, error: 'idle_ms: must be a non-negative number', status: 400 });
+    socket.reply({
+      id: 2,
+      status: 400,
+      message: 'idle_ms: must be a non-negative number',
+      reason: null
+    });
     socket.reply({ id: 99, run: null }); // nobody's: ignored
-    socket.reply({ id: null, error: 'message is not valid JSON', status: 400 });
+    socket.reply({ id: null, status: 400, message: 'message is not valid JSON', reason: null });
     socket.reply({ id: 1, run });
     expect(await first).toEqual({ ok: true, value: { run } });
     expect(await second).toEqual({

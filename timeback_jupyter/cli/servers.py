@@ -49,7 +49,7 @@ class RunningServer:
         except ValueError:
             data = {}
         if response.status_code != 200:
-            reason = data.get("error") if isinstance(data, dict) else None
+            reason = data.get("message") if isinstance(data, dict) else None
             raise CLIError(
                 f"the Jupyter server at {self.url} could not flush "
                 f"(HTTP {response.status_code}: {reason or response.reason_phrase})"

@@ -178,7 +178,8 @@ class Bridge:
                 "(was the server restarted without this kernel?)"
             )
         if status >= 400:
-            message = data.get("error") if isinstance(data, dict) else None
+            # Jupyter's API error shape: {"message", "reason"}
+            message = data.get("message") if isinstance(data, dict) else None
             raise ServerRefused(
                 status, message if isinstance(message, str) and message else f"HTTP {status}"
             )

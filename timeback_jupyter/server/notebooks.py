@@ -15,6 +15,7 @@ from jupyter_core.utils import ensure_async
 
 from .. import notebook_metadata
 from ..model import Activity, InvalidInput
+from .errors import NotebookError
 
 log = logging.getLogger("timeback_jupyter.notebooks")
 
@@ -68,3 +69,34 @@ async def write_timeback_metadata(
         contents_manager.save({"type": "notebook", "format": "json", "content": content}, path)
     )
     return True
+
+
+class ContentsNotebooks:
+    """The service's notebook files (:class:`.service.NotebookFiles`): Jupyter's contents
+    manager, so notebooks live wherever the server keeps them (disk, a database, S3...)."""
+
+    def __init__(self, contents_manager: Any) -> None:
+        self._cm = contents_manager
+
+    async def read(self, path: str) -> dict[str, Any] | None:
+        try:
+            return await read_timeback_metadata(self._cm, path)
+        except NotebookMetadataError as err:
+            raise NotebookError(str(err)) from None
+
+    async def write(self, path: str, section: dict[str, Any]) -> bool:
+        return await write_timeback_metadata(self._cm, path, section)
+
+    def activity(self, section: dict[str, Any], path: str) -> Activity:
+        try:
+            return activity_from_metadata(section, path)
+        except NotebookMetadataError as err:
+            raise NotebookError(str(err)) from None
+
+    async def last_modified(self, path: str) -> str:
+        """When the file last changed, as the contents manager says; "" if it cannot say."""
+        try:
+            model = await ensure_async(self._cm.get(path, content=False, type="notebook"))
+        except Exception:
+            return ""
+        return str(model.get("last_modified") or "")

@@ -7,8 +7,9 @@ message on an open, authenticated socket costs a fraction of it. Jupyter needs W
 kernels, so wherever Jupyter works this does too; the browser falls back to REST otherwise.
 
 Client -> server: ``{"id": <int>, "path", "source", "visible", "focused", "idle_ms",
-"leaving"?}``. Server -> client: ``{"id", "run"}`` or ``{"id", "error", "status"}`` (``id``
-null when the message had none); a bad message gets its error and the socket stays open.
+"leaving"?}``. Server -> client: ``{"id", "run"}``, or an error as the REST routes answer it
+plus the status they would answer with: ``{"id", "status", "message", "reason"}`` (``id`` null
+when the message had none); a bad message gets its error and the socket stays open.
 Unasked, ``{"refresh": path}`` when the run of a notebook the tab reported starts, ends,
 completes or has an exercise marked (from the kernel, say): a notebook that is not in front
 does not report, so this is how its tab learns that it should ask now.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
@@ -32,23 +33,46 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .handlers import (
+from .requests import (
     MAX_BODY,
     PRESENCE_FIELDS,
+    call,
     error_message,
-    guarded_call,
     json_object,
     presence_args,
     ready,
     refuse_unknown,
 )
-
-if TYPE_CHECKING:
-    from .app import TimebackApp
+from .service import TimebackService
 
 MESSAGE_FIELDS = PRESENCE_FIELDS | {"id"}
 # Leaves run after the socket is gone: held here so they are not collected before they run.
 _leaving: set[asyncio.Task[Any]] = set()
+
+
+class PresenceSockets:
+    """The open presence sockets: told when a notebook they reported changes."""
+
+    def __init__(self) -> None:
+        self._open: set[PresenceSocketHandler] = set()
+
+    def add(self, socket: PresenceSocketHandler) -> None:
+        self._open.add(socket)
+
+    def discard(self, socket: PresenceSocketHandler) -> None:
+        self._open.discard(socket)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def refresh(self, path: str) -> None:
+        """The run of the notebook at ``path`` changed: tabs that reported it ask now."""
+        for socket in self._open:
+            socket.refresh(path)
+
+    def renamed(self, old: str, new: str) -> None:
+        for socket in self._open:
+            socket.renamed(old, new)
 
 
 class PresenceSocketHandler(  # type: ignore[misc]
@@ -59,8 +83,12 @@ class PresenceSocketHandler(  # type: ignore[misc]
     _reported: set[tuple[str, str]]
 
     @property
-    def app(self) -> TimebackApp:
-        return self.extensionapp  # type: ignore[return-value]
+    def service(self) -> TimebackService:
+        return self.extensionapp.service  # type: ignore[no-any-return]
+
+    @property
+    def sockets(self) -> PresenceSockets:
+        return self.extensionapp.presence_sockets  # type: ignore[no-any-return]
 
     def set_default_headers(self) -> None:
         """JupyterHandler's headers (CSP...) mean nothing on a websocket, as for kernels."""
@@ -86,7 +114,7 @@ class PresenceSocketHandler(  # type: ignore[misc]
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self._reported = set()
-        self.app.presence_sockets.add(self)
+        self.sockets.add(self)
         super().open(*args, **kwargs)  # WebSocketMixin: keep-alive pings, closed on timeout
 
     def refresh(self, path: str) -> None:
@@ -117,14 +145,14 @@ class PresenceSocketHandler(  # type: ignore[misc]
             refuse_unknown(data, MESSAGE_FIELDS)
             args = presence_args(data)
             # the same checks as the REST route: not recording -> 503, a hub visitor -> 403
-            ready(self.app, self.current_user, writes=True)
-            run = await guarded_call(self.app, self.log, self.app.presence, **args)
+            ready(self.service, self.current_user, writes=True)
+            run = await call(self.log, self.service.presence, **args)
         except web.HTTPError as err:
-            self._send({"id": msg_id, "error": error_message(err), "status": err.status_code})
+            self._send(_error(msg_id, err.status_code, error_message(err), err.reason))
             return
         except Exception:  # a bug must cost one answer, not the tab's socket
             self.log.exception("timeback: presence message failed")
-            self._send({"id": msg_id, "error": "internal error: see the server log", "status": 500})
+            self._send(_error(msg_id, 500, "internal error: see the server log"))
             return
         pair = (args["path"], args["source"])
         if args["leaving"]:
@@ -134,7 +162,7 @@ class PresenceSocketHandler(  # type: ignore[misc]
         self._send({"id": msg_id, "run": run})
 
     def on_close(self) -> None:
-        self.app.presence_sockets.discard(self)
+        self.sockets.discard(self)
         reported = getattr(self, "_reported", set())
         if not reported:
             return
@@ -147,11 +175,10 @@ class PresenceSocketHandler(  # type: ignore[misc]
         """What the tab's pagehide would have sent for each notebook it reported."""
         for path, source in reported:
             try:
-                ready(self.app, self.current_user, writes=True)
-                await guarded_call(
-                    self.app,
+                ready(self.service, self.current_user, writes=True)
+                await call(
                     self.log,
-                    self.app.presence,
+                    self.service.presence,
                     path,
                     source,
                     visible=False,
@@ -168,3 +195,10 @@ class PresenceSocketHandler(  # type: ignore[misc]
         # the tab may have gone meanwhile: on_close leaves for it
         with contextlib.suppress(WebSocketClosedError):
             self.write_message(json.dumps(answer))
+
+
+def _error(
+    msg_id: int | None, status: int, message: str, reason: str | None = None
+) -> dict[str, Any]:
+    """An error answer: the fields of a REST error body, with its status and the message's id."""
+    return {"id": msg_id, "status": status, "message": message, "reason": reason}

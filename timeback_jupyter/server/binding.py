@@ -1,0 +1,152 @@
+"""Which notebook each kernel serves, kept fresh from Jupyter's events and sessions, and what
+kernel traffic means for that notebook's run (it starts the run of a notebook that declares an
+activity, and ends it when the kernel shuts down)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tornado import web
+
+from .bridge import KernelTokens
+from .errors import ServiceError, StoreFailure
+from .kernels import KernelWatcher
+from .notebooks import ContentsNotebooks
+from .service import TimebackService
+from .tasks import TaskSet
+
+
+class KernelBinding:
+    def __init__(
+        self,
+        service: TimebackService,
+        *,
+        kernel_manager: Any,
+        session_manager: Any,
+        notebooks: ContentsNotebooks,
+        tokens: KernelTokens,
+        tasks: TaskSet,
+        log: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self.service = service
+        self._sessions = session_manager
+        self._notebooks = notebooks
+        self.watcher = KernelWatcher(kernel_manager, self.on_kernel_signal, log=log)
+        self.tokens = tokens
+        self._tasks = tasks
+        self._log = log
+        self.kernel_paths: dict[str, str] = {}  # kernel id -> notebook path
+        self._checked: dict[str, str] = {}  # notebook path -> last_modified seen without one
+
+    # ---- kernels -------------------------------------------------------------------------------
+
+    def kernel_started(self, kernel_id: str) -> None:
+        self.watcher.attach(kernel_id)
+        self.tokens.publish(kernel_id)
+
+    async def on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        """Jupyter's kernel_actions event: watch a (re)started kernel, let a stopped one go."""
+        kernel_id = data.get("kernel_id")
+        if not kernel_id or data.get("status") != "success":
+            return
+        action = data.get("action")
+        if action in ("start", "restart"):
+            self.kernel_started(kernel_id)
+        elif action == "shutdown":
+            self.watcher.detach(kernel_id)
+            self.tokens.withdraw(kernel_id)
+            path = self.kernel_paths.pop(kernel_id, None)
+            if path:
+                self.service.notebook_closed(path)
+
+    async def on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        """Jupyter's contents event: a renamed notebook keeps its run and its kernel."""
+        if data.get("action") != "rename":
+            return
+        old, new = data.get("source_path"), data.get("path")
+        if isinstance(old, str) and isinstance(new, str):
+            self.service.rename(old, new)
+            for kernel_id, path in list(self.kernel_paths.items()):
+                if path == old:
+                    self.kernel_paths[kernel_id] = new
+
+    def detach_all(self, kernel_ids: list[str]) -> None:
+        """The server stops: no more watching, and no kernel can reach us any more."""
+        self.watcher.detach_all()
+        for kernel_id in list(self.kernel_paths) + kernel_ids:
+            self.tokens.withdraw(kernel_id)
+
+    # ---- which notebook --------------------------------------------------------------------------
+
+    def _bind(self, kernel_id: str, path: str) -> None:
+        old = self.kernel_paths.get(kernel_id)
+        if old is not None and old != path:
+            self.service.rename(old, path)
+        self.kernel_paths[kernel_id] = path
+
+    async def path_of_kernel(self, kernel_id: str) -> str | None:
+        """The notebook a kernel serves, asked of the session manager at event time."""
+        try:
+            session = await self._sessions.get_session(kernel_id=kernel_id)
+        except (web.HTTPError, KeyError, TypeError):
+            return self.kernel_paths.get(kernel_id)
+        path = session.get("path") if session else None
+        if not path or session.get("type") not in (None, "notebook"):
+            return None
+        self._bind(kernel_id, path)
+        return path
+
+    async def reconcile(self) -> None:
+        """Catch up with every notebook session: its kernel, a rename, a run to start."""
+        self.watcher.refresh()
+        for session in await self._sessions.list_sessions():
+            kernel = session.get("kernel") or {}
+            path = session.get("path")
+            if not path or session.get("type") != "notebook" or not kernel.get("id"):
+                continue
+            self._bind(kernel["id"], path)
+            if self.service.recording and self.service.open_run(path) is None:
+                await self.ensure_run(path)
+
+    # ---- kernel traffic ------------------------------------------------------------------------
+
+    def on_kernel_signal(self, kernel_id: str, kind: str, at: float) -> None:
+        """A cell ran or a widget was touched (see :mod:`.kernels`)."""
+        if not self.service.recording:
+            return
+        # Two signals per cell: a known kernel's run is signalled here and now; only a kernel
+        # or notebook not seen yet needs a task (a session lookup, maybe starting its run).
+        path = self.kernel_paths.get(kernel_id)
+        if path is not None and self.service.signal(path, kind, at):
+            return
+        self._tasks.spawn(self._dispatch(kernel_id, kind, at))
+
+    async def _dispatch(self, kernel_id: str, kind: str, at: float) -> None:
+        # Kernel traffic is hot: use the binding kept fresh by rename events and the reconcile
+        # loop, and ask the session manager only for a kernel not seen yet.
+        path = self.kernel_paths.get(kernel_id) or await self.path_of_kernel(kernel_id)
+        if path is None:
+            return  # a kernel with no notebook (console, API client)
+        if not self.service.signal(path, kind, at) and await self.ensure_run(path):
+            self.service.signal(path, kind, at)
+
+    async def ensure_run(self, path: str) -> bool:
+        """Start the run of a notebook that declares an activity; False if it declares none."""
+        if self.service.closed(path):
+            return False  # ended or completed while open: only an explicit start restarts it
+        # A notebook found without an activity is read again only once it has changed.
+        mtime = await self._notebooks.last_modified(path)
+        if mtime and self._checked.get(path) == mtime:
+            return False
+        try:
+            result = await self.service.start(path)
+        except StoreFailure:
+            raise  # the tick loop says so, once, and tries again later
+        except ServiceError as err:
+            self._log.warning("timeback: %s: %s", path, err)
+            result = None
+        if result is None:
+            self._checked[path] = mtime
+            return False
+        return True
