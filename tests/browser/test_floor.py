@@ -104,8 +104,9 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def floor_environment(pins: list[str]) -> Path:
-    """The cached virtual environment with ``pins`` installed; built when missing."""
+def floor_environment(pins: list[str], wheel: Path) -> Path:
+    """The cached virtual environment with ``pins`` installed (built when missing) and ``wheel``
+    (reinstalled every time: the cache holds only what the key names)."""
     key_source = json.dumps([list(sys.version_info[:2]), pins])
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
     venv = CACHE / key
@@ -120,17 +121,16 @@ def floor_environment(pins: list[str]) -> Path:
         for stale in CACHE.iterdir():  # environments for older pins are never used again
             if stale.is_dir() and stale.name != key:
                 shutil.rmtree(stale, ignore_errors=True)
+        _pip(venv, "install", "-q", "--no-deps", "--force-reinstall", wheel)
+        # the wheel's own requirements are met by the floor: nothing newer was needed
+        _pip(venv, "check")
     return venv
 
 
 @pytest.fixture(scope="module")
 def floor(wheel: Path) -> Path:
     """The floor environment with this checkout's wheel installed; its directory."""
-    venv = floor_environment(floor_requirements())
-    _pip(venv, "install", "-q", "--no-deps", "--force-reinstall", wheel)
-    # the wheel's own requirements are met by the floor: nothing newer was needed
-    _pip(venv, "check")
-    return venv
+    return floor_environment(floor_requirements(), wheel)
 
 
 def isolated_env(tmp_path: Path) -> dict[str, str]:
