@@ -49,5 +49,5 @@ bench: venv
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(LAB_HOME) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LAB_HOME) build dist *.egg-info .pytest_cache .ruff_cache .cache
 	rm -rf timeback_jupyter/labextension labextension/lib labextension/tsconfig.tsbuildinfo

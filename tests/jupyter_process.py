@@ -42,6 +42,7 @@ class JupyterProcess:
         http_timeout: float = 10,
         log_name: str = "server",
         recording: bool = False,
+        python: str = sys.executable,
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.tmp, self.root = tmp, root
@@ -56,7 +57,7 @@ class JupyterProcess:
             **(env or {}),
         }
         command = [
-            sys.executable, "-m", module, "--no-browser", "--allow-root",
+            python, "-m", module, "--no-browser", "--allow-root",
             "--ServerApp.port_retries=0",  # a taken port must fail loudly, not move silently
             f"--port={self.port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
             f"--IdentityProvider.token={token}",

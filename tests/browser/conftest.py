@@ -4,6 +4,9 @@ Playwright (never a downloaded browser), and the Timeback stand-in receiving the
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _why_no_browser() -> str | None:
@@ -124,3 +129,43 @@ def start_lab(tmp_path: Path, standin: StandIn) -> Iterator[Any]:
     yield start
     for lab in labs:
         lab.stop()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel `pip wheel` builds from this checkout, as a user would get it."""
+    if not (REPO / "timeback_jupyter" / "labextension" / "static" / "style.js").exists():
+        pytest.fail("the labextension is not built: run `make labext`")
+    out = tmp_path_factory.mktemp("dist")
+    # No isolation: the build hook finds the prebuilt extension (skip-if-exists) and only zips.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(REPO)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    (found,) = out.glob("timeback_jupyter-*.whl")
+    return found
+
+
+def labextension_listing(python: str | Path, env: dict[str, str]) -> str:
+    """What `jupyter labextension list` prints under ``python``'s JupyterLab, colours removed."""
+    listed = subprocess.run(
+        [str(python), "-m", "jupyterlab.labextensions", "list"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return ANSI.sub("", listed.stdout + listed.stderr)
+
+
+def listed_enabled_ok(listing: str, labextensions: Path, version: str) -> bool:
+    """Whether ``listing`` shows our extension in ``labextensions``, enabled and compatible
+    (JupyterLab marks an extension whose ranges its release cannot meet with an X and a
+    "requires ..." line instead of OK)."""
+    if str(labextensions) not in listing:
+        return False
+    section = listing.split(str(labextensions), 1)[1].split("\n/", 1)[0]
+    return bool(
+        re.search(
+            rf"timeback-jupyter v{re.escape(version)} enabled\s+OK \(python, timeback-jupyter\)",
+            section,
+        )
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,20 @@ def wait(predicate, timeout: float = 60.0, what: str = "condition", seen=None):
 
 
 class Lab(JupyterProcess):
-    """`jupyter lab` in its own process group, its own Jupyter dirs, sending to ``standin``."""
+    """`jupyter lab` in its own process group, its own Jupyter dirs, sending to ``standin``.
 
-    def __init__(self, tmp: Path, root: Path, store: Path, standin: StandIn, *extra: str):
+    ``python`` is the interpreter (so the environment) it runs from: another one than this
+    test's tries the product on other releases of JupyterLab."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        root: Path,
+        store: Path,
+        standin: StandIn,
+        *extra: str,
+        python: str = sys.executable,
+    ):
         self.store = store
         (root / "timeback.config.json").write_text(json.dumps(APP_CONFIG))
         # No "get notified about Jupyter news?" toast over the screenshots.
@@ -105,7 +117,7 @@ class Lab(JupyterProcess):
         ]  # fmt: skip
         super().__init__(
             tmp, root, "jupyterlab", TOKEN, args, env,
-            http_timeout=15, log_name="lab", recording=True,
+            http_timeout=15, log_name="lab", recording=True, python=python,
         )  # fmt: skip
 
     def lab_url(self, path: str) -> str:

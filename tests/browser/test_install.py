@@ -10,13 +10,16 @@ import sys
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 import timeback_jupyter
 
-REPO = Path(__file__).resolve().parents[2]
+from .conftest import REPO, labextension_listing, listed_enabled_ok
+
 SHARE = "share/jupyter/labextensions/timeback-jupyter"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+EXAMPLES = "share/jupyter/timeback-jupyter/notebooks"
+DATA = f"timeback_jupyter-{timeback_jupyter.__version__}.data/data"
 
 
 def test_labextension_version_is_the_package_version():
@@ -25,24 +28,9 @@ def test_labextension_version_is_the_package_version():
     assert package["name"] == "timeback-jupyter"
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    if not (REPO / "timeback_jupyter" / "labextension" / "static" / "style.js").exists():
-        pytest.fail("the labextension is not built: run `make labext`")
-    out = tmp_path_factory.mktemp("dist")
-    # No isolation: the build hook finds the prebuilt extension (skip-if-exists) and only zips.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(REPO)],
-        check=True, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    (found,) = out.glob("timeback_jupyter-*.whl")
-    return found
-
-
 def test_wheel_carries_the_prebuilt_extension_and_the_server_config(wheel: Path):
     names = zipfile.ZipFile(wheel).namelist()
-    data = f"timeback_jupyter-{timeback_jupyter.__version__}.data/data"
+    data = DATA
     assert f"{data}/{SHARE}/package.json" in names
     assert f"{data}/{SHARE}/install.json" in names
     assert any(re.fullmatch(rf"{data}/{SHARE}/static/remoteEntry\.\w+\.js", n) for n in names)
@@ -63,15 +51,41 @@ def test_installed_wheel_is_listed_enabled(wheel: Path, tmp_path: Path):
     )  # fmt: skip
     data_dir = prefix / "share" / "jupyter"
     assert (data_dir / "labextensions" / "timeback-jupyter" / "install.json").exists()
-    env = {**os.environ, "JUPYTER_PATH": str(data_dir)}
-    listed = subprocess.run(
-        [sys.executable, "-m", "jupyterlab.labextensions", "list"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    text = ANSI.sub("", listed.stdout + listed.stderr)
-    section = text.split(str(data_dir / "labextensions"), 1)[1].split("\n/", 1)[0]
-    assert re.search(
-        rf"timeback-jupyter v{re.escape(timeback_jupyter.__version__)} enabled\s+OK "
-        r"\(python, timeback-jupyter\)",
-        section,
-    ), text
+    # where the README tells users to copy the example notebooks from
+    assert (prefix / EXAMPLES / "authoring-guide.ipynb").exists()
+    listing = labextension_listing(sys.executable, {**os.environ, "JUPYTER_PATH": str(data_dir)})
+    labextensions = data_dir / "labextensions"
+    assert listed_enabled_ok(listing, labextensions, timeback_jupyter.__version__), listing
+
+
+def readme_notebooks() -> set[str]:
+    """The notebooks the README names (`authoring-guide.ipynb`...)."""
+    readme = (REPO / "README.md").read_text()
+    assert EXAMPLES in readme, "the README must say where the example notebooks are installed"
+    return set(re.findall(r"`(?:notebooks/)?([\w.-]+\.ipynb)`", readme))
+
+
+def test_wheel_carries_the_notebooks_the_readme_promises(wheel: Path):
+    promised = readme_notebooks()
+    assert "authoring-guide.ipynb" in promised
+    archive = zipfile.ZipFile(wheel)
+    for name in [*sorted(promised), "timeback.config.json"]:
+        shipped = archive.read(f"{DATA}/{EXAMPLES}/{name}")
+        assert shipped == (REPO / "notebooks" / name).read_bytes(), name
+        if name.endswith(".ipynb"):
+            notebook = nbformat.reads(shipped.decode(), as_version=4)
+            nbformat.validate(notebook)
+            # a copy handed out must start a fresh run for whoever opens it
+            assert "run" not in notebook.metadata.get("timeback", {}), name
+
+
+def test_wheel_carries_every_example_notebook_and_nothing_else(wheel: Path):
+    tracked = subprocess.run(
+        ["git", "ls-files", "notebooks"], cwd=REPO, capture_output=True, text=True
+    )
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout: which files are the examples is git's to say")
+    examples = {Path(line).name for line in tracked.stdout.split()}
+    prefix = f"{DATA}/{EXAMPLES}/"
+    shipped = {n[len(prefix) :] for n in zipfile.ZipFile(wheel).namelist() if n.startswith(prefix)}
+    assert shipped == examples, "list each file of notebooks/ in pyproject.toml's shared-data"
