@@ -1,7 +1,7 @@
-"""Runs + clock + store + events: the one place where signals become events.
+"""The Tracker: a student's runs through their life (start, signals, windows, end, completion).
 
-Server handlers and the kernel watcher call the tracker; nothing else writes the outbox. It knows
-nothing of Jupyter: a notebook is just a path string that a run is bound to.
+It owns the live runs' targets and the engagement clock, and writes each window and completion
+with its event in one store transaction.
 """
 
 from __future__ import annotations
@@ -9,25 +9,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from . import caliper
-from .clock import EngagementClock
-from .config import AppConfig, ConfigError, Timeback
-from .identity import Student
-from .model import (
-    Activity,
-    Completion,
-    InvalidInput,
-    Run,
-    Window,
-    cap_xp,
-    new_run_id,
-    parse_run_id,
-)
-from .notebook_metadata import CURRENT_VERSION
-from .store import Store
+from .. import caliper
+from ..clock import EngagementClock
+from ..config import AppConfig, ConfigError, Timeback
+from ..identity import Student
+from ..model import Activity, Completion, InvalidInput, Run, Window, cap_xp, parse_run_id
+from ..notebook_metadata import CURRENT_VERSION
+from ..store import Store
+from .notebooks import NotebookRuns
+from .results import CompletionResult, StartResult, TrackerError
+from .resume import RunChooser
 
 log = logging.getLogger("timeback_jupyter.tracker")
 
@@ -35,32 +29,6 @@ log = logging.getLogger("timeback_jupyter.tracker")
 METADATA_SCHEMA_VERSION = CURRENT_VERSION
 # Windows written per store transaction: one commit for a few windows instead of one each.
 RECORD_BATCH = 50
-
-
-class TrackerError(Exception):
-    """A request the tracker refuses; ``status`` is the HTTP status a handler should answer."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class StartResult:
-    run: Run
-    resumed: bool
-    # Why a new run was made when metadata named one (shown to the student, never an error).
-    note: str = ""
-
-
-@dataclass
-class CompletionResult:
-    run: Run
-    event: dict[str, Any]
-    already_completed: bool
-    xp_earned: float
-    xp_capped: bool
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 class Tracker:
@@ -93,12 +61,9 @@ class Tracker:
         # Told the notebook path whose run started, ended, completed or had an exercise marked,
         # whoever asked: a browser showing that notebook may not be asking right now.
         self._notebook_changed = notebook_changed
-        self._targets: dict[str, caliper.Target] = {}
-        self._path_of: dict[str, str] = {}  # live run id -> notebook path
-        self._run_at: dict[str, str] = {}  # notebook path -> live run id
-        # notebook path -> its run that was ended or completed while the notebook stayed open:
-        # nothing restarts it behind the student's back, only an explicit start does
-        self._closed_at: dict[str, str] = {}
+        self._targets: dict[str, caliper.Target] = {}  # live runs: where their events go
+        self._notebooks = NotebookRuns()
+        self._chooser = RunChooser(store, student.key, self._targets, self._notebooks)
         self._unrecorded: list[tuple[Window, caliper.Target]] = []
 
     # ---- targets -------------------------------------------------------------------------
@@ -142,155 +107,46 @@ class Tracker:
         Idempotent per notebook: the browser, the kernel and the server may all ask.
         """
         now = self._now() if now is None else now
-        if path is not None and path in self._run_at:
-            live = self.store.get_run(self._run_at[path])
+        current = self._notebooks.run_at(path) if path is not None else None
+        if current is not None:
+            live = self.store.get_run(current)
             if live is not None and live.activity.id == activity.id:
                 return StartResult(live, resumed=True)
-            self.end(self._run_at[path], now=now)
+            self.end(current, now=now)
         target = self.target_for(activity)
         if path is not None:
-            self._closed_at.pop(path, None)
-        run, resumed, note = self._resume_or_create(activity, path, metadata_run, now)
+            self._notebooks.reopen(path)
+        run, resumed, note = self._chooser.choose(activity, path, metadata_run, now)
         self._targets[run.id] = target
         self.clock.open(run.id, self.student.key, now)
         if path is not None:
-            self._run_at[path] = run.id
-            self._path_of[run.id] = path
+            self._notebooks.bind(path, run.id)
             self._notebook_changed(path)
         return StartResult(run, resumed, note)
 
-    def _resume_or_create(
-        self, activity: Activity, path: str | None, metadata_run: Any, now: float
-    ) -> tuple[Run, bool, str]:
-        note = ""
-        if activity.stateful and metadata_run is not None:
-            candidate, note = self._resumable(activity, path, metadata_run)
-            if candidate is not None:
-                existing = self.store.get_run(candidate["id"])
-                if existing is None:
-                    # The notebook came from another server: keep its runId and attempt.
-                    run = Run(
-                        id=candidate["id"],
-                        activity=activity,
-                        student=self.student.key,
-                        attempt=candidate["attempt"],
-                        started_at=now,
-                        origin=path,
-                    )
-                    self.store.insert_run(run)
-                    return run, True, ""
-                if existing.status == "completed":
-                    note = "the run in the notebook is completed: a new attempt starts"
-                elif existing.id in self._targets:
-                    # A copy that lost its origin, opened beside the original: one run must
-                    # not belong to two notebooks (ending one would end the other's).
-                    note = (
-                        f"the run in the notebook is open in {self._path_of.get(existing.id)}: "
-                        "a new attempt starts"
-                    )
-                elif existing.student != self.student.key or existing.activity.id != activity.id:
-                    note = "the run in the notebook belongs to another student or activity"
-                else:
-                    self.store.set_run_status(existing.id, "active", now)
-                    existing.status = "active"
-                    return existing, True, ""
-            if note:
-                log.warning("notebook %s: %s", path, note)
-        elif activity.stateful and path is not None:
-            # No run metadata at all (refused metadata above keeps its new attempt).
-            found = self._unsaved_run_at(activity, path)
-            if found is not None:
-                self.store.set_run_status(found.id, "active", now)
-                found.status = "active"
-                return found, True, ""
-        run = Run(
-            id=new_run_id(),
-            activity=activity,
-            student=self.student.key,
-            attempt=self.store.next_attempt(activity.id, self.student.key),
-            started_at=now,
-            origin=path,
-        )
-        self.store.insert_run(run)
-        return run, False, note
-
-    def _unsaved_run_at(self, activity: Activity, path: str) -> Run | None:
-        """The open run begun in this notebook when its runId never reached the file.
-
-        The runId is in the file only once saved: a notebook closed unsaved, or a server
-        killed before the save, would otherwise leave a stateful run open and start another.
-        """
-        run = self.store.open_run_at(activity.id, self.student.key, path)
-        if run is None:
-            return None
-        if run.id in self._targets:
-            # Live in another notebook here (this path's own live run never gets this far):
-            # the same run must not be timed twice, so this notebook gets a new attempt.
-            log.info(
-                "notebook %s has no runId; run %s begun here is live in %s: a new attempt starts",
-                path,
-                run.id,
-                self._path_of.get(run.id),
-            )
-            return None
-        log.info(
-            "notebook %s has no runId: resumed run %s (attempt %d) from the store",
-            path,
-            run.id,
-            run.attempt,
-        )
-        return run
-
-    def _resumable(
-        self, activity: Activity, path: str | None, meta: Any
-    ) -> tuple[dict[str, Any] | None, str]:
-        """The run named by notebook metadata if this student may resume it, else why not."""
-        if not isinstance(meta, dict):
-            return None, "metadata.timeback.run is not an object: ignored"
-        try:
-            run_id = parse_run_id(meta.get("id"), "metadata.timeback.run.id")
-        except InvalidInput as err:
-            return None, f"{err}: ignored"
-        if meta.get("student") != self.student.key:
-            return None, "the run in the notebook belongs to another student"
-        if meta.get("status") == "completed":
-            return None, "the run in the notebook is completed: a new attempt starts"
-        origin = meta.get("origin")
-        if path is not None and isinstance(origin, str) and origin and origin != path:
-            return None, f"the notebook is a copy of {origin}: a new attempt starts"
-        attempt = meta.get("attempt", 1)
-        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-            attempt = 1
-        return {"id": run_id, "attempt": attempt}, ""
-
     def run_at(self, path: str) -> str | None:
-        return self._run_at.get(path)
+        return self._notebooks.run_at(path)
 
     def path_of(self, run_id: str) -> str | None:
-        return self._path_of.get(run_id)
+        return self._notebooks.path_of(run_id)
 
     def closed_at(self, path: str) -> str | None:
         """The run last ended or completed in the notebook at ``path`` while it stayed open."""
-        return self._closed_at.get(path)
+        return self._notebooks.closed_at(path)
 
     def reopen(self, path: str) -> None:
         """The notebook was closed: opening it again starts or resumes a run as usual."""
-        self._closed_at.pop(path, None)
+        self._notebooks.reopen(path)
 
     def live_runs(self) -> list[str]:
         return list(self._targets)
 
     def rename(self, old_path: str, new_path: str) -> None:
         """Keep a live run bound to its notebook across a rename."""
-        run_id = self._run_at.pop(old_path, None)
+        run_id = self._notebooks.rename(old_path, new_path)
         if run_id is not None:
-            self._run_at[new_path] = run_id
-            self._path_of[run_id] = new_path
             # else a notebook created later at the old path would resume it (open_run_at)
             self.store.move_run(run_id, new_path)
-        closed = self._closed_at.pop(old_path, None)
-        if closed is not None:
-            self._closed_at[new_path] = closed
 
     def get(self, run_id: str) -> Run:
         try:
@@ -402,10 +258,8 @@ class Tracker:
 
     def _forget(self, run_id: str) -> None:
         self._targets.pop(run_id, None)
-        path = self._path_of.pop(run_id, None)
-        if path is not None and self._run_at.get(path) == run_id:
-            del self._run_at[path]
-            self._closed_at[path] = run_id
+        path = self._notebooks.unbind(run_id)
+        if path is not None:
             self._notebook_changed(path)
 
     def exercise(self, run_id: str, exercise_id: str, correct: bool) -> Run:
@@ -418,7 +272,7 @@ class Tracker:
         if not exercise_id or len(exercise_id) > 200:
             raise TrackerError("exercise: required (a non-empty id up to 200 characters)", 400)
         self.store.set_exercise(run.id, exercise_id, correct)
-        path = self._path_of.get(run.id)
+        path = self._notebooks.path_of(run.id)
         if path is not None:
             self._notebook_changed(path)
         return self.get(run.id)
@@ -439,7 +293,7 @@ class Tracker:
         run = self.get(run_id)
         first = self.store.get_completion(run.id)
         if first is not None:
-            return self._completion_result(run, first, already=True, capped=False)
+            return CompletionResult.from_event(run, first, already=True, capped=False)
         if total_questions is None and correct_questions is None and run.exercises:
             # Exercises marked in the notebook are the questions unless the caller says more.
             total_questions = len(run.exercises)
@@ -469,23 +323,7 @@ class Tracker:
             self._forget(run.id)
         self._notify()
         run = self.get(run.id)
-        return self._completion_result(run, stored, already=not created, capped=capped)
-
-    def _completion_result(
-        self, run: Run, event: dict[str, Any], *, already: bool, capped: bool
-    ) -> CompletionResult:
-        items = {i["type"]: i["value"] for i in event.get("generated", {}).get("items", [])}
-        pct = event.get("generated", {}).get("extensions", {}).get("pctCompleteApp")
-        if pct is not None:
-            items["pctComplete"] = pct
-        return CompletionResult(
-            run=run,
-            event=event,
-            already_completed=already,
-            xp_earned=items.get("xpEarned", 0),
-            xp_capped=capped,
-            metrics=items,
-        )
+        return CompletionResult.from_event(run, stored, already=not created, capped=capped)
 
     # ---- views ---------------------------------------------------------------------------
 
@@ -509,7 +347,7 @@ class Tracker:
             "status": run.status,
             "state": state,
             "live": live,
-            "path": self._path_of.get(run.id),
+            "path": self._notebooks.path_of(run.id),
             "active_seconds": round(run.active_seconds + window_active, 3),
             "inactive_seconds": round(run.inactive_seconds + window_inactive, 3),
             "exercises": dict(run.exercises),
