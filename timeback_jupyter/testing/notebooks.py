@@ -25,6 +25,7 @@ from typing import Any, cast
 import nbformat
 
 from ..kernel.results import RunView
+from ..server.errors import ServiceError
 from .kernel import KernelDriver
 from .record import Cell, NotebookRecord
 from .standin import StandIn
@@ -136,9 +137,12 @@ class NotebookRunner:
             raise RuntimeError(f"the timeback extension is not recording: {status['problem']}")
 
     def _run_id(self, path: str, known: str | None) -> str | None:
-        tracker = self.serverapp.web_app.settings["timeback"].tracker
-        found = tracker.run_at(path) or tracker.closed_at(path)
-        return cast(str | None, found) or known
+        # the extension's own service, as its kernel routes ask it (no REST route maps a path)
+        service = self.serverapp.web_app.settings["timeback"].service
+        try:
+            return cast(str, service.run_of(path))
+        except ServiceError:
+            return known
 
     async def _settled(self, run_id: str) -> RunView:
         """The run once closing the notebook has ended it (a completed run already is)."""
