@@ -1,5 +1,5 @@
 """The drainer and its sinks against a real HTTP stand-in for Timeback
-(timeback_jupyter/testing/standin.py)."""
+(timeback_jupyter/testing/standin/)."""
 
 import asyncio
 import base64

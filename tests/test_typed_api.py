@@ -111,7 +111,13 @@ def test_the_package_is_marked_typed_and_the_wheel_carries_it():
     assert (ROOT / "timeback_jupyter" / "py.typed").is_file()
     # The files the wheel would hold (without building the labextension it also ships).
     names = {f.distribution_path for f in WheelBuilder(str(ROOT)).recurse_included_files()}
-    for name in ("py.typed", "pytest_plugin.py", "testing/standin.py", "kernel/results.py"):
+    for name in (
+        "py.typed",
+        "pytest_plugin.py",
+        "testing/standin/__init__.py",
+        "testing/standin/__main__.py",
+        "kernel/results.py",
+    ):
         assert f"timeback_jupyter/{name}" in names
 
 

@@ -1,0 +1,40 @@
+"""A real HTTP server on 127.0.0.1 standing in for Timeback's token and Caliper endpoints.
+
+It speaks what the official ``timeback_caliper`` client speaks (OAuth2 client credentials with
+HTTP Basic, ``POST /caliper/event``, ``POST /caliper/event/validate``, ``GET
+/caliper/events/{id}``) and validates every envelope and event with the official models, so a
+test that passes here sent what Timeback accepts. Faults are scripted per request::
+
+    with StandIn() as api:
+        api.script(Fault.rate_limited(30), Fault.error(503), Fault.hang(2, then="drop"))
+        ...
+        assert api.received_ids == [...]
+
+Run it by hand with ``python -m timeback_jupyter.testing.standin --port 8765`` (prints its URL).
+
+The parts: :mod:`.server` (the :class:`StandIn`), :mod:`.handler` (HTTP and routing),
+:mod:`.faults`, :mod:`.validation` (the official models), :mod:`.records` (requests and stored
+events), :mod:`.oauth` and :mod:`.oneroster`, :mod:`.samples` (real events for tests).
+"""
+
+from .faults import Fault
+from .paths import EVENT_PATH, TOKEN_PATH, USERS_PATH, VALIDATE_PATH
+from .records import Request
+from .samples import SENSOR, completion_event, time_spent_events
+from .samples import _actor as _actor
+from .samples import _target as _target
+from .server import StandIn, main
+
+__all__ = [
+    "EVENT_PATH",
+    "SENSOR",
+    "TOKEN_PATH",
+    "USERS_PATH",
+    "VALIDATE_PATH",
+    "Fault",
+    "Request",
+    "StandIn",
+    "completion_event",
+    "main",
+    "time_spent_events",
+]
