@@ -10,17 +10,34 @@ import json
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
-from .oauth import basic_client_id, token_answer
+from .faults import Fault
+from .oauth import Tokens, basic_client_id, token_answer
 from .oneroster import users_answer
 from .paths import EVENT_PATH, STORED_EVENT_PREFIX, TOKEN_PATH, USERS_PATH, VALIDATE_PATH
-from .records import Request
+from .records import Recording, Request
 from .validation import validate_envelope
 
-if TYPE_CHECKING:
-    from .server import StandIn
+
+class Host(Protocol):
+    """What a handler needs of the stand-in serving it (:class:`.server.StandIn`): named here so
+    the handler does not import the server that imports it."""
+
+    client_id: str
+    client_secret: str
+    latency: float
+    token_ttl: float
+    users: dict[str, list[str]]
+    _recording: Recording
+    _tokens: Tokens
+
+    def _note(self, request: Request) -> Fault | None: ...
+
+    def _submit(self, envelope: dict[str, Any]) -> str: ...
+
+    def _pause(self, seconds: float) -> None: ...
 
 
 class Server(ThreadingHTTPServer):
@@ -31,7 +48,7 @@ class Server(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
-    standin: StandIn
+    standin: Host
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects
     # One segment per answer: headers and body written apart meet delayed ACKs (40 ms each).
     wbufsize = 64 * 1024
