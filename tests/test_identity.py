@@ -551,7 +551,7 @@ async def test_from_config_uses_the_configured_endpoints(stand_in: OneRosterStan
 
 
 # ---------------------------------------------------------------------------------------------
-# One OAuth token for the Caliper sink and the OneRoster lookup (tests/standin.py serves both)
+# One OAuth token for the Caliper sink and the OneRoster lookup (the stand-in serves both)
 
 
 def _shared_setup(api: StandIn) -> tuple[Timeback, Credentials]:

@@ -31,8 +31,8 @@ import pytest
 from packaging.requirements import Requirement
 
 import timeback_jupyter
+from timeback_jupyter.testing.standin import StandIn
 
-from ..standin import StandIn
 from .conftest import REPO, labextension_listing, listed_enabled_ok
 from .lab import (
     QUIZ,
