@@ -1,19 +1,35 @@
 """Caliper events as Timeback takes them: who and what they are about (:mod:`.targets`, pure
-and cheap) and the events themselves, built and checked with the official SDK (:mod:`.events`,
-which imports the SDK only when an event is first built)."""
+and cheap), the events themselves as the runtime writes them (:mod:`.events`, plain dicts, no
+SDK), the same built through the official SDK's factories and models (:mod:`.reference`, which
+imports the SDK on first use: the golden reference, ``doctor``'s check) and the check a sink
+makes before accepting an event (:mod:`.checks`)."""
 
-from .events import completion_event, envelope, time_spent_event, validate_event
+from .checks import check_event, is_built_shape
+from .events import completion_event, envelope, time_spent_event
+from .inputs import CALIPER_DATA_VERSION
+from .reference import (
+    official_completion_event,
+    official_envelope,
+    official_time_spent_event,
+    validate_event,
+)
 from .targets import Actor, CaliperInputError, Target, activity_url, course_url, iso_time, user_url
 
 __all__ = [
+    "CALIPER_DATA_VERSION",
     "Actor",
     "CaliperInputError",
     "Target",
     "activity_url",
+    "check_event",
     "completion_event",
     "course_url",
     "envelope",
+    "is_built_shape",
     "iso_time",
+    "official_completion_event",
+    "official_envelope",
+    "official_time_spent_event",
     "time_spent_event",
     "user_url",
     "validate_event",

@@ -1,139 +1,60 @@
-"""Windows and completions as Caliper events, built the way Timeback's official server SDK does.
+"""Windows and completions as Caliper events: the runtime path, at the cost of a few dicts.
 
-The events come out of the official ``timeback_caliper`` factories and are serialized exactly as
-its ``EventsResource.send`` does (``model_dump(mode="json", by_alias=True, exclude_none=True)``),
-so what lands in the outbox is byte for byte what the SDK would have sent, plus
-``extensions.runId`` which Timeback's docs show and the SDK 0.4 leaves out.
-``tests/test_caliper.py`` compares our output with the SDK's own builders field by field.
+Every input is checked where it is made (``model.Window``/``Completion``, ``Actor``, ``Target``)
+or here (ids, run id, attempt, times), so the event written from them is valid by construction:
+no model parses it again. What it writes is the official SDK's output, key for key and in its
+order: :mod:`.reference` builds the same event through ``timeback_caliper``'s factories and
+models, and ``tests/test_caliper_golden.py`` holds the two equal (and the result valid with the
+official models) for random windows, completions, actors and targets. The target's part of an
+event (``object``, ``extensions.courseId``) is made once per target (``Target.event_object``),
+and a target lives as long as its run.
 
-Everything here is pure: no clock (times come from the Window/Completion), no I/O.
+No SDK import here: building an event costs no pydantic and a kernel's standalone recorder
+does not pay the SDK's import.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import uuid
 from collections.abc import Mapping
-from datetime import datetime
-from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..model import Completion, InvalidInput, Window, parse_run_id
-from .targets import (
-    Actor,
-    CaliperInputError,
-    Target,
-    absolute_url,
-    activity_url,
-    course_url,
-    iso_time,
+from ..model import Completion, Window
+from .inputs import (
+    CALIPER_DATA_VERSION,
+    checked_attempt,
+    checked_run_id,
+    completion_metrics,
+    event_ids,
+    json_number,
+    seconds,
 )
-
-# The official SDK (pydantic models over httpx) takes a few hundred ms to import: far more than
-# the rest of the extension. It is imported inside the functions that build or check events, so
-# loading the extension (Jupyter's start) and the kernel side never pay for it; the server warms
-# it in a thread once it has started (server.app._warm_imports).
-if TYPE_CHECKING:
-    import pydantic
-    from timeback_caliper import (
-        ActivityCompletedEvent,
-        TimebackActivityContext,
-        TimebackUser,
-        TimeSpentEvent,
-    )
-
-# The official server SDK's datetime check for endedAt (handlers/activity/schema.py).
-_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-# An event id must be an IRI: urn:uuid:..., https://..., anything with a scheme.
-_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
-# Seeds generated.id when the event id is fixed, so rebuilding an event yields the same dict.
-_METRICS_NAMESPACE = uuid.UUID("6f1c1f5e-6a43-4c55-9d6e-2b4a8f0c7e11")
+from .targets import Actor, CaliperInputError, Target, absolute_url, iso_time
 
 
-@cache
-def _event_models() -> dict[str, type[TimeSpentEvent] | type[ActivityCompletedEvent]]:
-    from timeback_caliper import ActivityCompletedEvent, TimeSpentEvent
-
-    return {"TimeSpentEvent": TimeSpentEvent, "ActivityEvent": ActivityCompletedEvent}
-
-
-def _context(target: Target) -> TimebackActivityContext:
-    from timeback_caliper import (
-        TimebackActivity,
-        TimebackActivityContext,
-        TimebackApp,
-        TimebackCourse,
-    )
-
-    return TimebackActivityContext(
-        id=activity_url(target.sensor, target.activity, target.course),
-        type="TimebackActivityContext",
-        subject=target.course.subject,  # type: ignore[arg-type]  # checked against SUBJECTS
-        app=TimebackApp(name=target.app_name),
-        activity=TimebackActivity(name=target.activity.name),
-        course=TimebackCourse(
-            id=course_url(target.oneroster_base_url, target.course_id),
-            name=target.course.name,
-        ),
-        process=True,
-    )
+def _object(target: Target) -> dict[str, Any]:
+    # A fresh copy per event: events are handed to callers who may change them.
+    o = target.event_object
+    return {
+        **o,
+        "app": dict(o["app"]),
+        "course": dict(o["course"]),
+        "activity": dict(o["activity"]),
+    }
 
 
-def _user(actor: Actor) -> TimebackUser:
-    from timeback_caliper import TimebackUser
-
+def _head(kind: str, action: str, the_id: str, actor: Actor, target: Target) -> dict[str, Any]:
     if not isinstance(actor, Actor):
         raise CaliperInputError("actor", "must be a caliper.Actor")
-    return TimebackUser(id=actor.id, type="TimebackUser", email=actor.email)
-
-
-def _ids(event_id: str | None) -> tuple[str, str]:
-    """The event id and its generated.id: fresh, or derived from a fixed event id."""
-    if event_id is None:
-        return f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
-    if not isinstance(event_id, str) or not _IRI.match(event_id.strip()):
-        raise CaliperInputError("event_id", f"{event_id!r} is not an IRI such as urn:uuid:<uuid>")
-    event_id = event_id.strip()
-    return event_id, f"urn:uuid:{uuid.uuid5(_METRICS_NAMESPACE, event_id)}"
-
-
-def _run_id(run_id: str, of: str, field: str) -> str:
-    try:
-        parsed = parse_run_id(run_id, "run_id")
-    except InvalidInput as err:
-        raise CaliperInputError("run_id", err.problem) from None
-    if parsed != parse_run_id(of, field):
-        raise CaliperInputError("run_id", f"{parsed} is not the {field} ({of})")
-    return parsed
-
-
-def _seconds(value: float) -> float:
-    # Whole milliseconds, divided like the SDK's elapsedMs / 1000, so values compare equal.
-    return round(value * 1000) / 1000
-
-
-def _json_number(value: float | int) -> float | int:
-    # A browser's JSON.stringify writes 10.0 as 10; so does the SDK's wire for those payloads.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _extensions(run_id: str, target: Target) -> dict[str, object]:
-    return {"runId": run_id, "courseId": target.course_id}
-
-
-def _build(factory: Any, payload: Any, what: str) -> dict[str, Any]:
-    from pydantic import ValidationError
-
-    try:
-        event = factory(input=payload)
-    except ValidationError as err:
-        raise _validation_error(err, what) from None
-    data: dict[str, Any] = event.model_dump(mode="json", by_alias=True, exclude_none=True)
-    validate_event(data)
-    return data
+    if not isinstance(target, Target):
+        raise CaliperInputError("target", "must be a caliper.Target")
+    return {
+        "@context": CALIPER_DATA_VERSION,
+        "id": the_id,
+        "type": kind,
+        "action": action,
+        "actor": {"id": actor.id, "type": "TimebackUser", "email": actor.email},
+        "object": _object(target),
+    }
 
 
 def time_spent_event(
@@ -145,27 +66,25 @@ def time_spent_event(
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """One heartbeat window as a TimeSpentEvent (a plain JSON-able dict)."""
-    from timeback_caliper import TimeSpentInput, TimeSpentMetric, create_time_spent_event
-
     if not isinstance(window, Window):
         raise CaliperInputError("window", "must be a model.Window")
-    run = _run_id(run_id, window.run_id, "window.run_id")
-    active, inactive = _seconds(window.active), _seconds(window.inactive)
-    metrics = [TimeSpentMetric(type="active", value=active)]
+    run = checked_run_id(run_id, window.run_id, "window.run_id")
+    active, inactive = seconds(window.active), seconds(window.inactive)
+    items: list[dict[str, Any]] = [{"type": "active", "value": active}]
     if inactive > 0:
-        metrics.append(TimeSpentMetric(type="inactive", value=inactive))
-    the_id, metrics_id = _ids(event_id)
-    payload = TimeSpentInput(
-        actor=_user(actor),
-        object=_context(target),
-        metrics=metrics,
-        event_time=iso_time(window.end, "window.end"),
-        id=the_id,
-        metrics_id=metrics_id,
-        session=f"urn:uuid:{run}",
-        extensions=_extensions(run, target),
-    )
-    return _build(create_time_spent_event, payload, "TimeSpentEvent")
+        items.append({"type": "inactive", "value": inactive})
+    the_id, metrics_id = event_ids(event_id)
+    event = _head("TimeSpentEvent", "SpentTime", the_id, actor, target)
+    event["eventTime"] = iso_time(window.end, "window.end")
+    event["profile"] = "TimebackProfile"
+    event["generated"] = {
+        "id": metrics_id,
+        "type": "TimebackTimeSpentMetricsCollection",
+        "items": items,
+    }
+    event["session"] = f"urn:uuid:{run}"
+    event["extensions"] = {"runId": run, "courseId": target.course_id}
+    return event
 
 
 def completion_event(
@@ -178,110 +97,39 @@ def completion_event(
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """A run's completion as an ActivityEvent/Completed (a plain JSON-able dict)."""
-    from timeback_caliper import (
-        ActivityCompletedInput,
-        TimebackActivityMetric,
-        create_activity_event,
-    )
-
     if not isinstance(completion, Completion):
         raise CaliperInputError("completion", "must be a model.Completion")
-    run = _run_id(run_id, completion.run_id, "completion.run_id")
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-        raise CaliperInputError("attempt", f"must be an integer >= 1, got {attempt!r}")
-    # The SDK's order (build_activity_metrics), each only when present.
-    present = [
-        ("totalQuestions", completion.total_questions),
-        ("correctQuestions", completion.correct_questions),
-        ("xpEarned", completion.xp_earned),
-        ("masteredUnits", completion.mastered_units),
-    ]
-    metrics = [
-        TimebackActivityMetric(type=kind, value=_json_number(value))  # type: ignore[arg-type]
-        for kind, value in present
-        if value is not None
-    ]
-    generated_extensions: dict[str, object] | None = None
+    run = checked_run_id(run_id, completion.run_id, "completion.run_id")
+    checked_attempt(attempt)
+    the_id, metrics_id = event_ids(event_id)
+    event = _head("ActivityEvent", "Completed", the_id, actor, target)
+    event["eventTime"] = iso_time(completion.at, "completion.at")
+    event["profile"] = "TimebackProfile"
+    generated: dict[str, Any] = {
+        "id": metrics_id,
+        "type": "TimebackActivityMetricsCollection",
+        "items": [{"type": kind, "value": v} for kind, v in completion_metrics(completion)],
+        "attempt": attempt,
+    }
     if completion.pct_complete is not None:
-        generated_extensions = {"pctCompleteApp": _json_number(completion.pct_complete)}
-    the_id, metrics_id = _ids(event_id)
-    payload = ActivityCompletedInput(
-        actor=_user(actor),
-        object=_context(target),
-        metrics=metrics,
-        attempt=attempt,
-        event_time=iso_time(completion.at, "completion.at"),
-        id=the_id,
-        metrics_id=metrics_id,
-        session=f"urn:uuid:{run}",
-        extensions=_extensions(run, target),
-        generated_extensions=generated_extensions,
-    )
-    return _build(create_activity_event, payload, "ActivityEvent")
+        generated["extensions"] = {"pctCompleteApp": json_number(completion.pct_complete)}
+    event["generated"] = generated
+    event["session"] = f"urn:uuid:{run}"
+    event["extensions"] = {"runId": run, "courseId": target.course_id}
+    return event
 
 
 def envelope(events: list[dict[str, Any]], sensor: str, send_time: float) -> dict[str, Any]:
-    """One Caliper envelope holding ``events`` as the official client posts it."""
-    from timeback_caliper import CALIPER_DATA_VERSION, CaliperEnvelope
-
+    """One Caliper envelope holding ``events`` as the official client posts it
+    (:func:`.reference.official_envelope` is the same through the SDK's model)."""
     if not isinstance(events, list) or not events:
         raise CaliperInputError("events", "must be a non-empty list of events")
     for i, event in enumerate(events):
         if not isinstance(event, Mapping):
             raise CaliperInputError(f"events[{i}]", "must be an event dict")
-    wrapped = CaliperEnvelope(
-        sensor=absolute_url(sensor, "sensor"),
-        sendTime=iso_time(send_time, "send_time"),
-        dataVersion=CALIPER_DATA_VERSION,
-        data=[dict(e) for e in events],
-    )
-    return wrapped.model_dump(mode="json", by_alias=True)
-
-
-def _validation_error(err: pydantic.ValidationError, what: str) -> CaliperInputError:
-    problems = []
-    for issue in err.errors():
-        where = ".".join(str(part) for part in issue["loc"]) or what
-        problems.append(f"{where}: {issue['msg']}")
-    first = err.errors()[0]["loc"] if err.errors() else ()
-    field = ".".join(str(part) for part in first) or "event"
-    return CaliperInputError(field, f"invalid {what} ({'; '.join(problems)})")
-
-
-def validate_event(event: dict[str, Any]) -> None:
-    """Parse ``event`` back through the official models; CaliperInputError says what is wrong.
-
-    The models accept extra keys and any string as eventTime, so the few things Timeback
-    relies on beyond them (context, time format, finite metric values) are checked here.
-    """
-    from pydantic import ValidationError
-    from timeback_caliper import CALIPER_DATA_VERSION
-
-    if not isinstance(event, Mapping):
-        raise CaliperInputError("event", f"must be a JSON object, got {type(event).__name__}")
-    kind = event.get("type")
-    models = _event_models()
-    model = models.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise CaliperInputError(
-            "type", f"{kind!r} is not one of {', '.join(models)} (the events we send)"
-        )
-    try:
-        parsed = model.model_validate(dict(event))
-    except ValidationError as err:
-        raise _validation_error(err, kind) from None  # type: ignore[arg-type]
-    if parsed.context != CALIPER_DATA_VERSION:
-        raise CaliperInputError("@context", f"must be {CALIPER_DATA_VERSION}")
-    if not _ISO_DATETIME.match(parsed.event_time):
-        raise CaliperInputError("eventTime", f"{parsed.event_time!r} is not an ISO-8601 time")
-    try:
-        datetime.fromisoformat(parsed.event_time.replace("Z", "+00:00"))
-    except ValueError:
-        raise CaliperInputError(
-            "eventTime", f"{parsed.event_time!r} is not a valid date and time"
-        ) from None
-    for i, item in enumerate(parsed.generated.items):
-        if not math.isfinite(item.value):
-            raise CaliperInputError(
-                f"generated.items.{i}.value", f"{item.type} must be finite, got {item.value!r}"
-            )
+    return {
+        "sensor": absolute_url(sensor, "sensor"),
+        "sendTime": iso_time(send_time, "send_time"),
+        "dataVersion": CALIPER_DATA_VERSION,
+        "data": [dict(e) for e in events],
+    }

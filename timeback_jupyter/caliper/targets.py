@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlparse, urlunparse
 
@@ -96,6 +97,23 @@ class Target:
             return self.course.synced_id(self.environment)
         except ConfigError as err:
             raise CaliperInputError(f"course.ids.{self.environment}", str(err)) from None
+
+    @cached_property
+    def event_object(self) -> dict[str, Any]:
+        """The events' ``object`` (a TimebackActivityContext as the SDK dumps it), made once per
+        target: the same for every event of a run. Read-only; events copy it."""
+        return {
+            "id": activity_url(self.sensor, self.activity, self.course),
+            "type": "TimebackActivityContext",
+            "subject": self.course.subject,
+            "app": {"name": self.app_name},
+            "course": {
+                "id": course_url(self.oneroster_base_url, self.course_id),
+                "name": self.course.name,
+            },
+            "activity": {"name": self.activity.name},
+            "process": True,
+        }
 
 
 def iso_time(t: float, field: str = "time") -> str:

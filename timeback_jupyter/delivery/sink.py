@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from ..caliper import CALIPER_DATA_VERSION
 from .errors import RejectedError
 
 
@@ -19,8 +20,6 @@ class Sink(Protocol):
 
 
 def check_envelope(envelope: Any) -> list[Any]:
-    from timeback_caliper import CALIPER_DATA_VERSION
-
     if not isinstance(envelope, dict):
         raise RejectedError("envelope: must be a JSON object")
     if not isinstance(envelope.get("sensor"), str) or not envelope["sensor"].strip():
