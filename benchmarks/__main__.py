@@ -8,12 +8,23 @@ import time
 import traceback
 from collections.abc import Callable
 
-from . import accuracy, checkpoint, drills, kernel_overhead, outbox, presence_load, report, startup
+from . import (
+    accuracy,
+    checkpoint,
+    drills,
+    event_path,
+    kernel_overhead,
+    outbox,
+    presence_load,
+    report,
+    startup,
+)
 from .common import Result, say
 
 BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "kernel": kernel_overhead.run,
     "presence": presence_load.run,
+    "events": event_path.run,
     "outbox": outbox.run,
     "checkpoint": checkpoint.run,
     "accuracy": accuracy.run,

@@ -6,13 +6,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import accuracy, checkpoint, drills, kernel_overhead, outbox, presence_load, startup
+from . import (
+    accuracy,
+    checkpoint,
+    drills,
+    event_path,
+    kernel_overhead,
+    outbox,
+    presence_load,
+    startup,
+)
 from .common import RESULTS, ROOT, load_results
 
-ORDER = ["kernel", "presence", "outbox", "checkpoint", "accuracy", "startup", "drills"]
+ORDER = ["kernel", "presence", "events", "outbox", "checkpoint", "accuracy", "startup", "drills"]
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "kernel": kernel_overhead.render,
     "presence": presence_load.render,
+    "events": event_path.render,
     "outbox": outbox.render,
     "checkpoint": checkpoint.render,
     "accuracy": accuracy.render,
@@ -38,6 +48,13 @@ def _headline(name: str, r: dict[str, Any]) -> str:
         return (
             f"CPU {m['cpu_share_under_load']:.1%} of a core{floor_text}; "
             f"client p99 {m['client_round_trip_ms']['p99']:.1f} ms"
+        )
+    if name == "events":
+        return (
+            f"{m['now_cpu_us']:.0f} µs CPU per event, {m['now_over_floor']:.2f}x the bare commit "
+            f"(before: {m['before_cpu_us']:.0f} µs, {m['before_over_floor']:.1f}x); drain of 50 "
+            f"p99 {m['arms']['now']['drain_batch_wall_ms']['p99']:.2f} ms (before "
+            f"{m['arms']['before']['drain_batch_wall_ms']['p99']:.2f} ms)"
         )
     if name == "outbox":
         return (

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from timeback_caliper import CALIPER_DATA_VERSION, ActivityCompletedEvent, TimeSpentEvent
@@ -317,3 +319,17 @@ def test_the_quick_check_refuses_what_our_builder_never_writes() -> None:
         event = json.loads(json.dumps(good))
         mutate(event, path, value, False)
         assert not is_built_shape(event), path
+
+
+@settings(max_examples=500, deadline=None)
+@given(t=st.one_of(st.floats(0, 253_402_300_799.999), st.integers(0, 253_402_300_799)))
+def test_iso_time_writes_what_datetime_writes(t: float) -> None:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=round(t * 1000))
+    expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    assert caliper.iso_time(t) == expected
+
+
+@pytest.mark.parametrize("t", [253_402_300_800.0, 1e20, 10**30])
+def test_iso_time_past_year_9999_is_out_of_range(t: float) -> None:
+    with pytest.raises(CaliperInputError, match="out of range"):
+        caliper.iso_time(t, "when")

@@ -1,0 +1,293 @@
+"""The heartbeat event path in CPU time: build + commit + drain against the bare commit.
+
+Three arms, interleaved batch by batch (so a busy machine hits them alike), each on its own
+store (a real SQLite file, WAL, as the server opens it) in the same directory:
+
+- **commit** (the floor): the tracker's transaction for 50 windows (window rows, run totals,
+  events in the outbox) with the events built beforehand, out of the timing.
+- **now**: what the product does per window: the event written directly
+  (``caliper.time_spent_event``), the same commit, then the real ``Drainer.drain_once`` with
+  the ``LocalSink`` (claim, envelope, the sink's check, ack).
+- **before**: the path this replaced: each event built through the official factories and
+  models (``caliper.official_time_spent_event``), the same commit, then the same drainer with a
+  sink that does what the local sink and the drainer did before (the SDK's envelope model, and
+  every event parsed again with the official models).
+
+CPU is the process's (``time.process_time``: the store's checkpoint thread included), per
+event. The event loop's hold is the drain of one batch of 50 (all synchronous: the local sink
+never waits), and within it the envelope and the sink's check ("validation"), as wall and CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from timeback_jupyter import caliper
+from timeback_jupyter.config import Course
+from timeback_jupyter.delivery import Drainer, LocalSink, RejectedError
+from timeback_jupyter.delivery.sink import check_envelope
+from timeback_jupyter.model import Activity, CourseRef, Run, Window
+from timeback_jupyter.store import Store
+
+from .common import Result, say, summary
+
+TARGET_FACTOR = 2.0  # build + commit + drain within twice the bare commit
+TARGET_HOLD_MS = 1.0  # a batch of 50 validated and drained in under a millisecond of loop time
+BATCH = 50
+RUNS = 10
+SENSOR = "https://notebooks.example.edu"
+T0 = 1_768_471_200.0
+ARMS = ("commit", "now", "before")
+ACTOR = caliper.Actor(
+    "https://api.staging.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/s-1",
+    "student@example.edu",
+)
+
+
+class BeforeSink(LocalSink):
+    """The local sink and the drainer's envelope as they were: the SDK's envelope model, then
+    every event parsed again with the official models."""
+
+    name = "local-before"
+
+    async def send(self, envelope: dict[str, Any]) -> None:
+        wrapped = caliper.official_envelope(list(envelope["data"]), envelope["sensor"], time.time())
+        data = check_envelope(wrapped)
+        for event in data:
+            try:
+                caliper.validate_event(event)
+            except caliper.CaliperInputError as err:
+                raise RejectedError(str(err)) from None
+        self.accepted += len(data)
+
+
+def _target(activity: Activity) -> caliper.Target:
+    course = Course("Math", 3, None, {"staging": "math-3-stg"}, SENSOR)
+    return caliper.Target(
+        "Jupyter", SENSOR, "staging", "https://api.staging.alpha-1edtech.ai", course, activity
+    )
+
+
+class Arm:
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.store = Store(path)
+        self.runs: list[tuple[Run, caliper.Target]] = []
+        for i in range(RUNS):
+            activity = Activity(f"lesson-{i}", f"Lesson {i}", CourseRef("Math", 3))
+            run = Run(
+                id=str(uuid.uuid4()), activity=activity, student="s-1", attempt=1, started_at=T0
+            )
+            self.store.insert_run(run)
+            self.runs.append((run, _target(activity)))
+        sink = BeforeSink() if name == "before" else LocalSink()
+        self.drainer = Drainer(self.store, sink, batch_size=BATCH) if name != "commit" else None
+        self.k = 0
+        self.cpu: dict[str, list[float]] = {"build": [], "commit": [], "drain": []}
+        self.hold_ms: list[float] = []
+        self.hold_cpu_ms: list[float] = []
+
+    def windows(self) -> list[tuple[Window, caliper.Target]]:
+        out = []
+        for _ in range(BATCH):
+            run, target = self.runs[self.k % RUNS]
+            t = T0 + 15 * self.k
+            out.append((Window(run.id, t, t + 15, 12.0, 3.0), target))
+            self.k += 1
+        return out
+
+    def build(self, windows: list[tuple[Window, caliper.Target]]) -> list[Any]:
+        make: Callable[..., dict[str, Any]] = (
+            caliper.official_time_spent_event if self.name == "before" else caliper.time_spent_event
+        )
+        return [(w, make(w, w.run_id, ACTOR, target), SENSOR) for w, target in windows]
+
+    def round(self, loop: asyncio.AbstractEventLoop) -> None:
+        windows = self.windows()
+        if self.name == "commit":
+            items = self.build(windows)  # out of the timing: the floor is the commit alone
+            c = time.process_time()
+        else:
+            c = time.process_time()
+            items = self.build(windows)
+        b = time.process_time()
+        self.store.record_windows(items)
+        d = time.process_time()
+        if self.drainer is not None:
+            w = time.perf_counter()
+            report = loop.run_until_complete(self.drainer.drain_once())
+            self.hold_ms.append((time.perf_counter() - w) * 1000)
+            self.hold_cpu_ms.append((time.process_time() - d) * 1000)
+            if report.sent != BATCH:
+                raise RuntimeError(f"{self.name}: drained {report}, not {BATCH} events")
+        e = time.process_time()
+        self.cpu["build"].append((b - c) / BATCH)
+        self.cpu["commit"].append((d - b) / BATCH)
+        self.cpu["drain"].append((e - d) / BATCH)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def validation_hold(rounds: int) -> dict[str, Any]:
+    """Envelope + the sink's check of one batch of 50, as the drainer runs it, now and before."""
+    activity = Activity("lesson-0", "Lesson 0", CourseRef("Math", 3))
+    target = _target(activity)
+    run_id = str(uuid.uuid4())
+    events = [
+        caliper.time_spent_event(Window(run_id, T0 + 15 * i, T0 + 15 * i + 15, 15.0, 0.0),
+                                 run_id, ACTOR, target)
+        for i in range(BATCH)
+    ]  # fmt: skip
+    now, before = LocalSink(), BeforeSink()
+    out: dict[str, dict[str, list[float]]] = {
+        "now": {"wall": [], "cpu": []},
+        "before": {"wall": [], "cpu": []},
+    }
+    for _ in range(rounds):
+        for name, sink in (("now", now), ("before", before)):
+            w, c = time.perf_counter(), time.thread_time()
+            envelope = caliper.envelope(events, SENSOR, time.time())
+            _run_sync(sink.send(envelope))
+            out[name]["wall"].append(time.perf_counter() - w)
+            out[name]["cpu"].append(time.thread_time() - c)
+    return {
+        name: {"wall_ms": summary(v["wall"], 1000), "cpu_ms": summary(v["cpu"], 1000)}
+        for name, v in out.items()
+    }
+
+
+def _run_sync(coro: Any) -> None:
+    # The local sinks never suspend: drive the coroutine to its end without an event loop, so
+    # the figure is the sink's own work and not asyncio's.
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("the sink suspended")
+
+
+def measure(workdir: Path, rounds: int) -> dict[str, Any]:
+    arms = {name: Arm(name, workdir / f"{name}.sqlite3") for name in ARMS}
+    loop = asyncio.new_event_loop()
+    try:
+        for name in ARMS:  # warm: imports, caches, first pages
+            arms[name].round(loop)
+        for arm in arms.values():
+            for values in arm.cpu.values():
+                values.clear()
+            arm.hold_ms.clear()
+            arm.hold_cpu_ms.clear()
+        order = list(ARMS)
+        for r in range(rounds):
+            order = order[1:] + order[:1]  # each arm first as often as the others
+            for name in order:
+                arms[name].round(loop)
+            if r % 20 == 0:
+                say(f"events: round {r}/{rounds}, load average {os.getloadavg()[0]:.2f}")
+    finally:
+        loop.close()
+        for arm in arms.values():
+            arm.close()
+    out: dict[str, Any] = {}
+    for name, arm in arms.items():
+        parts = {k: statistics.median(v) * 1e6 for k, v in arm.cpu.items()}
+        total = [sum(x) for x in zip(*arm.cpu.values(), strict=True)]
+        out[name] = {
+            "cpu_us_per_event": {**parts, "total": statistics.median(total) * 1e6},
+            "cpu_us_per_event_mean": sum(total) / len(total) * 1e6,
+            "drain_batch_wall_ms": summary(arm.hold_ms, 1) if arm.hold_ms else None,
+            "drain_batch_cpu_ms": summary(arm.hold_cpu_ms, 1) if arm.hold_cpu_ms else None,
+        }
+    return out
+
+
+def run(quick: bool = False) -> Result:
+    rounds = 20 if quick else 200
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="tb-bench-events-") as tmp:
+        say(f"events: {rounds} rounds of {BATCH} windows in each of {', '.join(ARMS)}")
+        arms = measure(Path(tmp), rounds)
+    say("events: the envelope and the sink's check of one batch, now and before")
+    hold = validation_hold(rounds)
+    load_after = os.getloadavg()[0]
+    floor = arms["commit"]["cpu_us_per_event"]["total"]
+    now = arms["now"]["cpu_us_per_event"]["total"]
+    before = arms["before"]["cpu_us_per_event"]["total"]
+    drain_now = arms["now"]["drain_batch_wall_ms"]
+    passed = now <= TARGET_FACTOR * floor and drain_now["p99"] < TARGET_HOLD_MS
+    return Result(
+        name="events",
+        title="Heartbeat event path",
+        command="python -m benchmarks events",
+        target=f"CPU per heartbeat event (build + commit + drain) within {TARGET_FACTOR:g}x the "
+        f"bare commit; a batch of {BATCH} drained (validation included) in under "
+        f"{TARGET_HOLD_MS:g} ms of event-loop time (p99)",
+        passed=passed,
+        quick=quick,
+        params={"batch": BATCH, "rounds": rounds, "runs": RUNS},
+        metrics={
+            "arms": arms,
+            "floor_cpu_us": floor,
+            "now_cpu_us": now,
+            "before_cpu_us": before,
+            "now_over_floor": now / floor,
+            "before_over_floor": before / floor,
+            "validation_batch": hold,
+            "load_average_1m": {"start": round(load_before, 2), "end": round(load_after, 2)},
+        },
+        notes=[
+            "CPU is process CPU time (user + system, every thread of the process: the store's "
+            "checkpoint thread too) divided by the 50 events of a round; each figure is the "
+            "median over the rounds. Wall time would count the other processes of a shared "
+            "machine; CPU time does not (it still grows a little when caches are shared).",
+            "The event-loop hold of a drain is its wall time: the local sink never suspends, so "
+            "a drain of one batch runs from claim to ack without yielding to the loop.",
+        ],
+    )
+
+
+def render(r: dict[str, Any]) -> str:
+    m = r["metrics"]
+    a = m["arms"]
+
+    def row(label: str, arm: dict[str, Any]) -> str:
+        c = arm["cpu_us_per_event"]
+        hold = arm["drain_batch_wall_ms"]
+        hold_text = "" if hold is None else f"{hold['median']:.2f} / {hold['p99']:.2f} ms"
+        return (
+            f"| {label} | {c['build']:.0f} µs | {c['commit']:.0f} µs | {c['drain']:.0f} µs | "
+            f"**{c['total']:.0f} µs** | {c['total'] / m['floor_cpu_us']:.2f}x | {hold_text} |"
+        )
+
+    v = m["validation_batch"]
+    load = m["load_average_1m"]
+    return "\n".join(
+        [
+            "| CPU per heartbeat event | build | commit | drain | total | over the floor | "
+            "drain of a batch of 50, median / p99 (event-loop hold) |",
+            "|---|---|---|---|---|---|---|",
+            row("bare commit (the floor)", a["commit"]),
+            row("**now**: written directly, local sink's quick check", a["now"]),
+            row("before: official factories and models, parsed again to drain", a["before"]),
+            "",
+            f"The envelope and the sink's check of one batch of {r['params']['batch']} events "
+            "(the validation part of a drain), median / p99: now "
+            f"{v['now']['wall_ms']['median']:.2f} / {v['now']['wall_ms']['p99']:.2f} ms wall, "
+            f"{v['now']['cpu_ms']['median']:.2f} ms CPU; before "
+            f"{v['before']['wall_ms']['median']:.2f} / {v['before']['wall_ms']['p99']:.2f} ms "
+            f"wall, {v['before']['cpu_ms']['median']:.2f} ms CPU.",
+            "",
+            f"{r['params']['rounds']} rounds of {r['params']['batch']} windows per arm over "
+            f"{r['params']['runs']} runs, arms interleaved; load average {load['start']} at the "
+            f"start, {load['end']} at the end (other work on the machine).",
+        ]
+    )
