@@ -48,6 +48,9 @@ from .common import ROOT, Result, cpu_seconds, say, summary
 from .jupyter import STUDENT, TOKEN, JupyterServer, activity, free_port, write_notebook
 
 TARGET_CPU = 0.05
+# The heartbeat windows of 500 live runs alone (no reports): 33 events a second built,
+# committed and drained; at most this share of a core (issue 20).
+TARGET_RUNS_ONLY = 0.015
 TARGET_P99_MS = 10.0
 PING_EVERY = 5.0
 HEARTBEAT = 15.0
@@ -478,7 +481,8 @@ def run(quick: bool = False, notebooks: int = 500) -> Result:
     # Held to the target: the CPU of what the extension sends, and the latency of reports both
     # as it sends them and at the issue's load (every tab every 5 s: the busier event loop).
     passed = (
-        ext["cpu_share"] < TARGET_CPU
+        idle <= TARGET_RUNS_ONLY
+        and ext["cpu_share"] < TARGET_CPU
         and ext_client["p99"] < TARGET_P99_MS
         and client["p99"] < TARGET_P99_MS
         and not ext["errors"]
@@ -489,8 +493,9 @@ def run(quick: bool = False, notebooks: int = 500) -> Result:
         title="Presence and tick load",
         command="python -m benchmarks presence",
         target=f"server CPU < {TARGET_CPU:.0%} of one core with 500 notebooks open as the lab "
-        f"extension reports them, p99 latency < {TARGET_P99_MS:g} ms (client round trip, also "
-        "with every tab reporting every 5 s)",
+        f"extension reports them, <= {TARGET_RUNS_ONLY:.1%} for their heartbeats alone (no "
+        f"reports), p99 latency < {TARGET_P99_MS:g} ms (client round trip, also with every tab "
+        "reporting every 5 s)",
         passed=passed,
         quick=quick,
         params={
@@ -515,6 +520,8 @@ def run(quick: bool = False, notebooks: int = 500) -> Result:
             # every tab every 5 s over its socket: the issue's stated load
             "cpu_share_under_load": load["cpu_share"],
             "cpu_share_runs_only": idle,
+            "cpu_ms_per_heartbeat_window": idle * 1000 / (live / HEARTBEAT) if live else None,
+            "load_average_1m_end": round(os.getloadavg()[0], 2),
             "cpu_ms_per_request": load["cpu_ms_per_request"],
             "load_generator_cpu_share": load["client_cpu_share"],
             "scheduled_requests_per_s": notebooks / PING_EVERY,
