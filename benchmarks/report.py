@@ -103,7 +103,13 @@ WHY_MISSED = {
         "clock without a task; the tick loop, the live run's heartbeat windows and their "
         "delivery are in it too. A round-trip ratio this close to 1 is within the noise of two "
         "arms on a shared two-core machine: compare the spread of the block ratios before "
-        "reading a miss of the ratio as a regression."
+        "reading a miss of the ratio as a regression. Sampled with py-spy (250 Hz, about 1,800 "
+        "cells on the enabled server, 2026-12-02), the extension's own frames come to about "
+        "0.1 ms per cell: half of it Tracker.signal, most of that EngagementClock._key parsing "
+        "the run id as a UUID on every signal (model.parse_run_id); IOPub classification "
+        "about 0.03 ms. The rest of the CPU difference is outside the extension's frames "
+        "(Jupyter's own callbacks on a larger heap, the metadata writer, the drainer) and was "
+        "not broken down further."
     ),
     "presence": (
         "Read the columns from the right. A bare tornado WebSocket server (Jupyter's web "
