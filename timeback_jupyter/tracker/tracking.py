@@ -16,9 +16,11 @@ from .. import caliper
 from ..clock import EngagementClock
 from ..config import AppConfig, ConfigError, Timeback
 from ..identity import Student
-from ..model import Activity, Completion, InvalidInput, Run, Window, cap_xp, parse_run_id
+from ..model import Activity, Completion, InvalidInput, Run, Window, parse_run_id
 from ..notebook_metadata import CURRENT_VERSION
 from ..store import Store
+from ..xp import Implausible, award_xp, questions
+from .claims import check_metrics, check_requirement, requirement
 from .notebooks import NotebookRuns
 from .results import CompletionResult, StartResult, TrackerError
 from .resume import RunChooser
@@ -286,34 +288,30 @@ class Tracker:
         correct_questions: Any = None,
         mastered_units: Any = None,
         pct_complete: Any = None,
+        require: Any = None,
+        min_active_minutes: Any = None,
         now: float | None = None,
     ) -> CompletionResult:
-        """Flush, then write the run's one ActivityCompletedEvent. A repeat answers the first."""
+        """Flush, check the claim against the run's record, award XP by Timeback's XP system
+        (:func:`..xp.award_xp`) and write the run's one ActivityCompletedEvent with the XP
+        outcome. A repeat answers the first. Refusals: 400 malformed, 409 contradicted."""
         now = self._now() if now is None else now
         run = self.get(run_id)
         first = self.store.get_completion(run.id)
         if first is not None:
-            return CompletionResult.from_event(run, first, already=True, capped=False)
-        if total_questions is None and correct_questions is None and run.exercises:
-            # Exercises marked in the notebook are the questions unless the caller says more.
-            total_questions = len(run.exercises)
-            correct_questions = sum(1 for ok in run.exercises.values() if ok)
+            return self._first(run, first)
         target = self._targets.get(run.id) or self.target_for(run.activity)
         if run.id in self._targets:
             self.tick(now)
             self._record(self.clock.flush(run.id, now))
             run = self.get(run.id)
         try:
-            xp, capped = cap_xp(xp_earned, run.active_seconds)
-            completion = Completion(
-                run_id=run.id,
-                xp_earned=xp,
-                at=now,
-                total_questions=total_questions,
-                correct_questions=correct_questions,
-                mastered_units=mastered_units,
-                pct_complete=pct_complete,
-            )
+            completion = self._completion(
+                run, now, xp_earned, total_questions, correct_questions, mastered_units,
+                pct_complete, require, min_active_minutes,
+            )  # fmt: skip
+        except Implausible as err:
+            raise TrackerError(str(err), 409) from None
         except InvalidInput as err:
             raise TrackerError(str(err), 400) from None
         event = caliper.completion_event(completion, run.id, run.attempt, self.actor, target)
@@ -323,7 +321,83 @@ class Tracker:
             self._forget(run.id)
         self._notify()
         run = self.get(run.id)
-        return CompletionResult.from_event(run, stored, already=not created, capped=capped)
+        if not created:  # another caller completed it meanwhile: its outcome stands
+            return self._first(run, stored)
+        return CompletionResult.from_event(run, stored, already=False, outcome=completion.xp_outcome)
+
+    def _completion(
+        self,
+        run: Run,
+        now: float,
+        xp_earned: Any,
+        total_questions: Any,
+        correct_questions: Any,
+        mastered_units: Any,
+        pct_complete: Any,
+        require: Any,
+        min_active_minutes: Any,
+    ) -> Completion:
+        activity = run.activity
+        asked = questions(run.exercises, total_questions, correct_questions)
+        check_requirement(
+            requirement(require),
+            run.exercises,
+            asked,
+            min_active_minutes=min_active_minutes,
+            active_seconds=run.active_seconds,
+        )
+        check_metrics(
+            asked,
+            mastered_units=mastered_units,
+            pct_complete=pct_complete,
+            without_questions=activity.xp_without_questions,
+        )
+        outcome = award_xp(
+            expected_xp=activity.xp,
+            mastery_threshold=activity.mastery_threshold,
+            exercises=run.exercises,
+            total_questions=total_questions,
+            correct_questions=correct_questions,
+            attempt=run.attempt,
+            focused_seconds=run.active_seconds,
+            xp_without_questions=activity.xp_without_questions,
+            claim=xp_earned,
+            policy=self.settings.xp_policy,
+        )
+        given = total_questions is not None or correct_questions is not None
+        return Completion(
+            run_id=run.id,
+            xp_earned=outcome.awarded,
+            at=now,
+            # the recorded exercises are the questions unless the caller says more
+            total_questions=asked.total if given or asked.total else None,
+            correct_questions=asked.correct if given or asked.total else None,
+            mastered_units=mastered_units,
+            pct_complete=pct_complete,
+            xp_outcome=outcome.to_dict(),
+        )
+
+    def _first(self, run: Run, event: dict[str, Any]) -> CompletionResult:
+        metrics = self.store.completion_metrics(run.id) or {}
+        return CompletionResult.from_event(
+            run, event, already=True, outcome=metrics.get("xp_outcome")
+        )
+
+    def completion_of(self, run: Run) -> dict[str, Any] | None:
+        """A completed run's completion as the answer showed it (XP outcome and metrics), for
+        views made after a restart; None for a run not completed."""
+        if run.status != "completed":
+            return None
+        event = self.store.get_completion(run.id)
+        if event is None:
+            return None
+        result = self._first(run, event)
+        return {
+            "xp_earned": result.xp_earned,
+            "xp_outcome": result.xp_outcome,
+            "metrics": result.metrics,
+            "event_id": event.get("id"),
+        }
 
     # ---- views ---------------------------------------------------------------------------
 
@@ -353,6 +427,8 @@ class Tracker:
             "exercises": dict(run.exercises),
             "started_at": run.started_at,
             "ended_at": run.ended_at,
+            # what completing answered, so a view made after a kernel restart shows it too
+            "completion": self.completion_of(run),
         }
 
     def today(self, since: float, now: float | None = None) -> dict[str, float]:
