@@ -18,6 +18,7 @@ def marks(correct: int, wrong: int = 0) -> dict[str, bool]:
 
 MIN = 60.0
 # (row, rule cited, inputs, awarded, rule id, words the first reason has)
+# fmt: off
 TABLE: list[tuple[str, dict[str, Any], float, str, str]] = [
     # R1: no expected XP declared: the old rule, 1 XP per focused minute (rounded down)
     ("R1 no expected XP, no questions", {"expected_xp": None, "focused_seconds": 4.56 * MIN},
@@ -80,6 +81,7 @@ TABLE: list[tuple[str, dict[str, Any], float, str, str]] = [
     ("R8 claim without expected XP: capped at focused minutes", {"expected_xp": None,
      "claim": 80, "focused_seconds": 10 * MIN}, 10, "focused_minutes", "1 XP per focused minute"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(

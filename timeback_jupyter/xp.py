@@ -245,8 +245,10 @@ def _policy(
             "0 XP: no questions recorded; content without questions earns XP only once a quiz "
             "verifies it (the author may set activity.xp_without_questions)",
         )
-    what = f"{asked.text} ({_pct(asked.accuracy)}), mastered" if asked.total else (
-        "no questions, XP without questions allowed by the author"
+    what = (
+        f"{asked.text} ({_pct(asked.accuracy)}), mastered"
+        if asked.total
+        else ("no questions, XP without questions allowed by the author")
     )
     if minutes > policy.wasteful_after * expected:  # R6
         xp = tenth(expected * policy.wasteful_share)

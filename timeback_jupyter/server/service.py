@@ -24,7 +24,7 @@ from ..config import Credentials, Timeback
 from ..delivery import Drainer
 from ..model import Activity, InvalidInput
 from ..store import Store, StoreError
-from ..tracker import CompletionResult, Tracker, TrackerError
+from ..tracker import Tracker, TrackerError
 from .errors import NotebookError, ServiceError, StoreFailure
 from .tasks import TaskSet
 

@@ -11,8 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..model import REQUIREMENTS, InvalidInput, Requirement, optional_number, require_number
-from ..xp import Implausible, Questions
+from ..model import (
+    REQUIREMENTS,
+    Completion,
+    InvalidInput,
+    Requirement,
+    Run,
+    optional_number,
+    require_number,
+)
+from ..xp import Implausible, Questions, XpPolicy, award_xp, questions
 
 
 def _listing(ids: list[str], limit: int = 3) -> str:
@@ -76,3 +84,59 @@ def check_metrics(
             "mastered_units",
             f"{units} units mastered, but no questions were recorded to verify mastery",
         )
+
+
+def completion_for(
+    run: Run,
+    now: float,
+    policy: XpPolicy,
+    *,
+    xp_earned: Any = None,
+    total_questions: Any = None,
+    correct_questions: Any = None,
+    mastered_units: Any = None,
+    pct_complete: Any = None,
+    require: Any = None,
+    min_active_minutes: Any = None,
+) -> Completion:
+    """The run's completion from a claim: checked against its record, its XP awarded by the
+    policy (the outcome kept with it). InvalidInput (400) or Implausible (409) refuses it."""
+    activity = run.activity
+    asked = questions(run.exercises, total_questions, correct_questions)
+    check_requirement(
+        requirement(require),
+        run.exercises,
+        asked,
+        min_active_minutes=min_active_minutes,
+        active_seconds=run.active_seconds,
+    )
+    check_metrics(
+        asked,
+        mastered_units=mastered_units,
+        pct_complete=pct_complete,
+        without_questions=activity.xp_without_questions,
+    )
+    outcome = award_xp(
+        expected_xp=activity.xp,
+        mastery_threshold=activity.mastery_threshold,
+        exercises=run.exercises,
+        total_questions=total_questions,
+        correct_questions=correct_questions,
+        attempt=run.attempt,
+        focused_seconds=run.active_seconds,
+        xp_without_questions=activity.xp_without_questions,
+        claim=xp_earned,
+        policy=policy,
+    )
+    # the recorded exercises are the questions unless the caller says more
+    counted = total_questions is not None or correct_questions is not None or asked.total > 0
+    return Completion(
+        run_id=run.id,
+        xp_earned=outcome.awarded,
+        at=now,
+        total_questions=asked.total if counted else None,
+        correct_questions=asked.correct if counted else None,
+        mastered_units=mastered_units,
+        pct_complete=pct_complete,
+        xp_outcome=outcome.to_dict(),
+    )

@@ -16,11 +16,11 @@ from .. import caliper
 from ..clock import EngagementClock
 from ..config import AppConfig, ConfigError, Timeback
 from ..identity import Student
-from ..model import Activity, Completion, InvalidInput, Run, Window, parse_run_id
+from ..model import Activity, InvalidInput, Run, Window, parse_run_id
 from ..notebook_metadata import CURRENT_VERSION
 from ..store import Store
-from ..xp import Implausible, award_xp, questions
-from .claims import check_metrics, check_requirement, requirement
+from ..xp import Implausible
+from .claims import completion_for
 from .notebooks import NotebookRuns
 from .results import CompletionResult, StartResult, TrackerError
 from .resume import RunChooser
@@ -283,18 +283,14 @@ class Tracker:
         self,
         run_id: str,
         *,
-        xp_earned: Any = None,
-        total_questions: Any = None,
-        correct_questions: Any = None,
-        mastered_units: Any = None,
-        pct_complete: Any = None,
-        require: Any = None,
-        min_active_minutes: Any = None,
         now: float | None = None,
+        **claim: Any,
     ) -> CompletionResult:
-        """Flush, check the claim against the run's record, award XP by Timeback's XP system
-        (:func:`..xp.award_xp`) and write the run's one ActivityCompletedEvent with the XP
-        outcome. A repeat answers the first. Refusals: 400 malformed, 409 contradicted."""
+        """Flush, check the ``claim`` (xp_earned, total_questions, correct_questions,
+        mastered_units, pct_complete, require, min_active_minutes: :func:`.claims.completion_for`)
+        against the run's record, award XP by Timeback's XP system and write the run's one
+        ActivityCompletedEvent with the XP outcome. A repeat answers the first. Refusals: 400
+        malformed, 409 contradicted by the record."""
         now = self._now() if now is None else now
         run = self.get(run_id)
         first = self.store.get_completion(run.id)
@@ -306,10 +302,7 @@ class Tracker:
             self._record(self.clock.flush(run.id, now))
             run = self.get(run.id)
         try:
-            completion = self._completion(
-                run, now, xp_earned, total_questions, correct_questions, mastered_units,
-                pct_complete, require, min_active_minutes,
-            )  # fmt: skip
+            completion = completion_for(run, now, self.settings.xp_policy, **claim)
         except Implausible as err:
             raise TrackerError(str(err), 409) from None
         except InvalidInput as err:
@@ -323,59 +316,8 @@ class Tracker:
         run = self.get(run.id)
         if not created:  # another caller completed it meanwhile: its outcome stands
             return self._first(run, stored)
-        return CompletionResult.from_event(run, stored, already=False, outcome=completion.xp_outcome)
-
-    def _completion(
-        self,
-        run: Run,
-        now: float,
-        xp_earned: Any,
-        total_questions: Any,
-        correct_questions: Any,
-        mastered_units: Any,
-        pct_complete: Any,
-        require: Any,
-        min_active_minutes: Any,
-    ) -> Completion:
-        activity = run.activity
-        asked = questions(run.exercises, total_questions, correct_questions)
-        check_requirement(
-            requirement(require),
-            run.exercises,
-            asked,
-            min_active_minutes=min_active_minutes,
-            active_seconds=run.active_seconds,
-        )
-        check_metrics(
-            asked,
-            mastered_units=mastered_units,
-            pct_complete=pct_complete,
-            without_questions=activity.xp_without_questions,
-        )
-        outcome = award_xp(
-            expected_xp=activity.xp,
-            mastery_threshold=activity.mastery_threshold,
-            exercises=run.exercises,
-            total_questions=total_questions,
-            correct_questions=correct_questions,
-            attempt=run.attempt,
-            focused_seconds=run.active_seconds,
-            xp_without_questions=activity.xp_without_questions,
-            claim=xp_earned,
-            policy=self.settings.xp_policy,
-        )
-        given = total_questions is not None or correct_questions is not None
-        return Completion(
-            run_id=run.id,
-            xp_earned=outcome.awarded,
-            at=now,
-            # the recorded exercises are the questions unless the caller says more
-            total_questions=asked.total if given or asked.total else None,
-            correct_questions=asked.correct if given or asked.total else None,
-            mastered_units=mastered_units,
-            pct_complete=pct_complete,
-            xp_outcome=outcome.to_dict(),
-        )
+        outcome = completion.xp_outcome
+        return CompletionResult.from_event(run, stored, already=False, outcome=outcome)
 
     def _first(self, run: Run, event: dict[str, Any]) -> CompletionResult:
         metrics = self.store.completion_metrics(run.id) or {}
@@ -391,13 +333,7 @@ class Tracker:
         event = self.store.get_completion(run.id)
         if event is None:
             return None
-        result = self._first(run, event)
-        return {
-            "xp_earned": result.xp_earned,
-            "xp_outcome": result.xp_outcome,
-            "metrics": result.metrics,
-            "event_id": event.get("id"),
-        }
+        return self._first(run, event).answer()
 
     # ---- views ---------------------------------------------------------------------------
 
