@@ -107,9 +107,10 @@ def build_parser() -> Parser:
         "complete",
         help="complete the activity (once per run)",
         description="Complete the activity once. Without --total/--correct the notebook's "
-        "exercises are the questions; XP defaults to the focused minutes and never exceeds them.",
+        "exercises are the questions. XP follows Timeback's XP system: the activity's expected "
+        "XP when mastered, 0 below 80%% or not mastered; --xp never exceeds it.",
     )
-    complete.add_argument("--xp", type=_amount, help="XP earned (capped at focused minutes)")
+    complete.add_argument("--xp", type=_amount, help="XP earned (never above the XP policy)")
     complete.add_argument("--total", type=_whole(), help="number of questions")
     complete.add_argument("--correct", type=_whole(), help="questions answered correctly")
     complete.add_argument("--mastered", type=_whole(), help="units mastered")
@@ -223,6 +224,9 @@ class TimebackMagics(Magics):
             self._say(f"no run yet for {current.path or 'this kernel'}: %timeback start")
         else:
             self._say(run_line(current.run, self.session.declared))
+            done = current.run.get("completion")
+            if done:
+                self._say(f"completed: {completion_line(done)}")
 
     def _exercise(self, args: argparse.Namespace) -> None:
         run = self.session.mark(args.id, bool(args.correct))
