@@ -92,6 +92,13 @@ def build_parser() -> Parser:
         "--single-session", action="store_true", help="one sitting per run (the default)"
     )
     start.add_argument(
+        "--expected-xp",
+        type=_amount,
+        metavar="MINUTES",
+        help="the activity's expected XP: the minutes a competent student needs (a timed "
+        "run-through, rounded); without it the activity earns its focused minutes",
+    )
+    start.add_argument(
         "--new-attempt", action="store_true", help="start again after a completed run"
     )
 
@@ -121,7 +128,7 @@ def build_parser() -> Parser:
 
 
 def _activity(args: argparse.Namespace) -> Activity | None:
-    given = [args.name, args.subject, args.grade, args.code]
+    given = [args.name, args.subject, args.grade, args.code, args.expected_xp]
     if args.id is None:
         if any(v is not None for v in given) or args.stateful or args.single_session:
             raise UsageError(f"%timeback start: give the activity's ID first, e.g. {EXAMPLE}")
@@ -132,7 +139,9 @@ def _activity(args: argparse.Namespace) -> Activity | None:
         raise UsageError(f"%timeback start: --grade needs --subject (one of {', '.join(SUBJECTS)})")
     try:
         course = CourseRef(subject=args.subject or "Other", grade=args.grade, code=args.code)
-        return Activity(args.id, args.name or args.id, course, stateful=args.stateful)
+        return Activity(
+            args.id, args.name or args.id, course, stateful=args.stateful, xp=args.expected_xp
+        )
     except InvalidInput as err:
         raise UsageError(f"%timeback start: {err}") from None
 
