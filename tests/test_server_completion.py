@@ -13,7 +13,7 @@ from .test_server import started
 REFUSALS = [
     ({"total": 2, "correct": 2}, 409, "2 is fewer than the 3 exercises this run recorded"),
     ({"total": 3, "correct": 4}, 400, "4 correct is more than 3 questions"),
-    ({"total": 5, "correct": 5}, 409, "1 of its 3 recorded exercises are not correct"),
+    ({"total": 5, "correct": 5}, 409, "1 of its 3 recorded exercises is not correct"),
     ({"total": 5}, 400, "total_questions and correct_questions go together"),
     ({"mastered": 4}, 409, "4 units mastered, but the run has only 3 questions"),
     ({"mastered": -1}, 400, "mastered_units: must not be negative"),

@@ -453,11 +453,11 @@ def test_a_claim_the_record_contradicts_is_a_409_and_changes_nothing(store, now)
     run = tracker.start(QUIZ, path="quiz.ipynb").run
     tracker.exercise(run.id, "q1", False)
     for claim, words in (
-        ({"total_questions": 0, "correct_questions": 0}, "fewer than the 1 exercises"),
-        ({"total_questions": 1, "correct_questions": 1}, "1 of its 1 recorded exercises"),
+        ({"total_questions": 0, "correct_questions": 0}, "fewer than the 1 exercise this"),
+        ({"total_questions": 1, "correct_questions": 1}, "1 of its 1 recorded exercises is not"),
         ({"require": "correct"}, "get q1 right first"),
         ({"min_active_minutes": 1}, "1 focused minutes needed, 0.0 recorded"),
-        ({"mastered_units": 2}, "only 1 questions"),
+        ({"mastered_units": 2}, "only 1 question to"),
     ):
         with pytest.raises(TrackerError, match=words) as err:
             tracker.complete(run.id, **claim)

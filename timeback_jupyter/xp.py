@@ -150,14 +150,16 @@ def questions(exercises: Mapping[str, bool], total: Any = None, correct: Any = N
         raise InvalidInput("correct_questions", f"{c} correct is more than {t} questions")
     if t < recorded:
         raise Implausible(
-            "total_questions", f"{t} is fewer than the {recorded} exercises this run recorded"
+            "total_questions",
+            f"{t} is fewer than the {recorded} exercise{'s' if recorded != 1 else ''} this run "
+            "recorded",
         )
     wrong = recorded - recorded_right
     if c > t - wrong:
         raise Implausible(
             "correct_questions",
             f"{c} correct of {t} is more than the run's record allows: {wrong} of its "
-            f"{recorded} recorded exercises are not correct",
+            f"{recorded} recorded exercises {'is' if wrong == 1 else 'are'} not correct",
         )
     return Questions(t, c)
 

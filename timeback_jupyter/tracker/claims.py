@@ -77,7 +77,8 @@ def check_metrics(
     if asked.total and units > asked.total:
         raise Implausible(
             "mastered_units",
-            f"{units} units mastered, but the run has only {asked.total} questions to show it",
+            f"{units} units mastered, but the run has only {asked.total} "
+            f"question{'s' if asked.total != 1 else ''} to show it",
         )
     if not asked.total and not without_questions:
         raise Implausible(
