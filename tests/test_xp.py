@@ -153,3 +153,15 @@ def test_totals_that_agree_with_the_record() -> None:
     assert questions(marks(3, 2)) == questions(marks(3, 2), 5, 3)
     assert questions(marks(3, 2), 8, 6).accuracy == 0.75
     assert questions({}).total == 0
+
+
+def test_the_knobs_are_c_timeback_traits_with_documented_defaults() -> None:
+    from traitlets import TraitError
+
+    from timeback_jupyter.config import Timeback
+
+    assert Timeback().xp_policy == XpPolicy(0.25, 3.0, 0.5)
+    assert Timeback(xp_perfect_bonus=0.1, xp_wasteful_after=2).xp_policy == XpPolicy(0.1, 2, 0.5)
+    for bad in ({"xp_perfect_bonus": 1.5}, {"xp_wasteful_share": -0.1}, {"xp_wasteful_after": 0.9}):
+        with pytest.raises(TraitError, match="c.Timeback.xp_"):
+            Timeback(**bad)
