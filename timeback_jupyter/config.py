@@ -139,7 +139,7 @@ class Timeback(Configurable):
     xp_perfect_bonus = Float(
         0.25,
         help="Share of the expected XP added for every question right on the first attempt "
-        "(0 to 1; Timeback's 1.25x).",
+        "(0 to 1; 0.25 is the 1.25x of Playcademy's Timeback guide).",
     ).tag(config=True)
     xp_wasteful_after = Float(
         3.0,

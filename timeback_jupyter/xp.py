@@ -6,24 +6,19 @@ Timeback's rules ("XP system" and "Non-negotiables" under about-timeback/concept
 rounded), never taken from how long a student took. What a run earns, in the order
 :func:`award_xp` applies it:
 
-====  ==========================================  ===========================================
-rule  when                                        awarded
-====  ==========================================  ===========================================
-R1    no expected XP declared (``activity.xp``)   the old rule: 1 XP per focused minute; with
-                                                  questions, R3/R4 gate it first
-R2    no questions and not ``xp_without_questions``  0: passive content earns XP only once a
-                                                  quiz verifies it
-R3    accuracy below 80%                          0 (no XP below 80%, whatever the threshold)
-R4    accuracy below the mastery threshold        0: not mastered (threshold default 0.9,
-                                                  never below 0.8)
-R5    mastered (or verified without questions)    the expected XP
-R6    R5 but wasteful: focused minutes more than  ``wasteful_share`` of the expected XP
-      ``wasteful_after`` x the expected XP        (defaults 3 and 0.5)
-R7    R5, every question right, attempt 1, not    expected XP x (1 + ``perfect_bonus``)
-      wasteful                                    (default 0.25, Timeback's 1.25x)
-R8    an explicit claim                           the claim if it is at most R1-R7's amount,
-                                                  else R1-R7's amount: never above the policy
-====  ==========================================  ===========================================
+- R1 no expected XP declared (``activity.xp``): the old rule, 1 XP per focused minute (a claim
+  capped at it); with questions, R3 and R4 gate it first.
+- R2 no questions, and the author did not set ``xp_without_questions``: 0, as passive content
+  earns XP only once a quiz verifies it.
+- R3 accuracy below 80%: 0, whatever the mastery threshold.
+- R4 accuracy below the mastery threshold (default 0.9, never below 0.8): 0, not mastered.
+- R5 mastered (or verified without questions): the expected XP.
+- R6 mastered but wasteful, i.e. more focused minutes than ``wasteful_after`` x the expected XP
+  (default 3): ``wasteful_share`` of the expected XP (default 0.5), no bonus.
+- R7 mastered, every question right, attempt 1, not wasteful: the expected XP x
+  (1 + ``perfect_bonus``) (default 0.25: the 1.25x of Playcademy's Timeback guide).
+- R8 an explicit claim: the claim when it is at most what R1-R7 allow, else what they allow;
+  never above the policy.
 
 Accuracy comes from the exercises the run recorded; totals given with a completion must agree
 with them (:func:`questions`). XP is rounded down to a tenth, so it never overshoots. Every
@@ -41,7 +36,7 @@ from typing import Any
 from .model import MIN_MASTERY_THRESHOLD, InvalidInput, optional_number, require_number
 
 DEFAULT_MASTERY_THRESHOLD = 0.9  # Timeback's mastery gate: >= 90% accuracy
-DEFAULT_PERFECT_BONUS = 0.25  # Timeback's 1.25x for a perfect first attempt
+DEFAULT_PERFECT_BONUS = 0.25  # 1.25x for a perfect first attempt (Playcademy's Timeback guide)
 DEFAULT_WASTEFUL_AFTER = 3.0  # more than 3x the expected minutes is wasteful
 DEFAULT_WASTEFUL_SHARE = 0.5  # a wasteful mastered run earns half
 
