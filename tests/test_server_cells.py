@@ -132,9 +132,7 @@ async def test_an_endless_cell_stops_counting_after_the_limit_until_the_student_
         client.execute(SLEEP_FOREVER)
         await wait_for(lambda: describe(ext, run_id)["state"] == "active", what="the cell")
         started_at = time.monotonic()
-        await wait_for(
-            lambda: describe(ext, run_id)["state"] == "inactive", what="the limit (2 s)"
-        )
+        await wait_for(lambda: describe(ext, run_id)["state"] == "inactive", what="the limit (2 s)")
         assert 1.5 < time.monotonic() - started_at < 4.0
         await asyncio.sleep(1.0)  # the cell still runs, nothing is touched: nothing counts
         counted = describe(ext, run_id)["active_seconds"] - before
@@ -143,9 +141,7 @@ async def test_an_endless_cell_stops_counting_after_the_limit_until_the_student_
 
         # The student scrolls the output in front: the cell counts again, for 2 s more.
         report = {"path": path, "source": "tab-1", "visible": True, "focused": True, "idle_ms": 0}
-        await jp_fetch(
-            "timeback", "api", "presence", method="POST", body=json.dumps(report)
-        )
+        await jp_fetch("timeback", "api", "presence", method="POST", body=json.dumps(report))
         assert describe(ext, run_id)["state"] == "active"
         await jp_fetch("api", "kernels", kernel_id, "interrupt", method="POST", body=b"")
     finally:
