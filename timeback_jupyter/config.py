@@ -98,6 +98,14 @@ class Timeback(Configurable):
         "report only their changes).",
     ).tag(config=True)
 
+    running_cell_limit = Float(
+        300.0,
+        help="Seconds a running cell keeps its notebook's time active without any input from "
+        "the student (typing, scrolling, a click, a new cell run, a widget); then the time is "
+        "inactive until they touch something. Only while the notebook is in front; a kernel "
+        "restart, death or interrupt ends the cell at once.",
+    ).tag(config=True)
+
     store_path = Unicode(help="SQLite file holding runs, windows and the outbox.").tag(config=True)
 
     @default("store_path")

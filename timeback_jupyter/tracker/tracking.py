@@ -57,6 +57,7 @@ class Tracker:
             idle_after=settings.idle_after,
             abandon_after=settings.abandon_after,
             presence_ttl=settings.presence_ttl,
+            running_cell_limit=settings.running_cell_limit,
         )
         self._now = now
         self._notify = notify
