@@ -2,210 +2,40 @@
 
 A session script says what the student really does, to the millisecond: which tabs are open,
 visible and focused, when they type, which cells run. The ground truth applies the product's
-definition of engagement (DESIGN.md) to that perfect knowledge: a second is active when a
-notebook is visible and focused in a tab and the student interacted with it (opened it, typed,
-ran a cell, a cell ended) within ``idle_after``, or a cell of it is running; a second counts
-once, whatever the number of tabs and notebooks.
+definition of engagement (README, "How time is counted") to that perfect knowledge: a second is
+active when a notebook is visible and focused in a tab and the student interacted with it
+(opened it, typed, ran a cell, a cell ended while its time still counted) within
+``idle_after``, or a cell of it is running and the student touched the notebook (opened it,
+typed, ran a cell) within ``running_cell_limit``; a second counts once, whatever the number of
+tabs and notebooks. A cell whose kernel dies ends at the death, which nobody signals.
 
 The clock only gets what the server gets: the JupyterLab extension's presence reports, as
 ``labextension/src/presence.ts`` sends them (one every 5 s while visible and focused,
 scheduled after the previous answer; one at once on a visibility or focus change that differs
 from what the server was last told, and on the first input after a pause longer than 5 s; none
 more while hidden or not focused; a leave report on close), each late by a random network
-delay; and the kernel's busy/idle as the IOPub watcher sees them, a little late too.
+delay; the kernel's busy/idle as the IOPub watcher sees them, a little late too; and a kernel's
+death as Jupyter's restarter finds it, at its next poll (every 3 s).
 The error is what the mechanism loses or adds, per 10 minutes of true engagement.
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from timeback_jupyter.clock import EngagementClock
 
 from .common import Result
+from .sessions import IDLE_AFTER, RUNNING_CELL_LIMIT, Script, Session, Tab, truth
 
 TARGET_ERROR_PER_10MIN = 1.0
 T0 = 1_768_471_200.0
-IDLE_AFTER = 120.0
 PING_EVERY = 5.0
+RESTARTER_POLL = 3.0  # jupyter_client's KernelRestarter.time_to_dead
 STUDENT = "student-1"
-
-
-@dataclass
-class Tab:
-    id: str
-    notebook: str
-    opened: float
-    states: list[tuple[float, bool, bool]] = field(default_factory=list)  # (t, visible, focused)
-    inputs: list[float] = field(default_factory=list)
-    closed: float | None = None
-    vanished: bool = False  # gone without a leave report (lid closed, browser crashed)
-
-    def state(self, t: float) -> tuple[bool, bool]:
-        if t < self.opened or (self.closed is not None and t >= self.closed):
-            return False, False
-        visible = focused = False
-        for at, v, f in self.states:
-            if at > t:
-                break
-            visible, focused = v, f
-        return visible, focused
-
-
-@dataclass
-class Session:
-    name: str
-    tabs: dict[str, Tab] = field(default_factory=dict)
-    cells: list[tuple[str, float, float]] = field(default_factory=list)  # (notebook, start, end)
-    end: float = 0.0
-    in_target: bool = True  # part of the target, or a known bound shown apart
-
-
-class Script:
-    """Builds a Session by walking a cursor through time."""
-
-    def __init__(self, name: str, seed: int, *, in_target: bool = True) -> None:
-        self.session = Session(name, in_target=in_target)
-        self.rng = random.Random(seed)
-        self.t = 0.0
-
-    def _set(self, tab: Tab, visible: bool, focused: bool) -> None:
-        tab.states.append((self.t, visible, focused))
-
-    def _unfocus_others(self, keep: str) -> None:
-        for tab in self.session.tabs.values():
-            if tab.id != keep and tab.closed is None:
-                visible, focused = tab.state(self.t)
-                if focused:
-                    self._set(tab, visible, False)
-
-    def open(self, tab_id: str, notebook: str) -> Script:
-        self._unfocus_others(tab_id)
-        tab = Tab(tab_id, notebook, self.t)
-        self.session.tabs[tab_id] = tab
-        self._set(tab, True, True)
-        return self
-
-    def focus(self, tab_id: str) -> Script:
-        """Click into another tab or window: the others stay visible, lose focus."""
-        self._unfocus_others(tab_id)
-        self._set(self.session.tabs[tab_id], True, True)
-        return self
-
-    def hide(self, tab_id: str) -> Script:
-        self._set(self.session.tabs[tab_id], False, False)
-        return self
-
-    def show(self, tab_id: str) -> Script:
-        return self.focus(tab_id)
-
-    def close(self, tab_id: str) -> Script:
-        self.session.tabs[tab_id].closed = self.t
-        return self
-
-    def vanish(self, tab_id: str) -> Script:
-        """The browser goes away without a word: no leave report reaches the server."""
-        self.session.tabs[tab_id].vanished = True
-        return self.close(tab_id)
-
-    def _focused(self) -> Tab:
-        for tab in self.session.tabs.values():
-            if tab.state(self.t) == (True, True):
-                return tab
-        raise ValueError(f"{self.session.name}: nobody is focused at {self.t}")
-
-    def work(
-        self,
-        seconds: float,
-        *,
-        input_every: tuple[float, float] = (1.0, 15.0),
-        cell_every: tuple[float, float] = (15.0, 90.0),
-        cell_length: tuple[float, float] = (0.1, 6.0),
-    ) -> Script:
-        """Type and run cells in the focused tab's notebook for ``seconds``."""
-        tab = self._focused()
-        end = self.t + seconds
-        t = self.t + self.rng.uniform(*input_every)
-        while t < end:
-            tab.inputs.append(t)
-            t += self.rng.uniform(*input_every)
-        t = self.t + self.rng.uniform(*cell_every)
-        while t < end:
-            length = min(self.rng.uniform(*cell_length), end - t)
-            self.session.cells.append((tab.notebook, t, t + length))
-            tab.inputs.append(t)  # shift+enter is an input too
-            t += length + self.rng.uniform(*cell_every)
-        tab.inputs.sort()
-        self.t = end
-        return self
-
-    def run_cell(self, seconds: float) -> Script:
-        """Start a long cell in the focused notebook and watch it, hands off."""
-        tab = self._focused()
-        tab.inputs.append(self.t)
-        self.session.cells.append((tab.notebook, self.t, self.t + seconds))
-        self.t += seconds
-        return self
-
-    def wait(self, seconds: float) -> Script:
-        self.t += seconds
-        return self
-
-    def done(self) -> Session:
-        self.session.end = self.t
-        return self.session
-
-
-# ---- ground truth ----------------------------------------------------------------------------
-
-
-def truth(session: Session, idle_after: float = IDLE_AFTER) -> dict[str, float]:
-    """Exact active seconds per notebook, from the script, by sweeping its breakpoints."""
-    notebooks = {tab.notebook for tab in session.tabs.values()}
-    signals: dict[str, list[float]] = {nb: [] for nb in notebooks}
-    for tab in session.tabs.values():
-        signals[tab.notebook].append(tab.opened)
-        signals[tab.notebook].extend(tab.inputs)
-    for nb, start, end in session.cells:
-        signals[nb] += [start, end]
-    points = {0.0, session.end}
-    for tab in session.tabs.values():
-        points.add(tab.opened)
-        points.update(t for t, _, _ in tab.states)
-        if tab.closed is not None:
-            points.add(tab.closed)
-    for nb_signals in signals.values():
-        points.update(nb_signals)
-        points.update(s + idle_after for s in nb_signals)
-    for _, start, end in session.cells:
-        points.update((start, end))
-    ordered = sorted(p for p in points if 0.0 <= p <= session.end)
-    for nb in signals:
-        signals[nb].sort()
-    out = dict.fromkeys(notebooks, 0.0)
-    for a, b in itertools.pairwise(ordered):
-        if b <= a:
-            continue
-        mid = (a + b) / 2
-        candidates = []
-        for nb in notebooks:
-            seen = any(
-                tab.notebook == nb and tab.state(mid) == (True, True)
-                for tab in session.tabs.values()
-            )
-            running = any(n == nb and s <= mid < e for n, s, e in session.cells)
-            last = max((s for s in signals[nb] if s <= mid), default=None)
-            recent = running or (last is not None and mid < last + idle_after)
-            if seen and recent:
-                candidates.append((last or 0.0, nb))
-        if candidates:
-            out[max(candidates)[1]] += b - a
-    return out
 
 
 # ---- what the server sees ----------------------------------------------------------------------
@@ -236,9 +66,14 @@ def observe(
             opened.add(tab.notebook)
             emit(tab.opened + rng.uniform(*latency), "open", tab.notebook)
         _tab_reports(session, tab, rng, latency, on_change, emit)
-    for nb, start, end in session.cells:
-        emit(start + rng.uniform(*kernel_latency), "signal", nb, "execute_start")
-        emit(end + rng.uniform(*kernel_latency), "signal", nb, "execute_end")
+    for cell in session.cells:
+        emit(cell.start + rng.uniform(*kernel_latency), "signal", cell.notebook, "execute_start")
+        if cell.dies:
+            # Nothing on IOPub: the restarter's next poll finds the kernel dead.
+            found = cell.end + rng.uniform(0.0, RESTARTER_POLL)
+            emit(found, "signal", cell.notebook, "kernel_reset")
+        else:
+            emit(cell.end + rng.uniform(*kernel_latency), "signal", cell.notebook, "execute_end")
     events.sort()
     return events
 
@@ -299,9 +134,14 @@ def _tab_reports(
         emit(tab.closed + rng.uniform(*latency), "leave", tab.notebook, tab.id)
 
 
-def tracked(session: Session, events: list[Event]) -> dict[str, float]:
-    """Run the real clock over the observed calls; active seconds per notebook."""
-    clock = EngagementClock(idle_after=IDLE_AFTER)
+def tracked(session: Session, events: list[Event], *, cell_rules: bool = True) -> dict[str, float]:
+    """Run the real clock over the observed calls; active seconds per notebook. Without
+    ``cell_rules``, as the clock counted before issue 14: no limit on a running cell, and a
+    kernel's death never heard of."""
+    limit = RUNNING_CELL_LIMIT if cell_rules else 1e9  # for ever
+    clock = EngagementClock(idle_after=IDLE_AFTER, running_cell_limit=limit)
+    if not cell_rules:
+        events = [e for e in events if e[3][1:] != ("kernel_reset",)]
     runs = {nb: str(uuid.UUID(int=i + 1, version=4)) for i, nb in
             enumerate(sorted({t.notebook for t in session.tabs.values()}))}  # fmt: skip
     by_run = {run: nb for nb, run in runs.items()}
@@ -361,8 +201,16 @@ def scenarios() -> list[Session]:
         .focus("b").run_cell(200).focus("a").work(150).wait(150).focus("b").work(120).done()
     )  # fmt: skip
     s.append(
-        Script("a 6-minute cell, watched", 6)
+        Script("a 6-minute cell, watched hands off (5 min count)", 6)
         .open("a", "nb1").work(120).run_cell(360).work(180).wait(300).done()
+    )  # fmt: skip
+    s.append(
+        Script("kernel dies 4 min into a cell, in front", 10)
+        .open("a", "nb1").work(600).run_cell(240, dies=True).wait(120).work(600).done()
+    )  # fmt: skip
+    s.append(
+        Script("endless cell, 20 min in front without input", 11)
+        .open("a", "nb1").work(300).run_cell(1200, stopped=True).work(300).done()
     )  # fmt: skip
     for seed in range(5):
         s.append(_mixed(seed))
@@ -407,7 +255,8 @@ def measure(on_change: bool = True, seed: int = 2026) -> list[dict[str, Any]]:
     rows = []
     for i, session in enumerate(scenarios()):
         expected = truth(session)
-        got = tracked(session, observe(session, random.Random(seed + i), on_change=on_change))
+        events = observe(session, random.Random(seed + i), on_change=on_change)
+        got = tracked(session, events)
         true_total, got_total = sum(expected.values()), sum(got.values())
         error = got_total - true_total
         rows.append(
@@ -420,6 +269,7 @@ def measure(on_change: bool = True, seed: int = 2026) -> list[dict[str, Any]]:
                 "error_s": error,
                 "error_per_10min": abs(error) / (true_total / 600.0) if true_total else 0.0,
                 "attribution_error_s": sum(abs(got[nb] - expected[nb]) for nb in expected),
+                "without_cell_rules_s": sum(tracked(session, events, cell_rules=False).values()),
             }
         )
     return rows
@@ -440,7 +290,12 @@ def run(quick: bool = False) -> Result:
         "engagement",
         passed=worst <= TARGET_ERROR_PER_10MIN,
         quick=quick,
-        params={"idle_after_s": IDLE_AFTER, "ping_every_s": PING_EVERY},
+        params={
+            "idle_after_s": IDLE_AFTER,
+            "running_cell_limit_s": RUNNING_CELL_LIMIT,
+            "ping_every_s": PING_EVERY,
+            "restarter_poll_s": RESTARTER_POLL,
+        },
         metrics={
             "scenarios": rows,
             "worst_error_per_10min": worst,
@@ -450,9 +305,14 @@ def run(quick: bool = False) -> Result:
             ],
         },
         notes=[
-            "Ground truth and clock share the definition (idle_after 120 s, heartbeat 15 s); "
-            "the error is what observation through 5 s presence reports, network delays and "
-            "the IOPub watcher adds or loses.",
+            "Ground truth and clock share the definition (idle_after 120 s, running_cell_limit "
+            "300 s, heartbeat 15 s); the error is what observation through 5 s presence "
+            "reports, network delays, the IOPub watcher and Jupyter's kernel restarter adds or "
+            "loses.",
+            "A running cell counts for at most running_cell_limit past the student's last touch "
+            "(the 6-minute cell and the endless cell); a kernel that dies mid-cell ends the "
+            "cell when Jupyter's restarter finds it dead, at most 3 s (its poll) after the "
+            "death: that delay is the error of the kernel-death scenario.",
             "The last scenario is not held to the target: a browser that vanishes without a "
             "leave report (lid closed, crash) keeps its last report for presence_ttl (20 s).",
         ],
@@ -474,6 +334,18 @@ def render(r: dict[str, Any]) -> str:
             f"{row['tracked_active_s']:.1f} s | {row['error_s']:+.2f} s | "
             f"{row['error_per_10min']:.2f} s | {p['error_s']:+.1f} s |"
         )
+    before = [
+        f"{row['scenario']}: {row['without_cell_rules_s']:.1f} s"
+        for row in m["scenarios"]
+        if "without_cell_rules_s" in row
+        and abs(row["without_cell_rules_s"] - row["tracked_active_s"]) > 1.0
+    ]
+    if before:
+        lines += [
+            "",
+            "Without the running-cell limit and the kernel-death signal (the clock before issue "
+            f"14), the same observations count: {'; '.join(before)}.",
+        ]
     lines += [
         "",
         f"Worst error per 10 min of engagement: **{m['worst_error_per_10min']:.2f} s**; over all "

@@ -180,7 +180,8 @@ def test_two_notebooks_side_by_side_only_the_focused_one_is_active() -> None:
 
 
 def test_two_kernel_only_notebooks_executing_the_most_recent_one_is_active() -> None:
-    s = Script().open(0, X).open(5, Y)
+    # Cells that outlast the default running_cell_limit: this is about the one-active rule.
+    s = Script(EngagementClock(running_cell_limit=3600)).open(0, X).open(5, Y)
     s.signal(10, X, "execute_start").signal(20, Y, "execute_start")  # both cells never end
     windows = s.play(50)
     # No presence ever: both are seen. Active: X on [0,5) alone, Y on [5,10) (opened later, a
@@ -273,19 +274,92 @@ def test_a_late_tick_closes_every_whole_window_at_its_own_boundary() -> None:
     ]
 
 
-def test_a_running_cell_is_recent_however_long_and_a_stray_end_is_harmless() -> None:
+def test_a_running_cell_is_recent_up_to_its_limit_and_a_stray_end_is_harmless() -> None:
     clock = EngagementClock()
     clock.open(X, STUDENT, T0)
     clock.signal(X, T0 + 5, "execute_end")  # attached mid-cell: an end without its start
     clock.signal(X, T0 + 10, "execute_start")
     clock.signal(X, T0 + 300, "execute_end")
-    # Running from 10 to 300, then idle at 300 + 120 = 420. Had the stray end been counted,
+    # Running from 10 to 300 (within 10 + running_cell_limit: its end is a signal), then idle
+    # at 300 + 120 = 420. Had the stray end been counted,
     # the start would have cancelled it and the run would have gone idle at 130.
     assert clock.tick(T0 + 450) == [
         *[win(X, 15 * k, 15 * k + 15, 15) for k in range(28)],  # [0,15] .. [405,420]
         win(X, 420, 435, 0, 15),
         win(X, 435, 450, 0, 15),
     ]
+
+
+def test_an_endless_cell_in_front_counts_300s_past_the_last_input_then_waits_for_a_touch() -> None:
+    s = Script().open(0, X).signal(5, X, "execute_start")  # `while True: sleep(1)`, never ends
+    s.pings(X, "tab", range(0, 391, 10), last_input=5)  # in front, hands off
+    s.pings(X, "tab", range(400, 421, 10), last_input=400)  # back: a click
+    windows = s.play(420)
+    # Last touch at 5 (the cell's start): a running cell keeps the run recent until
+    # 5 + running_cell_limit (300) = 305, in front or not; then inactive although the cell
+    # still runs and the tab is in front; active again from the click at 400.
+    assert windows == [
+        *[win(X, 15 * k, 15 * k + 15, 15) for k in range(20)],  # .. [285,300]
+        win(X, 300, 315, 5, 10),
+        *[win(X, 315 + 15 * k, 330 + 15 * k, 0, 15) for k in range(5)],  # .. [375,390]
+        win(X, 390, 405, 5, 10),
+        win(X, 405, 420, 15),
+    ]
+
+
+def test_input_while_a_long_cell_runs_keeps_it_counting() -> None:
+    s = Script().open(0, X).signal(0, X, "execute_start").signal(900, X, "execute_end")
+    for t in range(0, 900, 10):
+        s.pings(X, "tab", [t], last_input=(t // 250) * 250)  # scrolls the output every 250 s
+    windows = s.play(900)
+    assert sum(w.active for w in windows) == 900
+
+
+def test_a_kernel_only_endless_cell_counts_until_the_limit_and_its_late_end_is_no_touch() -> None:
+    clock = EngagementClock(running_cell_limit=200)
+    clock.open(X, STUDENT, T0)
+    clock.signal(X, T0 + 10, "execute_start")
+    # No browser: seen throughout, and the student's touches are cell runs and widgets. The
+    # cell counts until 10 + 200 = 210; its end at 400 is the kernel's doing, not the
+    # student's, and comes after the run stopped counting: still inactive.
+    clock.signal(X, T0 + 400, "execute_end")
+    assert clock.tick(T0 + 450) == [
+        *[win(X, 15 * k, 15 * k + 15, 15) for k in range(14)],  # .. [195,210]
+        *[win(X, 210 + 15 * k, 225 + 15 * k, 0, 15) for k in range(16)],  # .. [435,450]
+    ]
+    clock.signal(X, T0 + 455, "comm")  # a widget touched
+    assert clock.state(X, T0 + 464) == Snapshot("active", 9.0, 5.0)
+
+
+def test_a_cell_that_ends_within_the_limit_is_a_signal_as_before() -> None:
+    clock = EngagementClock(running_cell_limit=200)
+    clock.open(X, STUDENT, T0)
+    clock.signal(X, T0, "execute_start")
+    clock.signal(X, T0 + 150, "execute_end")  # within 200 of its start: the output is read
+    # Recent until 150 + idle_after (120) = 270, past the cell's own limit (200).
+    assert clock.state(X, T0 + 269) == Snapshot("active", 14.0, 0.0)  # window [255,270]
+    assert clock.state(X, T0 + 284) == Snapshot("inactive", 0.0, 14.0)  # window [270,285]
+
+
+def test_a_kernel_reset_ends_a_running_cell_at_once() -> None:
+    clock = EngagementClock()
+    clock.open(X, STUDENT, T0)
+    clock.open(Y, "student-2", T0)
+    for run in (X, Y):
+        clock.signal(run, T0, "execute_start")
+    # X's kernel dies at 200: its last signal (0) is past idle_after (120), so the run is
+    # inactive from that instant. Y's is interrupted at 60: recent until 0 + 120 as if its
+    # cell had ended then, but not a signal itself.
+    clock.signal(X, T0 + 200, "kernel_reset")
+    clock.signal(Y, T0 + 60, "kernel_reset")
+    windows = clock.tick(T0 + 225)
+    assert of(X, windows)[-3:] == [win(X, 180, 195, 15), win(X, 195, 210, 5, 10),
+                                   win(X, 210, 225, 0, 15)]  # fmt: skip
+    assert of(Y, windows)[7:] == [win(Y, 105, 120, 15), *[win(Y, 120 + 15 * k, 135 + 15 * k,
+                                  0, 15) for k in range(7)]]  # fmt: skip
+    # The interrupted cell's own idle, arriving late, is a stray end: harmless.
+    clock.signal(X, T0 + 230, "execute_end")
+    assert clock.state(X, T0 + 239) == Snapshot("inactive", 0.0, 14.0)
 
 
 def test_a_kernel_only_run_pauses_600s_after_it_was_last_active_and_a_signal_resumes_it() -> None:
@@ -322,7 +396,8 @@ def test_a_paused_run_kept_out_by_a_fresher_one_takes_over_the_moment_that_one_l
 def test_a_paused_run_is_active_again_as_soon_as_the_notebook_in_front_leaves() -> None:
     """A focus switch whose reports arrive in the wrong order: the new notebook's first, while
     the old one still counts and is fresher, then the old one's. Nothing is lost between."""
-    s = Script().open(0, X).open(0, Y)
+    # Y's long cell outlasts the default running_cell_limit: this is about the hand-over.
+    s = Script(EngagementClock(running_cell_limit=3600)).open(0, X).open(0, Y)
     s.pings(X, "tab-x", [0], visible=True, focused=False)  # beside Y: never active, paused at 600
     s.pings(Y, "tab-y", range(0, 991, 10))
     s.signal(0, Y, "execute_start").signal(995, Y, "execute_end")  # Y's long cell ends at 995
@@ -448,6 +523,8 @@ def test_bad_input_is_refused_with_the_field_named() -> None:
         clock.open(X, "someone-else", T0)
     with pytest.raises(InvalidInput, match="idle_after: must be more than 0"):
         EngagementClock(idle_after=0)
+    with pytest.raises(InvalidInput, match="running_cell_limit: must be more than 0"):
+        EngagementClock(running_cell_limit=0)
     with pytest.raises(InvalidInput, match="heartbeat_interval: must be at least"):
         EngagementClock(heartbeat_interval=1e-9)
     # Nothing above changed the run: it is still active since T0 with a clean window.
@@ -486,7 +563,8 @@ def test_segments_report_every_integrated_stretch() -> None:
 
 SLOTS = 4
 STUDENT_OF = ("s0", "s0", "s0", "s1")
-SMALL = {"heartbeat_interval": 5, "idle_after": 12, "abandon_after": 30, "presence_ttl": 7}
+SMALL = {"heartbeat_interval": 5, "idle_after": 12, "abandon_after": 30, "presence_ttl": 7,
+         "running_cell_limit": 20}  # fmt: skip
 BASE = 1000
 
 
@@ -500,6 +578,7 @@ class RefRun:
     student: str
     seq: int
     last_signal: int
+    last_touch: int
     last_active: int
     start: int
     active: int = 0
@@ -514,9 +593,9 @@ class Reference:
     """The clock's rules, evaluated one second at a time: slow, and plainly what the spec says."""
 
     def __init__(self, heartbeat_interval: int, idle_after: int, abandon_after: int,
-                 presence_ttl: int) -> None:  # fmt: skip
-        self.hb, self.idle, self.abandon, self.ttl = (
-            heartbeat_interval, idle_after, abandon_after, presence_ttl,
+                 presence_ttl: int, running_cell_limit: int) -> None:  # fmt: skip
+        self.hb, self.idle, self.abandon, self.ttl, self.limit = (
+            heartbeat_interval, idle_after, abandon_after, presence_ttl, running_cell_limit,
         )  # fmt: skip
         self.runs: dict[str, RefRun] = {}
         self.now: dict[str, int] = {}
@@ -529,7 +608,9 @@ class Reference:
         return any(v and f and t - at < self.ttl for v, f, at in r.sources.values())
 
     def recent(self, r: RefRun, t: int) -> bool:
-        return r.running > 0 or t - r.last_signal < self.idle
+        """A signal within idle_after, or a cell running and the student's own last touch
+        within running_cell_limit."""
+        return t - r.last_signal < self.idle or (r.running > 0 and t - r.last_touch < self.limit)
 
     def winner(self, student: str, t: int) -> RefRun | None:
         """Paused runs too: a paused run that is seen and recent is active when it ranks first."""
@@ -580,16 +661,21 @@ class Reference:
     def open(self, rid: str, student: str, now: int) -> None:
         t = self.advance(student, now, self.queue)
         self.seq += 1
-        self.runs[rid] = RefRun(rid, student, self.seq, t, t, t)
+        self.runs[rid] = RefRun(rid, student, self.seq, t, t, t, t)
 
     def signal(self, rid: str, now: int, kind: str) -> None:
         r = self.runs[rid]
         t = self.advance(r.student, now, self.queue)
-        if kind == "execute_start":
-            r.running += 1
-        elif kind == "execute_end":
+        if kind == "kernel_reset":  # no cell runs any more; not the student's doing
+            r.running = 0
+        elif kind == "execute_end":  # the kernel's doing: news only while the run is recent
+            if self.recent(r, t):
+                r.last_signal = t
             r.running = max(0, r.running - 1)
-        r.last_signal = t
+        else:  # the student's: a cell run, a widget, input
+            if kind == "execute_start":
+                r.running += 1
+            r.last_signal = r.last_touch = t
         self.resume(r, t)
 
     def presence(self, rid: str, src: str, now: int, visible: bool, focused: bool,
@@ -598,6 +684,7 @@ class Reference:
         t = self.advance(r.student, now, self.queue)
         if last_input is not None:
             r.last_signal = max(r.last_signal, min(last_input, t))
+            r.last_touch = max(r.last_touch, min(last_input, t))
         r.tracked = True
         r.sources[src] = (visible, focused, t)
         self.resume(r, t)
@@ -642,6 +729,10 @@ class Reference:
 slots = st.integers(0, SLOTS - 1)
 sources = st.sampled_from(["a", "b"])
 signals = st.tuples(st.just("signal"), slots, st.sampled_from(SIGNAL_KINDS))
+# A cell's life apart from the student's touches: long cells, their ends and kernel resets.
+cells = st.tuples(
+    st.just("signal"), slots, st.sampled_from(["execute_start", "execute_end", "kernel_reset"])
+)
 reports = st.tuples(
     st.just("presence"),
     slots,
@@ -655,6 +746,7 @@ operations = st.one_of(
     st.tuples(st.just("open"), slots),
     signals,
     signals,
+    cells,
     reports,
     reports,
     reports,
@@ -666,13 +758,31 @@ operations = st.one_of(
 )
 
 
-def scripts(gaps: st.SearchStrategy[Any]) -> st.SearchStrategy[list[tuple[Any, tuple[Any, ...]]]]:
+# Sessions around long cells: cells started, ended and cut short by a kernel reset, among the
+# student's touches and reports, long enough for cells to outrun running_cell_limit.
+cell_operations = st.one_of(
+    cells,
+    cells,
+    cells,
+    signals,
+    reports,
+    st.tuples(st.just("tick")),
+    st.tuples(st.just("state"), slots),
+    st.tuples(st.just("flush"), slots),
+)
+
+
+def scripts(
+    gaps: st.SearchStrategy[Any],
+    ops: st.SearchStrategy[tuple[Any, ...]] = operations,
+    min_size: int = 0,
+) -> st.SearchStrategy[list[tuple[Any, tuple[Any, ...]]]]:
     """Every run opened first, in any order and within seconds (so most calls reach a live run
     and ties happen), then anything."""
     opening = st.tuples(
         st.permutations(range(SLOTS)), st.lists(st.integers(0, 3), min_size=SLOTS, max_size=SLOTS)
     ).map(lambda o: [(dt, ("open", slot)) for slot, dt in zip(o[0], o[1], strict=True)])
-    rest = st.lists(st.tuples(gaps, operations), max_size=40)
+    rest = st.lists(st.tuples(gaps, ops), min_size=min_size, max_size=40)
     return st.builds(lambda first, then: first + then, opening, rest)
 
 
@@ -759,9 +869,12 @@ def play_script(
                     reference.presence(rid, op[2], int(now), op[3], op[4], li)
                 else:
                     reference.leave(rid, op[2], int(now))
-    out.windows.extend(clock.tick(cursor))
+    final = clock.tick(cursor)
+    out.windows.extend(final)
     if reference is not None:
-        reference.tick(int(cursor))
+        want = [tuple(map_floats(w)) for w in reference.tick(int(cursor))]
+        key = [(w.run_id, w.start, w.end, w.active, w.inactive) for w in final]
+        assert sorted(key, key=lambda w: (w[2], w[1], w[0])) == want
     for slot in range(SLOTS):
         if live[slot]:
             rid = run_id(slot, incarnation[slot])
@@ -830,20 +943,36 @@ def check_invariants(out: Outcome, knobs: dict[str, float]) -> None:
             assert after[0] >= before[1] - eps, f"{rid}: time counted twice"
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scripts(st.integers(-3, 40)))
+# A running cell's limit above idle_after (the default's shape), below it (a running cell adds
+# nothing), and beyond any script (cells recent for as long as they run, as before the limit).
+cell_limits = st.sampled_from([20, 8, 10_000])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scripts(st.integers(-3, 40)), cell_limits)
 def test_random_scripts_match_the_second_by_second_reference(
-    script: list[tuple[int, tuple[Any, ...]]],
+    script: list[tuple[int, tuple[Any, ...]]], limit: int
 ) -> None:
-    ref = Reference(**SMALL)
-    out = play_script(script, SMALL, reference=ref)
-    check_invariants(out, SMALL)
+    knobs = {**SMALL, "running_cell_limit": limit}
+    ref = Reference(**knobs)
+    out = play_script(script, knobs, reference=ref)
+    check_invariants(out, knobs)
     # Asking for the state changes nothing the clock hands out.
-    assert play_script(script, SMALL, with_state=False).windows == out.windows
+    assert play_script(script, knobs, with_state=False).windows == out.windows
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scripts(st.integers(-3, 40), cell_operations, min_size=12), cell_limits)
+def test_random_cell_sessions_match_the_second_by_second_reference(
+    script: list[tuple[int, tuple[Any, ...]]], limit: int
+) -> None:
+    knobs = {**SMALL, "running_cell_limit": limit}
+    out = play_script(script, knobs, reference=Reference(**knobs))
+    check_invariants(out, knobs)
 
 
 real_gaps = st.one_of(
-    st.sampled_from([0.0, 0.5, 14.999, 15.0, 20.0, 119.5, 120.0, 600.0, 601.0]),
+    st.sampled_from([0.0, 0.5, 14.999, 15.0, 20.0, 119.5, 120.0, 299.5, 300.0, 600.0, 601.0]),
     st.floats(-5.0, 700.0, allow_nan=False),
 )
 
@@ -854,7 +983,7 @@ def test_random_scripts_with_real_knobs_keep_the_invariants(
     script: list[tuple[float, tuple[Any, ...]]],
 ) -> None:
     knobs = {"heartbeat_interval": 15.0, "idle_after": 120.0, "abandon_after": 600.0,
-             "presence_ttl": 20.0}  # fmt: skip
+             "presence_ttl": 20.0, "running_cell_limit": 300.0}  # fmt: skip
     out = play_script(script, knobs, base=T0)
     check_invariants(out, knobs)
 
@@ -865,8 +994,10 @@ def test_random_scripts_with_real_knobs_keep_the_invariants(
 # instant where one run's pause is due and the active run lapses (or a call makes it lapse)
 # needs the rule spelled out: taking over comes first when the active run lapses by itself;
 # after a call, the pause due at the call's instant has already begun. Slot 0 runs a cell
-# (recent forever) and stops being active when slot 1 opens at 1001, so its pause is due at
-# 1001 + abandon_after (30) = 1031.
+# (recent throughout: no running_cell_limit within reach) and stops being active when slot 1
+# opens at 1001, so its pause is due at 1001 + abandon_after (30) = 1031.
+
+LONG_CELLS = {**SMALL, "running_cell_limit": 1000}
 
 
 def test_a_run_takes_over_at_the_instant_its_pause_was_due() -> None:
@@ -878,7 +1009,7 @@ def test_a_run_takes_over_at_the_instant_its_pause_was_due() -> None:
         (9, ("signal", 1, "input")),  # ... then until 1019 + 12 = 1031
         (21, ("tick",)),
     ]
-    out = play_script(script, SMALL, reference=Reference(**SMALL))
+    out = play_script(script, LONG_CELLS, reference=Reference(**LONG_CELLS))
     late = [w for w in out.windows if w.run_id == run_id(0, 0) and w.start >= 1030]
     assert sum(w.active for w in late) == 9.0  # active from 1031 to 1040, never paused
 
@@ -895,7 +1026,7 @@ def test_a_call_at_the_instant_a_pause_is_due_finds_it_paused_and_a_takeover_res
         (5, ("presence", 1, "a", True, False, 0)),  # 1031: slot 1 loses focus
         (9, ("tick",)),
     ]
-    out = play_script(script, SMALL, reference=Reference(**SMALL))
+    out = play_script(script, LONG_CELLS, reference=Reference(**LONG_CELLS))
     late = [(w.start, w.end, w.active, w.inactive) for w in out.windows
             if w.run_id == run_id(0, 0) and w.end > 1030]  # fmt: skip
     # Paused at 1031, the call's own instant, so its window closes there. Slot 0 (kernel-only,

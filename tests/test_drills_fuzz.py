@@ -47,7 +47,7 @@ FUZZ_SETTINGS = {
 FIELDS = [
     "path", "activity", "client", "source", "visible", "focused", "idle_ms", "leaving", "_xsrf",
     "xp", "total", "correct", "mastered", "pct", "exercise", "timeout", "id", "name", "course",
-    "stateful", "subject", "grade", "code",
+    "stateful", "subject", "grade", "code", "require", "min_active_minutes",
 ]  # fmt: skip
 
 TRICKY = ["", " ", "lesson.ipynb", "quiz.ipynb", "../../etc/passwd", "/abs.ipynb", "api",
@@ -107,12 +107,28 @@ ROUTE_FIELDS = {
     "runs": ["path", "activity", "client"],
     "runs/{run}": [],
     "runs/{run}/end": [],
-    "runs/{run}/complete": ["xp", "total", "correct", "mastered", "pct"],
+    "runs/{run}/complete": [
+        "xp",
+        "total",
+        "correct",
+        "mastered",
+        "pct",
+        "require",
+        "min_active_minutes",
+    ],
     "runs/{run}/exercises": ["exercise", "correct"],
     "presence": ["path", "source", "visible", "focused", "idle_ms", "leaving", "_xsrf"],
     "kernel/run": ["activity"],
     "kernel/end": [],
-    "kernel/complete": ["xp", "total", "correct", "mastered", "pct"],
+    "kernel/complete": [
+        "xp",
+        "total",
+        "correct",
+        "mastered",
+        "pct",
+        "require",
+        "min_active_minutes",
+    ],
     "kernel/exercises": ["exercise", "correct"],
 }
 

@@ -76,7 +76,10 @@ def test_a_kernel_without_a_server_says_so_and_records_locally(tmp_path):
         )
         out, _ = execute(client, "print(w.button.description, w.message.value, sep=' | ')")
         assert out.startswith("Completed | Completed (attempt 1) · ")
-        assert "1/2 questions correct" in out
+        # the local recorder decides XP by the same policy, and says why
+        assert "0 XP, 1/2 questions correct (0 XP: 1/2 correct, below 80%)" in out
+        out, _ = execute(client, "%timeback status")
+        assert "timeback: completed: 0 XP, 1/2 questions correct (0 XP: 1/2 correct" in out
         _, err = execute(client, "%timeback complete")
         assert err.startswith("%timeback complete: already completed (")
     finally:

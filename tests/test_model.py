@@ -10,11 +10,9 @@ from timeback_jupyter.model import (
     InvalidInput,
     Run,
     Window,
-    cap_xp,
     finite,
     parse_run_id,
     require_number,
-    xp_allowed,
 )
 
 RUN = "3f2b8c1e-6d4a-4e8b-9a1c-2b7d5e9f0a11"
@@ -110,15 +108,13 @@ def test_completion_rules():
         Completion(RUN, 1.0, at=1.0, mastered_units=True)
 
 
-def test_xp_is_one_per_focused_minute_and_claims_are_capped():
-    assert xp_allowed(0) == 0
-    assert xp_allowed(59.9) == 0.9
-    assert xp_allowed(600) == 10
-    assert cap_xp(None, 600) == (10, False)
-    assert cap_xp(4, 600) == (4.0, False)
-    assert cap_xp(80, 600) == (10, True)
-    with pytest.raises(InvalidInput, match="xp_earned"):
-        cap_xp(-5, 600)
+def test_activity_xp_without_questions():
+    course = CourseRef("Math", grade=3)
+    assert Activity("a", "A", course).to_dict().get("xp_without_questions") is None
+    marked = Activity.from_dict({"id": "a", "course": {"code": "C"}, "xp_without_questions": True})
+    assert marked.xp_without_questions and marked.to_dict()["xp_without_questions"] is True
+    with pytest.raises(InvalidInput, match="activity.xp_without_questions: must be true or false"):
+        Activity("a", "A", course, xp_without_questions="yes")  # type: ignore[arg-type]
 
 
 def test_run_validation():

@@ -103,7 +103,9 @@ AGREEMENT = [
     ({"course": {"subject": "Math", "grade": 14}}, "course.grade"),
     ({"course": {"subject": "Math", "grade": "three"}}, "course.grade"),
     ({"course": {"subject": "Math"}}, "course"),
+    ({"xp_without_questions": "yes"}, "activity.xp_without_questions"),
     ({"xp": 12.5, "mastery_threshold": 0.95}, None),
+    ({"xp": 3, "xp_without_questions": True}, None),
     ({"id": "  spaced  ", "course": {"code": "ALG-1"}}, None),
 ]
 

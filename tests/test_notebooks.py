@@ -47,6 +47,8 @@ def test_quiz_runs_and_completes_with_its_exercises(lab):
     # the student presses "Mark complete": what the button does, from the kernel
     done = lab.run_cells(session["kernel"]["id"], ["%timeback complete"])[0]
     assert "ompleted" in done, done
+    # the quiz declares 5 expected XP: all right on the first attempt earns 25% more
+    assert "6.2 XP: 3/3 correct on the first attempt: the expected 5 XP + 25% bonus" in done
     run = lab.http.get("/timeback/api/status").json()
     assert run["recording"] is True
     runs = wait(lambda: Store(lab.store).list_runs(activity_id="fractions-quiz"), what="the run")
@@ -55,6 +57,7 @@ def test_quiz_runs_and_completes_with_its_exercises(lab):
     assert len(completions) == 1
     items = {i["type"]: i["value"] for i in completions[0]["generated"]["items"]}
     assert items["totalQuestions"] == 3 and items["correctQuestions"] == 3
+    assert items["xpEarned"] == 6.2
     assert any(e["type"] == "TimeSpentEvent" for e in events)
 
 
@@ -82,6 +85,7 @@ def test_authoring_guide_shows_every_form_without_a_traceback(lab):
         completion = store.get_completion(run.id)
     assert completion is not None
     assert completion["generated"]["extensions"]["pctCompleteApp"] == 100
+    assert "0 XP: 1/2 correct, below 80%" in text  # the outcome, and why
 
 
 def timeback_section(root: Path, path: str) -> dict | None:

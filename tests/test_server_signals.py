@@ -87,7 +87,12 @@ async def test_the_watcher_rides_on_jupyters_own_iopub_subscription(
     finally:
         client.stop_channels()
 
-    # Detached (kernel shut down, extension stopping): Jupyter's callback is given back as is.
+    # Detached (kernel shut down, extension stopping): Jupyter's callback is given back as is,
+    # and our restarter callbacks (a death ends the run's cells) are taken back.
+    ours = ext.binding.watcher._lifetimes[kernel_id][1]
+    # once, although the watcher attached again (the restart above)
+    assert [kernel._restarter.callbacks[e].count(ours) for e in ("restart", "dead")] == [1, 1]
     stream = kernel._activity_stream
     ext.binding.watcher.detach(kernel_id)
     assert stream._recv_callback.__name__ == "record_activity"
+    assert not any(ours in kernel._restarter.callbacks[event] for event in ("restart", "dead"))

@@ -415,3 +415,52 @@ def test_a_notebook_is_named_whenever_its_run_changes_whoever_asked(store, now):
     tracker.end(lesson.id)
     tracker.end(lesson.id)  # already ended: no change
     assert changed[3:] == ["lesson.ipynb", "lesson.ipynb"]
+
+
+def test_the_xp_outcome_is_kept_with_the_completion_across_a_server_restart(tmp_path, now):
+    """Expected XP declared: the policy decides, from the run's own focused time (wasteful:
+    more than c.Timeback.xp_wasteful_after x the expected minutes), and a new server (a new
+    Tracker on the same store) answers the same outcome."""
+    path = tmp_path / "t.sqlite3"
+    quiz = Activity.from_dict({**QUIZ.to_dict(), "xp": 1})
+    with Store(path) as store:
+        tracker = make_tracker(store, now)
+        tracker.settings.xp_wasteful_after = 2.0
+        run = tracker.start(quiz, path="quiz.ipynb").run
+        tracker.exercise(run.id, "q1", True)
+        for _ in range(10):  # a short cell every 15 s for 150 s: over 2 x 1 expected minute
+            tracker.signal(run.id, "execute_start")
+            now.t += 1
+            tracker.signal(run.id, "execute_end")
+            now.t += 14
+            tracker.tick()
+        done = tracker.complete(run.id)
+        assert (done.xp_earned, done.xp_outcome["rule"]) == (0.5, "wasteful")
+        assert (
+            "2 focused minutes for an activity expected to take 1 (more than 2x)"
+            in (done.xp_outcome["reason"])
+        )
+    with Store(path) as store:
+        again = make_tracker(store, now)
+        view = again.describe(again.get(run.id))["completion"]
+        assert view["xp_outcome"] == done.xp_outcome and view["xp_earned"] == 0.5
+        repeat = again.complete(run.id, xp_earned=9)
+        assert repeat.already_completed and repeat.xp_outcome == done.xp_outcome
+
+
+def test_a_claim_the_record_contradicts_is_a_409_and_changes_nothing(store, now):
+    tracker = make_tracker(store, now)
+    run = tracker.start(QUIZ, path="quiz.ipynb").run
+    tracker.exercise(run.id, "q1", False)
+    for claim, words in (
+        ({"total_questions": 0, "correct_questions": 0}, "fewer than the 1 exercise this"),
+        ({"total_questions": 1, "correct_questions": 1}, "1 of its 1 recorded exercises is not"),
+        ({"require": "correct"}, "get q1 right first"),
+        ({"min_active_minutes": 1}, "1 focused minutes needed, 0.0 recorded"),
+        ({"mastered_units": 2}, "only 1 question to"),
+    ):
+        with pytest.raises(TrackerError, match=words) as err:
+            tracker.complete(run.id, **claim)
+        assert err.value.status == 409
+    assert store.get_completion(run.id) is None
+    assert tracker.run_at("quiz.ipynb") == run.id

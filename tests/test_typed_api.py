@@ -34,6 +34,7 @@ done: CompletionView = button.session.complete({"xp": 2})
 reveal_type(done)  # CompletionView
 reveal_type(done["metrics"])  # dict[str, float]
 reveal_type(done["xp_capped"])  # bool
+reveal_type(done["xp_outcome"])  # XpOutcomeView | None
 reveal_type(done["run"]["exercises"])  # dict[str, bool]
 reveal_type(done["run"]["status"])  # Literal
 reveal_type(button.session.current().run)  # RunView | None
@@ -54,6 +55,7 @@ EXPECTED = [
     re.escape(COMPLETION) + r".*\)",
     r"(builtins\.)?dict\[(builtins\.)?str, (builtins\.)?float\]",
     r"builtins\.bool|bool",
+    re.escape("TypedDict(timeback_jupyter.kernel.results.XpOutcomeView, {") + r".*\) \| None",
     r"(builtins\.)?dict\[(builtins\.)?str, (builtins\.)?bool\]",
     r"Literal\['active'\] \| Literal\['ended'\] \| Literal\['completed'\]",
     re.escape(RUN) + r".*\) \| None",
@@ -70,6 +72,8 @@ CompletionButton(require="everything")  # refused
 done = CompletionButton().completion
 done["xp"]  # refused (and done may be None)
 timeback_jupyter.exercize("q1")  # refused
+answer = CompletionButton().session.complete({})
+answer["xp_outcome"]["reasons"]  # refused (a completion of an older release has no outcome)
 ok: str = exercise("q1").check(True)  # refused
 """
 

@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, Enum, Float, Int, Unicode, default
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .model import CourseRef, InvalidInput
+from .xp import XpPolicy
 
 ENVIRONMENTS = ("staging", "production")
 CONFIG_FILE_NAME = "timeback.config.json"
@@ -97,6 +98,14 @@ class Timeback(Configurable):
         "report only their changes).",
     ).tag(config=True)
 
+    running_cell_limit = Float(
+        300.0,
+        help="Seconds a running cell keeps its notebook's time active without any input from "
+        "the student (typing, scrolling, a click, a new cell run, a widget); then the time is "
+        "inactive until they touch something. Only while the notebook is in front; a kernel "
+        "restart, death or interrupt ends the cell at once.",
+    ).tag(config=True)
+
     store_path = Unicode(help="SQLite file holding runs, windows and the outbox.").tag(config=True)
 
     @default("store_path")
@@ -132,6 +141,40 @@ class Timeback(Configurable):
     drain_interval = Float(2.0, help="Seconds between outbox checks when it is empty.").tag(
         config=True
     )
+
+    # Timeback's XP system (timeback_jupyter/xp.py): what a mastered run earns beyond or below
+    # the activity's expected XP.
+    xp_perfect_bonus = Float(
+        0.25,
+        help="Share of the expected XP added for every question right on the first attempt "
+        "(0 to 1; 0.25 is the 1.25x of Playcademy's Timeback guide).",
+    ).tag(config=True)
+    xp_wasteful_after = Float(
+        3.0,
+        help="A mastered run is wasteful when its focused minutes exceed this many times the "
+        "activity's expected XP (at least 1).",
+    ).tag(config=True)
+    xp_wasteful_share = Float(
+        0.5, help="Share of the expected XP a wasteful mastered run earns (0 to 1)."
+    ).tag(config=True)
+
+    @validate("xp_perfect_bonus", "xp_wasteful_share")
+    def _validate_share(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0 <= value <= 1:
+            raise TraitError(f"c.Timeback.{proposal['trait'].name} must be 0 to 1, got {value}")
+        return value
+
+    @validate("xp_wasteful_after")
+    def _validate_wasteful_after(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not value >= 1:
+            raise TraitError(f"c.Timeback.xp_wasteful_after must be at least 1, got {value}")
+        return value
+
+    @property
+    def xp_policy(self) -> XpPolicy:
+        return XpPolicy(self.xp_perfect_bonus, self.xp_wasteful_after, self.xp_wasteful_share)
 
     @property
     def oneroster_url(self) -> str:

@@ -32,6 +32,10 @@ MIN_GRADE, MAX_GRADE = -1, 13
 # Timeback's XP system: no XP below 80% correct, so no activity may count less as mastered.
 MIN_MASTERY_THRESHOLD = 0.8
 
+# What a completion button requires before completing (checked by the kernel and the server).
+Requirement = Literal["nothing", "attempted", "correct"]
+REQUIREMENTS: tuple[Requirement, ...] = ("nothing", "attempted", "correct")
+
 RunStatus = Literal["active", "ended", "completed"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("active", "ended", "completed")
 
@@ -158,9 +162,10 @@ class CourseRef:
 class Activity:
     """What a notebook is: a URL-safe slug, a name students see, its course and its model.
 
-    ``xp`` is the author's expected XP (the minutes a competent student needs) and
-    ``mastery_threshold`` the share of correct answers that counts as mastered; both optional
-    (notebook metadata schema version 2).
+    ``xp`` is the author's expected XP (the minutes a competent student needs),
+    ``mastery_threshold`` the share of correct answers that counts as mastered and
+    ``xp_without_questions`` the author's word that completing verifies the learning without
+    questions; all optional (notebook metadata schema version 2, :mod:`timeback_jupyter.xp`).
     """
 
     id: str
@@ -169,6 +174,7 @@ class Activity:
     stateful: bool = False
     xp: float | None = None
     mastery_threshold: float | None = None
+    xp_without_questions: bool = False
 
     def __post_init__(self) -> None:
         slug = require_text(self.id, "activity.id", 200)
@@ -185,6 +191,11 @@ class Activity:
             raise InvalidInput("activity.stateful", f"must be true or false, got {self.stateful!r}")
         if self.xp is not None and not require_number(self.xp, "activity.xp") > 0:
             raise InvalidInput("activity.xp", "must be more than 0 (the expected minutes)")
+        if not isinstance(self.xp_without_questions, bool):
+            raise InvalidInput(
+                "activity.xp_without_questions",
+                f"must be true or false, got {self.xp_without_questions!r}",
+            )
         if self.mastery_threshold is not None:
             share = require_number(self.mastery_threshold, "activity.mastery_threshold")
             if not MIN_MASTERY_THRESHOLD <= share <= 1:
@@ -196,7 +207,7 @@ class Activity:
     @classmethod
     def from_dict(cls, data: Any, field: str = "activity") -> Activity:
         """From notebook metadata or a JSON body: ``{id, name, course, stateful, xp,
-        mastery_threshold}``."""
+        mastery_threshold, xp_without_questions}``."""
         if not isinstance(data, dict):
             raise InvalidInput(field, "must be an object")
         stateful = data.get("stateful", data.get("model") == "stateful")
@@ -207,6 +218,7 @@ class Activity:
             stateful=stateful,
             xp=data.get("xp"),
             mastery_threshold=data.get("mastery_threshold"),
+            xp_without_questions=data.get("xp_without_questions", False),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,6 +232,8 @@ class Activity:
             out["xp"] = self.xp
         if self.mastery_threshold is not None:
             out["mastery_threshold"] = self.mastery_threshold
+        if self.xp_without_questions:
+            out["xp_without_questions"] = True
         return out
 
 
@@ -277,7 +291,8 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """How a run ended, in Timeback's metrics; ``xp_earned`` is already capped (:func:`cap_xp`)."""
+    """How a run ended, in Timeback's metrics; ``xp_earned`` is what the XP policy awarded
+    (:func:`timeback_jupyter.xp.award_xp`) and ``xp_outcome`` its reasons, kept with it."""
 
     run_id: str
     xp_earned: float
@@ -286,6 +301,7 @@ class Completion:
     correct_questions: int | None = None
     mastered_units: int | None = None
     pct_complete: float | None = None
+    xp_outcome: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         parse_run_id(self.run_id, "completion.run_id")
@@ -309,19 +325,3 @@ class Completion:
             pct = require_number(self.pct_complete, "pct_complete")
             # Timeback clamps to 0-100; we do the same so the stored event is the sent one.
             object.__setattr__(self, "pct_complete", min(100.0, float(pct)))
-
-
-def xp_allowed(active_seconds: float) -> float:
-    """Timeback's rule "1 XP = 1 focused minute", rounded down to a tenth so it never overshoots."""
-    return math.floor(max(0.0, active_seconds) / 60.0 * 10.0) / 10.0
-
-
-def cap_xp(claimed: Any, active_seconds: float) -> tuple[float, bool]:
-    """The xp to send and whether a claim was capped. No claim means the allowed amount."""
-    allowed = xp_allowed(active_seconds)
-    if claimed is None:
-        return allowed, False
-    value = float(require_number(claimed, "xp_earned"))
-    if value > allowed:
-        return allowed, True
-    return value, False

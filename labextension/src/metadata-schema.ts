@@ -9,12 +9,12 @@ export const CURRENT_SCHEMA_VERSION = 2;
  * resumes days later (its run). Keys not named here belong to someone else and every writer keeps
  * them. Version 2 adds the author's expected XP: Timeback's XP system makes XP content-intrinsic
  * (each activity has an expected XP, the minutes a competent student needs, set by its author and
- * never taken from how long a student took), so activity.xp and activity.mastery_threshold become
- * part of the declaration. A reader that knows only version 1 would award focused minutes for such
- * a notebook, so the version number changes and readers refuse a version newer than theirs. Version
- * 2 also has one spelling per fact: version 1's model and courseCode are folded into stateful and
- * code on upgrade, since an old spelling kept beside the key timeback-jupyter writes would
- * contradict it.
+ * never taken from how long a student took), so activity.xp, activity.mastery_threshold and
+ * activity.xp_without_questions become part of the declaration. A reader that knows only version 1
+ * would award focused minutes for such a notebook, so the version number changes and readers refuse
+ * a version newer than theirs. Version 2 also has one spelling per fact: version 1's model and
+ * courseCode are folded into stateful and code on upgrade, since an old spelling kept beside the
+ * key timeback-jupyter writes would contradict it.
  */
 export interface TimebackSection {
   schema_version: 2;
@@ -43,6 +43,13 @@ export interface TimebackActivity {
    * awards no XP below 0.8.
    */
   mastery_threshold?: number;
+  /**
+   * The author's word that completing this activity verifies its learning without questions (e.g.
+   * its cells must run): it then earns its expected XP with no exercise recorded. Absent or false,
+   * an activity without questions earns 0 XP, as Timeback gives passive content XP only once a quiz
+   * verifies it.
+   */
+  xp_without_questions?: boolean;
   model?: never;
   [key: string]: unknown;
 }

@@ -56,6 +56,12 @@ def test_completion_widget_in_jupyterlab(start_lab, page, standin, tmp_path: Pat
     button.click()
 
     wait(lambda: item_state(page) == "completed", what="the status bar to say completed")
+    # the widget says what was awarded and why (this quiz declares no expected XP)
+    widget = page.locator(".timeback-completion")
+    wait(lambda: "Completed (attempt 1)" in widget.inner_text(), what="the widget's outcome")
+    assert "no expected XP declared (activity.xp), so 1 XP per focused minute" in (
+        widget.inner_text()
+    )
     # Done is done: no next attempt starts behind the student's back while the notebook stays
     # open (the next open starts it). Watched over a few of the server's reconcile ticks.
     deadline = time.monotonic() + 2

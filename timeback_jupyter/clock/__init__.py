@@ -8,7 +8,10 @@ reads a clock, so the same script always gives the same windows. At each instant
   ``presence_ttl`` ago; a run that never had a presence report is seen (kernel-only mode:
   without the browser extension, kernel traffic is all we know);
 - recent: a signal (open, cell start/end, widget message, input) less than ``idle_after`` ago,
-  or a cell still running;
+  or a cell still running and the student's last touch (open, cell start, widget message,
+  input: not a cell's end) less than ``running_cell_limit`` ago. A cell's end that comes after
+  its run stopped being recent is no signal (the student has not touched anything), and a
+  ``kernel_reset`` (restart, death, interrupt) ends every running cell of the run;
 - active: seen and recent, and, of the student's runs that are, the one with the latest signal
   (tie: opened later), so a student's time is never counted twice;
 - paused: not active for ``abandon_after``; the run stops heartbeating until it is the one
@@ -25,6 +28,14 @@ recent from then on, it does not rewrite time already counted.
 """
 
 from .engagement import EngagementClock
-from .runs import MIN_HEARTBEAT, SIGNAL_KINDS, SegmentHook, Snapshot, State
+from .runs import MIN_HEARTBEAT, SIGNAL_KINDS, TOUCH_KINDS, SegmentHook, Snapshot, State
 
-__all__ = ["MIN_HEARTBEAT", "SIGNAL_KINDS", "EngagementClock", "SegmentHook", "Snapshot", "State"]
+__all__ = [
+    "MIN_HEARTBEAT",
+    "SIGNAL_KINDS",
+    "TOUCH_KINDS",
+    "EngagementClock",
+    "SegmentHook",
+    "Snapshot",
+    "State",
+]

@@ -17,6 +17,7 @@ from .runs import (
     eligible,
     lapses_at,
     rank,
+    recent_until,
     restart,
     settle,
     take_over,
@@ -34,9 +35,12 @@ class EngagementClock:
         idle_after: float = 120.0,
         abandon_after: float = 600.0,
         presence_ttl: float = 20.0,
+        running_cell_limit: float = 300.0,
         on_segment: SegmentHook | None = None,
     ) -> None:
-        self.rules = Rules(heartbeat_interval, idle_after, abandon_after, presence_ttl)
+        self.rules = Rules(
+            heartbeat_interval, idle_after, abandon_after, presence_ttl, running_cell_limit
+        )
         self._on_segment = on_segment
         self._students: dict[str, StudentState] = {}
         self._runs: dict[str, RunState] = {}
@@ -60,11 +64,15 @@ class EngagementClock:
     def presence_ttl(self) -> float:
         return self.rules.presence_ttl
 
+    @property
+    def running_cell_limit(self) -> float:
+        return self.rules.running_cell_limit
+
     def __repr__(self) -> str:
         return (
             f"EngagementClock(runs={len(self._runs)}, heartbeat_interval={self.heartbeat_interval}"
             f", idle_after={self.idle_after}, abandon_after={self.abandon_after}"
-            f", presence_ttl={self.presence_ttl})"
+            f", presence_ttl={self.presence_ttl}, running_cell_limit={self.running_cell_limit})"
         )
 
     # ---- calls ---------------------------------------------------------------------------
@@ -89,6 +97,7 @@ class EngagementClock:
             student=student,
             seq=self._seq,
             last_signal=t,
+            last_touch=t,
             last_active=t,
             anchor=t,
             start=t,
@@ -99,17 +108,29 @@ class EngagementClock:
         self._reconsider(group, run, t)
 
     def signal(self, run_id: str, now: float, kind: str) -> None:
-        """Kernel or browser activity: ``execute_start``, ``execute_end``, ``comm`` or ``input``."""
+        """Kernel or browser activity: the student's ``execute_start``, ``comm`` (a widget) or
+        ``input``; the kernel's ``execute_end``; or ``kernel_reset`` (the kernel restarted,
+        died or was interrupted: no cell of it runs any more)."""
         run = self._get(run_id)
         if kind not in SIGNAL_KINDS:
             raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(SIGNAL_KINDS)}")
         group, t = self._reach(run, as_time(now))
-        if kind == "execute_start":
-            run.running += 1
+        if kind == "kernel_reset":
+            # Not the student's doing (or, when it is, the browser reports the click as input).
+            run.running = 0
         elif kind == "execute_end":
+            # A cell's end is news only while its time still counted: one that outran
+            # running_cell_limit leaves the run inactive until the student touches something.
+            attended = t < recent_until(run, self.rules)
             # An end without its start (we attached mid-cell) must not leave a debt.
             run.running = max(0, run.running - 1)
-        run.last_signal = max(run.last_signal, t)
+            if attended:
+                run.last_signal = max(run.last_signal, t)
+        else:  # the student's touch (TOUCH_KINDS)
+            if kind == "execute_start":
+                run.running += 1
+            run.last_signal = max(run.last_signal, t)
+            run.last_touch = max(run.last_touch, t)
         self._reconsider(group, run, t)
 
     def presence(
@@ -135,6 +156,7 @@ class EngagementClock:
         if last_input is not None:
             # A browser clock ahead of ours must not buy idle time in advance.
             run.last_signal = max(run.last_signal, min(last_input, t))
+            run.last_touch = max(run.last_touch, min(last_input, t))
         run.tracked = True
         expired = [name for name, rep in run.sources.items() if rep.at + self.presence_ttl <= t]
         for name in expired:

@@ -14,7 +14,9 @@ from typing import Literal
 from ..model import InvalidInput, Window, require_number
 
 State = Literal["active", "inactive", "paused"]
-SIGNAL_KINDS = ("execute_start", "execute_end", "comm", "input")
+SIGNAL_KINDS = ("execute_start", "execute_end", "comm", "input", "kernel_reset")
+# What the student does (as opposed to what the kernel does: a cell ending, a kernel reset).
+TOUCH_KINDS = ("execute_start", "comm", "input")
 # Boundaries are anchor + k*interval on POSIX times near 2e9, where a float step is ~2e-7 s: a
 # smaller interval could round to no step at all and the integration would never advance.
 MIN_HEARTBEAT = 0.01
@@ -24,15 +26,22 @@ SegmentHook = Callable[[str, float, float, State], None]
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """The clock's four durations, in seconds, each checked once here."""
+    """The clock's five durations, in seconds, each checked once here."""
 
     heartbeat_interval: float
     idle_after: float
     abandon_after: float
     presence_ttl: float
+    running_cell_limit: float
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval", "idle_after", "abandon_after", "presence_ttl"):
+        for name in (
+            "heartbeat_interval",
+            "idle_after",
+            "abandon_after",
+            "presence_ttl",
+            "running_cell_limit",
+        ):
             object.__setattr__(self, name, positive(getattr(self, name), name))
         if self.heartbeat_interval < MIN_HEARTBEAT:
             raise InvalidInput(
@@ -62,7 +71,8 @@ class RunState:
     id: str
     student: str
     seq: int  # open order, the one-active rule's tie-break
-    last_signal: float
+    last_signal: float  # the latest signal that made the run recent (ranks the student's runs)
+    last_touch: float  # the student's latest own doing: open, a cell run, a widget, input
     last_active: float
     anchor: float  # where the current series of windows began: boundaries are anchor + k*interval
     start: float  # start of the open window
@@ -151,9 +161,7 @@ def _emit(run: RunState, end: float, out: list[Window] | None) -> None:
 
 def lapses_at(run: RunState, rules: Rules) -> float:
     """When the active run stops being seen or recent, if nothing is said meanwhile."""
-    at = float("inf")
-    if run.running == 0:
-        at = run.last_signal + rules.idle_after
+    at = recent_until(run, rules)
     if run.tracked:
         at = min(at, seen_until(run, rules))
     return at
@@ -162,8 +170,17 @@ def lapses_at(run: RunState, rules: Rules) -> float:
 def eligible(run: RunState, t: float, rules: Rules) -> bool:
     """Seen and recent at ``t``: the run may be its student's active run."""
     seen = not run.tracked or t < seen_until(run, rules)
-    recent = run.running > 0 or t < run.last_signal + rules.idle_after
-    return seen and recent
+    return seen and t < recent_until(run, rules)
+
+
+def recent_until(run: RunState, rules: Rules) -> float:
+    """Until when the run is recent if nothing is said meanwhile: ``idle_after`` past its last
+    signal, or, while a cell runs, ``running_cell_limit`` past the student's last touch (a cell
+    left running does not stand in for a student for ever)."""
+    until = run.last_signal + rules.idle_after
+    if run.running > 0:
+        until = max(until, run.last_touch + rules.running_cell_limit)
+    return until
 
 
 def seen_until(run: RunState, rules: Rules) -> float:

@@ -92,6 +92,13 @@ def build_parser() -> Parser:
         "--single-session", action="store_true", help="one sitting per run (the default)"
     )
     start.add_argument(
+        "--expected-xp",
+        type=_amount,
+        metavar="MINUTES",
+        help="the activity's expected XP: the minutes a competent student needs (a timed "
+        "run-through, rounded); without it the activity earns its focused minutes",
+    )
+    start.add_argument(
         "--new-attempt", action="store_true", help="start again after a completed run"
     )
 
@@ -107,9 +114,10 @@ def build_parser() -> Parser:
         "complete",
         help="complete the activity (once per run)",
         description="Complete the activity once. Without --total/--correct the notebook's "
-        "exercises are the questions; XP defaults to the focused minutes and never exceeds them.",
+        "exercises are the questions. XP follows Timeback's XP system: the activity's expected "
+        "XP when mastered, 0 below 80%% or not mastered; --xp never exceeds it.",
     )
-    complete.add_argument("--xp", type=_amount, help="XP earned (capped at focused minutes)")
+    complete.add_argument("--xp", type=_amount, help="XP earned (never above the XP policy)")
     complete.add_argument("--total", type=_whole(), help="number of questions")
     complete.add_argument("--correct", type=_whole(), help="questions answered correctly")
     complete.add_argument("--mastered", type=_whole(), help="units mastered")
@@ -120,7 +128,7 @@ def build_parser() -> Parser:
 
 
 def _activity(args: argparse.Namespace) -> Activity | None:
-    given = [args.name, args.subject, args.grade, args.code]
+    given = [args.name, args.subject, args.grade, args.code, args.expected_xp]
     if args.id is None:
         if any(v is not None for v in given) or args.stateful or args.single_session:
             raise UsageError(f"%timeback start: give the activity's ID first, e.g. {EXAMPLE}")
@@ -131,7 +139,9 @@ def _activity(args: argparse.Namespace) -> Activity | None:
         raise UsageError(f"%timeback start: --grade needs --subject (one of {', '.join(SUBJECTS)})")
     try:
         course = CourseRef(subject=args.subject or "Other", grade=args.grade, code=args.code)
-        return Activity(args.id, args.name or args.id, course, stateful=args.stateful)
+        return Activity(
+            args.id, args.name or args.id, course, stateful=args.stateful, xp=args.expected_xp
+        )
     except InvalidInput as err:
         raise UsageError(f"%timeback start: {err}") from None
 
@@ -223,6 +233,9 @@ class TimebackMagics(Magics):
             self._say(f"no run yet for {current.path or 'this kernel'}: %timeback start")
         else:
             self._say(run_line(current.run, self.session.declared))
+            done = current.run.get("completion")
+            if done:
+                self._say(f"completed: {completion_line(done)}")
 
     def _exercise(self, args: argparse.Namespace) -> None:
         run = self.session.mark(args.id, bool(args.correct))

@@ -7,10 +7,12 @@ so the widget, the magic and the tests agree on one rule.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
-Requirement = Literal["nothing", "attempted", "correct"]
-REQUIREMENTS: tuple[Requirement, ...] = ("nothing", "attempted", "correct")
+# One definition: the server checks the same rule again (tracker/claims.py).
+from ..model import REQUIREMENTS, Requirement
+
+__all__ = ["REQUIREMENTS", "Requirement", "blocker", "exercise_ids", "exercise_totals"]
 
 
 def exercise_ids(run: Mapping[str, Any] | None, declared: Iterable[str]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Literal, NotRequired, TypedDict
 
 __all__ = [
     "ActivityView",
+    "CompletedView",
     "CompletionView",
     "CourseView",
     "RunAnswer",
@@ -20,6 +21,7 @@ __all__ = [
     "RunStatus",
     "RunView",
     "StartView",
+    "XpOutcomeView",
 ]
 
 # As timeback_jupyter.model.RunStatus (kernel/ does not import the core for a type).
@@ -41,6 +43,37 @@ class ActivityView(TypedDict):
     name: str
     course: CourseView
     stateful: bool
+    xp: NotRequired[float]  # expected XP: the minutes a competent student needs
+    mastery_threshold: NotRequired[float]  # share correct that counts as mastered (0.9)
+    xp_without_questions: NotRequired[bool]  # the author lets it earn XP without questions
+
+
+class XpOutcomeView(TypedDict):
+    """What Timeback's XP system awarded and why (``timeback_jupyter.xp``)."""
+
+    awarded: float
+    # focused_minutes, unverified, below_80, not_mastered, mastered, wasteful,
+    # perfect_first_attempt
+    rule: str
+    reason: str  # e.g. "0 XP: 6/10 correct, below 80%"
+    reasons: list[str]  # the reason, then what became of an explicit claim
+    expected: float | None  # the activity's expected XP, None when it declares none
+    policy_xp: float  # what the policy allows, before a claim
+    claimed: float | None
+    capped: bool  # a claim above the policy was cut to it
+    total_questions: int | None
+    correct_questions: int | None
+
+
+class CompletedView(TypedDict):
+    """A completed run's completion, as completing answered it."""
+
+    xp_earned: float
+    xp_capped: bool
+    xp_outcome: XpOutcomeView | None  # None for a completion recorded by an older release
+    metrics: dict[str, float]
+    event_id: str | None
+    already_completed: bool
 
 
 class RunView(TypedDict):
@@ -58,6 +91,7 @@ class RunView(TypedDict):
     exercises: dict[str, bool]  # each exercise's latest answer: True when correct
     started_at: float  # POSIX seconds
     ended_at: float | None
+    completion: NotRequired[CompletedView | None]  # a completed run's outcome, else None
 
 
 class RunAnswer(TypedDict):
@@ -81,7 +115,8 @@ class CompletionView(TypedDict):
     run: RunView
     already_completed: bool
     xp_earned: float
-    xp_capped: bool  # XP was cut to one per focused minute
+    xp_capped: bool  # an explicit claim was cut to what the XP policy allows
+    xp_outcome: XpOutcomeView | None  # the XP policy's outcome and its reasons
     # The completion event's metrics: xpEarned, totalQuestions, correctQuestions, ...
     metrics: dict[str, float]
     event_id: str | None  # the Caliper ActivityEvent's id

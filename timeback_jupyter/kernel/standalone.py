@@ -188,16 +188,11 @@ class LocalBackend:
             correct_questions=metrics.get("correct"),
             mastered_units=metrics.get("mastered"),
             pct_complete=metrics.get("pct"),
+            require=metrics.get("require"),
+            min_active_minutes=metrics.get("min_active_minutes"),
         )
         self.run_id, self.closed = None, result.run.id
-        return {
-            "run": self.tracker.describe(result.run),
-            "already_completed": result.already_completed,
-            "xp_earned": result.xp_earned,
-            "xp_capped": result.xp_capped,
-            "metrics": result.metrics,
-            "event_id": result.event.get("id"),
-        }
+        return {"run": self.tracker.describe(result.run), **result.answer()}
 
     def exercise(self, exercise_id: str, correct: bool) -> dict[str, Any]:
         run = self._guarded(self.tracker.exercise, self._open(), exercise_id, correct)

@@ -71,6 +71,10 @@ def completion_line(answer: Mapping[str, Any]) -> str:
     if "pctComplete" in metrics:
         parts.append(f"{number(metrics['pctComplete'])}% complete")
     text = ", ".join(parts)
-    if answer.get("xp_capped"):
+    outcome = answer.get("xp_outcome")
+    if isinstance(outcome, Mapping) and outcome.get("reasons"):
+        # why this XP, in the policy's words: "0 XP: 6/10 correct, below 80%"
+        text += f" ({'; '.join(str(r) for r in outcome['reasons'])})"
+    elif answer.get("xp_capped"):  # a completion recorded before the XP policy kept reasons
         text += " (XP capped at 1 per focused minute)"
     return text

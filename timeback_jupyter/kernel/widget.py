@@ -3,15 +3,17 @@ button, made of standard ipywidgets only (no custom JavaScript), so it renders w
 ipywidgets do: JupyterLab, Notebook 7, VS Code, Colab.
 
 The button is disabled, with the reason beside it, while the policy does not allow completion.
-After completion it shows the result and stays disabled; the server remembers the completion,
-so a widget made again after a kernel restart shows "Completed" too.
+After completion it shows the XP awarded and why (Timeback's XP system, decided by the server)
+and stays disabled; the server remembers the completion and its outcome, so a widget made again
+after a kernel restart shows them too. ``require`` and ``min_active_minutes`` are sent with the
+completion: the server checks them again from the run's record.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ipywidgets as widgets
@@ -117,7 +119,9 @@ class CompletionButton(widgets.VBox):
         self.button.description = "Completed"
         self.button.disabled = True
         self.button.tooltip = "This activity is completed"
-        result = f" · {completion_line(self.completion)}" if self.completion else ""
+        # what this click answered, else what the server remembers (a kernel restarted since)
+        done: Mapping[str, Any] | None = self.completion or run.get("completion")
+        result = f" · {completion_line(done)}" if done else ""
         self.message.value = html.escape(f"Completed (attempt {run.get('attempt')}){result}")
 
     # ---- the click ---------------------------------------------------------------------------
@@ -151,6 +155,8 @@ class CompletionButton(widgets.VBox):
         if reason is not None and reason != "already completed":
             self.show(current)
             return
-        answer = self.session.complete({})
+        answer = self.session.complete(
+            {"require": self.require, "min_active_minutes": self.min_active_minutes or None}
+        )
         self.completion = answer
         self.show(self.session.current())

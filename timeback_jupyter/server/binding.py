@@ -1,6 +1,7 @@
 """Which notebook each kernel serves, kept fresh from Jupyter's events and sessions, and what
 kernel traffic means for that notebook's run (it starts the run of a notebook that declares an
-activity, and ends it when the kernel shuts down)."""
+activity, ends "cell running" when the kernel is interrupted, restarted or dies, and ends the
+run when the kernel shuts down)."""
 
 from __future__ import annotations
 
@@ -46,11 +47,16 @@ class KernelBinding:
         self.tokens.publish(kernel_id)
 
     async def on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
-        """Jupyter's kernel_actions event: watch a (re)started kernel, let a stopped one go."""
+        """Jupyter's kernel_actions event: watch a (re)started kernel, let a stopped one go; an
+        interrupted or restarted kernel runs no cell any more."""
         kernel_id = data.get("kernel_id")
         if not kernel_id or data.get("status") != "success":
             return
         action = data.get("action")
+        if action in ("interrupt", "restart"):
+            # A cell stuck where an interrupt cannot reach it keeps running, but the student has
+            # asked for it to stop: it no longer stands in for them.
+            self.kernel_reset(kernel_id, self.watcher.now())
         if action in ("start", "restart"):
             self.kernel_started(kernel_id)
         elif action == "shutdown":
@@ -111,8 +117,18 @@ class KernelBinding:
 
     # ---- kernel traffic ------------------------------------------------------------------------
 
+    def kernel_reset(self, kernel_id: str, at: float) -> None:
+        """The kernel restarted, died or was interrupted: its notebook's run has no cell running.
+        A kernel never bound to a notebook has signalled no run, so there is nothing to end."""
+        path = self.kernel_paths.get(kernel_id)
+        if path is not None and self.service.recording:
+            self.service.signal(path, "kernel_reset", at)
+
     def on_kernel_signal(self, kernel_id: str, kind: str, at: float) -> None:
-        """A cell ran or a widget was touched (see :mod:`.kernels`)."""
+        """A cell ran or a widget was touched, or the kernel died (see :mod:`.kernels`)."""
+        if kind == "kernel_reset":
+            self.kernel_reset(kernel_id, at)
+            return
         if not self.service.recording:
             return
         # Two signals per cell: a known kernel's run is signalled here and now; only a kernel

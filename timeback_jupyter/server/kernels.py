@@ -4,11 +4,16 @@ watcher does: our own subscription per kernel, so kernel traffic is observed, ne
 A ``status: busy`` whose parent is an ``execute_request`` is a cell the student ran; its
 ``status: idle`` ends it. A ``status: busy`` whose parent is a ``comm_msg`` is a widget touched.
 Everything else (completions, inspections, kernel_info, the debugger) is not interaction.
+
+A kernel that dies says nothing on IOPub (the ``status: restarting``/``dead`` a browser sees
+are made up by Jupyter's websocket handler): its restarter's callbacks say it, within its poll
+interval (``KernelRestarter.time_to_dead``, 3 s), and we pass that on as ``kernel_reset``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -44,6 +49,13 @@ class KernelWatcher:
         self._log = log or logging.getLogger("timeback_jupyter.kernels")
         self._now = now
         self._streams: dict[str, Any] = {}
+        # kernel id -> (its manager, our restarter callback), so that it is added once and
+        # removed when we let the kernel go
+        self._lifetimes: dict[str, tuple[Any, Callable[[], None]]] = {}
+
+    def now(self) -> float:
+        """The time signals are stamped with."""
+        return self._now()
 
     @property
     def watched(self) -> list[str]:
@@ -61,12 +73,13 @@ class KernelWatcher:
         of every message. Where it is not there to share (pending kernels, another kernel
         manager), we subscribe ourselves.
         """
-        self.detach(kernel_id)
+        self._drop_stream(kernel_id)
         try:
             kernel = self._km.get_kernel(kernel_id)
         except Exception as err:  # a kernel that died meanwhile must not break the server
             self._log.warning("timeback: cannot watch kernel %s: %s", kernel_id, err)
             return
+        self._watch_lifetime(kernel_id, kernel)
         if getattr(kernel, "_activity_stream", None) is None and waited < _SHARE_WAIT:
             # The start event comes just before Jupyter subscribes (once the kernel is ready).
             loop = asyncio.get_running_loop()
@@ -140,7 +153,38 @@ class KernelWatcher:
             if current is not held.stream:
                 self.attach(kernel_id)
 
+    def _watch_lifetime(self, kernel_id: str, kernel: Any) -> None:
+        """Hear from the kernel's restarter the moment it finds the kernel dead, before it
+        restarts it (``restart``) or gives up (``dead``): no cell of it runs any more. The
+        restarter outlives restarts, so this is done once per kernel."""
+        if kernel_id in self._lifetimes:
+            return
+
+        def died() -> None:
+            try:
+                self._on_signal(kernel_id, "kernel_reset", self._now())
+            except Exception:  # never into the restarter: it must go on restarting the kernel
+                self._log.exception("timeback: kernel %s died, not passed on", kernel_id)
+
+        try:
+            kernel.add_restart_callback(died, "restart")
+            kernel.add_restart_callback(died, "dead")
+        except Exception as err:  # another kernel manager: interrupts and restarts still tell
+            self._log.warning("timeback: cannot follow kernel %s's restarts: %s", kernel_id, err)
+            return
+        self._lifetimes[kernel_id] = (kernel, died)
+
     def detach(self, kernel_id: str) -> None:
+        """Let the kernel go: its IOPub and its restarter."""
+        self._drop_stream(kernel_id)
+        held = self._lifetimes.pop(kernel_id, None)
+        if held is not None:
+            kernel, died = held
+            for event in ("restart", "dead"):
+                with contextlib.suppress(Exception):  # already gone with its kernel
+                    kernel.remove_restart_callback(died, event)
+
+    def _drop_stream(self, kernel_id: str) -> None:
         stream = self._streams.pop(kernel_id, None)
         if isinstance(stream, asyncio.TimerHandle):
             stream.cancel()
@@ -151,7 +195,7 @@ class KernelWatcher:
                 self._log.debug("timeback: closing IOPub of %s failed", kernel_id, exc_info=True)
 
     def detach_all(self) -> None:
-        for kernel_id in list(self._streams):
+        for kernel_id in {*self._streams, *self._lifetimes}:
             self.detach(kernel_id)
 
 

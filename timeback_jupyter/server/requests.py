@@ -17,7 +17,10 @@ from .service import TimebackService
 
 MAX_BODY = 64 * 1024
 PRESENCE_FIELDS = frozenset({"path", "source", "visible", "focused", "idle_ms", "leaving"})
-COMPLETION_FIELDS = frozenset({"xp", "total", "correct", "mastered", "pct"})
+# "require" and "min_active_minutes" are the completion button's rule, checked again here.
+COMPLETION_FIELDS = frozenset(
+    {"xp", "total", "correct", "mastered", "pct", "require", "min_active_minutes"}
+)
 
 
 def ready(service: TimebackService, user: Any, *, writes: bool) -> None:
@@ -115,6 +118,8 @@ def completion_args(data: dict[str, Any]) -> dict[str, Any]:
         "correct_questions": data.get("correct"),
         "mastered_units": data.get("mastered"),
         "pct_complete": data.get("pct"),
+        "require": data.get("require"),
+        "min_active_minutes": data.get("min_active_minutes"),
     }
 
 

@@ -24,7 +24,7 @@ from ..config import Credentials, Timeback
 from ..delivery import Drainer
 from ..model import Activity, InvalidInput
 from ..store import Store, StoreError
-from ..tracker import CompletionResult, Tracker, TrackerError
+from ..tracker import Tracker, TrackerError
 from .errors import NotebookError, ServiceError, StoreFailure
 from .tasks import TaskSet
 
@@ -235,7 +235,12 @@ class TimebackService:
         correct_questions: Any = None,
         mastered_units: Any = None,
         pct_complete: Any = None,
+        require: Any = None,
+        min_active_minutes: Any = None,
     ) -> dict[str, Any]:
+        """Complete the run once: the claim is checked against the run's record (``require``
+        and ``min_active_minutes`` are the completion button's rule, checked again here) and
+        XP awarded by Timeback's XP system; the answer carries the outcome and its reasons."""
         with self._refusals() as tracker:
             result = tracker.complete(
                 run_id,
@@ -244,19 +249,10 @@ class TimebackService:
                 correct_questions=correct_questions,
                 mastered_units=mastered_units,
                 pct_complete=pct_complete,
+                require=require,
+                min_active_minutes=min_active_minutes,
             )
-            return self._completion_answer(tracker, result)
-
-    @staticmethod
-    def _completion_answer(tracker: Tracker, result: CompletionResult) -> dict[str, Any]:
-        return {
-            "run": tracker.describe(result.run),
-            "already_completed": result.already_completed,
-            "xp_earned": result.xp_earned,
-            "xp_capped": result.xp_capped,
-            "metrics": result.metrics,
-            "event_id": result.event.get("id"),
-        }
+            return {"run": tracker.describe(result.run), **result.answer()}
 
     def run_of(self, path: str) -> str:
         """The run a notebook shows: open, or ended or completed while it stayed open."""

@@ -225,6 +225,7 @@ class RunStore(Database):
             "correct_questions": completion.correct_questions,
             "mastered_units": completion.mastered_units,
             "pct_complete": completion.pct_complete,
+            "xp_outcome": completion.xp_outcome,
         }
         with self._write() as db:
             if not db.execute("SELECT 1 FROM runs WHERE id = ?", (completion.run_id,)).fetchone():
@@ -258,6 +259,15 @@ class RunStore(Database):
                 return None if row is None else payload_of(self._db, self.path, row[0])
             except sqlite3.Error as err:
                 raise StoreError(explain(err, self.path)) from None
+
+    def completion_metrics(self, run_id: str) -> dict[str, Any] | None:
+        """What the run's completion recorded beside its event (the XP outcome and its
+        reasons), or None while it has none."""
+        rows = self._read("SELECT metrics FROM completions WHERE run_id = ?", (run_id,))
+        if not rows:
+            return None
+        data = json.loads(rows[0][0])
+        return data if isinstance(data, dict) else None
 
     def windows(self, run_id: str | None = None) -> list[Window]:
         """Recorded windows in (run, start) order, of one run or of all."""

@@ -30,12 +30,24 @@ class CompletionResult:
     event: dict[str, Any]
     already_completed: bool
     xp_earned: float
-    xp_capped: bool
+    # the XP policy's outcome and its reasons (timeback_jupyter.xp.XpOutcome.to_dict); None for
+    # a completion recorded before the policy kept it
+    xp_outcome: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def xp_capped(self) -> bool:
+        """An explicit claim was cut to what the policy allows."""
+        return bool((self.xp_outcome or {}).get("capped"))
 
     @classmethod
     def from_event(
-        cls, run: Run, event: dict[str, Any], *, already: bool, capped: bool
+        cls,
+        run: Run,
+        event: dict[str, Any],
+        *,
+        already: bool,
+        outcome: dict[str, Any] | None = None,
     ) -> CompletionResult:
         """The result as the stored event says it: a repeat answers what the first one sent."""
         generated = event.get("generated", {})
@@ -48,6 +60,17 @@ class CompletionResult:
             event=event,
             already_completed=already,
             xp_earned=items.get("xpEarned", 0),
-            xp_capped=capped,
+            xp_outcome=outcome,
             metrics=items,
         )
+
+    def answer(self) -> dict[str, Any]:
+        """The completion answer, less the run (each face describes it)."""
+        return {
+            "already_completed": self.already_completed,
+            "xp_earned": self.xp_earned,
+            "xp_capped": self.xp_capped,
+            "xp_outcome": self.xp_outcome,
+            "metrics": self.metrics,
+            "event_id": self.event.get("id"),
+        }

@@ -16,9 +16,11 @@ from .. import caliper
 from ..clock import EngagementClock
 from ..config import AppConfig, ConfigError, Timeback
 from ..identity import Student
-from ..model import Activity, Completion, InvalidInput, Run, Window, cap_xp, parse_run_id
+from ..model import Activity, InvalidInput, Run, Window, parse_run_id
 from ..notebook_metadata import CURRENT_VERSION
 from ..store import Store
+from ..xp import Implausible
+from .claims import completion_for
 from .notebooks import NotebookRuns
 from .results import CompletionResult, StartResult, TrackerError
 from .resume import RunChooser
@@ -55,6 +57,7 @@ class Tracker:
             idle_after=settings.idle_after,
             abandon_after=settings.abandon_after,
             presence_ttl=settings.presence_ttl,
+            running_cell_limit=settings.running_cell_limit,
         )
         self._now = now
         self._notify = notify
@@ -281,39 +284,28 @@ class Tracker:
         self,
         run_id: str,
         *,
-        xp_earned: Any = None,
-        total_questions: Any = None,
-        correct_questions: Any = None,
-        mastered_units: Any = None,
-        pct_complete: Any = None,
         now: float | None = None,
+        **claim: Any,
     ) -> CompletionResult:
-        """Flush, then write the run's one ActivityCompletedEvent. A repeat answers the first."""
+        """Flush, check the ``claim`` (xp_earned, total_questions, correct_questions,
+        mastered_units, pct_complete, require, min_active_minutes: :func:`.claims.completion_for`)
+        against the run's record, award XP by Timeback's XP system and write the run's one
+        ActivityCompletedEvent with the XP outcome. A repeat answers the first. Refusals: 400
+        malformed, 409 contradicted by the record."""
         now = self._now() if now is None else now
         run = self.get(run_id)
         first = self.store.get_completion(run.id)
         if first is not None:
-            return CompletionResult.from_event(run, first, already=True, capped=False)
-        if total_questions is None and correct_questions is None and run.exercises:
-            # Exercises marked in the notebook are the questions unless the caller says more.
-            total_questions = len(run.exercises)
-            correct_questions = sum(1 for ok in run.exercises.values() if ok)
+            return self._first(run, first)
         target = self._targets.get(run.id) or self.target_for(run.activity)
         if run.id in self._targets:
             self.tick(now)
             self._record(self.clock.flush(run.id, now))
             run = self.get(run.id)
         try:
-            xp, capped = cap_xp(xp_earned, run.active_seconds)
-            completion = Completion(
-                run_id=run.id,
-                xp_earned=xp,
-                at=now,
-                total_questions=total_questions,
-                correct_questions=correct_questions,
-                mastered_units=mastered_units,
-                pct_complete=pct_complete,
-            )
+            completion = completion_for(run, now, self.settings.xp_policy, **claim)
+        except Implausible as err:
+            raise TrackerError(str(err), 409) from None
         except InvalidInput as err:
             raise TrackerError(str(err), 400) from None
         event = caliper.completion_event(completion, run.id, run.attempt, self.actor, target)
@@ -323,7 +315,26 @@ class Tracker:
             self._forget(run.id)
         self._notify()
         run = self.get(run.id)
-        return CompletionResult.from_event(run, stored, already=not created, capped=capped)
+        if not created:  # another caller completed it meanwhile: its outcome stands
+            return self._first(run, stored)
+        outcome = completion.xp_outcome
+        return CompletionResult.from_event(run, stored, already=False, outcome=outcome)
+
+    def _first(self, run: Run, event: dict[str, Any]) -> CompletionResult:
+        metrics = self.store.completion_metrics(run.id) or {}
+        return CompletionResult.from_event(
+            run, event, already=True, outcome=metrics.get("xp_outcome")
+        )
+
+    def completion_of(self, run: Run) -> dict[str, Any] | None:
+        """A completed run's completion as the answer showed it (XP outcome and metrics), for
+        views made after a restart; None for a run not completed."""
+        if run.status != "completed":
+            return None
+        event = self.store.get_completion(run.id)
+        if event is None:
+            return None
+        return self._first(run, event).answer()
 
     # ---- views ---------------------------------------------------------------------------
 
@@ -353,6 +364,8 @@ class Tracker:
             "exercises": dict(run.exercises),
             "started_at": run.started_at,
             "ended_at": run.ended_at,
+            # what completing answered, so a view made after a kernel restart shows it too
+            "completion": self.completion_of(run),
         }
 
     def today(self, since: float, now: float | None = None) -> dict[str, float]:
