@@ -334,7 +334,9 @@ class EngagementClock:
         )
 
     def _get(self, run_id: str) -> RunState:
-        run = self._runs.get(self._key(run_id))
+        # Callers pass the canonical id they were given: only another spelling needs parsing
+        # (a UUID parse on every kernel signal is most of the clock's cost per cell).
+        run = self._runs.get(run_id) or self._runs.get(self._key(run_id))
         if run is None:
             raise KeyError(f"run {run_id!r} is not open in the engagement clock")
         return run

@@ -2,7 +2,8 @@
 
 The official SDK (timeback_caliper, timeback_common: pydantic and httpx) is imported where an
 envelope is checked or sent, not here: Jupyter loads this module at start, when nothing is
-sent yet, and the import costs more than the rest of the extension (see caliper.py).
+sent yet, and the import costs more than the rest of the extension. Events themselves are built
+without it (caliper/events.py); the SDK's models stay the reference (caliper/reference.py).
 """
 
 from __future__ import annotations

@@ -214,9 +214,9 @@ class Tracker:
     def record_pending(self, limit: int) -> int:
         """Write up to ``limit`` queued windows, oldest first; how many are still queued.
 
-        Building an event with the official models costs a fraction of a millisecond, so the
-        server writes hundreds of windows in slices and lets the event loop serve requests
-        between them.
+        Each window costs a commit and its event's build (tens of microseconds, see
+        BENCHMARKS.md), so the server writes hundreds of windows in slices and lets the event
+        loop serve requests between them.
         """
         self._record(None, limit)
         return len(self._unrecorded)
