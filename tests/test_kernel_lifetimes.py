@@ -96,7 +96,9 @@ def test_stateful_run_resumes_on_wednesday_with_the_same_run_id_and_completes_on
             execute(client, "import time; time.sleep(0.3)")
         out, _ = execute(client, "%timeback complete")
         assert out.startswith("timeback: completed Fractions lesson: ")
-        assert out.endswith(f"1/2 questions correct · run {run_id}\n")
+        # the XP outcome says why: one of two right is below Timeback's 80% floor
+        assert "1/2 questions correct" in out and "below 80%" in out, out
+        assert out.endswith(f" · run {run_id}\n")
         _, err = execute(client, "%timeback complete")
         assert "already completed" in err
         client.stop_channels()
