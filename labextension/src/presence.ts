@@ -38,6 +38,15 @@ export interface RunInfo {
   exercises: Record<string, boolean>;
   started_at: number;
   ended_at: number | null;
+  /** A completed run's completion as the server recorded it (null before completion). */
+  completion?: RunCompletion | null;
+}
+
+/** The XP a completion earned and why (the server's XP policy; see timeback_jupyter/xp.py). */
+export interface RunCompletion {
+  xp_earned: number;
+  xp_outcome?: { reasons?: string[] } | null;
+  [key: string]: unknown;
 }
 
 /** `metadata.timeback` as the server wants it saved with the notebook. */

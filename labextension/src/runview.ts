@@ -3,7 +3,7 @@
  * Pure (no JupyterLab import), so it is unit-tested beside the presence logic.
  */
 
-import type { RunInfo, Snapshot } from './presence';
+import type { RunCompletion, RunInfo, Snapshot } from './presence';
 
 export type Label =
   'starting' | 'active' | 'idle' | 'paused' | 'ended' | 'completed' | 'offline' | 'not recording';
@@ -95,6 +95,19 @@ export function describeExercises(exercises: RunInfo['exercises']): string {
   const correct = entries.filter(([, ok]) => ok).length;
   const list = entries.map(([id, ok]) => `${id} ${ok ? '✓' : '✗'}`).join(', ');
   return `${correct} of ${entries.length} correct: ${list}`;
+}
+
+/**
+ * The XP a completion earned, in the policy's own words ("0 XP: 6/10 correct, below 80%"; each
+ * reason already names the amount), or just the amount for a completion recorded before the
+ * server kept reasons.
+ */
+export function describeXp(completion: RunCompletion): string {
+  const xp = Number.isFinite(completion.xp_earned) ? completion.xp_earned : 0;
+  const reasons = (completion.xp_outcome?.reasons ?? []).filter(
+    (r): r is string => typeof r === 'string' && r.length > 0
+  );
+  return reasons.length > 0 ? reasons.join('; ') : `${Math.round(xp * 10) / 10} XP`;
 }
 
 /** Epoch ms of the last local midnight: "today" is the student's day, not the server's. */

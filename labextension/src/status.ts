@@ -13,7 +13,7 @@ import clockSvg from '../style/clock.svg';
 import type { Outcome } from './presence';
 import type { Snapshot } from './presence';
 import type { ServerStatus } from './api';
-import { ActiveTime, describeExercises, formatDuration, label } from './runview';
+import { ActiveTime, describeExercises, describeXp, formatDuration, label } from './runview';
 
 export const clockIcon = new LabIcon({ name: 'timeback-jupyter:clock', svgstr: clockSvg });
 
@@ -187,6 +187,9 @@ export class RunPanel extends Widget {
       rows.push(['state', 'State', s ? label(s) : '']);
       rows.push(['active', 'Active time', formatDuration(activeSeconds)]);
       rows.push(['exercises', 'Exercises', describeExercises(run.exercises)]);
+      if (run.completion) {
+        rows.push(['xp', 'XP', describeXp(run.completion)]);
+      }
     }
     const today = status?.today?.active_seconds;
     rows.push(['today', 'Today', today === undefined ? '—' : formatDuration(today)]);

@@ -4,6 +4,7 @@ import type { Snapshot } from '../src/presence';
 import {
   ActiveTime,
   describeExercises,
+  describeXp,
   formatDuration,
   label,
   localMidnight,
@@ -112,5 +113,22 @@ describe('localMidnight', () => {
     const evening = new Date(2026, 0, 27, 21, 45, 10);
     expect(localMidnight(evening)).toBe(new Date(2026, 0, 27).getTime());
     expect(localMidnight(new Date(2026, 0, 27))).toBe(new Date(2026, 0, 27).getTime());
+  });
+});
+
+describe('describeXp', () => {
+  it('shows the XP with every reason the policy gave', () => {
+    const reasons = [
+      '0 XP: 6/10 correct, below 80%',
+      'claimed 9 XP, more than the policy allows: 0 XP'
+    ];
+    expect(describeXp({ xp_earned: 0, xp_outcome: { reasons } })).toBe(
+      '0 XP: 6/10 correct, below 80%; claimed 9 XP, more than the policy allows: 0 XP'
+    );
+  });
+
+  it('shows the XP alone for a completion recorded before reasons were kept', () => {
+    expect(describeXp({ xp_earned: 6.25, xp_outcome: null })).toBe('6.3 XP');
+    expect(describeXp({ xp_earned: Number.NaN })).toBe('0 XP');
   });
 });

@@ -71,6 +71,9 @@ def test_completion_widget_in_jupyterlab(start_lab, page, standin, tmp_path: Pat
     page.click(".tb-StatusItem")
     page.locator(".tb-RunPanel").wait_for()
     assert panel_value(page, "run-id") == run_id
+    # the panel gives the same XP outcome, in the policy's words
+    page.locator('.tb-RunPanel tr[data-timeback="xp"]').wait_for()
+    assert "no expected XP declared (activity.xp)" in panel_value(page, "xp")
     page.screenshot(path=artifacts / "lab-panel-completed.png")
     model_status = page.evaluate(
         "() => window.jupyterapp.shell.currentWidget.model.getMetadata('timeback').run.status"
