@@ -223,19 +223,23 @@ def test_the_kernel_side_imports_no_http_library(tmp_path):
     assert among(loaded(code, tmp_path), KERNEL_MUST_NOT_LOAD) == []
 
 
-def test_a_kernel_recording_alone_warms_the_sdk_beside_the_kernel(tmp_path):
-    # With no server, the kernel builds events itself, in a cell hook: the SDK is imported in
-    # a thread as soon as the local recorder exists, not in the first cell that closes a window.
+def test_a_kernel_recording_alone_builds_and_stores_events_without_the_sdk(tmp_path):
+    # With no server the kernel builds events itself, in cell hooks: on the fast path
+    # (caliper/events.py), so neither the SDK nor pydantic is ever imported in the kernel.
     code = (
-        "import sys, threading\n"
+        "import sys\n"
         "from timeback_jupyter.kernel.standalone import LocalBackend\n"
-        f"assert not [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "from timeback_jupyter.model import Activity\n"
+        "from timeback_jupyter.store import Store\n"
         "backend = LocalBackend(store_path=sys.argv[1],"
         " environ={'TIMEBACK_STUDENT_EMAIL': 'ada@school.edu'})\n"
-        "for thread in threading.enumerate():\n"
-        "    if thread.name == 'timeback-warm-up':\n"
-        "        thread.join(60)\n"
+        "activity = Activity.from_dict({'id': 'q', 'name': 'Q',"
+        " 'course': {'subject': 'Math', 'grade': 3}})\n"
+        "backend.start(activity, new_attempt=False)\n"
+        "backend.complete({})\n"
         "backend.close()\n"
+        "kinds = [e['type'] for e in Store(sys.argv[1]).events()]\n"
+        "assert 'ActivityEvent' in kinds, kinds\n"
     )
     modules = loaded(code, tmp_path, str(tmp_path / "standalone.sqlite3"))
-    assert among(modules, ("timeback_caliper",))
+    assert among(modules, HEAVY) == []

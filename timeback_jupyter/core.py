@@ -73,7 +73,6 @@ class Core:
             raise CoreError("the tracker needs the core built with identify=True")
         if actor is None:
             raise CoreError("the student's actor is not known yet: resolve it first")
-        extra = {} if notebook_changed is None else {"notebook_changed": notebook_changed}
         return Tracker(
             store=self.store,
             settings=self.settings,
@@ -81,7 +80,7 @@ class Core:
             student=self.student,
             actor=actor,
             notify=self.drainer.notify,
-            **extra,
+            notebook_changed=notebook_changed or _nobody_listens,
         )
 
     async def aclose(self) -> None:
@@ -92,6 +91,10 @@ class Core:
                 await self.resolver.aclose()
         finally:
             self.store.close()
+
+
+def _nobody_listens(path: str) -> None:
+    """No face shows notebooks (the CLI, a kernel recording alone)."""
 
 
 def app_config_for(settings: Timeback, search: tuple[str, ...] = ()) -> AppConfig:

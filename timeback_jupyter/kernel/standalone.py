@@ -13,7 +13,6 @@ import atexit
 import contextlib
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -32,13 +31,6 @@ from .backend import Current, NoActivity, TimebackError
 log = logging.getLogger("timeback_jupyter.kernel")
 
 STORE_NAME = "standalone.sqlite3"
-
-
-def _warm_up() -> None:
-    # The official SDK builds the events (caliper.py imports it on first use): a quarter of a
-    # second to import, better spent beside the kernel than in the cell hook of the first
-    # window that closes.
-    import timeback_caliper  # noqa: F401
 
 
 def default_store_path() -> Path:
@@ -85,7 +77,6 @@ class LocalBackend:
             shell.events.register("pre_run_cell", self._cell_started)
             shell.events.register("post_run_cell", self._cell_ended)
         atexit.register(self.close)
-        threading.Thread(target=_warm_up, name="timeback-warm-up", daemon=True).start()
 
     def _guarded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -15,7 +15,7 @@ from jupyter_server.extension.application import ExtensionApp
 
 from .. import identity
 from ..config import ConfigError, Credentials, Timeback
-from ..core import build_core, take_credentials
+from ..core import Core, build_core, take_credentials
 from ..delivery import DeliveryError, Drainer
 from ..store import Store, StoreError
 from ..tracker import Tracker
@@ -67,7 +67,6 @@ class TimebackApp(ExtensionApp):
         self.last_error = ""
         self.tasks = TaskSet(self.log)
         self._loops: list[asyncio.Task[Any]] = []
-        self._resolver: identity.ActorResolver | None = None
         # open presence sockets: told when a notebook they reported changes or is renamed
         self.presence_sockets = PresenceSockets()
         notebooks = ContentsNotebooks(self.serverapp.contents_manager)
@@ -89,105 +88,90 @@ class TimebackApp(ExtensionApp):
             tasks=self.tasks,
             log=self.log,
         )
+        self._core: Core | None = None
         try:
             self._build_core()
         except (StoreError, ConfigError, identity.IdentityError) as err:
-            self.problem = str(err)
+            self.service.problem = str(err)
             self.log.error("timeback: not recording: %s", err)
 
     # The core (tracker, store, delivery, credentials) and why nothing records belong to the
-    # service: the builder below assigns them here.
+    # service; read here for callers that hold the extension (tests, the pytest plugin).
 
     @property
     def tracker(self) -> Tracker:
         return self.service.tracker  # type: ignore[return-value]
 
-    @tracker.setter
-    def tracker(self, tracker: Tracker | None) -> None:
-        self.service.tracker = tracker
-
     @property
     def store(self) -> Store | None:
         return self.service.store
-
-    @store.setter
-    def store(self, store: Store | None) -> None:
-        self.service.store = store
 
     @property
     def drainer(self) -> Drainer | None:
         return self.service.drainer
 
-    @drainer.setter
-    def drainer(self, drainer: Drainer | None) -> None:
-        self.service.drainer = drainer
-
     @property
     def credentials(self) -> Credentials | None:
         return self.service.credentials
-
-    @credentials.setter
-    def credentials(self, credentials: Credentials | None) -> None:
-        self.service.credentials = credentials
 
     @property
     def problem(self) -> str:
         return self.service.problem
 
-    @problem.setter
-    def problem(self, problem: str) -> None:
-        self.service.problem = problem
-
-    def _notebook_changed(self, path: str) -> None:
-        self.service.notebook_changed(path)
-
     def _build_core(self) -> None:
         cfg = self.timeback
+        service = self.service
         # Read once, then taken out of the environment kernels and terminals inherit.
-        self.credentials = take_credentials(os.environ, scrub=True)
+        service.credentials = take_credentials(os.environ, scrub=True)
         try:
             core = build_core(
                 cfg,
                 environ=os.environ,
-                credentials=self.credentials,
+                credentials=service.credentials,
                 search=(self.serverapp.root_dir, os.getcwd()),
                 open_store=lambda: Store(cfg.store_path, busy_timeout=STORE_BUSY_TIMEOUT),
             )
         except DeliveryError as err:  # the timeback sink without credentials, bad knobs
             raise ConfigError(str(err)) from None
         self._core = core
-        self.store, self.drainer = core.store, core.drainer
-        self._student, self._app_config = core.student, core.app_config
+        service.store, service.drainer = core.store, core.drainer
         if core.actor is not None:
             self._make_tracker(core.actor)
         else:
             # Timeback needs the student's OneRoster id: found by email once the loop runs.
-            self.problem = "looking up the student's Timeback user by email"
-            self._resolver = core.resolver
+            service.problem = "looking up the student's Timeback user by email"
 
     def _make_tracker(self, actor: Any) -> None:
-        self.tracker = self._core.tracker(actor, notebook_changed=self._notebook_changed)
+        assert self._core is not None
+        self.service.tracker = self._core.tracker(
+            actor, notebook_changed=self.service.notebook_changed
+        )
 
-    async def _resolve_actor(self) -> None:
+    async def _resolve_actor(self, resolver: identity.ActorResolver) -> None:
+        assert self._core is not None and self._core.student is not None
         delay = 5.0
         while True:
             try:
-                actor = await self._resolver.resolve(self._student)
+                actor = await resolver.resolve(self._core.student)
             except identity.IdentityLookupError as err:
                 if not err.retryable:
-                    self.problem = str(err)
+                    self.service.problem = str(err)
                     return
-                self.problem = f"{err} (retrying in {delay:.0f} s)"
+                self.service.problem = f"{err} (retrying in {delay:.0f} s)"
             except identity.IdentityError as err:
-                self.problem = str(err)
+                self.service.problem = str(err)
                 return
             else:
                 self._make_tracker(actor)
-                self.problem = ""
+                self.service.problem = ""
                 self.log.info("timeback: recording for %s", actor.id)
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 600.0)
+
+    @property
+    def _resolver(self) -> identity.ActorResolver | None:
+        return self._core.resolver if self._core is not None else None
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(routes())
@@ -211,8 +195,10 @@ class TimebackApp(ExtensionApp):
             asyncio.create_task(self.drainer.run(), name="timeback-drainer"),
             asyncio.create_task(ticker, name="timeback-ticker"),
         ]
-        if self._resolver is not None:
-            self._loops.append(asyncio.create_task(self._resolve_actor(), name="timeback-actor"))
+        resolver = self._resolver
+        if resolver is not None:
+            actor = self._resolve_actor(resolver)
+            self._loops.append(asyncio.create_task(actor, name="timeback-actor"))
 
     async def stop_extension(self) -> None:
         """Flush open windows into the outbox, give delivery a moment, close the store."""

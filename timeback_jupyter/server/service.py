@@ -226,32 +226,14 @@ class TimebackService:
         with self._refusals() as tracker:
             return {"run": tracker.describe(tracker.exercise(run_id, exercise, correct))}
 
-    def complete(
-        self,
-        run_id: str,
-        *,
-        xp_earned: Any = None,
-        total_questions: Any = None,
-        correct_questions: Any = None,
-        mastered_units: Any = None,
-        pct_complete: Any = None,
-        require: Any = None,
-        min_active_minutes: Any = None,
-    ) -> dict[str, Any]:
-        """Complete the run once: the claim is checked against the run's record (``require``
-        and ``min_active_minutes`` are the completion button's rule, checked again here) and
-        XP awarded by Timeback's XP system; the answer carries the outcome and its reasons."""
+    def complete(self, run_id: str, **claim: Any) -> dict[str, Any]:
+        """Complete the run once: the ``claim`` (:func:`..tracker.claims.completion_for`'s
+        keywords, from :func:`.requests.completion_args`; ``require`` and
+        ``min_active_minutes`` are the completion button's rule, checked again here) is checked
+        against the run's record and XP awarded by Timeback's XP system; the answer carries the
+        outcome and its reasons."""
         with self._refusals() as tracker:
-            result = tracker.complete(
-                run_id,
-                xp_earned=xp_earned,
-                total_questions=total_questions,
-                correct_questions=correct_questions,
-                mastered_units=mastered_units,
-                pct_complete=pct_complete,
-                require=require,
-                min_active_minutes=min_active_minutes,
-            )
+            result = tracker.complete(run_id, **claim)
             return {"run": tracker.describe(result.run), **result.answer()}
 
     def run_of(self, path: str) -> str:
