@@ -202,7 +202,7 @@ async def test_refusals_and_store_failures_answer_like_rest(
         assert "the timeback store failed" in got["message"]
         monkeypatch.undo()
 
-        monkeypatch.setattr(ext, "problem", "looking up the student")
+        monkeypatch.setattr(ext.service, "problem", "looking up the student")
         got = await ask(ws, {"id": 3, **report(path)})
         assert got == refusal(3, 503, "timeback is not recording: looking up the student")
         monkeypatch.undo()
