@@ -132,13 +132,21 @@ async def test_an_endless_cell_stops_counting_after_the_limit_until_the_student_
         client.execute(SLEEP_FOREVER)
         await wait_for(lambda: describe(ext, run_id)["state"] == "active", what="the cell")
         await wait_for(lambda: describe(ext, run_id)["state"] == "inactive", what="the limit (2 s)")
-        at_limit = describe(ext, run_id)["active_seconds"] - before
+
+        async def counted() -> float:
+            # Read once the window holding the limit has closed and been written: a window
+            # closed but not yet written is left out of the run's figure for a moment (issue
+            # 19), which is not the rule under test. Heartbeats here are 0.5 s.
+            await asyncio.sleep(0.8)
+            await wait_for(lambda: ext.tracker.unrecorded == 0, what="windows written")
+            return describe(ext, run_id)["active_seconds"] - before
+
+        at_limit = await counted()
         # the cell counted while within the limit, and not beyond it (touched when it started)
         assert at_limit >= 1.5, f"the running cell counted only {at_limit:.2f} s of its 2 s"
         assert at_limit <= 2.5, f"the running cell counted {at_limit:.2f} s past its 2 s limit"
-        await asyncio.sleep(1.0)  # the cell still runs, nothing is touched: nothing counts
-        after = describe(ext, run_id)["active_seconds"] - before
-        assert after == pytest.approx(at_limit, abs=0.05), "an untouched endless cell kept counting"
+        # the cell still runs, nothing is touched: nothing more counts
+        assert await counted() == pytest.approx(at_limit, abs=0.05), "an untouched cell counted"
         assert jp_serverapp.kernel_manager.get_kernel(kernel_id).execution_state == "busy"
 
         # The student scrolls the output in front: the cell counts again, for 2 s more.
