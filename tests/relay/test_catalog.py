@@ -115,3 +115,9 @@ def test_courses_without_ids_for_the_environment_are_problems():
     cat = Catalog(catalog().app, "production", BASE)
     [problem] = cat.problems()
     assert "CS-101" in problem and "ids.production" in problem
+
+
+def test_the_official_sdk_still_accepts_a_config_with_activities(tmp_path):
+    from tests.test_config import sdk_accepts
+
+    assert sdk_accepts(tmp_path, CATALOG, "staging")
