@@ -6,8 +6,8 @@ relay service (``$TIMEBACK_RELAY_URL`` + ``api/events``) with the server's own
 to Timeback. The server's outbox stays the buffer: whatever the relay does not acknowledge
 stays queued (a stopped relay loses nothing).
 
-How answers map onto the drainer's verdicts: 5xx, a refused connection or a 404 (no relay
-behind the URL) -> retry; a timeout or a dropped connection -> retry after asking
+How answers map onto the drainer's verdicts: 5xx, a refused connection or a page that is not
+the relay's JSON (the hub's "service not running", no relay behind the URL) -> retry; a timeout or a dropped connection -> retry after asking
 ``api/events/<id>`` whether it arrived; 401/403 -> retry with the relay's message (a hub
 restart brings a new token; a missing scope is the admin's to fix and shows on the status);
 400 -> rejected. Events the relay refuses inside a 200 (a conflict, an activity not in the
@@ -64,6 +64,16 @@ def _message(response: httpx.Response) -> str:
     else:
         text = response.text.strip()[:300] or response.reason_phrase
     return " ".join(text.split())
+
+
+def _from_relay(response: httpx.Response) -> bool:
+    """The relay answers JSON objects, always; the hub's and proxies' pages are HTML."""
+    if "json" not in response.headers.get("Content-Type", ""):
+        return False
+    try:
+        return isinstance(response.json(), dict)
+    except ValueError:
+        return False
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -168,8 +178,17 @@ class RelaySink:
         self._note_refusals(response)
 
     def _verdict(self, response: httpx.Response) -> None:
-        """Raise what the drainer must hear for a non-200 answer."""
+        """Raise what the drainer must hear for an answer that is not the relay's 200."""
         status = response.status_code
+        if not _from_relay(response):
+            # A page of the hub (the relay is down: 503; no such service: 403/404) or of a
+            # proxy in between: nothing reached a relay.
+            raise RetryableError(
+                self._failed(
+                    f"no relay answers at {self.url} (HTTP {status} from the hub or a proxy); "
+                    f"check ${RELAY_URL_ENV} and the hub's c.JupyterHub.services"
+                )
+            )
         if status == 200:
             return
         text = self._scrub(_message(response))
@@ -177,13 +196,6 @@ class RelaySink:
             raise RejectedError(f"the relay refused the envelope: {text}")
         if status in (401, 403):
             raise RetryableError(self._failed(f"the relay refused this server ({status}): {text}"))
-        if status == 404:
-            raise RetryableError(
-                self._failed(
-                    f"no relay at {self.url} (404: {text}); check ${RELAY_URL_ENV} and the "
-                    "hub's c.JupyterHub.services"
-                )
-            )
         if status in (408, 502, 504):
             raise RetryableError(
                 self._failed(f"the relay did not answer in time ({status}): {text}"),
@@ -198,12 +210,7 @@ class RelaySink:
 
     def _note_refusals(self, response: httpx.Response) -> None:
         """Events the relay refused inside its 200: its final word; logged, kept visible."""
-        try:
-            body = response.json()
-        except ValueError:
-            LOG.warning("the relay answered 200 without a JSON body")
-            return
-        events = body.get("events") if isinstance(body, dict) else None
+        events = response.json().get("events")
         for event in events if isinstance(events, list) else ():
             if not isinstance(event, dict):
                 continue
@@ -224,13 +231,9 @@ class RelaySink:
             return None
         if response.status_code == 200:
             return True
-        if response.status_code == 404:
-            try:
-                # The relay's own 404 names the event; the hub proxy's 404 (no relay) does not.
-                known = isinstance(response.json(), dict) and "id" in response.json()
-            except ValueError:
-                known = False
-            return False if known else None
+        if response.status_code == 404 and _from_relay(response):
+            # The relay's own 404 names the event; a page of the hub (no relay) does not.
+            return False if "id" in response.json() else None
         return None
 
     async def aclose(self) -> None:
