@@ -17,8 +17,13 @@ from timeback_jupyter.delivery.relay import RelaySink
 from timeback_jupyter.store import KIND_TIME_SPENT, Store
 from timeback_jupyter.testing.standin import SENSOR, time_spent_events
 
-from .relay.conftest import hub, hub_and_relay, relay, standin, tokens  # noqa: F401 (fixtures)
+from .relay import conftest as shared
 from .relay.conftest import wait_until
+
+# The real hub and relay of tests/relay/conftest.py (pytest registers a fixture under its own
+# name, whatever it is bound to here).
+hub_and_relay, hub, relay = shared.hub_and_relay, shared.hub, shared.relay
+standin, tokens = shared.standin, shared.tokens
 
 pytestmark = pytest.mark.slow
 

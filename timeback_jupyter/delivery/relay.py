@@ -7,7 +7,8 @@ to Timeback. The server's outbox stays the buffer: whatever the relay does not a
 stays queued (a stopped relay loses nothing).
 
 How answers map onto the drainer's verdicts: 5xx, a refused connection or a page that is not
-the relay's JSON (the hub's "service not running", no relay behind the URL) -> retry; a timeout or a dropped connection -> retry after asking
+the relay's JSON (the hub's "service not running", no relay behind the URL) -> retry; a
+timeout or a dropped connection -> retry after asking
 ``api/events/<id>`` whether it arrived; 401/403 -> retry with the relay's message (a hub
 restart brings a new token; a missing scope is the admin's to fix and shows on the status);
 400 -> rejected. Events the relay refuses inside a 200 (a conflict, an activity not in the
