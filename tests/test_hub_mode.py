@@ -17,9 +17,9 @@ from timeback_jupyter.delivery.relay import RelaySink
 from timeback_jupyter.identity import IdentityError
 
 from .conftest import QUIZ, body, wait_for, write_notebook
-from .relay import conftest as shared
-from .relay.conftest import STUDENTS
-from .relay.conftest import free_port as unused_port
+from .relay import hub as shared
+from .relay.hub import STUDENTS
+from .relay.hub import free_port as unused_port
 from .test_server import kernel_client, open_notebook
 
 SECRET = "a-secret-the-student-server-must-never-read"
@@ -166,21 +166,21 @@ class TestARelaySinkWithoutItsUrl:
 
 # ---- end to end: a hub-mode server, the real relay behind the real hub -----------------------
 
-hub_and_relay, hub, relay = shared.hub_and_relay, shared.hub, shared.relay
+hub_and_relay, hub, relay_service = shared.hub_and_relay, shared.hub, shared.relay_service
 standin, tokens = shared.standin, shared.tokens
 
 
 @pytest.mark.slow
 class TestThroughTheRealRelay:
     @pytest.fixture
-    def timeback_config(self, timeback_config, relay, tokens, monkeypatch):
-        monkeypatch.setenv("TIMEBACK_RELAY_URL", relay.hub.relay_url)
+    def timeback_config(self, timeback_config, relay_service, tokens, monkeypatch):
+        monkeypatch.setenv("TIMEBACK_RELAY_URL", relay_service.hub.relay_url)
         monkeypatch.setenv("JUPYTERHUB_API_TOKEN", tokens["ada"])
         # the test's browser is jupyter_server's token user, not the hub's "ada"
         return {**timeback_config, "count_visitors": True}
 
     async def test_a_cell_reaches_timeback_as_the_hub_user(
-        self, jp_serverapp, jp_fetch, jp_root_dir, standin, relay
+        self, jp_serverapp, jp_fetch, jp_root_dir, standin, relay_service
     ):
         ext = jp_serverapp.web_app.settings["timeback"]
         await jp_serverapp._post_start()

@@ -12,14 +12,16 @@ import pytest
 from timeback_jupyter import caliper
 from timeback_jupyter.testing.standin import SENSOR, completion_event, time_spent_events
 
-from .conftest import (
-    ADMIN_TOKEN,
-    CLIENT_SECRET,
-    RELAY_HUB_TOKEN,
-    SCOPE,
-    STUDENTS,
-    wait_until,
+from . import hub as hub_fixtures
+from .hub import ADMIN_TOKEN, CLIENT_SECRET, RELAY_HUB_TOKEN, SCOPE, STUDENTS, wait_until
+
+# the real hub and relay (tests/relay/hub.py); conftest.py's `relay` is the core's
+hub_and_relay, hub, relay_service = (
+    hub_fixtures.hub_and_relay,
+    hub_fixtures.hub,
+    hub_fixtures.relay_service,
 )
+standin, tokens = hub_fixtures.standin, hub_fixtures.tokens
 
 pytestmark = pytest.mark.slow
 
@@ -34,14 +36,16 @@ def heartbeats(count: int = 2) -> tuple[str, list[dict]]:
     return run_id, time_spent_events(run_id, count, start=time.time() - 15 * count - 5)
 
 
-def post(relay, token: str | None, body, **kw) -> httpx.Response:
+def post(relay_service, token: str | None, body, **kw) -> httpx.Response:
     headers = {"Authorization": f"token {token}"} if token else {}
-    return httpx.post(f"{relay.hub.relay_url}api/events", json=body, headers=headers, timeout=30)
+    return httpx.post(
+        f"{relay_service.hub.relay_url}api/events", json=body, headers=headers, timeout=30
+    )
 
 
-def get(relay, token: str | None, path: str) -> httpx.Response:
+def get(relay_service, token: str | None, path: str) -> httpx.Response:
     headers = {"Authorization": f"token {token}"} if token else {}
-    return httpx.get(f"{relay.hub.relay_url}{path}", headers=headers, timeout=30)
+    return httpx.get(f"{relay_service.hub.relay_url}{path}", headers=headers, timeout=30)
 
 
 ANSWERS: list[str] = []  # every body the relay answered, checked for secrets at the end
@@ -52,23 +56,23 @@ def answered(response: httpx.Response) -> httpx.Response:
     return response
 
 
-def test_health_needs_no_token(relay):
-    response = answered(get(relay, None, "api/health"))
+def test_health_needs_no_token(relay_service):
+    response = answered(get(relay_service, None, "api/health"))
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
 
 
-def test_no_token_is_401(relay):
+def test_no_token_is_401(relay_service):
     _, events = heartbeats()
-    response = answered(post(relay, None, envelope(events)))
+    response = answered(post(relay_service, None, envelope(events)))
     assert response.status_code == 401
     assert "Authorization: token" in response.json()["message"]
-    assert answered(get(relay, "not-a-hub-token", "api/me")).status_code == 401
+    assert answered(get(relay_service, "not-a-hub-token", "api/me")).status_code == 401
 
 
-def test_a_token_without_the_scope_is_403_naming_the_fix(relay, tokens):
+def test_a_token_without_the_scope_is_403_naming_the_fix(relay_service, tokens):
     _, events = heartbeats()
-    response = answered(post(relay, tokens["ada-no-scope"], envelope(events)))
+    response = answered(post(relay_service, tokens["ada-no-scope"], envelope(events)))
     assert response.status_code == 403
     message = response.json()["message"]
     assert SCOPE in message
@@ -76,21 +80,23 @@ def test_a_token_without_the_scope_is_403_naming_the_fix(relay, tokens):
     assert "c.JupyterHub.extra_user_scopes" in message
 
 
-def test_a_service_token_is_403_even_with_the_scope(relay, tokens):
+def test_a_service_token_is_403_even_with_the_scope(relay_service, tokens):
     _, events = heartbeats()
-    response = answered(post(relay, tokens["service"], envelope(events)))
+    response = answered(post(relay_service, tokens["service"], envelope(events)))
     assert response.status_code == 403
     assert "the relay takes events from users' servers only" in response.json()["message"]
-    assert answered(get(relay, tokens["service"], "api/me")).status_code == 403
+    assert answered(get(relay_service, tokens["service"], "api/me")).status_code == 403
 
 
-def test_a_user_gets_the_ingest_result_and_the_actor_is_the_hub_user(relay, tokens, standin):
+def test_a_user_gets_the_ingest_result_and_the_actor_is_the_hub_user(
+    relay_service, tokens, standin
+):
     run_id, events = heartbeats(2)
     # The payload claims to be someone else entirely.
     for event in events:
         event["actor"]["id"] = event["actor"]["id"].rsplit("/", 1)[0] + "/sourced-bob"
         event["actor"]["email"] = "bob@school.edu"
-    response = answered(post(relay, tokens["ada"], envelope(events)))
+    response = answered(post(relay_service, tokens["ada"], envelope(events)))
     assert response.status_code == 200, response.text
     result = response.json()
     assert result["accepted"] == 2 and result["refused"] == 0 and result["duplicate"] == 0
@@ -107,42 +113,45 @@ def test_a_user_gets_the_ingest_result_and_the_actor_is_the_hub_user(relay, toke
         # stored under the relay's id, not the server's: one student cannot take another's ids
         assert event["id"] not in {e["id"] for e in events}
 
-    again = answered(post(relay, tokens["ada"], envelope(events))).json()
+    again = answered(post(relay_service, tokens["ada"], envelope(events))).json()
     assert again["duplicate"] == 2 and again["accepted"] == 0
 
 
-def test_a_malformed_envelope_is_400(relay, tokens):
-    response = answered(post(relay, tokens["ada"], {"data": []}))
+def test_a_malformed_envelope_is_400(relay_service, tokens):
+    response = answered(post(relay_service, tokens["ada"], {"data": []}))
     assert response.status_code == 400
     assert response.json()["message"]
     not_json = httpx.post(
-        f"{relay.hub.relay_url}api/events",
+        f"{relay_service.hub.relay_url}api/events",
         content=b"{not json",
         headers={"Authorization": f"token {tokens['ada']}"},
     )
     assert answered(not_json).status_code == 400
 
 
-def test_an_event_is_found_by_its_sender_only(relay, tokens):
+def test_an_event_is_found_by_its_sender_only(relay_service, tokens):
     _, events = heartbeats(1)
-    assert answered(post(relay, tokens["ada"], envelope(events))).status_code == 200
-    mine = answered(get(relay, tokens["ada"], f"api/events/{events[0]['id']}"))
+    assert answered(post(relay_service, tokens["ada"], envelope(events))).status_code == 200
+    mine = answered(get(relay_service, tokens["ada"], f"api/events/{events[0]['id']}"))
     assert mine.status_code == 200
     assert mine.json() == {"id": events[0]["id"], "status": "accepted"}
-    theirs = answered(get(relay, tokens["bob"], f"api/events/{events[0]['id']}"))
+    theirs = answered(get(relay_service, tokens["bob"], f"api/events/{events[0]['id']}"))
     assert theirs.status_code == 404
     assert theirs.json()["id"] == events[0]["id"]
 
 
-def test_me_shows_only_the_callers_record(relay, tokens):
+def test_me_shows_only_the_callers_record(relay_service, tokens):
     bob_run, bob_events = heartbeats(1)
-    assert answered(post(relay, tokens["bob"], envelope(bob_events))).status_code == 200
+    assert answered(post(relay_service, tokens["bob"], envelope(bob_events))).status_code == 200
     ada_run, ada_events = heartbeats(1)
     done = completion_event(ada_run, at=time.time() - 1)
-    assert answered(post(relay, tokens["ada"], envelope([*ada_events, done]))).status_code == 200
+    assert (
+        answered(post(relay_service, tokens["ada"], envelope([*ada_events, done]))).status_code
+        == 200
+    )
 
-    ada = answered(get(relay, tokens["ada"], "api/me")).json()
-    bob = answered(get(relay, tokens["bob"], "api/me")).json()
+    ada = answered(get(relay_service, tokens["ada"], "api/me")).json()
+    bob = answered(get(relay_service, tokens["bob"], "api/me")).json()
     assert ada["user"] == "ada" and bob["user"] == "bob"
     assert ada_run in {r["run_id"] for r in ada["runs"]}
     assert bob_run not in {r["run_id"] for r in ada["runs"]}
@@ -151,28 +160,28 @@ def test_me_shows_only_the_callers_record(relay, tokens):
     assert bob["completions"] == []
 
 
-def test_status_is_for_admins(relay, tokens):
-    assert answered(get(relay, tokens["ada"], "api/status")).status_code == 403
-    status = answered(get(relay, ADMIN_TOKEN, "api/status"))
+def test_status_is_for_admins(relay_service, tokens):
+    assert answered(get(relay_service, tokens["ada"], "api/status")).status_code == 403
+    status = answered(get(relay_service, ADMIN_TOKEN, "api/status"))
     assert status.status_code == 200
     body = status.json()
     assert body["service"] == "timeback-relay"
     assert body["delivery"]["sink"] == "timeback"
 
 
-def test_an_unknown_route_is_a_json_404(relay, tokens):
-    response = answered(get(relay, tokens["ada"], "api/nothing-here"))
+def test_an_unknown_route_is_a_json_404(relay_service, tokens):
+    response = answered(get(relay_service, tokens["ada"], "api/nothing-here"))
     assert response.status_code == 404
     assert response.json()["message"]
 
 
-def test_no_credential_reaches_the_log_or_an_answer(relay, tokens):
+def test_no_credential_reaches_the_log_or_an_answer(relay_service, tokens):
     # A token someone put in the query string must not be written down either.
-    query = answered(get(relay, None, f"api/health?token={tokens['bob']}"))
+    query = answered(get(relay_service, None, f"api/health?token={tokens['bob']}"))
     assert query.status_code == 200
-    relay.stop()  # the log is complete once it has stopped
-    relay.start()
-    log = relay.log_text()
+    relay_service.stop()  # the log is complete once it has stopped
+    relay_service.start()
+    log = relay_service.log_text()
     assert "POST /services/timeback-relay/api/events" in log  # the access log is there
     secrets = [CLIENT_SECRET, RELAY_HUB_TOKEN, *tokens.values()]
     for secret in secrets:

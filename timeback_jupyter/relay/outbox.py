@@ -53,6 +53,22 @@ def enqueue(
     )
 
 
+def claim_query(sensor: str, limit: int) -> sa.Select[Any]:
+    """The oldest ``limit`` pending rows of ``sensor``, locked for the claim.
+
+    SKIP LOCKED: a second claimer (PostgreSQL, several relay processes) takes the next rows
+    instead of waiting. SQLite compiles no FOR UPDATE at all (its writers are serialized by
+    BEGIN IMMEDIATE), so this one spelling is right for both.
+    """
+    return (
+        sa.select(outbox)
+        .where(outbox.c.status == "pending", outbox.c.sensor == sensor)
+        .order_by(outbox.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
 def _ids(event_ids: Iterable[str]) -> list[str]:
     ids = list(event_ids)
     if not all(isinstance(i, str) for i in ids):
@@ -93,16 +109,7 @@ class RelayOutbox:
             ).first()
             if first is None:
                 return []
-            # SKIP LOCKED: a second claimer (PostgreSQL, several relay processes) takes the
-            # next rows instead of waiting. SQLite compiles no FOR UPDATE at all (its writers
-            # are serialized by BEGIN IMMEDIATE), so this is the portable spelling.
-            rows = conn.execute(
-                sa.select(outbox)
-                .where(outbox.c.status == "pending", outbox.c.sensor == first.sensor)
-                .order_by(outbox.c.seq)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
+            rows = conn.execute(claim_query(first.sensor, limit)).all()
             if rows:
                 conn.execute(
                     sa.update(outbox)
