@@ -3,6 +3,9 @@ that the actor is always the hub user the token belongs to."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 import uuid
 
@@ -13,7 +16,15 @@ from timeback_jupyter import caliper
 from timeback_jupyter.testing.standin import SENSOR, completion_event, time_spent_events
 
 from . import hub as hub_fixtures
-from .hub import ADMIN_TOKEN, CLIENT_SECRET, RELAY_HUB_TOKEN, SCOPE, STUDENTS, wait_until
+from .hub import (
+    ADMIN_TOKEN,
+    CLIENT_SECRET,
+    RELAY_HUB_TOKEN,
+    SCOPE,
+    STUDENTS,
+    free_port,
+    wait_until,
+)
 
 # the real hub and relay (tests/relay/hub.py); conftest.py's `relay` is the core's
 hub_and_relay, hub, relay_service = (
@@ -188,3 +199,52 @@ def test_no_credential_reaches_the_log_or_an_answer(relay_service, tokens):
         assert secret not in log
         for text in ANSWERS:
             assert secret not in text
+
+
+def test_the_catalog_is_public_and_holds_no_ids(relay_service):
+    response = answered(get(relay_service, None, "api/catalog"))
+    assert response.status_code == 200
+    [course] = response.json()["courses"]
+    assert course["subject"] == "Math" and course["grade"] == 3
+    assert [a["id"] for a in course["activities"]] == ["fractions-1"]
+    assert "math-3-stg" not in response.text  # Timeback's course ids stay on the hub
+
+
+@pytest.mark.parametrize(
+    ("drop", "knobs", "words"),
+    [
+        ("JUPYTERHUB_API_TOKEN", {}, "$JUPYTERHUB_API_TOKEN is not set"),
+        ("", {"catalog": ""}, "c.Relay.catalog is not set"),
+        ("", {"email_template": ""}, "c.Relay.email_template is not set"),
+        ("TIMEBACK_CLIENT_SECRET", {}, "the relay's environment has no credentials"),
+        ("", {"unknown_activity": "maybe"}, "bad setting"),
+    ],
+)
+def test_a_relay_that_cannot_start_says_why_in_one_line(tmp_path, drop, knobs, words):
+    catalog = tmp_path / "timeback.config.json"
+    catalog.write_text(json.dumps(hub_fixtures.CATALOG))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIMEBACK_", "JUPYTERHUB_"))}
+    env.update(
+        JUPYTERHUB_API_TOKEN=RELAY_HUB_TOKEN,
+        TIMEBACK_CLIENT_ID="id",
+        TIMEBACK_CLIENT_SECRET=CLIENT_SECRET,
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+    )
+    env.pop(drop, None)
+    knobs = {
+        "catalog": str(catalog),
+        "email_template": "{name}@school.edu",
+        "db_url": f"sqlite:///{tmp_path / 'relay.db'}",
+        "port": str(free_port()),
+        **knobs,
+    }
+    done = subprocess.run(
+        [str(hub_fixtures.BIN / "jupyter"), "timeback", "relay",
+         *(f"--Relay.{name}={value}" for name, value in knobs.items())],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert words in done.stderr
+    assert "Traceback" not in done.stderr
+    assert CLIENT_SECRET not in done.stderr + done.stdout
+    assert RELAY_HUB_TOKEN not in done.stderr + done.stdout
