@@ -209,3 +209,7 @@ class TestThroughTheRealRelay:
         status = body(await jp_fetch("timeback", "api", "status"))
         assert status["relay"]["problem"] is None
         assert status["problem"] is None
+        # fractions-quiz is not in the relay's catalog: forwarded with 0 XP, and the server
+        # shows the relay's reason
+        [note] = [n for n in status["relay"]["notes"] if "xp" in n]
+        assert note["xp"] == 0 and "catalog" in note["reason"]

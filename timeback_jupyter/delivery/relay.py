@@ -121,6 +121,8 @@ class RelaySink:
         self.checked_at: float | None = None
         self.refused = 0
         self.refusals: deque[dict[str, Any]] = deque(maxlen=KEPT_REFUSALS)
+        # accepted with a word from the relay (0 XP: not in the school's catalog, time cut)
+        self.notes: deque[dict[str, Any]] = deque(maxlen=KEPT_REFUSALS)
         self.cut_seconds = 0.0
 
     @classmethod
@@ -218,11 +220,16 @@ class RelaySink:
             cut = event.get("cut_seconds")
             if isinstance(cut, int | float) and cut > 0:
                 self.cut_seconds += float(cut)
+            said = {"id": event.get("id"), "reason": event.get("reason")}
             if event.get("status") == "refused":
                 self.refused += 1
-                refusal = {"id": event.get("id"), "reason": event.get("reason")}
-                self.refusals.append(refusal)
-                LOG.warning("the relay refused event %s: %s", refusal["id"], refusal["reason"])
+                self.refusals.append(said)
+                LOG.warning("the relay refused event %s: %s", said["id"], said["reason"])
+            elif said["reason"]:
+                if "xp" in event:
+                    said["xp"] = event["xp"]
+                self.notes.append(said)
+                LOG.info("the relay on event %s: %s", said["id"], said["reason"])
 
     async def exists(self, event_id: str) -> bool | None:
         try:
@@ -275,5 +282,6 @@ class RelaySink:
             "checked_at": self.checked_at,
             "refused": self.refused,
             "refusals": list(self.refusals),
+            "notes": list(self.notes),
             "cut_seconds": self.cut_seconds,
         }
