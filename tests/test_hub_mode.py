@@ -161,6 +161,7 @@ class TestARelaySinkWithoutItsUrl:
         answer = body(await jp_fetch("timeback", "api", "status"))
         assert answer["recording"] is False
         assert "TIMEBACK_RELAY_URL is not set" in answer["problem"]
+        assert answer["credentials"] is None  # configured for the relay: never read
         assert jp_serverapp.web_app.settings["timeback"].store is None
 
 
