@@ -237,9 +237,11 @@ class RelaySink:
         except httpx.HTTPError as err:
             LOG.debug("cannot tell whether %s reached the relay: %s", event_id, err)
             return None
+        if not _from_relay(response):
+            return None  # a page of the hub or a proxy: the relay was not asked
         if response.status_code == 200:
             return True
-        if response.status_code == 404 and _from_relay(response):
+        if response.status_code == 404:
             # The relay's own 404 names the event; a page of the hub (no relay) does not.
             return False if "id" in response.json() else None
         return None
