@@ -186,6 +186,29 @@ def test_an_unknown_route_is_a_json_404(relay_service, tokens):
     assert response.json()["message"]
 
 
+def test_a_hub_restart_is_survived(relay_service, hub, tokens):
+    """While the hub is down the relay cannot tell who a token is: 500, nothing stored (the
+    server retries); after the restart the same tokens work again."""
+    fresh = hub.token("ada", [SCOPE])  # not in the relay's cache of the hub's answers
+    hub.stop()
+    _, events = heartbeats(1)
+    direct = httpx.post(
+        f"{relay_service.direct_url}api/events",
+        json=envelope(events),
+        headers={"Authorization": f"token {fresh}"},
+        timeout=30,
+    )
+    answered(direct)
+    assert direct.status_code == 500
+    assert "Hub API" in direct.json()["message"]
+    hub.start()
+    assert answered(post(relay_service, fresh, envelope(events))).status_code == 200
+    assert (
+        answered(post(relay_service, tokens["bob"], envelope(heartbeats(1)[1]))).json()["accepted"]
+        == 1
+    )
+
+
 def test_no_credential_reaches_the_log_or_an_answer(relay_service, tokens):
     # A token someone put in the query string must not be written down either.
     query = answered(get(relay_service, None, f"api/health?token={tokens['bob']}"))
