@@ -20,8 +20,8 @@ CORE = (
     "tracker", "notebook_metadata", "core",
     # the hub relay's core; its service face (relay.app, relay.handlers, relay.settings) is not
     "relay.catalog", "relay.users", "relay.schema", "relay.migrations", "relay.database",
-    "relay.incoming", "relay.spans", "relay.rules", "relay.ingest", "relay.records",
-    "relay.outbox",
+    "relay.incoming", "relay.spans", "relay.rules", "relay.statements", "relay.batching",
+    "relay.ingest", "relay.records", "relay.outbox",
 )  # fmt: skip
 RELAY_FACE = ("relay.app", "relay.handlers", "relay.settings")
 FACES = (

@@ -65,6 +65,13 @@ def test_duplicate_activity_ids_are_refused():
         catalog(with_activities(twice, twice))
 
 
+def test_the_relay_needs_a_catalog_file(tmp_path):
+    with pytest.raises(ConfigError, match="needs the school's catalog"):
+        Catalog.load("", "staging", BASE)
+    with pytest.raises(ConfigError, match="no such file"):
+        Catalog.load(tmp_path / "missing.json", "staging", BASE)
+
+
 def test_find_by_course_and_slug():
     cat = catalog()
     assert cat.find(CourseRef("Math", 3), "fractions-quiz").xp == 10

@@ -123,3 +123,19 @@ def test_the_wheel_ships_the_migrations():
     names = {f.distribution_path for f in WheelBuilder(str(ROOT)).recurse_included_files()}
     for name in ("env.py", "script.py.mako", "versions/0001_initial.py"):
         assert f"timeback_jupyter/relay/migrations/{name}" in names
+
+
+def test_the_migrations_go_down_and_up_again(tmp_path):
+    from alembic import command
+
+    from timeback_jupyter.relay.database import alembic_config
+
+    with open_relay_db(url(tmp_path / "relay.db")) as db:
+        config = alembic_config()
+        with db.write() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "base")
+        assert set(sa.inspect(db.engine).get_table_names()) == {VERSION_TABLE}
+    with open_relay_db(url(tmp_path / "relay.db")) as db:
+        assert db.revision() == head_revision()
+        assert set(TABLES) <= set(sa.inspect(db.engine).get_table_names())

@@ -273,5 +273,7 @@ async def test_notify_runs_after_a_commit_that_queued_events(relay):
 def test_user_names_are_checked():
     with pytest.raises(ValueError, match="HubUser.name"):
         HubUser("  ")
+    with pytest.raises(ValueError, match="longer than 255"):
+        HubUser("x" * 256)
     with pytest.raises(Exception, match="must contain"):
         UserDirectory("student@school.edu", BASE)

@@ -156,6 +156,15 @@ def test_claim_release_ack_keep_order_and_sensor(relay, tmp_path):
         out.claim_batch(0)
 
 
+def test_both_outboxes_are_what_the_drainer_asks_for(relay, tmp_path):
+    from timeback_jupyter.store import Store
+
+    with Store(tmp_path / "server.sqlite3") as store:
+        assert isinstance(store, OutboxPort)
+    assert isinstance(relay.outbox, OutboxPort)
+    assert relay.outbox.path == str(tmp_path / "relay.db")
+
+
 def test_the_claim_skips_locked_rows_where_the_database_can():
     query = claim_query("https://a.edu", 50)
     assert "FOR UPDATE SKIP LOCKED" in str(query.compile(dialect=postgresql.dialect()))

@@ -90,3 +90,48 @@ def test_placement_fills_free_time_latest_first():
     assert place([], 0, 10, 20) == [(0, 10)]
     assert place([(0, 10)], 0, 10, 5) == []
     assert place([], 5, 5, 3) == []
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    plan=st.lists(
+        st.tuples(st.sampled_from(["ada", "bob"]), st.lists(st.integers(0, 9), min_size=1,
+                  max_size=4), st.booleans()),
+        min_size=1, max_size=12,
+    )
+)  # fmt: skip
+@pytest.mark.asyncio
+async def test_replays_in_any_order_are_duplicates_and_other_bodies_refused(tmp_path_factory, plan):
+    """Envelopes of events 0-9 sent and resent in any mix by two users, some bodies changed."""
+    from timeback_jupyter.relay.users import HubUser
+
+    relay = make_relay(tmp_path_factory.mktemp("r") / "relay.db", Clock(T0 + 10_000))
+    try:
+        run = run_id()
+        base = {
+            i: tse(run, T0 + 15 * (i + 1), event_id=f"urn:uuid:{i:08d}-0000-4000-8000-000000000000")
+            for i in range(10)
+        }
+        first: dict[tuple[str, int], str] = {}
+        for user, picks, changed in plan:
+            events = [
+                tse(run, T0 + 15 * (i + 1), 5, 1, event_id=base[i]["id"]) if changed else base[i]
+                for i in picks
+            ]
+            answer = await relay.ingest(HubUser(user), envelope(*events))
+            for i, event, got in zip(picks, events, answer.events, strict=True):
+                body = "changed" if changed else "base"
+                if (user, i) not in first:
+                    assert got["status"] == "accepted"
+                    first[(user, i)] = body
+                elif first[(user, i)] == body:
+                    assert got["status"] == "duplicate"
+                else:
+                    assert got["status"] == "refused" and "conflicts" in got["reason"]
+                assert got["id"] == event["id"]
+        ids = [e["id"] for e in forwarded(relay)]
+        assert len(ids) == len(set(ids)) == len(first)
+    finally:
+        relay.db.close()

@@ -25,6 +25,7 @@ from .database import RelayDatabase
 from .schema import dead_letters, outbox
 
 _ERROR_LENGTH = 2000
+INSERT = sa.insert(outbox)  # built once: see statements.py
 
 
 def enqueue(
@@ -39,17 +40,18 @@ def enqueue(
 ) -> None:
     """Queue ``event`` (its ``id`` is the stored id) within the caller's transaction."""
     conn.execute(
-        sa.insert(outbox).values(
-            event_id=event["id"],
-            user_name=user,
-            run_id=run_id,
-            kind=kind,
-            sensor=sensor,
-            payload=event,
-            status="pending",
-            attempts=0,
-            created_at=at,
-        )
+        INSERT,
+        {
+            "event_id": event["id"],
+            "user_name": user,
+            "run_id": run_id,
+            "kind": kind,
+            "sensor": sensor,
+            "payload": event,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": at,
+        },
     )
 
 
