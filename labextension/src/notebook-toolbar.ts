@@ -10,7 +10,6 @@
  */
 
 import type { NotebookPanel } from '@jupyterlab/notebook';
-import { HoverBox } from '@jupyterlab/ui-components';
 import type { Message } from '@lumino/messaging';
 import { PanelLayout, Widget } from '@lumino/widgets';
 
@@ -18,6 +17,7 @@ import type { Snapshot } from './presence';
 import { StatusItem, type PanelOpener } from './status';
 
 export const TOOLBAR_ITEM = 'timeback';
+const MARGIN = 8;
 
 export class NotebookToolbarItems {
   constructor(options: {
@@ -74,7 +74,10 @@ const openBelow: PanelOpener = (panel, anchor) => {
   return dropDown;
 };
 
-/** The status bar's popup turned downwards; it closes on a click elsewhere or Escape. */
+/**
+ * The status bar's popup turned downwards. It closes on a click elsewhere or on Escape, heard
+ * on the document: the focus stays where the student had it (the item, or a cell).
+ */
 class DropDown extends Widget {
   constructor(body: Widget, anchor: Widget) {
     super();
@@ -113,27 +116,31 @@ class DropDown extends Widget {
   protected override onAfterAttach(msg: Message): void {
     super.onAfterAttach(msg);
     document.addEventListener('click', this, false);
-    this.node.addEventListener('keydown', this, false);
+    document.addEventListener('keydown', this, false);
     window.addEventListener('resize', this, false);
   }
 
   protected override onBeforeDetach(msg: Message): void {
     document.removeEventListener('click', this, false);
-    this.node.removeEventListener('keydown', this, false);
+    document.removeEventListener('keydown', this, false);
     window.removeEventListener('resize', this, false);
     super.onBeforeDetach(msg);
   }
 
+  /**
+   * Under the anchor, inside the window. Placed by hand: HoverBox measures against
+   * document.body, which Notebook 7 lays out shorter than the window.
+   */
   protected override onUpdateRequest(msg: Message): void {
-    HoverBox.setGeometry({
-      anchor: this._anchor.node.getBoundingClientRect(),
-      host: document.body,
-      maxHeight: 500,
-      minHeight: 20,
-      node: this._body.node,
-      privilege: 'forceBelow',
-      style: window.getComputedStyle(this._body.node)
-    });
+    const anchor = this._anchor.node.getBoundingClientRect();
+    const style = this._body.node.style;
+    const top = Math.ceil(anchor.bottom);
+    style.top = `${top}px`;
+    style.maxHeight = `${Math.max(window.innerHeight - top - MARGIN, 0)}px`;
+    style.left = '0px';
+    const width = this._body.node.getBoundingClientRect().width;
+    const left = Math.min(anchor.left, window.innerWidth - width - MARGIN);
+    style.left = `${Math.max(Math.floor(left), 0)}px`;
     super.onUpdateRequest(msg);
   }
 
