@@ -56,9 +56,10 @@ export const RECORDS: readonly RecordsSection[] = [
     id: 'when',
     heading: 'When',
     paragraphs: [
-      'Every 15 seconds while you work on the notebook (nothing while it is closed or you are ' +
-        'away), and once when you finish: a completion, from the notebook’s completion button ' +
-        'or %timeback complete.'
+      'Every 15 seconds while the notebook is open; after some minutes away from it (10 by ' +
+        'default) the run pauses and nothing is recorded until you come back, nor once the ' +
+        'notebook is closed. And once when you finish: a completion, from the notebook’s ' +
+        'completion button or %timeback complete.'
     ]
   },
   {

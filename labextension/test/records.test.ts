@@ -20,7 +20,8 @@ describe('what Timeback records', () => {
     expect(text('what')).toMatch(/inactive/);
     expect(text('what')).toMatch(/exercises/);
     expect(text('never')).toMatch(/code, your outputs, your files and your keystrokes/);
-    expect(text('when')).toMatch(/Every 15 seconds/);
+    expect(text('when')).toMatch(/Every 15 seconds while the notebook is open/);
+    expect(text('when')).toMatch(/pauses/);
     expect(text('when')).toMatch(/completion/);
     expect(text('where')).toMatch(/this Jupyter server’s own store/);
     expect(text('where')).toMatch(/Timeback/);
