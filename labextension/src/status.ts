@@ -19,13 +19,14 @@ import { ActiveTime, describeExercises, describeXp, formatDuration, label } from
 export const clockIcon = new LabIcon({ name: 'timeback-jupyter:clock', svgstr: clockSvg });
 
 const TICK_MS = 1000;
+const STATUS_REFRESH_MS = 5000;
 
-/** Shows the panel next to its item and returns what closes it (the status bar's popup). */
+/** Shows the panel next to its item; disposing what it returns closes it. */
 export type PanelOpener = (panel: Widget, anchor: Widget) => Widget;
 
+/** The status bar's popup, above its item. */
 const popupAbove: PanelOpener = (panel, anchor) =>
   showPopup({ body: panel, anchor, align: 'left' });
-const STATUS_REFRESH_MS = 5000;
 
 export class StatusItem extends Widget {
   constructor(options: {
