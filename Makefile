@@ -7,7 +7,7 @@ LAB_HOME := $(CURDIR)/.lab
 LINT_DIRS := timeback_jupyter tests $(wildcard benchmarks)
 # The JupyterLab extension: TypeScript in labextension/, built into timeback_jupyter/labextension
 # (what the wheel ships); reinstalling the package puts it where JupyterLab finds it, as pip does.
-LABEXT_SRC  := $(wildcard labextension/src/*.ts labextension/style/*) install.json \
+LABEXT_SRC  := $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) install.json \
                $(addprefix labextension/,package.json yarn.lock tsconfig.json .yarnrc.yml)
 JLPM        := cd labextension && PATH=$(abspath $(BIN)):$$PATH jlpm
 

@@ -1,9 +1,11 @@
 /**
  * timeback-jupyter in JupyterLab 4 and Notebook 7: presence for every open notebook, the run
- * written into the notebook's metadata, and a status bar item.
+ * written into the notebook's metadata, a status bar item (or, without a status bar, the same
+ * item in the notebook's toolbar), "What Timeback records" in the Help menu and a one-time
+ * notice.
  *
  * Requires only INotebookTracker so it also loads in Notebook 7 (no ILabShell there, and no
- * status bar: presence and metadata still work).
+ * status bar: the notebook toolbar shows the run).
  */
 
 import {
@@ -11,8 +13,10 @@ import {
   type JupyterFrontEnd,
   type JupyterFrontEndPlugin
 } from '@jupyterlab/application';
+import { IToolbarWidgetRegistry, Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, type NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { type PartialJSONObject, UUID } from '@lumino/coreutils';
 import { Signal } from '@lumino/signaling';
@@ -26,6 +30,10 @@ import {
   type Snapshot,
   type TimebackMetadata
 } from './presence';
+import { addRecordsCommand } from './help';
+import { NotebookToolbarItems, TOOLBAR_ITEM } from './notebook-toolbar';
+import { RecordsNotice, type NoticeView } from './notice';
+import { RECORDS_COMMAND } from './records';
 import { presenceSocketUrl, SocketServer } from './socket';
 import { StatusItem } from './status';
 
@@ -81,11 +89,21 @@ async function writeMetadata(panel: NotebookPanel, metadata: TimebackMetadata): 
   }
 }
 
+const noticeView: NoticeView = {
+  show: (message, action) =>
+    void Notification.info(message, {
+      autoClose: false,
+      actions: [{ label: action.label, callback: action.callback, displayType: 'link' }]
+    })
+};
+
 function activate(
   app: JupyterFrontEnd,
   notebooks: INotebookTracker,
   labShell: ILabShell | null,
-  statusBar: IStatusBar | null
+  statusBar: IStatusBar | null,
+  settingRegistry: ISettingRegistry | null,
+  toolbarRegistry: IToolbarWidgetRegistry | null
 ): void {
   const settings = ServerConnection.makeSettings();
   const rest = new RestServer(settings);
@@ -109,11 +127,35 @@ function activate(
   const isCurrent = (panel: NotebookPanel): boolean =>
     (labShell ? labShell.currentWidget : notebooks.currentWidget) === panel;
 
+  const fetchStatus = () => rest.status();
+  addRecordsCommand(app, fetchStatus);
+  const showRecords = (): void => void app.commands.execute(RECORDS_COMMAND);
+  const notice = new RecordsNotice({
+    settings: settingRegistry ? settingRegistry.load(PLUGIN_ID) : Promise.resolve(null),
+    view: noticeView,
+    showRecords
+  });
+  const toolbarItems = new NotebookToolbarItems({
+    enabled: statusBar === null,
+    makeItem: openPanel =>
+      new StatusItem({
+        fetchStatus,
+        maxExtrapolationMs: 3 * DEFAULT_INTERVAL,
+        openPanel,
+        showRecords
+      }),
+    snapshotOf: panel => loops.get(panel)?.snapshot ?? null
+  });
+  toolbarRegistry?.addFactory<NotebookPanel>('Notebook', TOOLBAR_ITEM, panel =>
+    toolbarItems.create(panel)
+  );
+
   let item: StatusItem | null = null;
   if (statusBar !== null) {
     item = new StatusItem({
-      fetchStatus: () => rest.status(),
-      maxExtrapolationMs: 3 * DEFAULT_INTERVAL
+      fetchStatus,
+      maxExtrapolationMs: 3 * DEFAULT_INTERVAL,
+      showRecords
     });
     const shown = item;
     statusBar.registerStatusItem(PLUGIN_ID, {
@@ -140,6 +182,7 @@ function activate(
   }
 
   function onChange(panel: NotebookPanel, snapshot: Snapshot): void {
+    toolbarItems.show(panel, snapshot);
     if (item !== null && currentPanel() === panel) {
       item.snapshot = snapshot;
       activeChanged.emit(undefined);
@@ -180,8 +223,13 @@ function activate(
       loops.delete(panel);
       showCurrent();
     });
-    loop.begin(declaresActivity(panel));
+    const declared = declaresActivity(panel);
+    loop.begin(declared);
+    toolbarItems.show(panel, loop.snapshot);
     showCurrent();
+    if (declared) {
+      void notice.opened();
+    }
   }
 
   const everyLoop = (fn: (loop: PresenceLoop) => void) => () => loops.forEach(loop => fn(loop));
@@ -223,10 +271,12 @@ function activate(
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
-  description: 'Timeback: presence, run metadata and a status bar item for notebooks.',
+  description:
+    'Timeback: presence, run metadata, the run in the status bar or notebook toolbar, ' +
+    '"What Timeback records" and its notice.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ILabShell, IStatusBar],
+  optional: [ILabShell, IStatusBar, ISettingRegistry, IToolbarWidgetRegistry],
   activate
 };
 

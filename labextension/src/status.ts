@@ -4,7 +4,7 @@
  * dialogs. Plain DOM with textContent only: nothing from the server is parsed as HTML.
  */
 
-import { showPopup, type Popup } from '@jupyterlab/statusbar';
+import { showPopup } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
@@ -13,6 +13,7 @@ import clockSvg from '../style/clock.svg';
 import type { Outcome } from './presence';
 import type { Snapshot } from './presence';
 import type { ServerStatus } from './api';
+import { RECORDS_TITLE } from './records';
 import { ActiveTime, describeExercises, describeXp, formatDuration, label } from './runview';
 
 export const clockIcon = new LabIcon({ name: 'timeback-jupyter:clock', svgstr: clockSvg });
@@ -20,14 +21,27 @@ export const clockIcon = new LabIcon({ name: 'timeback-jupyter:clock', svgstr: c
 const TICK_MS = 1000;
 const STATUS_REFRESH_MS = 5000;
 
+/** Shows the panel next to its item; disposing what it returns closes it. */
+export type PanelOpener = (panel: Widget, anchor: Widget) => Widget;
+
+/** The status bar's popup, above its item. */
+const popupAbove: PanelOpener = (panel, anchor) =>
+  showPopup({ body: panel, anchor, align: 'left' });
+
 export class StatusItem extends Widget {
   constructor(options: {
     fetchStatus: () => Promise<Outcome<ServerStatus>>;
     now?: () => number;
     maxExtrapolationMs: number;
+    /** Where the panel opens (a toolbar at the top of the page opens it below). */
+    openPanel?: PanelOpener;
+    /** Opens "What Timeback records"; the panel links to it when given. */
+    showRecords?: () => void;
   }) {
     super();
     this._fetchStatus = options.fetchStatus;
+    this._openPanel = options.openPanel ?? popupAbove;
+    this._showRecords = options.showRecords ?? null;
     this._now = options.now ?? (() => Date.now());
     this._time = new ActiveTime(options.maxExtrapolationMs);
     this.addClass('tb-StatusItem');
@@ -74,13 +88,13 @@ export class StatusItem extends Widget {
       this._popup.dispose();
       return;
     }
-    this._panel = new RunPanel();
+    this._panel = new RunPanel(this._showRecords);
     this._panel.disposed.connect(() => {
       this._panel = null;
       this._popup = null;
     });
     this._panel.render(this._snapshot, this._status, this._seconds());
-    this._popup = showPopup({ body: this._panel, anchor: this, align: 'left' });
+    this._popup = this._openPanel(this._panel, this);
     void this.refreshStatus();
   }
 
@@ -149,6 +163,8 @@ export class StatusItem extends Widget {
 
   private readonly _fetchStatus: () => Promise<Outcome<ServerStatus>>;
   private readonly _now: () => number;
+  private readonly _openPanel: PanelOpener;
+  private readonly _showRecords: (() => void) | null;
   private readonly _time: ActiveTime;
   private readonly _icon: HTMLElement;
   private readonly _name: HTMLElement;
@@ -157,7 +173,7 @@ export class StatusItem extends Widget {
   private _snapshot: Snapshot | null = null;
   private _status: ServerStatus | null = null;
   private _statusError: string | null = null;
-  private _popup: Popup | null = null;
+  private _popup: Widget | null = null;
   private _panel: RunPanel | null = null;
   private _tick: number | null = null;
   private _refresh: number | null = null;
@@ -165,9 +181,10 @@ export class StatusItem extends Widget {
 
 /** The details panel; rebuilt in place on every render. */
 export class RunPanel extends Widget {
-  constructor() {
+  constructor(showRecords: (() => void) | null = null) {
     super();
     this.addClass('tb-RunPanel');
+    this._showRecords = showRecords;
   }
 
   render(
@@ -216,8 +233,22 @@ export class RunPanel extends Widget {
       div.textContent = error;
       children.push(div);
     }
+    if (this._showRecords !== null) {
+      children.push(recordsLink(this._showRecords));
+    }
     this.node.replaceChildren(...children);
   }
+
+  private readonly _showRecords: (() => void) | null;
+}
+
+function recordsLink(show: () => void): HTMLElement {
+  const link = document.createElement('button');
+  link.className = 'tb-RunPanel-records';
+  link.dataset.timeback = 'records';
+  link.textContent = RECORDS_TITLE;
+  link.addEventListener('click', () => show());
+  return link;
 }
 
 function describeOutbox(status: ServerStatus | null): string {
