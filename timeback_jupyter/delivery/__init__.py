@@ -24,15 +24,17 @@ of these says "not found" today. So, before anything newer is sent (:mod:`.settl
 
 - an event found upstream is delivered (acked): found means a job stored it;
 - an event not found is sent again only once no job can still store it: ``job_timeout``
-  seconds (``c.Timeback.job_timeout``, 5 min by default) after its send began (``claimed_at``,
-  kept in the store, so a restart waits out the same deadline). Before that it stays inflight
-  and is looked up again on a backoff; a lookup that cannot answer waits too;
+  seconds (``c.Timeback.job_timeout``, 5 min by default) after its claim (``claimed_at``, kept
+  in the store, so a restart waits out the same deadline; the claim comes just before the
+  request, which may first wait for an OAuth token). Before that it stays inflight and is
+  looked up again on a backoff; a lookup that cannot answer waits too;
 - a sink without jobs (the local sink) stores on acceptance or never: not found is lost at once.
 
 That deadline is the one assumption: a request Timeback gives no trace of within it will never
-be stored. Make it longer than Timeback's worst stall plus job backlog; shorter risks a
-duplicate, longer only delays a re-send after a lost answer. Timeback does not deduplicate,
-so this rule is the only guard; stable event ids keep every retry the same events.
+be stored. Make it longer than a token fetch plus Timeback's worst stall and job backlog
+(several ``request_timeout``s at least); shorter risks a duplicate, longer only delays a
+re-send after a lost answer. Timeback does not deduplicate, so this rule is the only guard;
+stable event ids keep every retry the same events.
 
 ``Sink`` is what a sink provides (:mod:`.sink`); :class:`LocalSink` keeps events on this
 machine, :class:`TimebackSink` sends them with the official SDK; :func:`make_sink` picks the
