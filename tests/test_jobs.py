@@ -46,6 +46,13 @@ def sink_for(api: StandIn, timeout: float = 5.0) -> TimebackSink:
     )
 
 
+async def warm(sink: TimebackSink) -> TimebackSink:
+    """The SDK imported and a token fetched, so a short request timeout times only the send
+    (on a loaded machine the first request's import and token can outlast it)."""
+    assert await sink.exists("urn:uuid:00000000-0000-4000-8000-000000000000") is False
+    return sink
+
+
 def drainer(store: Store, sink, **kw) -> Drainer:
     """A drainer on real time with short waits, so these tests take a second or two."""
     kw.setdefault("batch_size", 10)
@@ -227,10 +234,10 @@ async def test_a_restart_follows_the_jobs_the_last_process_recorded(api, store):
 
 @pytest.mark.asyncio
 async def test_a_timeout_while_the_job_is_queued_causes_no_duplicate(api, store):
-    api.job_delay = 1.5  # the job completes well after our timeout and the lookups after it
-    api.script(Fault.slow(1.0))  # job made at once, answer too late for us
+    api.job_delay = 2.5  # the job completes well after our timeout and the lookups after it
+    api.script(Fault.slow(2.0))  # job made at once, answer too late for us
     ids = enqueue(store, 3)
-    sink = sink_for(api, timeout=0.3)
+    sink = await warm(sink_for(api, timeout=1.0))
     d = drainer(store, sink)
     report = await d.flush(timeout=20)
     assert report.remaining == 0
@@ -247,9 +254,9 @@ async def test_timeback_stalling_past_the_timeout_then_processing_causes_no_dupl
     """Timeback holds the request longer than request_timeout, then processes the request
     we gave up on: its job appears after our lookups began, and is not doubled."""
     api.job_delay = 0.5
-    api.script(Fault.hang(1.0, then="answer"))
+    api.script(Fault.hang(2.0, then="answer"))
     first = enqueue(store, 2)
-    sink = sink_for(api, timeout=0.3)
+    sink = await warm(sink_for(api, timeout=1.0))
     d = drainer(store, sink)
     step = await d.drain_once()
     assert step.retried == 2 and store.stats()["inflight"] == 2
@@ -266,7 +273,7 @@ async def test_timeback_stalling_past_the_timeout_then_processing_causes_no_dupl
 async def test_a_request_that_never_arrived_is_sent_again_after_the_deadline(api, store):
     api.script(Fault.hang(8.0, then="drop"))  # never processed
     ids = enqueue(store, 2)
-    sink = sink_for(api, timeout=0.3)
+    sink = await warm(sink_for(api, timeout=0.5))
     d = drainer(store, sink, job_timeout=1.0)
     started = time.monotonic()
     report = await d.flush(timeout=20)
@@ -284,11 +291,11 @@ async def test_a_request_that_never_arrived_is_sent_again_after_the_deadline(api
 async def test_the_deadline_is_what_prevents_the_duplicate(api, store):
     """The same queued job with a job_timeout shorter than Timeback's: sent twice. The rule
     above is what keeps it once; this shows the check can fail."""
-    api.job_delay = 1.5
-    api.script(Fault.slow(1.0))
+    api.job_delay = 2.5
+    api.script(Fault.slow(2.0))
     ids = enqueue(store, 2)
-    sink = sink_for(api, timeout=0.3)
-    d = drainer(store, sink, job_timeout=0.3)
+    sink = await warm(sink_for(api, timeout=1.0))
+    d = drainer(store, sink, job_timeout=1.0)
     await d.flush(timeout=20)
     deadline = time.monotonic() + 10
     while len(api.received_ids) < 4 and time.monotonic() < deadline:

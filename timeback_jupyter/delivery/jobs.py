@@ -96,13 +96,21 @@ class JobWatcher:
         # Only pending jobs have an entry (pruned on every check), so it is bounded by them.
         # A job without one (recorded by an earlier process) is due at once.
         self._polls: dict[str, Poll] = {}
+        # When the next check is due (monotonic); None: unknown, read the store. Saves reading
+        # every pending job on every drain step of a backlog.
+        self._next_due: float | None = None
 
     def submitted(self, job_id: str) -> None:
         """A job was just recorded: its first check comes after ``initial`` seconds."""
-        self._polls[job_id] = Poll(self.initial, self.maximum, self._now)
+        poll = self._polls[job_id] = Poll(self.initial, self.maximum, self._now)
+        if self._next_due is not None:
+            self._next_due = min(self._next_due, poll.next_at)
 
     async def check_due(self) -> JobsChecked:
         """Ask about the pending jobs whose time has come, and act on what is learned."""
+        if self._next_due is not None and self._now() < self._next_due:
+            wait = self._next_due - self._now()
+            return JobsChecked(next_in=None if math.isinf(wait) else wait)
         pending = self.store.jobs_pending()
         ids = {job.job_id for job in pending}
         for gone in self._polls.keys() - ids:
@@ -144,7 +152,9 @@ class JobWatcher:
             self._polls.pop(job.job_id, None)
         left = [j.job_id for j in pending if j.job_id not in settled]
         waits = [self._polls[i].wait() if i in self._polls else 0.0 for i in left]
-        return JobsChecked(confirmed, resent, dead, min(waits) if waits else None)
+        next_in = min(waits) if waits else None
+        self._next_due = self._now() + (math.inf if next_in is None else next_in)
+        return JobsChecked(confirmed, resent, dead, next_in)
 
     def _poll(self, job_id: str) -> Poll:
         poll = self._polls.get(job_id)
