@@ -15,7 +15,14 @@ import pytest
 from timeback_caliper.exceptions import JobFailedError, NotFoundError
 
 from timeback_jupyter.config import Credentials, Timeback
-from timeback_jupyter.delivery import DeliveryError, Drainer, JobOutcome, LocalSink, TimebackSink
+from timeback_jupyter.delivery import (
+    DeliveryError,
+    Drainer,
+    DrainerBusy,
+    JobOutcome,
+    LocalSink,
+    TimebackSink,
+)
 from timeback_jupyter.store import KIND_TIME_SPENT, Store
 from timeback_jupyter.testing.standin import (
     EVENT_PATH,
@@ -328,3 +335,54 @@ def test_the_job_settings_come_from_the_config_and_are_checked(store):
         Drainer(store, LocalSink(), job_failures_max=0)
     with pytest.raises(DeliveryError, match="job_poll_max"):
         Drainer(store, LocalSink(), job_poll_initial=5, job_poll_max=1)
+
+
+# -- jobs Timeback no longer knows, and a drainer taking over another's -------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("outcome", ["completed", "failed"])
+async def test_a_job_timeback_forgot_is_settled_by_its_events(api, store, outcome):
+    """A job whose status answers 404 (expired from Timeback's queue): its events found are
+    delivered, the others sent again."""
+    api.job_delay = 0.2
+    if outcome == "failed":
+        api.script(Fault.job_fails("expired with the queue"))
+    ids = enqueue(store, 2)
+    sink = await warm(sink_for(api))
+    d = drainer(store, sink, job_poll_initial=30.0, job_poll_max=30.0)  # not asked in time
+    assert (await d.drain_once()).queued == 2
+    deadline = time.monotonic() + 10
+    while list(api.jobs.values()) != [outcome] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert api.forget_finished_jobs() == 1
+    await d.stop()
+    d = drainer(store, sink)  # a restart: the recorded job is asked about at once
+    report = await d.flush(timeout=20)
+    assert report.remaining == 0
+    assert posts(api) == ([ids] if outcome == "completed" else [ids, ids])
+    assert_once(api.received_ids, ids)
+    await sink.aclose()
+    await d.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_drainer_taking_over_follows_the_jobs_the_owner_recorded(api, store):
+    """Two servers on one store: the one that stood by takes over the other's pending job."""
+    api.job_delay = 0.3
+    sink = await warm(sink_for(api))
+    first = drainer(store, sink)
+    assert (await first.drain_once()).idle  # owned the store a while: no job pending then
+    await first.stop()  # lets go of the store
+    owner = drainer(store, sink)
+    await owner.recover()
+    with pytest.raises(DrainerBusy):
+        await first.drain_once()  # stands by
+    ids = enqueue(store, 2)
+    assert (await owner.drain_once()).queued == 2
+    await owner.stop()  # gone with its job pending
+    report = await first.flush(timeout=20)
+    assert (report.sent, report.remaining) == (2, 0)
+    assert api.received_ids == ids and posts(api) == [ids]
+    await sink.aclose()
+    await first.stop()

@@ -134,6 +134,8 @@ class Drainer:
             raise DrainerBusy(
                 f"another process is already delivering the events of {self.store.path}"
             )
+        if self._standby:
+            self._jobs.forget()  # the owner meanwhile may have recorded jobs of its own
         self._standby = False
 
     async def recover(self) -> None:

@@ -100,6 +100,10 @@ class JobWatcher:
         # every pending job on every drain step of a backlog.
         self._next_due: float | None = None
 
+    def forget(self) -> None:
+        """Read the store's pending jobs again at the next check (another process's too)."""
+        self._next_due = None
+
     def submitted(self, job_id: str) -> None:
         """A job was just recorded: its first check comes after ``initial`` seconds."""
         poll = self._polls[job_id] = Poll(self.initial, self.maximum, self._now)

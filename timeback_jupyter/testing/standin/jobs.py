@@ -108,6 +108,16 @@ class Jobs:
         with self._lock:
             return {job_id: job.state(now) for job_id, job in self._jobs.items()}
 
+    def forget_finished(self) -> int:
+        """Drop every completed or failed job, as Timeback's queue expires old ones; their
+        events stay stored. Returns how many were dropped."""
+        self.process_due()
+        with self._lock:
+            done = [job_id for job_id, job in self._jobs.items() if job.done_at is not None]
+            for job_id in done:
+                del self._jobs[job_id]
+        return len(done)
+
     def events_of(self, job_id: str) -> list[str]:
         with self._lock:
             return self._jobs[job_id].event_ids

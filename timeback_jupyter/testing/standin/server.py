@@ -123,6 +123,11 @@ class StandIn:
         """Every job's state by job id, in order of submission."""
         return self._jobs.states()
 
+    def forget_finished_jobs(self) -> int:
+        """Forget the completed and failed jobs (their status answers 404), keeping what they
+        stored, as Timeback's queue expires old jobs."""
+        return self._jobs.forget_finished()
+
     def job_events(self, job_id: str) -> list[str]:
         """The event ids of the envelope a job was made for."""
         return self._jobs.events_of(job_id)
