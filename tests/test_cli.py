@@ -240,11 +240,28 @@ def test_status_shows_the_servers_config_with_secrets_masked(env):
     assert "Notebook Academy" in out and "1 course" in out
     assert f"{env.store} (3 runs)" in out
     assert "outbox:         4 queued (4 pending, 0 in flight), 0 sent" in out
+    assert "jobs:           0 pending (0 events awaiting), 0 failed, 0 confirmed" in out
     assert "dead letters:   1" in out
     assert "courseId unknown" in out
     assert "* sink = 'timeback'" in out and "* store_path" in out
     assert "  batch_size = 50" in out  # defaults are shown, unmarked
     assert "no running Jupyter server" in out
+
+
+def test_status_shows_timebacks_jobs_pending_failed_and_confirmed(env, capsys):
+    filled_store(env.store)
+    with Store(env.store, now=lambda: T0 + 100_000) as store:
+        jobs = {"job-ok": 2, "job-lost": 1, "job-queued": 1}
+        for job_id, count in jobs.items():
+            store.record_job([i.event_id for i in store.claim_batch(count)], job_id)
+        assert store.confirm("job-ok") == 2
+        store.job_failed("job-lost", "Timeback's job job-lost failed", limit=5)
+    result = cli(capsys, "status")
+    assert result.code == 0, result
+    assert (
+        "jobs:           1 pending (1 events awaiting), 1 failed, 1 confirmed, oldest pending "
+    ) in result.out
+    assert "outbox:         2 queued (1 pending, 1 in flight), 2 sent" in result.out
 
 
 def test_status_options_override_the_config_file(env, capsys):

@@ -1,9 +1,11 @@
 """The kill -9 drill: a draining process is killed mid-flight, again and again.
 
 A real subprocess drains a real SQLite outbox through the official Caliper client into the
-stand-in, which answers each envelope a little late (after storing it) so that kills land
-between "Timeback stored it" and "we recorded the ack". After every kill a fresh process takes
-over. In the end the stand-in must hold every event exactly once, each run's in order.
+stand-in, which answers each envelope a little late (after making its job) and completes each
+job a little later still, so that kills land between "Timeback took it" and "we recorded its
+job", and between "we recorded its job" and "its job completed". After every kill a fresh
+process takes over. In the end the stand-in must hold every event exactly once, each run's in
+order.
 """
 
 import os
@@ -38,7 +40,10 @@ DRAIN = textwrap.dedent(
         base = sys.argv[2]
         creds = Credentials(os.environ["TIMEBACK_CLIENT_ID"], os.environ["TIMEBACK_CLIENT_SECRET"])
         sink = TimebackSink(creds, base_url=base, auth_url=base + "/oauth2/token", timeout=5)
-        drainer = Drainer(store, sink, batch_size=4, retry_initial=0.01, retry_max=0.05)
+        # The stand-in completes a job 0.1 s after its request: 2 s is a safe job_timeout.
+        drainer = Drainer(
+            store, sink, batch_size=4, retry_initial=0.01, retry_max=0.05, job_timeout=2.0
+        )
         print("ready", flush=True)
         report = await drainer.flush(timeout=60)
         await sink.aclose()
@@ -91,8 +96,9 @@ def test_kill_9_mid_drain_loses_nothing_and_sends_nothing_twice(tmp_path: Path):
     rng = random.Random(20260115)
     kills = 0
     caught_mid_flight = 0  # kills after which Timeback had events we had not acked
+    caught_before_confirmation = 0  # kills that left jobs accepted and not yet confirmed
     started = time.monotonic()
-    with StandIn(CLIENT_ID, SECRET, latency=0.03) as api:
+    with StandIn(CLIENT_ID, SECRET, latency=0.03, job_delay=0.1) as api:
         for _ in range(6):
             before = posts(api)
             proc = start_drain(store_path, api.url)
@@ -111,9 +117,11 @@ def test_kill_9_mid_drain_loses_nothing_and_sends_nothing_twice(tmp_path: Path):
             kills += 1
             with Store(store_path) as store:
                 inflight = {item.event_id for item in store.inflight()}
+                pending_jobs = store.jobs_pending()
                 left = store.depth()
             if inflight & set(api.received_ids):
                 caught_mid_flight += 1
+            caught_before_confirmation += bool(pending_jobs)
             if left == 0:
                 break
 
@@ -129,7 +137,8 @@ def test_kill_9_mid_drain_loses_nothing_and_sends_nothing_twice(tmp_path: Path):
         received = api.received_ids
 
     assert kills >= 3, "the drain finished before it could be killed: make it slower"
-    assert caught_mid_flight >= 1, "no kill landed between storing upstream and acking"
+    assert caught_mid_flight + caught_before_confirmation >= 1, "no kill landed mid-delivery"
+    assert caught_before_confirmation >= 1, "no kill landed between a job and its confirmation"
     counts = Counter(received)
     assert len(counts) == total, f"lost {total - len(counts)} event(s)"
     assert [i for i, n in counts.items() if n > 1] == [], "events delivered twice"
@@ -145,4 +154,9 @@ def test_kill_9_mid_drain_loses_nothing_and_sends_nothing_twice(tmp_path: Path):
             "runs": 0,
             "oldest_pending_age": None,
         }
-    assert time.monotonic() - started < 30
+        jobs = store.job_stats()
+        assert (jobs["pending"], jobs["events_awaiting"]) == (0, 0)
+        # Most batches were confirmed by their job; those whose job id a kill lost, by being
+        # found upstream.
+        assert jobs["confirmed"] >= 1
+    assert time.monotonic() - started < 40

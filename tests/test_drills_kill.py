@@ -2,8 +2,11 @@
 
 A stateful lesson is open with a kernel running cells, a browser tab reporting presence and
 exercises being marked, while the server sends its events to the stand-in Timeback (which
-answers each envelope a little late, so kills land mid-send too). At a random instant the
+answers each envelope a little late, so kills land mid-send too, and completes each envelope's
+job later still, so kills land between send and confirmation). At a random instant the
 server's whole process group gets SIGKILL; a new server starts on the same store and notebook.
+At the end one more kill lands, for certain, between the completion's send and its job's
+confirmation.
 
 After every kill: every event seen committed before the kill is still there, in the same
 order; every exercise the server answered 200 for is stored; the run in the notebook and in the
@@ -109,10 +112,23 @@ class Session(threading.Thread):
                 client.stop_channels()
 
 
+JOB_DELAY = 0.4  # the stand-in's jobs complete this long after their envelope
+JOB_TIMEOUT = 5.0  # so a send of unknown outcome is sent again only 5 s after its claim
+
+
 @pytest.fixture
 def standin():
-    with StandIn(CLIENT_ID, SECRET, latency=0.15) as api:
+    with StandIn(CLIENT_ID, SECRET, latency=0.15, job_delay=JOB_DELAY) as api:
         yield api
+
+
+def pending_jobs(store: Path) -> list[tuple[str, str]]:
+    """(event_id, kind) of every event waiting for a pending job of Timeback's."""
+    return store_rows(
+        store,
+        "SELECT o.event_id, o.kind FROM outbox o JOIN jobs j ON o.job_id = j.job_id "
+        "WHERE j.state = 'pending' AND o.status = 'inflight'",
+    )
 
 
 def start_server(tmp: Path, root: Path, store: Path, api: StandIn) -> Server:
@@ -126,6 +142,7 @@ def start_server(tmp: Path, root: Path, store: Path, api: StandIn) -> Server:
         f"--Timeback.auth_url={api.token_url}", f"--Timeback.oneroster_base_url={api.url}",
         f"--Timeback.student_id={SOURCED_ID}", "--Timeback.retry_initial=0.05",
         "--Timeback.retry_max=0.5", "--Timeback.drain_interval=0.1",
+        f"--Timeback.job_timeout={JOB_TIMEOUT}",
     )  # fmt: skip
     env = {"TIMEBACK_API_CLIENT_ID": CLIENT_ID, "TIMEBACK_API_CLIENT_SECRET": SECRET}
     try:
@@ -151,7 +168,7 @@ def reap(root: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600 if FULL else 150)
+@pytest.mark.timeout(600 if FULL else 200)
 def test_kill_9_mid_session_loses_nothing_acknowledged(tmp_path: Path, standin: StandIn):
     root = tmp_path / "notebooks"
     root.mkdir()
@@ -167,6 +184,7 @@ def test_kill_9_mid_session_loses_nothing_acknowledged(tmp_path: Path, standin: 
     acked: dict[str, bool] = {}
     run_id = None
     mid_send = 0  # kills that left events Timeback had stored but we had not yet acked
+    unconfirmed = 0  # kills that left jobs accepted by Timeback and not yet confirmed
     for kill in range(KILLS):
         server = start_server(tmp_path, root, store, standin)
         session = Session(server, path, rng, kill)
@@ -193,6 +211,7 @@ def test_kill_9_mid_session_loses_nothing_acknowledged(tmp_path: Path, standin: 
         inflight = {r[0] for r in store_rows(store, "SELECT event_id FROM outbox "
                                                     "WHERE status = 'inflight'")}  # fmt: skip
         mid_send += bool(inflight & set(standin.received_ids))
+        unconfirmed += bool(pending_jobs(store))
 
     # Each run's windows: one run only, never overlapping (no second counted twice).
     runs = store_rows(store, "SELECT id, attempt, exercises FROM runs")
@@ -204,17 +223,35 @@ def test_kill_9_mid_session_loses_nothing_acknowledged(tmp_path: Path, standin: 
     for (_, end), (start, _) in itertools.pairwise(windows):
         assert start >= end - 1e-6, "two windows overlap: time counted twice"
 
-    # A last server resumes the run, completes it, delivers everything, stops cleanly. (No
-    # kernel this time: with a notebook session still open after a completion, the server
-    # starts the next attempt by itself, which is another drill's business.)
+    # A server resumes the run and completes it; Timeback accepts the completion but its job
+    # takes a while; the server is killed before the job is confirmed. (No kernel this time:
+    # with a notebook session still open after a completion, the server starts the next
+    # attempt by itself, which is another drill's business.)
+    standin.job_delay = 4.0
     server = start_server(tmp_path, root, store, standin)
     try:
         resumed = server.http.post("/timeback/api/runs", json={"path": path}).json()
         assert resumed["run"]["id"] == run_id and resumed["resumed"] is True
         done = server.http.post(f"/timeback/api/runs/{run_id}/complete", json={})
         assert done.status_code == 200, done.text
+        waiting = wait(
+            lambda: [e for e, kind in pending_jobs(store) if kind == "completion"],
+            what="the completion accepted by Timeback, its job pending",
+        )
+    finally:
+        server.kill()
+    [completion_id] = waiting
+    assert completion_id not in standin.received_ids  # its job has not completed yet
+    assert [e for e, _ in pending_jobs(store)].count(completion_id) == 1
+    standin.job_delay = JOB_DELAY
+
+    # The last server follows the job the killed one recorded, delivers everything, stops.
+    server = start_server(tmp_path, root, store, standin)
+    try:
         flushed = server.http.post("/timeback/api/flush", json={"timeout": 30}).json()
         assert flushed["report"]["remaining"] == 0, flushed
+        jobs = flushed["delivery"]["jobs"]
+        assert (jobs["pending"], jobs["events_awaiting"]) == (0, 0), jobs
     finally:
         server.stop()
 
@@ -231,4 +268,8 @@ def test_kill_9_mid_session_loses_nothing_acknowledged(tmp_path: Path, standin: 
     completions = [e for e in standin.received if e["type"] == "ActivityEvent"]
     assert len(completions) == 1
     assert {e["extensions"]["runId"] for e in standin.received} == {run_id}
-    print(f"DRILL {KILLS} kills, {len(stored)} events, {mid_send} kill(s) between send and ack")
+    assert pending_jobs(store) == []
+    print(
+        f"DRILL {KILLS + 1} kills, {len(stored)} events, {mid_send} kill(s) between send and "
+        f"ack, {unconfirmed + 1} between a job's acceptance and its confirmation"
+    )

@@ -15,7 +15,8 @@ SOURCED_ID = "student-sourced-42"
 
 @pytest.fixture
 def api(monkeypatch):
-    with StandIn(CLIENT_ID, SECRET) as standin:
+    # Jobs complete a little after each envelope, as Timeback's do: delivered means completed.
+    with StandIn(CLIENT_ID, SECRET, job_delay=0.2) as standin:
         standin.users["ada@school.edu"] = [SOURCED_ID]
         monkeypatch.setenv("TIMEBACK_API_CLIENT_ID", CLIENT_ID)
         monkeypatch.setenv("TIMEBACK_API_CLIENT_SECRET", SECRET)
@@ -79,6 +80,10 @@ async def test_heartbeats_and_one_completion_reach_timeback(
     assert SECRET not in caplog.text
     status = (await jp_fetch("timeback", "api", "status")).body.decode()
     assert SECRET not in status and ext.store.depth() == 0
+    jobs = json.loads(status)["delivery"]["jobs"]
+    assert (jobs["pending"], jobs["failed"], jobs["events_awaiting"]) == (0, 0, 0)
+    assert jobs["confirmed"] == len(api.jobs) >= 2  # each envelope's job, confirmed
+    assert set(api.jobs.values()) == {"completed"}
 
 
 async def test_unknown_student_email_is_reported_not_crashed(api, jp_serverapp, jp_fetch):

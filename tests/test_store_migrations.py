@@ -9,12 +9,15 @@ rows in every table and every outbox status.
 import hashlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from timeback_jupyter.model import Window
 from timeback_jupyter.store import SCHEMA_VERSION, Store, StoreError, migrations
+from timeback_jupyter.testing.standin import SENSOR as STANDIN_SENSOR
+from timeback_jupyter.testing.standin import time_spent_events
 
 SENSOR = "https://notebooks.example.edu"
 RUN_A = "0b8c2f4e-3a51-4d6e-9f10-aa11bb22cc33"
@@ -80,6 +83,12 @@ LEGACY_V1 = [
         )""",
 ]
 TABLES = ["meta", "runs", "windows", "completions", "outbox", "dead_letters", "sqlite_sequence"]
+# The outbox's columns in version 1: later versions add columns, the rows keep these values.
+OUTBOX_V1 = (
+    "seq, event_id, run_id, kind, sensor, payload, created_at, status, attempts, last_error, "
+    "sent_at"
+)
+NEWER = SCHEMA_VERSION + 1  # a version this code does not know
 ACTIVITY = {
     "id": "fractions-1",
     "name": "Fractions 1",
@@ -155,7 +164,12 @@ def legacy_store(path: Path) -> None:
 def dump_rows(path: Path) -> dict[str, list[tuple]]:
     raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        found = {t: raw.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in TABLES}
+        found = {
+            t: raw.execute(
+                f"SELECT {OUTBOX_V1 if t == 'outbox' else '*'} FROM {t} ORDER BY 1, 2"
+            ).fetchall()
+            for t in TABLES
+        }
         found["meta"] = [row for row in found["meta"] if row[0] != "schema_version"]
         return found
     finally:
@@ -183,12 +197,51 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_the_legacy_schema_is_what_version_1_is(tmp_path: Path):
+def test_the_legacy_schema_is_what_version_1_is(tmp_path: Path, monkeypatch):
     """The fixture is a real version-1 store: the same tables, columns and indexes."""
     legacy_store(tmp_path / "old.sqlite3")
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 1)
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
     Store(tmp_path / "new.sqlite3").close()
     assert schema(tmp_path / "old.sqlite3") == schema(tmp_path / "new.sqlite3")
-    assert SCHEMA_VERSION == 1  # a new version adds a test of its migration from this one
+
+
+def test_a_migrated_store_has_the_schema_of_a_new_one(tmp_path: Path):
+    legacy_store(tmp_path / "old.sqlite3")
+    Store(tmp_path / "old.sqlite3").close()
+    Store(tmp_path / "new.sqlite3").close()
+    assert schema(tmp_path / "old.sqlite3") == schema(tmp_path / "new.sqlite3")
+    assert SCHEMA_VERSION == 2  # a new version adds a test of its migration from this one
+
+
+def test_version_2_follows_jobs_and_a_send_left_unknown_waits_from_the_upgrade(tmp_path: Path):
+    """Version 1 marked an event sent when Timeback answered; 2 waits for its job. An event
+    a version-1 process left inflight (its send's outcome unknown) gets the upgrade's time as
+    its send's, so it waits out job_timeout from then rather than being sent again at once."""
+    path = tmp_path / "timeback.sqlite3"
+    legacy_store(path)
+    with Store(path, now=lambda: 1_000.0) as store:
+        [left] = store.inflight()
+        assert left.event_id == "urn:uuid:e-2" and left.claimed_at is not None
+        assert abs(left.claimed_at - time.time()) < 60  # the upgrade's time
+        assert store.job_stats() == {
+            "pending": 0,
+            "failed": 0,
+            "confirmed": 0,
+            "events_awaiting": 0,
+            "oldest_pending_age": None,
+        }
+        # The new columns work on the old rows: claimed, accepted as a job, confirmed.
+        claimed = store.claim_batch(10)
+        assert [i.claimed_at for i in claimed] == [1_000.0, 1_000.0]
+        store.record_job([i.event_id for i in claimed], "job-1")
+        assert store.inflight() == [left]  # the job's events are no longer "unknown"
+        assert store.confirm("job-1") == 2
+        assert store.stats()["sent"] == 3
+        assert store.job_stats()["confirmed"] == 1
+        event = time_spent_events("0b8c2f4e-3a51-4d6e-9f10-aa11bb22cc33", 1)[0]
+        store.enqueue(event, run_id=RUN_A, kind="time_spent", sensor=STANDIN_SENSOR)
+        assert store.depth() == 2
 
 
 def test_a_store_made_before_user_version_is_migrated_keeping_every_row(tmp_path: Path):
@@ -245,15 +298,17 @@ def test_an_old_store_takes_the_later_migrations_too(tmp_path: Path, monkeypatch
     before = dump_rows(path)
     extra = ["CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)"]
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, extra])
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", NEWER)
     with Store(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == NEWER
         assert store.depth() == 3
-    assert user_version(path) == 2
+    assert user_version(path) == NEWER
     assert dump_rows(path) == before
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT COUNT(*) FROM notes").fetchone() == (0,)
-    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+        str(NEWER),
+    )
     raw.close()
 
 
@@ -280,8 +335,8 @@ def test_the_move_to_user_version_is_all_or_nothing(tmp_path: Path):
 @pytest.mark.parametrize(
     "mark",
     [
-        "PRAGMA user_version = 2",  # made by a newer release
-        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",  # a newer one, the old way
+        f"PRAGMA user_version = {NEWER}",  # made by a newer release
+        f"UPDATE meta SET value = '{NEWER}' WHERE key = 'schema_version'",  # the old way
     ],
     ids=["user_version", "meta-row"],
 )
@@ -296,7 +351,7 @@ def test_a_newer_store_is_refused_and_left_untouched(tmp_path: Path, mark: str):
     with pytest.raises(StoreError) as err:
         Store(path)
     assert str(err.value) == (
-        f"{path}: made by a newer timeback-jupyter (schema version 2, this one knows up to "
+        f"{path}: made by a newer timeback-jupyter (schema version {NEWER}, this one knows up to "
         f"{SCHEMA_VERSION}); upgrade timeback-jupyter to open it"
     )
     assert digest(path) == before

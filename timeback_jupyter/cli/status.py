@@ -43,24 +43,25 @@ def settings_lines(cfg: Timeback) -> list[str]:
     return lines
 
 
-def _age(seconds: float | None) -> str:
+def _age(seconds: float | None, what: str = "queued") -> str:
     if seconds is None:
         return ""
     if seconds < 120:
-        return f", oldest queued {seconds:.0f} s ago"
+        return f", oldest {what} {seconds:.0f} s ago"
     if seconds < 7200:
-        return f", oldest queued {seconds / 60:.0f} min ago"
-    return f", oldest queued {seconds / 3600:.1f} h ago"
+        return f", oldest {what} {seconds / 60:.0f} min ago"
+    return f", oldest {what} {seconds / 3600:.1f} h ago"
 
 
 class StatusCommand(Command):
-    """The configuration in effect (secrets masked), identity, sink, outbox and dead letters."""
+    """The configuration in effect (secrets masked), identity, sink, outbox, jobs, dead letters."""
 
     name = "jupyter-timeback-status"
     verb = "status"
     description = (
         "Show the configuration the Jupyter server uses (secrets masked), the student, the "
-        "sink, the outbox depth and the dead letters. Exits non-zero if part of it is broken."
+        "sink, the outbox depth, Timeback's jobs (pending, failed, confirmed) and the dead "
+        "letters. Exits non-zero if part of it is broken."
     )
     examples = """
     jupyter timeback status
@@ -119,6 +120,7 @@ class StatusCommand(Command):
             try:
                 with self.open_store() as store:
                     stats = store.stats()
+                    jobs = store.job_stats()
                     dead = store.dead_letters()
             except (StoreError, CLIError) as err:
                 broken("store", str(err))
@@ -129,6 +131,13 @@ class StatusCommand(Command):
                     f"{stats['pending'] + stats['inflight']} queued ({stats['pending']} pending, "
                     f"{stats['inflight']} in flight), {stats['sent']} sent"
                     + _age(stats.get("oldest_pending_age")),
+                )
+                # Delivered means Timeback's job for the events completed (delivery/__init__).
+                field(
+                    "jobs",
+                    f"{jobs['pending']} pending ({jobs['events_awaiting']} events awaiting), "
+                    f"{jobs['failed']} failed, {jobs['confirmed']} confirmed"
+                    + _age(jobs["oldest_pending_age"], "pending"),
                 )
                 field("dead letters", str(len(dead)))
                 for letter in dead[-10:]:
@@ -153,6 +162,9 @@ class StatusCommand(Command):
             "recording" if status.get("recording") else f"not recording: {status.get('problem')}"
         )
         text = f"{url} (pid {pid}), {state}; delivery {delivery.get('state', 'not running')}"
+        jobs = delivery.get("jobs") or {}
+        if jobs.get("pending"):
+            text += f", {jobs['pending']} job(s) pending at Timeback"
         if delivery.get("last_error"):
             text += f" (last error: {delivery['last_error']})"
         return text

@@ -115,6 +115,16 @@ class Timeback(Configurable):
     request_timeout = Float(30.0, help="Seconds before a send to Timeback is abandoned.").tag(
         config=True
     )
+    # Delivered means Timeback's job for the events completed (timeback_jupyter/delivery).
+    job_timeout = Float(
+        300.0,
+        help="Seconds within which Timeback stores a request's events, counted from the send "
+        "(a stalled request plus its queued job). After a send whose outcome is unknown, events "
+        "not found upstream are sent again only after this: Timeback does not deduplicate.",
+    ).tag(config=True)
+    job_failures_max = Int(
+        5, help="Failed Timeback jobs an event may be lost by before it is dead-lettered."
+    ).tag(config=True)
     metadata_write_delay = Float(
         10.0,
         help="Seconds the server waits for a browser extension to write a new run into the "

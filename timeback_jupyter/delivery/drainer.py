@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from .. import caliper
@@ -20,10 +20,18 @@ from ..config import Timeback
 from ..store import OutboxItem, StoreError
 from .backoff import Backoff
 from .errors import DeliveryError, DrainerBusy, RejectedError, RetryableError
+from .jobs import (
+    JOB_FAILURES_MAX,
+    JOB_POLL_INITIAL,
+    JOB_POLL_MAX,
+    JOB_TIMEOUT,
+    JobWatcher,
+    check_positive,
+)
 from .lease import Lease
 from .ports import OutboxPort
-from .report import DrainReport
-from .settle import settle_inflight
+from .report import DrainReport, delivery_status
+from .settle import Settler
 from .sink import Sink
 
 LOG = logging.getLogger("timeback_jupyter.delivery")
@@ -36,11 +44,7 @@ BATCH_PAUSE = 0.005
 
 
 class Drainer:
-    """Delivers the outbox through a sink, in order, with backoff, surviving crashes.
-
-    ``store`` is any :class:`~.ports.OutboxPort`: the server's SQLite store or the relay's
-    outbox.
-    """
+    """Delivers the outbox through a sink, in order, with backoff, surviving crashes."""
 
     def __init__(
         self,
@@ -53,12 +57,18 @@ class Drainer:
         idle_interval: float = 2.0,
         stop_timeout: float = 10.0,
         batch_pause: float = BATCH_PAUSE,
+        job_timeout: float = JOB_TIMEOUT,
+        job_failures_max: int = JOB_FAILURES_MAX,
+        job_poll_initial: float = JOB_POLL_INITIAL,
+        job_poll_max: float = JOB_POLL_MAX,
         now: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         wall: Callable[[], float] = time.time,
         log: logging.Logger = LOG,
     ) -> None:
+        """``wall`` is the store's clock (durable times are compared with it); ``now`` and
+        ``sleep`` time the waits."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DeliveryError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         for name, value in (
@@ -66,9 +76,9 @@ class Drainer:
             ("retry_max", retry_max),
             ("idle_interval", idle_interval),
             ("stop_timeout", stop_timeout),
+            ("job_timeout", job_timeout),
         ):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise DeliveryError(f"{name} must be a positive number of seconds, got {value!r}")
+            check_positive(name, value)
         if retry_max < retry_initial:
             raise DeliveryError("retry_max must not be less than retry_initial")
         if not (isinstance(batch_pause, int | float) and 0 <= batch_pause < 1):
@@ -87,6 +97,12 @@ class Drainer:
         self._log = log
         self._lease = Lease(store.path)
         self._backoff = Backoff(self.retry_initial, self.retry_max, now=now, rng=rng)
+        self._jobs = JobWatcher(
+            store, sink, (job_poll_initial, job_poll_max), job_failures_max, now=now, log=log
+        )
+        self._settler = Settler(
+            store, sink, job_timeout, self._jobs.poll, now=now, wall=wall, log=log
+        )
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -97,7 +113,8 @@ class Drainer:
 
     @classmethod
     def from_config(cls, store: OutboxPort, sink: Sink, config: Timeback, **kw: Any) -> Drainer:
-        """A drainer with the ``c.Timeback`` knobs (batch_size, retry_*, drain_interval)."""
+        """A drainer with the ``c.Timeback`` knobs (batch_size, retry_*, drain_interval,
+        job_timeout, job_failures_max)."""
         return cls(
             store,
             sink,
@@ -105,6 +122,8 @@ class Drainer:
             retry_initial=config.retry_initial,
             retry_max=config.retry_max,
             idle_interval=config.drain_interval,
+            job_timeout=config.job_timeout,
+            job_failures_max=config.job_failures_max,
             **kw,
         )
 
@@ -116,6 +135,8 @@ class Drainer:
             raise DrainerBusy(
                 f"another process is already delivering the events of {self.store.path}"
             )
+        if self._standby:
+            self._jobs.forget()  # the owner meanwhile may have recorded jobs of its own
         self._standby = False
 
     async def recover(self) -> None:
@@ -130,29 +151,34 @@ class Drainer:
             except DrainerBusy as err:
                 self._log.info("%s; this one stands by", err)
                 return
-            await settle_inflight(
-                self.store, self.sink, "interrupted mid-send (process stopped)", self._log
-            )
+            await self._settler.settle("interrupted mid-send (process stopped)")
             self._recovered = True
 
     async def drain_once(self) -> DrainReport:
-        """Send one batch (one envelope) and settle it: ack, retry later, or dead-letter."""
+        """One step: settle sends of unknown outcome, follow the jobs that are due, then send
+        one batch (one envelope) and act on the answer: job recorded, ack, retry later, or
+        dead-letter. ``waiting`` in the report says when something awaited is due."""
         async with self._lock:
             self._claim_lease()
-            settled = await settle_inflight(
-                self.store, self.sink, "the last attempt's outcome was unknown", self._log
+            settled = await self._settler.settle("the last attempt's outcome was unknown")
+            checked = await self._jobs.check_due()
+            waits = [w for w in (settled.wait, checked.next_in) if w is not None]
+            done = DrainReport(
+                sent=settled.landed + checked.confirmed,
+                retried=checked.resent,
+                rejected=checked.dead,
+                waiting=min(waits) if waits else None,
             )
+            if settled.wait is not None:
+                # A send whose outcome is unknown is not settled yet: nothing newer goes out
+                # before it (its events may still be stored, or go again in their place).
+                return replace(done, idle=True)
             batch = self.store.claim_batch(self.batch_size)
             if not batch:
-                return DrainReport(sent=settled, idle=True)
+                return replace(done, idle=True)
             report = await self._deliver(batch)
-            return DrainReport(
-                sent=report.sent + settled,
-                retried=report.retried,
-                rejected=report.rejected,
-                delay=report.delay,
-                error=report.error,
-            )
+            waits += [report.waiting] if report.waiting is not None else []
+            return replace(done + report, waiting=min(waits) if waits else None)
 
     async def _deliver(self, batch: list[OutboxItem]) -> DrainReport:
         ids = [item.event_id for item in batch]
@@ -161,7 +187,7 @@ class Drainer:
         except caliper.CaliperInputError as err:
             return self._reject(batch, RejectedError(f"cannot build the envelope: {err}"))
         try:
-            await self.sink.send(envelope)
+            job_id = await self.sink.send(envelope)
         except RejectedError as err:
             return self._reject(batch, err)
         except RetryableError as err:
@@ -172,12 +198,18 @@ class Drainer:
         except Exception as err:
             self._log.exception("the %s sink failed unexpectedly", self.sink.name)
             return self._retry(ids, f"{type(err).__name__}: {err}", None, keep_inflight=True)
-        self.store.ack(ids)
         if self._backoff.failures:
             self._log.info("delivery to %s works again", self.sink.name)
         self._backoff.succeeded()
         self._last_error = None
-        return DrainReport(sent=len(ids))
+        if not job_id:
+            self.store.ack(ids)  # delivered when accepted: no job follows
+            return DrainReport(sent=len(ids))
+        # Accepted: delivered once Timeback's job completes. Should this write fail, the
+        # batch stays inflight without a job and is settled as a send of unknown outcome.
+        self.store.record_job(ids, job_id)
+        self._jobs.submitted(job_id)
+        return DrainReport(queued=len(ids), waiting=self._jobs.initial)
 
     def _retry(
         self, ids: list[str], error: str, retry_after: float | None, *, keep_inflight: bool
@@ -272,7 +304,9 @@ class Drainer:
             if report.delay > 0:
                 await self._wait(report.delay, wake_on_notify=False)
             elif report.idle:
-                await self._wait(self.idle_interval, wake_on_notify=True)
+                # Until the next look at a job or an unknown send is due, or something new.
+                wait = min(self.idle_interval, _or_inf(report.waiting))
+                await self._wait(max(wait, self.batch_pause), wake_on_notify=True)
             else:
                 await asyncio.sleep(self.batch_pause)  # see BATCH_PAUSE
 
@@ -295,7 +329,7 @@ class Drainer:
         self._lease.release()
 
     async def flush(self, timeout: float) -> DrainReport:
-        """Drain until the outbox is empty or ``timeout`` seconds pass.
+        """Drain until every event is delivered (its job completed) or ``timeout`` seconds pass.
 
         The timeout holds on the injected clock between steps and on the event loop's clock
         for a step that hangs: a send cut short stays inflight and is settled later.
@@ -309,49 +343,30 @@ class Drainer:
                 while True:
                     step = await self.drain_once()
                     total = total + step
-                    if step.idle:
+                    if step.idle and step.waiting is None:
                         break
+                    pause = step.delay or (_or_inf(step.waiting) if step.idle else 0.0)
                     remaining = deadline - self._now()
-                    if remaining <= 0 or step.delay > remaining:
+                    if remaining <= 0 or pause > remaining:
                         break
-                    if step.delay > 0:
-                        await self._sleep(step.delay)
+                    if pause > 0:
+                        await self._sleep(pause)
                     else:
                         await asyncio.sleep(self.batch_pause)  # see BATCH_PAUSE
         except TimeoutError:
             self._log.warning("flush stopped after %.1fs with events still queued", timeout)
-        return DrainReport(
-            sent=total.sent,
-            retried=total.retried,
-            rejected=total.rejected,
-            delay=total.delay,
-            idle=total.idle,
-            error=total.error,
-            remaining=self.store.depth(),
-        )
+        return replace(total, remaining=self.store.depth())
 
     def status(self) -> dict[str, Any]:
         """For the status bar, the REST status and the CLI. Holds no secret."""
-        try:
-            stats = self.store.stats()
-        except StoreError as err:
-            stats = {"error": str(err)}
-        if self._standby:
-            state = "standby"
-        elif self._backoff.failures:
-            state = "retrying"
-        elif stats.get("dead"):
-            state = "rejected-some"
-        else:
-            state = "ok"
-        next_in = self._backoff.next_in()
-        return {
-            "state": state,
-            "sink": self.sink.name,
-            "consecutive_failures": self._backoff.failures,
-            "last_error": self._last_error,
-            "next_attempt_in": next_in,
-            "pending": stats.get("pending"),
-            "inflight": stats.get("inflight"),
-            "dead_letters": stats.get("dead"),
-        }
+        return delivery_status(
+            self.store,
+            self.sink.name,
+            self._backoff,
+            standby=self._standby,
+            last_error=self._last_error,
+        )
+
+
+def _or_inf(seconds: float | None) -> float:
+    return float("inf") if seconds is None else seconds

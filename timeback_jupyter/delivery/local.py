@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import caliper
 from .errors import RejectedError
-from .sink import check_envelope
+from .sink import JobOutcome, check_envelope
 
 
 class LocalSink:
@@ -23,11 +23,12 @@ class LocalSink:
     """
 
     name = "local"
+    jobs = False  # delivered when kept: no job follows
 
     def __init__(self) -> None:
         self.accepted = 0
 
-    async def send(self, envelope: dict[str, Any]) -> None:
+    async def send(self, envelope: dict[str, Any]) -> str | None:
         data = check_envelope(envelope)
         problems: list[str] = []
         bad: list[str] = []
@@ -41,10 +42,15 @@ class LocalSink:
         if problems:
             raise RejectedError("; ".join(problems), event_ids=bad)
         self.accepted += len(data)
+        return None
 
     async def exists(self, event_id: str) -> bool | None:
         # Nothing is stored upstream; accepting an event again has no effect anywhere.
         return False
+
+    async def job_status(self, job_id: str) -> JobOutcome | None:
+        # Never asked: send answers no job id.
+        return JobOutcome("gone", "the local sink has no jobs")
 
     async def aclose(self) -> None:
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
-from ..store import OutboxItem
+from ..store import Job, OutboxItem
 
 
 @runtime_checkable
@@ -39,4 +39,26 @@ class OutboxPort(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """At least ``pending``, ``inflight`` and ``dead`` counts."""
+        ...
+
+    # Timeback's jobs: a send answered with a job id is delivered only once the job completed.
+    def record_job(self, event_ids: Iterable[str], job_id: str) -> None:
+        """The sent events wait for job ``job_id`` (still inflight, never sent again meanwhile)."""
+        ...
+
+    def jobs_pending(self) -> list[Job]: ...
+
+    def confirm(self, job_id: str) -> int:
+        """The job completed: its events are delivered. Returns how many."""
+        ...
+
+    def job_failed(
+        self, job_id: str, reason: str, *, limit: int, landed: Iterable[str] = ()
+    ) -> tuple[list[str], list[str]]:
+        """What the failed job lost goes again, or to dead letters after ``limit`` failures."""
+        ...
+
+    def job_stats(self) -> dict[str, Any]:
+        """Counts of ``pending``, ``failed`` and ``confirmed`` jobs, ``events_awaiting``,
+        ``oldest_pending_age``."""
         ...

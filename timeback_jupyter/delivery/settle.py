@@ -1,45 +1,115 @@
-"""Settling a send whose outcome is unknown: the only guard against duplicates upstream."""
+"""Settling sends whose outcome is unknown: the only guard against duplicates upstream.
+
+The rule (told in full in ``delivery/__init__.py``): an event of such a send that is found
+upstream is delivered; one not found is sent again only when nothing can still store it, that
+is for a sink with jobs once ``job_timeout`` seconds have passed since its send began. Until
+then it stays inflight, looked up again on a backoff, and nothing newer is sent before it.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from ..store import OutboxItem
+from .jobs import Poll
 from .ports import OutboxPort
 from .sink import Sink
 
 
-async def settle_inflight(store: OutboxPort, sink: Sink, why: str, log: logging.Logger) -> int:
-    """Ask the sink about every inflight event: acked if stored upstream, else sent again.
+@dataclass(frozen=True)
+class Settled:
+    landed: int = 0  # found upstream: delivered
+    resent: int = 0  # found lost: pending again
+    wait: float | None = None  # seconds until the next look; None: nothing left unsettled
 
-    Returns how many were already stored. ``why`` says, in the store, why events went back.
-    """
-    items = store.inflight()
-    if not items:
-        return 0
-    landed: list[str] = []
-    unknown: list[str] = []
-    for i, item in enumerate(items):
-        try:
-            found = await sink.exists(item.event_id)
-        except Exception as err:  # a sink bug must not wedge the queue
-            log.warning("sink.exists failed for %s: %s", item.event_id, err)
-            found = None
-        if found is True:
-            landed.append(item.event_id)
-        elif found is None:
-            # Cannot tell (API down?): don't spend a timeout on each of the rest.
-            unknown.extend(x.event_id for x in items[i:])
-            break
+
+class Settler:
+    """Settles a store's inflight events of unknown outcome through a sink."""
+
+    def __init__(
+        self,
+        store: OutboxPort,
+        sink: Sink,
+        job_timeout: float,
+        poll: tuple[float, float],
+        *,
+        now: Callable[[], float],
+        wall: Callable[[], float],
+        log: logging.Logger,
+    ) -> None:
+        """``poll``: (initial, maximum) seconds between looks at events not found yet."""
+        self.store, self.sink, self.job_timeout = store, sink, float(job_timeout)
+        self.initial, self.maximum = poll
+        self._now, self._wall, self._log = now, wall, log
+        self._poll: Poll | None = None  # set while some events stay unsettled
+
+    def _expired(self, item: OutboxItem, wall: float) -> bool:
+        """Whether no job can store ``item`` any more, so "not found" means lost."""
+        if not getattr(self.sink, "jobs", False):
+            return True  # stored when accepted, or never: nothing arrives later
+        return item.claimed_at is None or wall - item.claimed_at >= self.job_timeout
+
+    async def settle(self, why: str) -> Settled:
+        """Look up what is due; ``why`` says, in the store, why events went back."""
+        items = self.store.inflight()
+        if not items:
+            self._poll = None
+            return Settled()
+        if self._poll is not None and not self._poll.due():
+            return Settled(wait=self._poll.wait())
+        wall = self._wall()
+        landed: list[str] = []
+        lost: list[str] = []
+        waiting: list[OutboxItem] = []
+        for item in items:
+            expired = self._expired(item, wall)
+            if waiting and not expired:
+                # One of this send's events is not there yet: neither are the rest, most
+                # likely. Their look comes with the next check; no request is spent now.
+                waiting.append(item)
+                continue
+            found = await self._exists(item.event_id)
+            if found:
+                landed.append(item.event_id)
+            elif expired:
+                if found is None:
+                    self._log.warning(
+                        "cannot tell whether %s reached Timeback; sent again, as no job can "
+                        "still store it",
+                        item.event_id,
+                    )
+                lost.append(item.event_id)
+            else:
+                waiting.append(item)
+        if landed:
+            self.store.ack(landed)
+        if lost:
+            self.store.release(lost, f"{why}; not found upstream, sending again")
+        if landed or lost:
+            self._log.info(
+                "settled %d inflight event(s): %d already stored upstream, %d to send again",
+                len(landed) + len(lost),
+                len(landed),
+                len(lost),
+            )
+        if not waiting:
+            self._poll = None
+            return Settled(len(landed), len(lost))
+        if self._poll is None:
+            self._poll = Poll(self.initial, self.maximum, self._now)
         else:
-            unknown.append(item.event_id)
-    if landed:
-        store.ack(landed)
-    if unknown:
-        store.release(unknown, f"{why}; not found upstream, sending again")
-    log.info(
-        "settled %d inflight event(s): %d already stored upstream, %d to send again",
-        len(items),
-        len(landed),
-        len(unknown),
-    )
-    return len(landed)
+            self._poll.later()
+        # Looked at again at the poll's time, or as soon as the oldest one's wait ends.
+        until_expiry = min((i.claimed_at or wall) + self.job_timeout - wall for i in waiting)
+        wait = max(0.0, min(self._poll.wait(), until_expiry))
+        self._poll.next_at = self._now() + wait
+        return Settled(len(landed), len(lost), wait)
+
+    async def _exists(self, event_id: str) -> bool | None:
+        try:
+            return await self.sink.exists(event_id)
+        except Exception as err:  # a sink bug must not wedge the queue
+            self._log.warning("sink.exists failed for %s: %s", event_id, err)
+            return None

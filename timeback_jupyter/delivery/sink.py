@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..caliper import CALIPER_DATA_VERSION
 from .errors import RejectedError
 
 
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a sink learned of one of its jobs: still ``pending``, ``completed`` (its events
+    are stored), ``failed``, or ``gone`` (the API no longer knows it); ``detail`` says why."""
+
+    state: Literal["pending", "completed", "failed", "gone"]
+    detail: str = ""
+
+
 @runtime_checkable
 class Sink(Protocol):
+    """``send`` answers the id of the job that will store the envelope's events, or None
+    when they are delivered as soon as accepted (the local sink). A sink that answers job ids
+    sets ``jobs = True`` and tells their outcome (``job_status``, None: cannot tell now)."""
+
     name: str
 
-    async def send(self, envelope: dict[str, Any]) -> None: ...
+    async def send(self, envelope: dict[str, Any]) -> str | None: ...
 
     async def exists(self, event_id: str) -> bool | None: ...
+
+    async def job_status(self, job_id: str) -> JobOutcome | None: ...
 
     async def aclose(self) -> None: ...
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import ENVIRONMENTS, Credentials, Timeback
 from ..connection import Connection
 from .errors import DeliveryError, RejectedError, RetryableError
-from .sink import check_envelope
+from .sink import JobOutcome, check_envelope
 
 if TYPE_CHECKING:
     from timeback_caliper import CaliperClient
@@ -70,6 +70,7 @@ class TimebackSink:
     """
 
     name = "timeback"
+    jobs = True  # Timeback stores events when the job it answers completes
 
     def __init__(
         self,
@@ -159,7 +160,8 @@ class TimebackSink:
     def _scrub(self, text: str) -> str:
         return self._connection.scrub(text)
 
-    async def send(self, envelope: dict[str, Any]) -> None:
+    async def send(self, envelope: dict[str, Any]) -> str | None:
+        """Send one envelope; the id of Timeback's job for it (None if the API gave none)."""
         import pydantic
         from timeback_caliper import CaliperEnvelope
 
@@ -170,9 +172,10 @@ class TimebackSink:
             raise RejectedError(f"envelope: {err.errors()[0].get('msg', 'invalid')}") from None
         client = self._caliper()
         try:
-            await client.events.send_envelope(wrapped)
+            result = await client.events.send_envelope(wrapped)
         except Exception as err:
             raise self._classify(err) from None
+        return result.job_id or None
 
     def _classify(self, err: Exception) -> RetryableError | RejectedError:
         """Map what the official client raises onto retry-or-reject, without the secret."""
@@ -238,6 +241,35 @@ class TimebackSink:
             LOG.debug("cannot tell whether %s was stored: %s", event_id, self._scrub(str(err)))
             return None
         return True
+
+    async def job_status(self, job_id: str) -> JobOutcome | None:
+        """The state of Timeback's job ``job_id`` (``client.jobs.get_status``); None when the
+        API cannot tell now (down, slow, rate-limiting)."""
+        from timeback_caliper.exceptions import APIError, NotFoundError, UnsupportedOperationError
+
+        client = self._caliper()
+        try:
+            status = await client.jobs.get_status(job_id)
+        except UnsupportedOperationError:
+            # A platform that hands out job ids but cannot report them: accepted is all we get.
+            return JobOutcome("completed", "this Timeback platform does not report jobs")
+        except NotFoundError:
+            return JobOutcome("gone", f"Timeback no longer knows job {job_id}")
+        except APIError as err:
+            if err.status_code == 404:
+                return JobOutcome("gone", f"Timeback no longer knows job {job_id}")
+            LOG.debug("cannot tell how job %s is doing: %s", job_id, self._scrub(str(err)))
+            return None
+        except Exception as err:
+            LOG.debug("cannot tell how job %s is doing: %s", job_id, self._scrub(str(err)))
+            return None
+        if status.state == "failed":
+            return JobOutcome("failed", f"Timeback's job {job_id} failed")
+        if status.state == "completed":
+            if status.return_value is not None and status.return_value.status == "error":
+                return JobOutcome("failed", f"Timeback's job {job_id} completed with an error")
+            return JobOutcome("completed")
+        return JobOutcome("pending", status.state)
 
     async def aclose(self) -> None:
         if self._client is not None:

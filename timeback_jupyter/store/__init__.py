@@ -7,13 +7,15 @@
 - :mod:`.migrations`: the schema and its version (``PRAGMA user_version``);
 - :mod:`.checkpoint`: copying the WAL into the database on a thread, never on a commit;
 - :mod:`.runs`: runs, windows and completions, each with the event reporting it;
-- :mod:`.outbox`: the queue of events for Timeback, and its dead letters.
+- :mod:`.outbox`: the queue of events for Timeback, and its dead letters;
+- :mod:`.jobs`: Timeback's jobs, which deliver the outbox's events when they complete.
 """
 
 from __future__ import annotations
 
 from .checkpoint import CHECKPOINT_HARD, CHECKPOINT_IDLE, CHECKPOINT_PAGES
 from .errors import StoreError
+from .jobs import Job, JobStore
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 from .outbox import (
     KIND_COMPLETION,
@@ -35,13 +37,14 @@ __all__ = [
     "OUTBOX_STATUSES",
     "SCHEMA_VERSION",
     "DeadLetter",
+    "Job",
     "OutboxItem",
     "Store",
     "StoreError",
 ]
 
 
-class Store(RunStore, OutboxStore):
+class Store(RunStore, OutboxStore, JobStore):
     """One SQLite file in WAL mode. Safe to share between threads of one process.
 
     Every write is one transaction, committed before the method returns, so whatever a

@@ -17,7 +17,7 @@ import sqlite3
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # MIGRATIONS[n] takes a store from schema version n to n + 1; append, never edit.
 MIGRATIONS: list[list[str]] = [
@@ -78,6 +78,30 @@ MIGRATIONS: list[list[str]] = [
             reason TEXT NOT NULL,
             at REAL NOT NULL
         )""",
+    ],
+    # 2: Timeback's jobs. An event accepted by Timeback is inflight with the job carrying it
+    # until that job completes (sent) or fails (pending again, or dead after too many).
+    [
+        "ALTER TABLE outbox ADD COLUMN job_id TEXT",
+        # When the last send of the event began: after an unknown outcome, how long a job
+        # for it may still appear (delivery/__init__.py).
+        "ALTER TABLE outbox ADD COLUMN claimed_at REAL",
+        "ALTER TABLE outbox ADD COLUMN job_failures INTEGER NOT NULL DEFAULT 0",
+        # A send of unknown outcome left by an older release: its time is not known, so it
+        # counts from the upgrade (the wait is the longer, never the shorter).
+        "UPDATE outbox SET claimed_at = (julianday('now') - 2440587.5) * 86400.0 "
+        "WHERE status = 'inflight'",
+        "CREATE INDEX outbox_by_job ON outbox (job_id) WHERE job_id IS NOT NULL",
+        """CREATE TABLE jobs (
+            job_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'completed', 'failed')),
+            events INTEGER NOT NULL,
+            submitted_at REAL NOT NULL,
+            settled_at REAL,
+            reason TEXT
+        )""",
+        "CREATE INDEX jobs_by_state ON jobs (state, submitted_at)",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -3,7 +3,9 @@
 An event enters in the same transaction as the state it reports (see :mod:`.runs`) and
 leaves the queue only by an acknowledgement (kept as ``sent``) or a dead letter (moved aside
 for review): a claim marks a batch inflight and commits before it is sent, so after a crash
-it is found again rather than sent twice unknowingly or forgotten.
+it is found again rather than sent twice unknowingly or forgotten. An inflight event that
+Timeback accepted carries the id of the job that will store it (:mod:`.jobs`); one without is
+being sent, or its send's outcome is unknown (:meth:`OutboxStore.inflight`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class OutboxItem:
     sensor: str
     payload: dict[str, Any]
     attempts: int
+    claimed_at: float | None = None  # when its last send began (store clock)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         sensor=row["sensor"],
         payload=json.loads(row["payload"]),
         attempts=row["attempts"],
+        claimed_at=row["claimed_at"],
     )
 
 
@@ -106,6 +110,19 @@ def _ids(event_ids: Iterable[str]) -> list[str]:
     if not all(isinstance(i, str) for i in ids):
         raise InvalidInput("event_ids", "must be strings")
     return ids
+
+
+def move_to_dead_letters(db: sqlite3.Connection, ids: list[str], reason: str, at: float) -> None:
+    """Within the caller's transaction: undelivered events out of the queue, kept for review."""
+    for event_id in ids:
+        db.execute(
+            "INSERT OR REPLACE INTO dead_letters "
+            "(event_id, run_id, kind, sensor, payload, reason, at) "
+            "SELECT event_id, run_id, kind, sensor, payload, ?, ? FROM outbox "
+            "WHERE event_id = ? AND status != 'sent'",
+            (str(reason)[:2000], at, event_id),
+        )
+        db.execute("DELETE FROM outbox WHERE event_id = ? AND status != 'sent'", (event_id,))
 
 
 class OutboxStore(Database):
@@ -142,14 +159,21 @@ class OutboxStore(Database):
             )
             cur.row_factory = sqlite3.Row
             rows = cur.fetchall()
+            now = self._now()
             db.executemany(
-                "UPDATE outbox SET status = 'inflight', attempts = attempts + 1 WHERE seq = ?",
-                [(row["seq"],) for row in rows],
+                "UPDATE outbox SET status = 'inflight', attempts = attempts + 1, "
+                "claimed_at = ?, job_id = NULL WHERE seq = ?",
+                [(now, row["seq"]) for row in rows],
             )
-        return [replace(_item(row), attempts=row["attempts"] + 1) for row in rows]
+        return [replace(_item(row), attempts=row["attempts"] + 1, claimed_at=now) for row in rows]
 
     def inflight(self) -> list[OutboxItem]:
-        rows = self._read("SELECT * FROM outbox WHERE status = 'inflight' ORDER BY seq")
+        """Claimed events no job of Timeback's carries yet: being sent, or sent with an
+        unknown outcome (a timeout, a crash mid-send). Those with a job are in :meth:`jobs_pending`.
+        """
+        rows = self._read(
+            "SELECT * FROM outbox WHERE status = 'inflight' AND job_id IS NULL ORDER BY seq"
+        )
         return [_item(row) for row in rows]
 
     def ack(self, event_ids: Iterable[str]) -> None:
@@ -162,12 +186,16 @@ class OutboxStore(Database):
             )
 
     def release(self, event_ids: Iterable[str], error: str) -> None:
-        """Back to pending after a failed attempt. The seq is kept, so order is too."""
+        """Back to pending after a failed attempt. The seq is kept, so order is too.
+
+        An event a pending job of Timeback's carries is left alone: that job may still store
+        it, and sending it again would store it twice (:meth:`job_failed` releases those).
+        """
         ids = _ids(event_ids)
         with self._write() as db:
             db.executemany(
                 "UPDATE outbox SET status = 'pending', last_error = ? "
-                "WHERE event_id = ? AND status = 'inflight'",
+                "WHERE event_id = ? AND status = 'inflight' AND job_id IS NULL",
                 [(str(error)[:2000], i) for i in ids],
             )
 
@@ -175,17 +203,7 @@ class OutboxStore(Database):
         """Move events that can never be delivered out of the queue, keeping them for review."""
         ids = _ids(event_ids)
         with self._write() as db:
-            for event_id in ids:
-                db.execute(
-                    "INSERT OR REPLACE INTO dead_letters "
-                    "(event_id, run_id, kind, sensor, payload, reason, at) "
-                    "SELECT event_id, run_id, kind, sensor, payload, ?, ? FROM outbox "
-                    "WHERE event_id = ? AND status != 'sent'",
-                    (str(reason)[:2000], self._now(), event_id),
-                )
-                db.execute(
-                    "DELETE FROM outbox WHERE event_id = ? AND status != 'sent'", (event_id,)
-                )
+            move_to_dead_letters(db, ids, reason, self._now())
 
     def depth(self) -> int:
         rows = self._read("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'inflight')")

@@ -1,5 +1,9 @@
 """Scripted faults: how the next request to a path is answered instead of normally.
 
+Most faults are the HTTP exchange's (a status, a hang, a slow answer, a dropped connection);
+``job_fails`` and ``job_slow`` let the request be accepted as usual and script what then
+happens to its job (:mod:`.jobs`).
+
 :class:`~timeback_jupyter.testing.standin.StandIn` queues them (``script``) and hands the first
 to a request whose path matches; the HTTP handler carries them out.
 """
@@ -16,13 +20,14 @@ from .paths import EVENT_PATH
 class Fault:
     """One scripted answer, consumed by the next request to ``path``."""
 
-    kind: Literal["status", "hang", "slow", "close"]
+    kind: Literal["status", "hang", "slow", "close", "job"]
     status: int = 200
     body: Any = None
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     then: Literal["answer", "drop"] = "answer"
     path: str = EVENT_PATH
+    keep: int = 0  # job faults: events a failing job stores before it fails
 
     @classmethod
     def rate_limited(cls, retry_after: float | None, path: str = EVENT_PATH) -> Fault:
@@ -44,10 +49,23 @@ class Fault:
 
     @classmethod
     def slow(cls, seconds: float, path: str = EVENT_PATH) -> Fault:
-        """Process (store the events) at once, but answer only after ``seconds``."""
+        """Process the request (accept its job) at once, but answer only after ``seconds``."""
         return cls("slow", seconds=seconds, path=path)
 
     @classmethod
     def close(cls, path: str = EVENT_PATH) -> Fault:
         """Close the connection without answering, before processing anything."""
         return cls("close", path=path)
+
+    @classmethod
+    def job_fails(
+        cls, reason: str = "processing failed", *, keep: int = 0, after: float = 0.0
+    ) -> Fault:
+        """Accept the next envelope, then fail its job after ``after`` seconds (0: the
+        stand-in's ``job_delay``), having stored only its first ``keep`` events."""
+        return cls("job", body=reason, seconds=after, keep=keep)
+
+    @classmethod
+    def job_slow(cls, seconds: float) -> Fault:
+        """Accept the next envelope; its job completes only ``seconds`` later."""
+        return cls("job", seconds=seconds)

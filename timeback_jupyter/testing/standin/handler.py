@@ -14,11 +14,21 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from .faults import Fault
+from .jobs import Jobs
 from .oauth import Tokens, basic_client_id, token_answer
 from .oneroster import users_answer
-from .paths import EVENT_PATH, STORED_EVENT_PREFIX, TOKEN_PATH, USERS_PATH, VALIDATE_PATH
+from .paths import (
+    EVENT_PATH,
+    JOB_STATUS_PATH,
+    STORED_EVENT_PREFIX,
+    TOKEN_PATH,
+    USERS_PATH,
+    VALIDATE_PATH,
+)
 from .records import Recording, Request
 from .validation import validate_envelope
+
+_JOB_PREFIX, _JOB_SUFFIX = JOB_STATUS_PATH.split("{id}")
 
 
 class Host(Protocol):
@@ -32,10 +42,11 @@ class Host(Protocol):
     users: dict[str, list[str]]
     _recording: Recording
     _tokens: Tokens
+    _jobs: Jobs
 
     def _note(self, request: Request) -> Fault | None: ...
 
-    def _submit(self, envelope: dict[str, Any]) -> str: ...
+    def _submit(self, envelope: dict[str, Any], fault: Fault | None) -> str: ...
 
     def _pause(self, seconds: float) -> None: ...
 
@@ -98,7 +109,8 @@ class Handler(BaseHTTPRequestHandler):
                 if fault.then == "drop":
                     self.close_connection = True
                     return
-        status, answer = self._route(method, path, body)
+        job_fault = fault if fault is not None and fault.kind == "job" else None
+        status, answer = self._route(method, path, body, job_fault)
         delay = fault.seconds if fault is not None and fault.kind == "slow" else 0.0
         if method == "POST" and path == EVENT_PATH:
             delay += stand.latency
@@ -106,7 +118,9 @@ class Handler(BaseHTTPRequestHandler):
             stand._pause(delay)
         self._answer(status, answer)
 
-    def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    def _route(
+        self, method: str, path: str, body: bytes, job_fault: Fault | None = None
+    ) -> tuple[int, Any]:
         stand = self.standin
         auth = self.headers.get("Authorization")
         if method == "POST" and path == TOKEN_PATH:
@@ -121,7 +135,7 @@ class Handler(BaseHTTPRequestHandler):
         if not stand._tokens.valid(auth):
             return 401, {"message": "missing or unknown bearer token"}
         if method == "POST" and path in (EVENT_PATH, VALIDATE_PATH):
-            return self._events(path, body)
+            return self._events(path, body, job_fault)
         if method == "GET" and path == USERS_PATH:
             return users_answer(stand.users, self.path.split("?", 1)[1] if "?" in self.path else "")
         if method == "GET" and path.startswith(STORED_EVENT_PREFIX):
@@ -129,9 +143,13 @@ class Handler(BaseHTTPRequestHandler):
             if stored is None:
                 return 404, {"message": "Event not found"}
             return 200, {"event": stored}
+        if method == "GET" and path.startswith(_JOB_PREFIX) and path.endswith(_JOB_SUFFIX):
+            job_id = unquote(path[len(_JOB_PREFIX) : -len(_JOB_SUFFIX)])
+            job = stand._jobs.status(job_id)
+            return (404, {"message": "Job not found"}) if job is None else (200, job)
         return 404, {"message": f"no route {method} {path}"}
 
-    def _events(self, path: str, body: bytes) -> tuple[int, Any]:
+    def _events(self, path: str, body: bytes, job_fault: Fault | None) -> tuple[int, Any]:
         """``POST /caliper/event`` (validate, then submit as a job) or ``.../validate`` (only)."""
         try:
             envelope = json.loads(body or b"null")
@@ -144,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             return 200, {"status": "success"}
         if problems:
             return 400, {"message": "; ".join(problems), "errors": problems}
-        return 200, {"jobId": self.standin._submit(envelope)}
+        return 200, {"jobId": self.standin._submit(envelope, job_fault)}
 
     def do_POST(self) -> None:
         self._run("POST")

@@ -1,4 +1,4 @@
-"""What the stand-in saw: every request, and the events it accepted, queryable by id.
+"""What the stand-in saw: every request, and the events its jobs stored, queryable by id.
 
 :class:`Recording` is thread-safe: the server's handler threads write it while a test reads it.
 """
@@ -53,11 +53,12 @@ class Recording:
         with self._lock:
             self._requests.append(request)
 
-    def accept(self, envelope: dict[str, Any]) -> None:
-        """Store a valid envelope's events; an id seen before keeps its first copy."""
+    def accept(self, envelope: dict[str, Any], count: int | None = None) -> None:
+        """Store a processed envelope's events (its first ``count`` only, if given: a job
+        that failed part way); an id seen before keeps its first copy."""
         with self._lock:
             self._envelopes.append(envelope)
-            for event in envelope["data"]:
+            for event in envelope["data"][:count]:
                 self._received.append(event)
                 self._by_id.setdefault(
                     event["id"],

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-import uuid
 from collections import deque
 from typing import Any
 
 from .faults import Fault
 from .handler import Handler, Server
+from .jobs import Jobs, JobState
 from .oauth import Tokens
 from .paths import TOKEN_PATH
 from .records import Recording, Request
@@ -26,11 +26,15 @@ class StandIn:
         *,
         port: int = 0,
         latency: float = 0.0,
+        job_delay: float = 0.0,
         token_ttl: int = 3600,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
-        self.latency = latency  # every event POST: stored first, answered after this delay
+        self.latency = latency  # every event POST: its job made first, answered after this delay
+        # Seconds from accepting an envelope to its job's completion (its events stored). 0:
+        # completed by the time anything can ask about it, which keeps tests fast.
+        self.job_delay = job_delay
         self.token_ttl = token_ttl
         # OneRoster users by email (the official SDK finds the actor's sourcedId this way)
         self.users: dict[str, list[str]] = {}
@@ -96,10 +100,12 @@ class StandIn:
         with self._lock:
             self._faults = deque()
             self._recording = Recording()
+            self._jobs = Jobs(self._recording.accept)
 
     @property
     def received(self) -> list[dict[str, Any]]:
-        """Accepted events in arrival order (duplicates included, if any were sent)."""
+        """Events stored by completed jobs, in order (duplicates included, if any were sent)."""
+        self._jobs.process_due()
         return self._recording.received
 
     @property
@@ -108,7 +114,23 @@ class StandIn:
 
     @property
     def envelopes(self) -> list[dict[str, Any]]:
+        """The envelopes whose jobs were processed (completed, or failed having stored part)."""
+        self._jobs.process_due()
         return self._recording.envelopes
+
+    @property
+    def jobs(self) -> dict[str, JobState]:
+        """Every job's state by job id, in order of submission."""
+        return self._jobs.states()
+
+    def forget_finished_jobs(self) -> int:
+        """Forget the completed and failed jobs (their status answers 404), keeping what they
+        stored, as Timeback's queue expires old jobs."""
+        return self._jobs.forget_finished()
+
+    def job_events(self, job_id: str) -> list[str]:
+        """The event ids of the envelope a job was made for."""
+        return self._jobs.events_of(job_id)
 
     @property
     def requests(self) -> list[Request]:
@@ -123,6 +145,7 @@ class StandIn:
 
     def _note(self, request: Request) -> Fault | None:
         """Record a request; the scripted fault that answers it, if the next one is for its path."""
+        self._jobs.process_due()
         with self._lock:
             # Under the one lock, so the request the log shows first is the one faulted first.
             self._recording.note(request)
@@ -130,16 +153,13 @@ class StandIn:
                 return self._faults.popleft()
         return None
 
-    def _submit(self, envelope: dict[str, Any]) -> str:
-        """Take a valid envelope as a Timeback job and answer its id.
-
-        Timeback processes a job after answering; here the job is processed before the answer,
-        so an accepted event is stored by the time its sender hears back. Processing jobs later
-        (a queue and a worker) belongs here, behind the same id.
-        """
-        job_id = str(uuid.uuid4())
-        self._recording.accept(envelope)
-        return job_id
+    def _submit(self, envelope: dict[str, Any], fault: Fault | None) -> str:
+        """Take a valid envelope as a Timeback job and answer its id; the job is processed
+        ``job_delay`` seconds later (or as a ``job_*`` fault says), as :mod:`.jobs` tells."""
+        delay = fault.seconds if fault is not None and fault.seconds else self.job_delay
+        if fault is not None and fault.body is not None:
+            return self._jobs.submit(envelope, delay, fail=str(fault.body), keep=fault.keep)
+        return self._jobs.submit(envelope, delay)
 
     def _pause(self, seconds: float) -> None:
         self._stopping.wait(seconds)
@@ -152,8 +172,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client-id", default="standin-client")
     parser.add_argument("--client-secret", default="standin-secret")
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--job-delay", type=float, default=0.0)
     args = parser.parse_args(argv)
-    stand = StandIn(args.client_id, args.client_secret, port=args.port, latency=args.latency)
+    stand = StandIn(
+        args.client_id,
+        args.client_secret,
+        port=args.port,
+        latency=args.latency,
+        job_delay=args.job_delay,
+    )
     with stand:
         print(stand.url, flush=True)
         try:
