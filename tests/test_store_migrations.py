@@ -6,9 +6,11 @@ MIGRATIONS may grow, the files already on students' disks do not change), in WAL
 rows in every table and every outbox status.
 """
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,10 @@ LEGACY_V1 = [
             at REAL NOT NULL
         )""",
 ]
+RUN_COLUMNS = (
+    "id, activity_id, activity, student, attempt, status, started_at, ended_at, "
+    "active_seconds, inactive_seconds, origin, exercises, updated_at"
+)
 TABLES = ["meta", "runs", "windows", "completions", "outbox", "dead_letters", "sqlite_sequence"]
 ACTIVITY = {
     "id": "fractions-1",
@@ -156,6 +162,8 @@ def dump_rows(path: Path) -> dict[str, list[tuple]]:
     raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         found = {t: raw.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in TABLES}
+        # runs by its version-1 columns: a column added later is not a row rewritten
+        found["runs"] = raw.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY 1, 2").fetchall()
         found["meta"] = [row for row in found["meta"] if row[0] != "schema_version"]
         return found
     finally:
@@ -183,12 +191,13 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_the_legacy_schema_is_what_version_1_is(tmp_path: Path):
+def test_the_legacy_schema_is_what_version_1_is(tmp_path: Path, monkeypatch):
     """The fixture is a real version-1 store: the same tables, columns and indexes."""
     legacy_store(tmp_path / "old.sqlite3")
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 1)
     Store(tmp_path / "new.sqlite3").close()
     assert schema(tmp_path / "old.sqlite3") == schema(tmp_path / "new.sqlite3")
-    assert SCHEMA_VERSION == 1  # a new version adds a test of its migration from this one
+    assert SCHEMA_VERSION == 3  # a new version adds a test of its migration from the last
 
 
 def test_a_store_made_before_user_version_is_migrated_keeping_every_row(tmp_path: Path):
@@ -244,16 +253,19 @@ def test_an_old_store_takes_the_later_migrations_too(tmp_path: Path, monkeypatch
     legacy_store(path)
     before = dump_rows(path)
     extra = ["CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)"]
+    nxt = SCHEMA_VERSION + 1
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, extra])
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", nxt)
     with Store(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == nxt
         assert store.depth() == 3
-    assert user_version(path) == 2
+    assert user_version(path) == nxt
     assert dump_rows(path) == before
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT COUNT(*) FROM notes").fetchone() == (0,)
-    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+        str(nxt),
+    )
     raw.close()
 
 
@@ -280,8 +292,8 @@ def test_the_move_to_user_version_is_all_or_nothing(tmp_path: Path):
 @pytest.mark.parametrize(
     "mark",
     [
-        "PRAGMA user_version = 2",  # made by a newer release
-        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",  # a newer one, the old way
+        f"PRAGMA user_version = {SCHEMA_VERSION + 1}",  # made by a newer release
+        f"UPDATE meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'",  # old way
     ],
     ids=["user_version", "meta-row"],
 )
@@ -296,8 +308,8 @@ def test_a_newer_store_is_refused_and_left_untouched(tmp_path: Path, mark: str):
     with pytest.raises(StoreError) as err:
         Store(path)
     assert str(err.value) == (
-        f"{path}: made by a newer timeback-jupyter (schema version 2, this one knows up to "
-        f"{SCHEMA_VERSION}); upgrade timeback-jupyter to open it"
+        f"{path}: made by a newer timeback-jupyter (schema version {SCHEMA_VERSION + 1}, this "
+        f"one knows up to {SCHEMA_VERSION}); upgrade timeback-jupyter to open it"
     )
     assert digest(path) == before
     assert (dump_rows(path), user_version(path)) == (rows, version)
@@ -314,3 +326,48 @@ def test_a_meta_table_without_a_version_is_not_a_store(tmp_path: Path):
     with pytest.raises(StoreError, match="not a timeback store"):
         Store(path)
     assert digest(path) == before
+
+
+RUN_C = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+RUN_D = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"
+
+
+def test_version_3_keeps_duplicate_attempts_as_reported_and_refuses_new_ones(tmp_path: Path):
+    """Two servers on one store could give two runs the same attempt number. Moving to
+    version 3 keeps every row as it was (the number went out in their events), marks the
+    later ones, and from then on the database refuses a number taken twice."""
+    path = tmp_path / "timeback.sqlite3"
+    legacy_store(path)
+    raw = sqlite3.connect(path)
+    # attempt 2 was handed out twice (RUN_B's number), and once more to a third run
+    for run_id, started in ((RUN_C, 300.0), (RUN_D, 250.0)):
+        raw.execute(
+            "INSERT INTO runs VALUES (?, 'fractions-1', ?, 'abc123', 2, 'ended', ?, NULL, 1.0, "
+            "0.0, 'lessons/copy.ipynb', '{}', 140.0)",
+            (run_id, json.dumps(ACTIVITY), started),
+        )
+    raw.commit()
+    raw.close()
+    before = dump_rows(path)
+    with Store(path) as store:
+        assert dump_rows(path) == before  # every row kept, as it was
+        assert {r.id: r.attempt for r in store.list_runs()} == {
+            RUN_A: 1, RUN_B: 2, RUN_C: 2, RUN_D: 2,
+        }  # fmt: skip
+        # the next attempt follows the highest, in the insert's own transaction
+        run = store.insert_attempt(
+            dataclasses.replace(store.get_run(RUN_B), id=str(uuid.uuid4()), status="active")
+        )
+        assert run.attempt == 3
+    raw = sqlite3.connect(path)
+    marks = dict(raw.execute("SELECT id, attempt_duplicate FROM runs"))
+    # by start: RUN_B (100) is attempt 2's first, then RUN_D (250), then RUN_C (300)
+    assert {k: marks[k] for k in (RUN_A, RUN_B, RUN_C, RUN_D)} == {
+        RUN_A: 0, RUN_B: 0, RUN_D: 1, RUN_C: 2,
+    }  # fmt: skip
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
+        raw.execute(
+            "INSERT INTO runs (id, activity_id, activity, student, attempt, status, started_at, "
+            "updated_at) VALUES ('x', 'fractions-1', '{}', 'abc123', 3, 'active', 1.0, 1.0)"
+        )
+    raw.close()

@@ -17,7 +17,7 @@ import sqlite3
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[n] takes a store from schema version n to n + 1; append, never edit.
 MIGRATIONS: list[list[str]] = [
@@ -78,6 +78,27 @@ MIGRATIONS: list[list[str]] = [
             reason TEXT NOT NULL,
             at REAL NOT NULL
         )""",
+    ],
+    # 1 -> 2: job tracking (issue 15, "jobs"), merged beside this one; empty on this branch.
+    [],
+    # 2 -> 3: one run per attempt number of a student's activity, as a database rule: two
+    # processes recording into one store could both take "the next attempt". Runs made before
+    # the rule keep their attempt as it was reported to Timeback (the ActivityCompletedEvent
+    # carries it); of a number taken twice, every run after the first (by start, then id) is
+    # marked in attempt_duplicate (1, 2...), so all rows stay and no new duplicate can be made
+    # (new runs have 0). The unique index serves the lookups the old index did.
+    [
+        "ALTER TABLE runs ADD COLUMN attempt_duplicate INTEGER NOT NULL DEFAULT 0",
+        """UPDATE runs SET attempt_duplicate = (
+            SELECT COUNT(*) FROM runs AS earlier
+            WHERE earlier.activity_id = runs.activity_id AND earlier.student = runs.student
+              AND earlier.attempt = runs.attempt
+              AND (earlier.started_at < runs.started_at
+                   OR (earlier.started_at = runs.started_at AND earlier.id < runs.id))
+        )""",
+        "DROP INDEX runs_by_activity_student",
+        "CREATE UNIQUE INDEX runs_one_per_attempt "
+        "ON runs (activity_id, student, attempt, attempt_duplicate)",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -140,7 +161,7 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
         if _user_version(conn) != SCHEMA_VERSION:
             if version == 0:
                 conn.execute(META)
-            for steps in MIGRATIONS[version:]:
+            for steps in MIGRATIONS[version:SCHEMA_VERSION]:
                 for sql in steps:
                     conn.execute(sql)
             conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
