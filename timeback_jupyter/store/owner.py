@@ -104,8 +104,8 @@ class StoreOwner:
     def acquire(self, url: str = "") -> bool:
         """Become the store's owner; False while another process is. StoreError if the lock
         file cannot be made (the store could not be written either)."""
-        Path(self.store_path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            Path(self.store_path).parent.mkdir(parents=True, exist_ok=True)
             taken = self._lock.acquire()
         except OSError as err:
             raise StoreError(
@@ -181,11 +181,8 @@ def mounts(text: str) -> list[tuple[str, str]]:
 
 
 def filesystem_of(path: str, mountinfo: str) -> str | None:
-    """The type of the file system ``path`` (need not exist yet) is on, per ``mountinfo``."""
-    target = Path(path).absolute()
-    while not target.exists() and target != target.parent:
-        target = target.parent
-    resolved = str(target.resolve())
+    """The type of the file system the absolute ``path`` is on, per ``mountinfo``."""
+    resolved = os.path.normpath(path)
     best: tuple[int, str] | None = None
     for point, fstype in mounts(mountinfo):
         inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
@@ -195,14 +192,17 @@ def filesystem_of(path: str, mountinfo: str) -> str | None:
     return None if best is None else best[1]
 
 
-def network_filesystem(path: str, mountinfo_path: str = MOUNTINFO) -> str | None:
+def network_filesystem(path: str, mountinfo_path: str | None = None) -> str | None:
     """The network file system type ``path`` is on (``nfs4``, ``cifs``...), None if local or
     unknown (no mountinfo: not Linux)."""
     try:
-        text = Path(mountinfo_path).read_text()
+        text = Path(mountinfo_path or MOUNTINFO).read_text()
     except OSError:
         return None
-    fstype = filesystem_of(path, text)
+    target = Path(path).absolute()
+    while not target.exists() and target != target.parent:  # the store may not exist yet
+        target = target.parent
+    fstype = filesystem_of(str(target.resolve()), text)
     return fstype if fstype in NETWORK_FILESYSTEMS else None
 
 
