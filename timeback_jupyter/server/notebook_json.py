@@ -101,8 +101,9 @@ def _splice(text: str, section: Any) -> str:
     gap = "\n" + member_indent if unit is not None else " "
     member = json.dumps(KEY) + ": " + value
     if not inner:
-        tail = "\n" + meta_indent if unit is not None else ""
-        return text[: meta_start + 1] + gap.strip(" ") + member + tail + text[close:]
+        if unit is None:
+            return text[: meta_start + 1] + member + text[close:]
+        return text[: meta_start + 1] + gap + member + "\n" + meta_indent + text[close:]
     inner_keys = [m[0] for m in inner]
     if inner_keys == sorted(inner_keys):  # kept in order: ours goes where nbformat puts it
         after = next((m for m in inner if m[0] > KEY), None)
