@@ -31,8 +31,10 @@ from .notebook_json import with_section
 log = logging.getLogger("timeback_jupyter.notebooks")
 
 # Notebooks read by a start and kept for its write: a bound, not a history (most starts write
-# within metadata_write_delay, and a write whose read was dropped reads again).
+# within metadata_write_delay, and a write whose read was dropped reads again). A notebook read
+# as text is kept as its text only (a parsed 10 MB notebook takes several times that).
 REMEMBERED = 16
+REMEMBERED_BYTES = 64 * 2**20
 
 
 class NotebookMetadataError(ValueError):
@@ -86,6 +88,13 @@ class _Read:
         return (self.notebook.get("metadata") or {}).get("timeback")
 
 
+def _weight(read: _Read) -> int:
+    if read.text is not None:
+        return len(read.text)
+    size = read.stamp[1]
+    return size if isinstance(size, int) else 0
+
+
 def _stamp(model: dict[str, Any]) -> tuple[str, Any]:
     return (str(model.get("last_modified") or ""), model.get("size"))
 
@@ -134,9 +143,14 @@ class ContentsNotebooks:
         return _Read(notebook, text, _stamp(model))
 
     def _remember(self, path: str, read: _Read) -> None:
+        if read.text is not None:
+            read = _Read({}, read.text, read.stamp)  # parsed again for the write, off the loop
         self._read_by_path.pop(path, None)
         self._read_by_path[path] = read
-        while len(self._read_by_path) > REMEMBERED:
+        while len(self._read_by_path) > REMEMBERED or (
+            sum(map(_weight, self._read_by_path.values())) > REMEMBERED_BYTES
+            and len(self._read_by_path) > 1
+        ):
             self._read_by_path.popitem(last=False)
 
     def forget(self, path: str) -> None:
@@ -154,6 +168,9 @@ class ContentsNotebooks:
                     raise NotebookMissing(f"{path}: no such notebook") from None
                 model = {}
             if _stamp(model) == kept.stamp:
+                if kept.text is not None:
+                    notebook = await asyncio.to_thread(json.loads, kept.text)
+                    return _Read(notebook, kept.text, kept.stamp)
                 return kept
         return await self._load(path)
 
