@@ -235,7 +235,7 @@ def test_open_run_at_is_the_latest_run_begun_there_unless_completed(db: Store):
     finally:
         db._db.set_trace_callback(None)
     plan = db._db.execute(f"EXPLAIN QUERY PLAN {ran[-1]}").fetchall()
-    assert "USING INDEX runs_by_activity_student" in str(plan), plan
+    assert "USING INDEX runs_one_per_attempt" in str(plan), plan
 
 
 def test_run_status_changes(db: Store):
@@ -644,3 +644,65 @@ def test_two_processes_creating_the_same_store_at_once(tmp_path: Path):
     outputs = [p.communicate(timeout=30) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
     assert [out.strip() for out, _ in outputs] == [str(SCHEMA_VERSION)] * 4
+
+
+# -- one run per attempt (issue 15) ---------------------------------------------------------
+
+
+def test_an_attempt_number_is_one_run(db: Store):
+    first = new_run(attempt=1)
+    db.insert_run(first)
+    with pytest.raises(StoreError) as err:
+        db.insert_run(new_run(attempt=1))
+    assert str(err.value) == (
+        f"{db.path}: attempt 1 of fractions-1 is already a run of this student (one run per "
+        "attempt)"
+    )
+    # another student, or another activity, has its own numbers
+    db.insert_run(new_run(attempt=1, student="other"))
+    db.insert_run(new_run(attempt=1, activity=Activity("quiz-2", "Quiz 2", CourseRef("Math", 3))))
+    # insert_attempt keeps a free number (a notebook from another server keeps its own)...
+    kept = db.insert_attempt(new_run(attempt=5))
+    assert kept.attempt == 5
+    # ...and numbers a taken one after the highest, in the same transaction
+    again = db.insert_attempt(new_run(attempt=1))
+    assert again.attempt == 6 and db.get_run(again.id) == again
+    assert sorted(r.attempt for r in db.list_runs(student="abc123", activity_id="fractions-1")) == [
+        1, 5, 6,
+    ]  # fmt: skip
+
+
+def test_processes_starting_attempts_at_once_never_share_a_number(tmp_path: Path):
+    """Each process asks for "the next attempt" as a tracker does (next_attempt, then insert):
+    however they interleave, every run gets its own number."""
+    path = tmp_path / "shared.sqlite3"
+    Store(path).close()
+    script = textwrap.dedent(
+        """
+        import sys, time, uuid
+        from timeback_jupyter.model import Activity, CourseRef, Run
+        from timeback_jupyter.store import Store
+        activity = Activity("fractions-1", "Fractions 1", CourseRef("Math", 3))
+        time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+        with Store(sys.argv[1], busy_timeout=30) as s:
+            for _ in range(15):
+                attempt = s.next_attempt(activity.id, "abc123")
+                run = Run(str(uuid.uuid4()), activity, "abc123", attempt, started_at=1.0)
+                s.insert_attempt(run)
+        """
+    )
+    start_at = str(time.time() + 1.0)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(path), start_at],
+            cwd=Path(__file__).resolve().parent.parent,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 3, errors
+    with Store(path) as s:
+        attempts = sorted(r.attempt for r in s.list_runs())
+    assert attempts == list(range(1, 46))

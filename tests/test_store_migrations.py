@@ -6,10 +6,12 @@ MIGRATIONS may grow, the files already on students' disks do not change), in WAL
 rows in every table and every outbox status.
 """
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,10 @@ LEGACY_V1 = [
             at REAL NOT NULL
         )""",
 ]
+RUN_COLUMNS = (
+    "id, activity_id, activity, student, attempt, status, started_at, ended_at, "
+    "active_seconds, inactive_seconds, origin, exercises, updated_at"
+)
 TABLES = ["meta", "runs", "windows", "completions", "outbox", "dead_letters", "sqlite_sequence"]
 # The outbox's columns in version 1: later versions add columns, the rows keep these values.
 OUTBOX_V1 = (
@@ -170,6 +176,8 @@ def dump_rows(path: Path) -> dict[str, list[tuple]]:
             ).fetchall()
             for t in TABLES
         }
+        # runs by its version-1 columns: a column added later is not a row rewritten
+        found["runs"] = raw.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY 1, 2").fetchall()
         found["meta"] = [row for row in found["meta"] if row[0] != "schema_version"]
         return found
     finally:
@@ -211,7 +219,7 @@ def test_a_migrated_store_has_the_schema_of_a_new_one(tmp_path: Path):
     Store(tmp_path / "old.sqlite3").close()
     Store(tmp_path / "new.sqlite3").close()
     assert schema(tmp_path / "old.sqlite3") == schema(tmp_path / "new.sqlite3")
-    assert SCHEMA_VERSION == 2  # a new version adds a test of its migration from this one
+    assert SCHEMA_VERSION == 3  # a new version adds a test of its migration from the last
 
 
 def test_version_2_follows_jobs_and_a_send_left_unknown_waits_from_the_upgrade(tmp_path: Path):
@@ -369,3 +377,48 @@ def test_a_meta_table_without_a_version_is_not_a_store(tmp_path: Path):
     with pytest.raises(StoreError, match="not a timeback store"):
         Store(path)
     assert digest(path) == before
+
+
+RUN_C = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+RUN_D = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"
+
+
+def test_version_3_keeps_duplicate_attempts_as_reported_and_refuses_new_ones(tmp_path: Path):
+    """Two servers on one store could give two runs the same attempt number. Moving to
+    version 3 keeps every row as it was (the number went out in their events), marks the
+    later ones, and from then on the database refuses a number taken twice."""
+    path = tmp_path / "timeback.sqlite3"
+    legacy_store(path)
+    raw = sqlite3.connect(path)
+    # attempt 2 was handed out twice (RUN_B's number), and once more to a third run
+    for run_id, started in ((RUN_C, 300.0), (RUN_D, 250.0)):
+        raw.execute(
+            "INSERT INTO runs VALUES (?, 'fractions-1', ?, 'abc123', 2, 'ended', ?, NULL, 1.0, "
+            "0.0, 'lessons/copy.ipynb', '{}', 140.0)",
+            (run_id, json.dumps(ACTIVITY), started),
+        )
+    raw.commit()
+    raw.close()
+    before = dump_rows(path)
+    with Store(path) as store:
+        assert dump_rows(path) == before  # every row kept, as it was
+        assert {r.id: r.attempt for r in store.list_runs()} == {
+            RUN_A: 1, RUN_B: 2, RUN_C: 2, RUN_D: 2,
+        }  # fmt: skip
+        # the next attempt follows the highest, in the insert's own transaction
+        run = store.insert_attempt(
+            dataclasses.replace(store.get_run(RUN_B), id=str(uuid.uuid4()), status="active")
+        )
+        assert run.attempt == 3
+    raw = sqlite3.connect(path)
+    marks = dict(raw.execute("SELECT id, attempt_duplicate FROM runs"))
+    # by start: RUN_B (100) is attempt 2's first, then RUN_D (250), then RUN_C (300)
+    assert {k: marks[k] for k in (RUN_A, RUN_B, RUN_C, RUN_D)} == {
+        RUN_A: 0, RUN_B: 0, RUN_D: 1, RUN_C: 2,
+    }  # fmt: skip
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
+        raw.execute(
+            "INSERT INTO runs (id, activity_id, activity, student, attempt, status, started_at, "
+            "updated_at) VALUES ('x', 'fractions-1', '{}', 'abc123', 3, 'active', 1.0, 1.0)"
+        )
+    raw.close()

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
+from ..store.owner import FileLock
 from .errors import DeliveryError
 
 
@@ -11,35 +10,21 @@ class Lease:
     """An OS lock beside the store: one drainer per store, released even by kill -9.
 
     Two drainers would each take the other's inflight batch for a crashed one and send it
-    again. ``flock`` is per open file and dies with the process, which is what we need.
+    again. The same :class:`FileLock` as the store's owner lock, on its own file: ``flush``
+    drains beside a server that owns the store but is not draining right now.
     """
 
     def __init__(self, store_path: str) -> None:
-        self.path = store_path + ".drainer.lock"
-        self._fd: int | None = None
+        self._lock = FileLock(store_path + ".drainer.lock")
+        self.path = self._lock.path
 
     def acquire(self) -> bool:
-        if self._fd is not None:
-            return True
         try:
-            import fcntl
-        except ImportError:  # Windows: no flock; one server per store is then on the admin
-            return True
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            return self._lock.acquire()
         except OSError as err:
             raise DeliveryError(
                 f"{self.path}: cannot create the drainer lock ({err.strerror})"
             ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release()

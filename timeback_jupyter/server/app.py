@@ -18,6 +18,7 @@ from ..config import ConfigError, Credentials, Timeback
 from ..core import Core, build_core, take_credentials
 from ..delivery import DeliveryError, Drainer
 from ..store import Store, StoreError
+from ..store.owner import StoreOwner, network_filesystem, network_warning
 from ..tracker import Tracker
 from .binding import KernelBinding
 from .bridge import KernelTokens
@@ -49,6 +50,8 @@ EVENT_IMPORTS = (
 # What httpx itself imports only when its first client is made: the Timeback sink's first send
 # or the student lookup would pay for it on the loop. Unused by the local sink.
 NETWORK_IMPORTS = ("httpcore", "h11", "anyio._backends._asyncio", "anyio.streams.tls", "certifi")
+# Seconds between a second server's tries to become the store's owner (see _take_over).
+OWNER_RETRY = 5.0
 
 
 def _warm_imports(network: bool) -> None:
@@ -89,9 +92,13 @@ class TimebackApp(ExtensionApp):
             log=self.log,
         )
         self._core: Core | None = None
+        self.owner = StoreOwner(self.timeback.store_path)
+        self.waiting_for_owner = False  # another process owns the store (see _take_over)
+        self.store_warning = ""  # the store is on a network file system
         try:
             self._build_core()
         except (StoreError, ConfigError, identity.IdentityError) as err:
+            self.owner.release()
             self.service.problem = str(err)
             self.log.error("timeback: not recording: %s", err)
 
@@ -123,6 +130,27 @@ class TimebackApp(ExtensionApp):
         service = self.service
         # Read once, then taken out of the environment kernels and terminals inherit.
         service.credentials = take_credentials(os.environ, scrub=True, settings=cfg)
+        fstype = network_filesystem(cfg.store_path)
+        if fstype is not None:
+            self.store_warning = network_warning(cfg.store_path, fstype)
+            self.log.warning("timeback: %s", self.store_warning)
+        # One store, one owner: a second server records nothing (see store/owner.py), Jupyter
+        # works as usual and the status says why; it takes over when the owner stops.
+        try:
+            owned = self.owner.acquire()
+        except StoreError as err:  # a read-only disk: opening the store says what is wrong
+            self.log.warning("timeback: %s: a second server could not be told apart", err)
+            owned = True
+        if not owned:
+            self.waiting_for_owner = True
+            service.problem = self.owner.refusal()
+            self.log.error("timeback: not recording: %s", service.problem)
+            return
+        self._open_core()
+
+    def _open_core(self) -> None:
+        cfg = self.timeback
+        service = self.service
         try:
             core = build_core(
                 cfg,
@@ -185,13 +213,40 @@ class TimebackApp(ExtensionApp):
         logger.add_listener(schema_id=CONTENTS_SCHEMA, listener=self.binding.on_contents_event)
         for kernel_id in serverapp.kernel_manager.list_kernel_ids():
             self.binding.kernel_started(kernel_id)
+        if self.owner.held:
+            self.owner.describe(serverapp.connection_url)
+        elif self.waiting_for_owner:
+            take_over = self._take_over(serverapp.connection_url)
+            self._loops.append(asyncio.create_task(take_over, name="timeback-owner"))
+        await self._start_recording()
+
+    async def _take_over(self, url: str) -> None:
+        """A second server on a store: become its owner once the first one stops."""
+        while not self.owner.held:
+            await asyncio.sleep(OWNER_RETRY)
+            try:
+                if not self.owner.acquire(url):
+                    self.service.problem = self.owner.refusal()  # the owner may have changed
+                    continue
+                self.waiting_for_owner = False
+                self.service.problem = ""
+                self._open_core()
+            except (StoreError, ConfigError, identity.IdentityError) as err:
+                self.owner.release()
+                self.service.problem = str(err)
+                self.log.error("timeback: not recording: %s", err)
+                return
+        self.log.info("timeback: the store's owner stopped: this server records now")
+        await self._start_recording()
+
+    async def _start_recording(self) -> None:
         if self.drainer is None:
-            return  # misconfigured: status says why, Jupyter works as usual
+            return  # misconfigured or not the store's owner: status says why
         loop = asyncio.get_running_loop()
         self.tasks.spawn(loop.run_in_executor(None, _warm_imports, self.timeback.sink != "local"))
         await self.drainer.recover()
         ticker = tick_loop(self.service, self.binding.reconcile, self.problem_once)
-        self._loops = [
+        self._loops += [
             asyncio.create_task(self.drainer.run(), name="timeback-drainer"),
             asyncio.create_task(ticker, name="timeback-ticker"),
         ]
@@ -224,6 +279,7 @@ class TimebackApp(ExtensionApp):
                 await self._resolver.aclose()
         if self.store is not None:
             self.store.close()
+        self.owner.release()  # after the last write: the next owner starts from all of it
 
     def problem_once(self, message: str) -> None:
         # Logged once per distinct message: a broken disk must not flood the server log.

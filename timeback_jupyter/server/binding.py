@@ -5,6 +5,7 @@ run when the kernel shuts down)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,6 +15,7 @@ from .bridge import KernelTokens
 from .errors import ServiceError, StoreFailure
 from .kernels import KernelWatcher
 from .notebooks import ContentsNotebooks
+from .requests import normal_path
 from .service import TimebackService
 from .tasks import TaskSet
 
@@ -39,6 +41,9 @@ class KernelBinding:
         self._log = log
         self.kernel_paths: dict[str, str] = {}  # kernel id -> notebook path
         self._checked: dict[str, str] = {}  # notebook path -> last_modified seen without one
+        # notebook path -> the start under way: a first cell's two signals and the reconcile
+        # loop wait for the one start (one read, one write) instead of making their own
+        self._starting: dict[str, asyncio.Task[bool]] = {}
 
     # ---- kernels -------------------------------------------------------------------------------
 
@@ -72,10 +77,14 @@ class KernelBinding:
             return
         old, new = data.get("source_path"), data.get("path")
         if isinstance(old, str) and isinstance(new, str):
+            old, new = normal_path(old), normal_path(new)
+            if old is None or new is None:
+                return
+            self._notebooks.forget(old)
             self.service.rename(old, new)
             for kernel_id, path in list(self.kernel_paths.items()):
-                if path == old:
-                    self.kernel_paths[kernel_id] = new
+                if path == old or path.startswith(old + "/"):  # the notebook, or its directory
+                    self.kernel_paths[kernel_id] = new + path[len(old) :]
 
     def detach_all(self, kernel_ids: list[str]) -> None:
         """The server stops: no more watching, and no kernel can reach us any more."""
@@ -97,7 +106,7 @@ class KernelBinding:
             session = await self._sessions.get_session(kernel_id=kernel_id)
         except (web.HTTPError, KeyError, TypeError):
             return self.kernel_paths.get(kernel_id)
-        path = session.get("path") if session else None
+        path = normal_path(session.get("path") or "") if session else None
         if not path or session.get("type") not in (None, "notebook"):
             return None
         self._bind(kernel_id, path)
@@ -108,7 +117,7 @@ class KernelBinding:
         self.watcher.refresh()
         for session in await self._sessions.list_sessions():
             kernel = session.get("kernel") or {}
-            path = session.get("path")
+            path = normal_path(session.get("path") or "")
             if not path or session.get("type") != "notebook" or not kernel.get("id"):
                 continue
             self._bind(kernel["id"], path)
@@ -148,7 +157,16 @@ class KernelBinding:
             self.service.signal(path, kind, at)
 
     async def ensure_run(self, path: str) -> bool:
-        """Start the run of a notebook that declares an activity; False if it declares none."""
+        """Start the run of a notebook that declares an activity; False if it declares none.
+        Callers asking while a start of the notebook is under way share its answer."""
+        starting = self._starting.get(path)
+        if starting is None:
+            starting = asyncio.ensure_future(self._ensure_run(path))
+            self._starting[path] = starting
+            starting.add_done_callback(lambda _: self._starting.pop(path, None))
+        return await asyncio.shield(starting)
+
+    async def _ensure_run(self, path: str) -> bool:
         if self.service.closed(path):
             return False  # ended or completed while open: only an explicit start restarts it
         # A notebook found without an activity is read again only once it has changed.

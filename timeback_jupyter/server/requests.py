@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -103,11 +104,27 @@ def flag(data: dict[str, Any], key: str, default: bool | None = None) -> bool:
     return value
 
 
+def normal_path(raw: str) -> str | None:
+    """A notebook's path as one spelling, wherever it comes from (REST, the presence socket,
+    kernel sessions, rename events): ``./a.ipynb``, ``sub/../a.ipynb`` and ``/a.ipynb`` are
+    all ``a.ipynb``, one notebook and so one run. None if empty or outside the server's root."""
+    path = raw.strip().lstrip("/")
+    if not path:
+        return None
+    path = posixpath.normpath(path)
+    if path in (".", "..") or path.startswith("../"):
+        return None
+    return path
+
+
 def notebook_path(data: dict[str, Any]) -> str:
     path = data.get("path")
     if not isinstance(path, str) or not path.strip() or len(path) > 4096:
         raise web.HTTPError(400, "path: required (the notebook's path)")
-    return path.strip().lstrip("/")
+    normal = normal_path(path)
+    if normal is None:
+        raise web.HTTPError(400, f"path: must name a notebook inside the server's root: {path!r}")
+    return normal
 
 
 def completion_args(data: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,9 @@ class TimebackService:
         self.store_error_types: tuple[type[BaseException], ...] = (StoreError, sqlite3.Error)
         # notebooks a browser tab looks after, most recent last (see _browser_saw)
         self.browser_paths: dict[str, None] = {}
+        # runs whose notebook the server writes once metadata_write_delay is over: run id ->
+        # the notebook's path now (renames move it); one write per run however often it starts
+        self.pending_writes: dict[str, str] = {}
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -134,7 +137,8 @@ class TimebackService:
             try:
                 section = await self.notebooks.read(path)
             except NotebookError as err:
-                if activity is None:
+                # a notebook that does not exist gets no run: nothing would ever end it
+                if activity is None or err.status == 404:
                     raise
                 self.log.warning("timeback: %s (a new run starts)", err)
             if activity is None:
@@ -160,7 +164,7 @@ class TimebackService:
             )
             metadata = tracker.metadata_for(result.run, path)
             if not browser and (section or {}).get("run") != metadata["run"]:
-                self.tasks.spawn(self._write_metadata_later(path, result.run.id))
+                self._write_later(result.run.id, path)
             return {
                 "run": tracker.describe(result.run),
                 "metadata": metadata,
@@ -175,13 +179,24 @@ class TimebackService:
         if len(self.browser_paths) > MAX_BROWSER_PATHS:
             del self.browser_paths[next(iter(self.browser_paths))]
 
-    async def _write_metadata_later(self, path: str, run_id: str) -> None:
-        """Write the run into the file unless a browser extension does it meanwhile."""
-        await asyncio.sleep(self.settings.metadata_write_delay)
+    def _write_later(self, run_id: str, path: str) -> None:
+        # Several starts of one run (the first cell's two signals, the reconcile loop, a REST
+        # call) make one write, of what the notebook holds then.
+        if run_id not in self.pending_writes:
+            self.tasks.spawn(self._write_metadata_later(run_id))
+        self.pending_writes[run_id] = path
+
+    async def _write_metadata_later(self, run_id: str) -> None:
+        """Write the run into its notebook, at the path it has then (a rename meanwhile is
+        followed), unless a browser extension does it meanwhile."""
+        try:
+            await asyncio.sleep(self.settings.metadata_write_delay)
+        finally:
+            path = self.pending_writes.pop(run_id, None)
         tracker = self.tracker
         # A run ended or completed meanwhile is still the notebook's: a stateful one must be
         # found in the file to resume, a completed one must not be resumed.
-        if tracker is None or path in self.browser_paths:
+        if tracker is None or path is None or path in self.browser_paths:
             return
         if tracker.run_at(path) not in (run_id, None):
             return
@@ -290,10 +305,26 @@ class TimebackService:
         tracker.reopen(path)
 
     def rename(self, old: str, new: str) -> None:
-        """The notebook at ``old`` is now at ``new``: its run and listeners follow it."""
-        if self.tracker is not None:
-            self.tracker.rename(old, new)
-        self.on_renamed(old, new)
+        """The notebook (or directory) at ``old`` is now at ``new``: its runs, their pending
+        writes and listeners follow it."""
+        moves = {old: new}
+        tracker = self.tracker
+        if tracker is not None:
+            for run_id in tracker.live_runs():
+                path = tracker.path_of(run_id)
+                if path is not None and path.startswith(old + "/"):
+                    moves[path] = new + path[len(old) :]
+        for run_id, path in self.pending_writes.items():
+            moved = new + path[len(old) :] if path.startswith(old + "/") else None
+            if path == old or moved:
+                self.pending_writes[run_id] = moved or new
+        for source, target in moves.items():
+            if tracker is not None:
+                tracker.rename(source, target)
+            if source in self.browser_paths:
+                del self.browser_paths[source]
+                self._browser_saw(target)
+            self.on_renamed(source, target)
 
     # ---- delivery and status -----------------------------------------------------------------
 

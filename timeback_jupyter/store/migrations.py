@@ -17,7 +17,7 @@ import sqlite3
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[n] takes a store from schema version n to n + 1; append, never edit.
 MIGRATIONS: list[list[str]] = [
@@ -79,7 +79,7 @@ MIGRATIONS: list[list[str]] = [
             at REAL NOT NULL
         )""",
     ],
-    # 2: Timeback's jobs. An event accepted by Timeback is inflight with the job carrying it
+    # 1 -> 2: Timeback's jobs. An event accepted by Timeback is inflight with the job carrying it
     # until that job completes (sent) or fails (pending again, or dead after too many).
     [
         "ALTER TABLE outbox ADD COLUMN job_id TEXT",
@@ -102,6 +102,25 @@ MIGRATIONS: list[list[str]] = [
             reason TEXT
         )""",
         "CREATE INDEX jobs_by_state ON jobs (state, submitted_at)",
+    ],
+    # 2 -> 3: one run per attempt number of a student's activity, as a database rule: two
+    # processes recording into one store could both take "the next attempt". Runs made before
+    # the rule keep their attempt as it was reported to Timeback (the ActivityCompletedEvent
+    # carries it); of a number taken twice, every run after the first (by start, then id) is
+    # marked in attempt_duplicate (1, 2...), so all rows stay and no new duplicate can be made
+    # (new runs have 0). The unique index serves the lookups the old index did.
+    [
+        "ALTER TABLE runs ADD COLUMN attempt_duplicate INTEGER NOT NULL DEFAULT 0",
+        """UPDATE runs SET attempt_duplicate = (
+            SELECT COUNT(*) FROM runs AS earlier
+            WHERE earlier.activity_id = runs.activity_id AND earlier.student = runs.student
+              AND earlier.attempt = runs.attempt
+              AND (earlier.started_at < runs.started_at
+                   OR (earlier.started_at = runs.started_at AND earlier.id < runs.id))
+        )""",
+        "DROP INDEX runs_by_activity_student",
+        "CREATE UNIQUE INDEX runs_one_per_attempt "
+        "ON runs (activity_id, student, attempt, attempt_duplicate)",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -164,7 +183,7 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
         if _user_version(conn) != SCHEMA_VERSION:
             if version == 0:
                 conn.execute(META)
-            for steps in MIGRATIONS[version:]:
+            for steps in MIGRATIONS[version:SCHEMA_VERSION]:
                 for sql in steps:
                     conn.execute(sql)
             conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")

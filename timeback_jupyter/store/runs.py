@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..model import RUN_STATUSES, Activity, Completion, InvalidInput, Run, Window, require_text
@@ -22,31 +23,68 @@ class RunStore(Database):
     """Runs, windows and completions on the store's connection."""
 
     def insert_run(self, run: Run) -> None:
+        """Insert ``run``; StoreError if its id, or its attempt number of the student's
+        activity, is taken (a UNIQUE index holds the second rule: see :meth:`insert_attempt`)."""
         if not isinstance(run, Run):
             raise InvalidInput("run", "must be a Run")
         with self._write() as db:
-            if db.execute("SELECT 1 FROM runs WHERE id = ?", (run.id,)).fetchone():
-                raise StoreError(f"{self.path}: run {run.id} already exists")
-            db.execute(
-                "INSERT INTO runs (id, activity_id, activity, student, attempt, status, "
-                "started_at, ended_at, active_seconds, inactive_seconds, origin, exercises, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run.id,
-                    run.activity.id,
-                    dump(run.activity.to_dict()),
-                    run.student,
-                    run.attempt,
-                    run.status,
-                    run.started_at,
-                    run.ended_at,
-                    run.active_seconds,
-                    run.inactive_seconds,
-                    run.origin,
-                    dump(run.exercises),
-                    self._now(),
-                ),
+            self._insert(db, run)
+
+    def insert_attempt(self, run: Run) -> Run:
+        """Insert ``run`` numbered in the same transaction: its own attempt if no other run of
+        the student's activity has it (a notebook from another server keeps its number), else
+        the one after the highest. Returns the run as stored.
+
+        Deciding the number and inserting are one ``BEGIN IMMEDIATE`` transaction, so two
+        processes on one store cannot both take the same number.
+        """
+        if not isinstance(run, Run):
+            raise InvalidInput("run", "must be a Run")
+        with self._write() as db:
+            taken = db.execute(
+                "SELECT 1 FROM runs WHERE activity_id = ? AND student = ? AND attempt = ?",
+                (run.activity.id, run.student, run.attempt),
+            ).fetchone()
+            if taken:
+                highest = db.execute(
+                    "SELECT MAX(attempt) FROM runs WHERE activity_id = ? AND student = ?",
+                    (run.activity.id, run.student),
+                ).fetchone()[0]
+                run = replace(run, attempt=int(highest) + 1)
+            self._insert(db, run)
+        return run
+
+    def _insert(self, db: sqlite3.Connection, run: Run) -> None:
+        if db.execute("SELECT 1 FROM runs WHERE id = ?", (run.id,)).fetchone():
+            raise StoreError(f"{self.path}: run {run.id} already exists")
+        if db.execute(
+            "SELECT 1 FROM runs WHERE activity_id = ? AND student = ? AND attempt = ?",
+            (run.activity.id, run.student, run.attempt),
+        ).fetchone():
+            raise StoreError(
+                f"{self.path}: attempt {run.attempt} of {run.activity.id} is already a run of "
+                "this student (one run per attempt)"
             )
+        db.execute(
+            "INSERT INTO runs (id, activity_id, activity, student, attempt, status, "
+            "started_at, ended_at, active_seconds, inactive_seconds, origin, exercises, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.id,
+                run.activity.id,
+                dump(run.activity.to_dict()),
+                run.student,
+                run.attempt,
+                run.status,
+                run.started_at,
+                run.ended_at,
+                run.active_seconds,
+                run.inactive_seconds,
+                run.origin,
+                dump(run.exercises),
+                self._now(),
+            ),
+        )
 
     @staticmethod
     def _run_from_row(row: sqlite3.Row) -> Run:

@@ -43,7 +43,8 @@ class RunChooser:
                         started_at=now,
                         origin=path,
                     )
-                    self.store.insert_run(run)
+                    # keeps its attempt unless this store has that number already
+                    run = self.store.insert_attempt(run)
                     return run, True, ""
                 if existing.status == "completed":
                     note = "the run in the notebook is completed: a new attempt starts"
@@ -75,7 +76,8 @@ class RunChooser:
             started_at=now,
             origin=path,
         )
-        self.store.insert_run(run)
+        # numbered again in the insert's transaction: another process may have taken it
+        run = self.store.insert_attempt(run)
         return run, False, note
 
     def _unsaved_run_at(self, activity: Activity, path: str) -> Run | None:
