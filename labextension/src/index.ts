@@ -26,6 +26,7 @@ import {
   type Snapshot,
   type TimebackMetadata
 } from './presence';
+import { declaresActivity as declaresSection } from './runview';
 import { presenceSocketUrl, SocketServer } from './socket';
 import { StatusItem } from './status';
 
@@ -39,8 +40,8 @@ const clock: Clock = {
 };
 
 function declaresActivity(panel: NotebookPanel): boolean {
-  const section = panel.model?.getMetadata('timeback') as { activity?: unknown } | undefined;
-  return section !== undefined && section !== null && Boolean(section.activity);
+  // a section that is no object asks for a run too: starting it names the problem
+  return declaresSection(panel.model?.getMetadata('timeback'));
 }
 
 /**
@@ -112,7 +113,7 @@ function activate(
   let item: StatusItem | null = null;
   if (statusBar !== null) {
     item = new StatusItem({
-      fetchStatus: () => rest.status(),
+      fetchStatus: runId => rest.status(undefined, runId),
       maxExtrapolationMs: 3 * DEFAULT_INTERVAL
     });
     const shown = item;
