@@ -30,7 +30,10 @@ import {
 export const clockIcon = new LabIcon({ name: 'timeback-jupyter:clock', svgstr: clockSvg });
 
 const TICK_MS = 1000;
+// The status (delivery, unsent seconds, the panel's figures): often while the panel is open,
+// less often behind the item alone (each answer costs the server a few queries).
 const STATUS_REFRESH_MS = 5000;
+const STATUS_BACKGROUND_MS = 15000;
 
 export class StatusItem extends Widget {
   constructor(options: {
@@ -72,8 +75,13 @@ export class StatusItem extends Widget {
   }
 
   set snapshot(snapshot: Snapshot | null) {
+    const before = this._snapshot?.run?.id ?? null;
     this._snapshot = snapshot;
     this._render();
+    const runId = snapshot?.run?.id ?? null;
+    if (runId !== null && runId !== before) {
+      void this.refreshStatus(); // another run shown: its figures now, not at the next poll
+    }
   }
 
   /** Whether there is something to show (the status bar hides the item otherwise). */
@@ -183,8 +191,14 @@ export class StatusItem extends Widget {
       window.clearInterval(this._tick);
       this._tick = null;
     }
+    const every = this._panel !== null ? STATUS_REFRESH_MS : STATUS_BACKGROUND_MS;
+    if (this._refresh !== null && this._refreshEvery !== every) {
+      window.clearInterval(this._refresh);
+      this._refresh = null;
+    }
     if (this._refresh === null) {
-      this._refresh = window.setInterval(() => void this.refreshStatus(), STATUS_REFRESH_MS);
+      this._refresh = window.setInterval(() => void this.refreshStatus(), every);
+      this._refreshEvery = every;
     }
     // the server pauses an idle run at a known instant: show it then, asked or not
     if (this._pause !== null) {
@@ -231,6 +245,7 @@ export class StatusItem extends Widget {
   private _panel: RunPanel | null = null;
   private _tick: number | null = null;
   private _refresh: number | null = null;
+  private _refreshEvery = 0;
 }
 
 /** The details panel; rebuilt in place on every render. */

@@ -97,15 +97,17 @@ def test_bad_metadata_names_every_problem_where_students_and_authors_look(
 
 
 def status_answers(page) -> list[dict]:
-    """Every GET status answer the page receives, in order (the panel's only source)."""
+    """Every GET status answer the page receives, in order (the panel's only source): each is
+    recorded before the page may see it."""
     answers: list[dict] = []
 
-    def note(response) -> None:
-        if "/timeback/api/status" in response.url and response.ok:
-            with contextlib.suppress(Exception):  # a page going away mid-answer
-                answers.append(response.json())
+    def relay(route) -> None:
+        response = route.fetch()
+        with contextlib.suppress(ValueError):
+            answers.append(response.json())
+        route.fulfill(response=response)
 
-    page.on("response", note)
+    page.route("**/timeback/api/status?*", relay)
     return answers
 
 
@@ -149,7 +151,9 @@ def test_the_panel_shows_the_servers_figures_and_they_never_go_back(
         if shown is None or shown["as_of"] is None or shown["active"] is None:
             return
         # the answer the panel shows, by its instant: the figures must be that answer's
-        (answer,) = [a for a in answers if a.get("as_of") == shown["as_of"]][-1:]
+        matching = [a for a in answers if a.get("as_of") == shown["as_of"]]
+        assert matching, (shown, [a.get("as_of") for a in answers[-5:]])
+        answer = matching[-1]
         run = answer["run"]
         assert run["id"] == run_id
         assert shown["active"] == run["active_seconds"], (shown, run)

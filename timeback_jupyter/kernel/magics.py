@@ -233,7 +233,8 @@ class TimebackMagics(Magics):
 
     def _status(self, args: argparse.Namespace) -> None:
         current = self.session.current()
-        self._say(f"recording {current.where}")
+        if not current.problems:  # else this notebook records nothing, wherever it would
+            self._say(f"recording {current.where}")
         if current.problem:
             self._fail(f"%timeback status: not recording: {current.problem}")
         for problem in current.problems:
