@@ -8,7 +8,7 @@ import pytest
 
 from timeback_jupyter.testing.standin import TOKEN_PATH, VALIDATE_PATH, Fault, StandIn
 
-from .test_cli import SECRET, SENSOR, assert_one_line_error, cli, filled_store, jupyter, make_env
+from .test_cli import SECRET, SENSOR, cli, filled_store, jupyter, make_env
 
 CLIENT_ID = "doctor-client"
 SOURCED_ID = "sourced-ada-1"
@@ -177,5 +177,50 @@ def test_doctor_on_the_local_sink_needs_no_credentials(env, capsys):
     assert "3 runs, 4 pending, 1 dead letters" in result.out
 
 
-def test_doctor_refuses_arguments(env, capsys):
-    assert_one_line_error(cli(capsys, "doctor", "now"), "unexpected argument", code=2)
+MATHZ = {"id": "has spaces!", "name": "Quiz", "course": {"subject": "Mathz", "grade": "three"}}
+
+
+def notebook(tmp, name, metadata):
+    nb = {"cells": [], "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}
+    (tmp / name).write_text(json.dumps(nb))
+    return str(tmp / name)
+
+
+def test_doctor_names_every_problem_of_each_notebooks_metadata(env, capsys):
+    """Issue 19: an author checks notebooks before students open them; every problem is
+    named in the author's terms, and the exit status says there were some."""
+    bad = notebook(env.tmp, "bad.ipynb", {"timeback": {"activity": MATHZ}})
+    scalar = notebook(env.tmp, "scalar.ipynb", {"timeback": "not-a-dict"})
+    good = notebook(env.tmp, "good.ipynb", {"timeback": {"activity": {
+        "id": "quiz-1", "name": "Quiz", "course": {"subject": "Math", "grade": 3}}}})  # fmt: skip
+    plain = notebook(env.tmp, "plain.ipynb", {})
+    result = cli(capsys, "doctor", bad, scalar, good, plain, str(env.tmp / "missing.ipynb"))
+    assert result.code == 1, result
+    lines = result.out.splitlines()
+    assert f"\u2717 {bad}: metadata.timeback.activity.course.subject: 'Mathz' is not one of " \
+        "Reading, Language, Vocabulary, Social Studies, Writing, Science, FastMath, Math, " \
+        "None, Other" in lines  # fmt: skip
+    assert f"\u2717 {bad}: metadata.timeback.activity.course.grade: must be an integer, got " \
+        "'three'" in lines  # fmt: skip
+    assert any(
+        line.startswith(f"\u2717 {bad}: metadata.timeback.activity.id: 'has spaces!' is not a slug")
+        for line in lines
+    )
+    assert f"\u2717 {scalar}: metadata.timeback: must be an object, got 'not-a-dict'" in lines
+    assert f"\u2713 {good}: activity 'quiz-1' (Math grade 3) is valid" in lines
+    assert f"- {plain}: declares no activity (no metadata.timeback)" in lines
+    assert any(
+        line.startswith(f"\u2717 {env.tmp / 'missing.ipynb'}: cannot be read") for line in lines
+    )
+    assert lines[-1] == "3 of 5 notebooks have problems"
+
+
+def test_doctor_passes_good_notebooks(env, capsys):
+    good = notebook(env.tmp, "good.ipynb", {"timeback": {"schema_version": 2, "activity": {
+        "id": "quiz-1", "name": "Quiz", "course": {"code": "MATH-3"}}}})  # fmt: skip
+    result = cli(capsys, "doctor", good)
+    assert result.code == 0, result
+    assert result.out.splitlines() == [
+        f"\u2713 {good}: activity 'quiz-1' (course MATH-3) is valid",
+        "the notebook passed",
+    ]

@@ -196,6 +196,25 @@ def test_every_problem_is_named_where_it_is_in_the_authors_terms():
         nm.read({"schema_version": 2, "activity": {**LESSON, "model": "stateful"}})
 
 
+def test_check_names_every_problem_and_never_raises():
+    """What ``jupyter timeback doctor NOTEBOOK`` and the status show an author: all at once."""
+    mathz = {"activity": {"id": "has spaces!", "name": "x",
+                          "course": {"subject": "Mathz", "grade": "three"}}}  # fmt: skip
+    found = nm.check(mathz)
+    assert len(found) == 3 and found[1].startswith(
+        "metadata.timeback.activity.course.subject: 'Mathz' is not one of Reading, "
+    )
+    assert nm.check("not-a-dict") == ["metadata.timeback: must be an object, got 'not-a-dict'"]
+    assert nm.check({"schema_version": 9})[0].startswith(
+        "metadata.timeback was made by a newer timeback-jupyter"
+    )
+    # what only the model refuses is named in the author's terms too
+    blank = {"activity": {"id": "a", "name": "  ", "course": {"subject": "Math", "grade": 3}}}
+    assert nm.check(blank) == ["metadata.timeback.activity.name: required (a non-empty string)"]
+    assert nm.check(None) == [] and nm.check({"schema_version": 2}) == []
+    assert nm.check({"activity": LESSON}) == []
+
+
 def test_a_long_value_is_cut_short_in_the_message():
     pasted = "x" * 5000
     sections = [{"activity": pasted}, {"activity": {**LESSON, "name": 7, "id": pasted}}, pasted]

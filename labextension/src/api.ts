@@ -14,22 +14,33 @@ import type {
   Server,
   StartAnswer
 } from './presence';
-import { localMidnight } from './runview';
+import { localMidnight, type RunFigures } from './runview';
 
-/** The parts of GET /timeback/api/status the status bar shows. */
+/**
+ * The parts of GET /timeback/api/status the status bar and the panel show. The run (asked for
+ * by id) and today's time are taken at one instant on the server (`as_of`), from the same
+ * parts, so the panel never shows a Today below the time of a run begun today.
+ */
 export interface ServerStatus {
   recording: boolean;
   problem: string | null;
   sink: string;
+  /** The server's clock (POSIX seconds) when it made this answer. */
+  as_of?: number;
   outbox?: { pending?: number; inflight?: number; sent?: number; dead?: number; error?: string };
   delivery?: {
     state: string;
     last_error: string | null;
     pending: number | null;
     dead_letters: number | null;
+    /** Events wait longer than the server's threshold, or delivery is retrying. */
+    slow?: boolean;
+    oldest_pending_age?: number | null;
   };
   /** Seconds of activity today, when the server reports it. */
-  today?: { active_seconds: number; inactive_seconds?: number };
+  today?: { active_seconds: number; inactive_seconds?: number; error?: string };
+  /** The run asked for (`run=`), as GET runs/<id> shows it, with its unsent seconds. */
+  run?: (RunInfo & RunFigures) | { error: string };
 }
 
 export class RestServer implements Server {
@@ -49,9 +60,18 @@ export class RestServer implements Server {
     return this._call('GET', ['runs', encodeURIComponent(id)]);
   }
 
-  /** Server health, and the student's time since `todayStart` (ms, their local midnight). */
-  status(todayStart: number = localMidnight()): Promise<Outcome<ServerStatus>> {
-    const query = `?today_start=${Math.floor(todayStart / 1000)}`;
+  /**
+   * Server health, and the student's time since `todayStart` (ms, their local midnight) and
+   * the run `runId` at the same instant.
+   */
+  status(
+    todayStart: number = localMidnight(),
+    runId: string | null = null
+  ): Promise<Outcome<ServerStatus>> {
+    let query = `?today_start=${Math.floor(todayStart / 1000)}`;
+    if (runId !== null) {
+      query += `&run=${encodeURIComponent(runId)}`;
+    }
     return this._call('GET', ['status'], undefined, query);
   }
 

@@ -34,6 +34,7 @@ import { addRecordsCommand } from './help';
 import { NotebookToolbarItems, TOOLBAR_ITEM } from './notebook-toolbar';
 import { RecordsNotice, type NoticeView } from './notice';
 import { RECORDS_COMMAND } from './records';
+import { declaresActivity as declaresSection } from './runview';
 import { presenceSocketUrl, SocketServer } from './socket';
 import { StatusItem } from './status';
 
@@ -47,8 +48,8 @@ const clock: Clock = {
 };
 
 function declaresActivity(panel: NotebookPanel): boolean {
-  const section = panel.model?.getMetadata('timeback') as { activity?: unknown } | undefined;
-  return section !== undefined && section !== null && Boolean(section.activity);
+  // a section that is no object asks for a run too: starting it names the problem
+  return declaresSection(panel.model?.getMetadata('timeback'));
 }
 
 /**
@@ -127,8 +128,8 @@ function activate(
   const isCurrent = (panel: NotebookPanel): boolean =>
     (labShell ? labShell.currentWidget : notebooks.currentWidget) === panel;
 
-  const fetchStatus = () => rest.status();
-  addRecordsCommand(app, fetchStatus);
+  const fetchStatus = (runId: string | null = null) => rest.status(undefined, runId);
+  addRecordsCommand(app, () => fetchStatus());
   const showRecords = (): void => void app.commands.execute(RECORDS_COMMAND);
   const notice = new RecordsNotice({
     settings: settingRegistry ? settingRegistry.load(PLUGIN_ID) : Promise.resolve(null),

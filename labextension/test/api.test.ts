@@ -62,3 +62,16 @@ describe('errors in Jupyter’s shape', () => {
     expect(await server.getRun('r1')).toEqual({ ok: true, value: { run: null } });
   });
 });
+
+describe('status', () => {
+  it('asks for today since the local midnight and the run at the same instant', async () => {
+    const { server, requests } = serverAnswering(() => json({ recording: true }, 200));
+    await server.status(86_400_000, 'run 1');
+    const url = new URL(requests[0]?.url ?? '');
+    expect(url.pathname).toBe('/timeback/api/status');
+    expect(url.searchParams.get('today_start')).toBe('86400');
+    expect(url.searchParams.get('run')).toBe('run 1');
+    await server.status(86_400_000);
+    expect(new URL(requests[1]?.url ?? '').searchParams.has('run')).toBe(false);
+  });
+});

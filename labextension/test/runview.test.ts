@@ -1,14 +1,18 @@
 import { describe, expect, it } from 'vitest';
 
-import type { Snapshot } from '../src/presence';
+import type { RunInfo, Snapshot } from '../src/presence';
+import type { ServerStatus } from '../src/api';
 import {
   ActiveTime,
+  declaresActivity,
   describeExercises,
   describeXp,
   formatDuration,
   label,
   localMidnight,
-  sameJson
+  sameJson,
+  shown,
+  type RunFigures
 } from '../src/runview';
 import { makeRun } from './fakes';
 
@@ -130,5 +134,100 @@ describe('describeXp', () => {
   it('shows the XP alone for a completion recorded before reasons were kept', () => {
     expect(describeXp({ xp_earned: 6.25, xp_outcome: null })).toBe('6.3 XP');
     expect(describeXp({ xp_earned: Number.NaN })).toBe('0 XP');
+  });
+});
+
+function status(overrides: Partial<ServerStatus> = {}): ServerStatus {
+  return {
+    recording: true,
+    problem: null,
+    sink: 'timeback',
+    delivery: { state: 'ok', last_error: null, pending: 0, dead_letters: 0, slow: false },
+    ...overrides
+  };
+}
+
+describe('label: paused when the server paused', () => {
+  it('an idle run shows paused from the instant the server announced, unasked', () => {
+    const idle: RunInfo & RunFigures = { ...makeRun({ state: 'inactive' }), pauses_in: 600 };
+    const s = snap({ run: idle, receivedAt: 1000 });
+    expect(label(s, 1000)).toBe('idle');
+    expect(label(s, 600_999)).toBe('idle');
+    expect(label(s, 601_000)).toBe('paused'); // a hidden tab asks nothing, and still knows
+    expect(label(s)).toBe('idle'); // without a time: the server's word as it was
+    const running: RunInfo & RunFigures = { ...makeRun(), pauses_in: null };
+    const active = snap({ run: running, receivedAt: 0 });
+    expect(label(active, 10_000_000)).toBe('active');
+  });
+});
+
+describe('shown: what the status bar says now', () => {
+  const bad =
+    "mathz.ipynb: metadata.timeback.activity.course.grade: must be an integer, got 'three'; " +
+    "metadata.timeback.activity.course.subject: 'Mathz' is not one of Reading, Math; " +
+    "metadata.timeback.activity.id: 'has spaces!' is not a slug";
+
+  it('names every reason for not recording, with the fix, in its text', () => {
+    const view = shown(snap({ run: null, phase: 'stopped', error: bad }), null, 0, null, 0);
+    expect(view.word).toBe('not recording');
+    expect(view.text).toBe(
+      `not recording: ${bad} — fix: correct metadata.timeback in the notebook's metadata ` +
+        '(JupyterLab: Property Inspector, Notebook metadata), save and reopen it; ' +
+        '`jupyter timeback doctor mathz.ipynb` checks it'
+    );
+    const server = shown(
+      snap(),
+      status({ recording: false, problem: 'no student email: set c.Timeback.student_email' }),
+      1,
+      null,
+      1
+    );
+    expect(server.word).toBe('not recording');
+    expect(server.text).toContain('not recording: no student email: set c.Timeback.student_email');
+  });
+
+  it('says delivery is slow while events wait', () => {
+    const slow = status({
+      delivery: { state: 'ok', last_error: null, pending: 1, dead_letters: 0, slow: true }
+    });
+    const view = shown(snap(), slow, 1, null, 1);
+    expect(view.text).toBe('active · delivery slow');
+    expect(view.word).toBe('active');
+  });
+
+  it('offline: the seconds written but not sent as last known, never more than recorded', () => {
+    const run = makeRun({ active_seconds: 40, inactive_seconds: 5 });
+    const answer = status({ run: { ...run, unsent_seconds: 30.7 } });
+    const offline = snap({ run, online: false, receivedAt: 0 });
+    expect(shown(offline, answer, 1, null, 2).text).toBe('offline: 30 s not yet sent');
+    const more = status({ run: { ...run, unsent_seconds: 52 } });
+    expect(shown(offline, more, 1, null, 2).text).toBe('offline: 45 s not yet sent');
+    expect(shown(offline, null, 0, null, 2).text).toBe('offline'); // nothing known
+    // the status request failing to reach the server is offline too
+    const unreachable = { error: 'the Jupyter server cannot be reached', reachable: false };
+    const view = shown(snap({ run }), answer, 1, unreachable, 2);
+    expect(view.word).toBe('offline');
+    expect(view.text).toBe('offline: 30 s not yet sent');
+  });
+
+  it('takes the newer of the presence answer and the status answer', () => {
+    const older = makeRun({ active_seconds: 10, state: 'inactive' });
+    const newer = { ...makeRun({ active_seconds: 12, state: 'paused' }), unsent_seconds: 0 };
+    const s = snap({ run: older, receivedAt: 1000 });
+    expect(shown(s, status({ run: newer }), 2000, null, 2000).word).toBe('paused');
+    expect(shown(s, status({ run: newer }), 500, null, 2000).word).toBe('idle');
+    const other = { ...newer, id: 'another-run' };
+    expect(shown(s, status({ run: other }), 2000, null, 2000).run?.id).toBe(older.id);
+  });
+});
+
+describe('declaresActivity', () => {
+  it('asks for a run when the section declares one or is no object at all', () => {
+    expect(declaresActivity(undefined)).toBe(false);
+    expect(declaresActivity(null)).toBe(false);
+    expect(declaresActivity({ schema_version: 2 })).toBe(false);
+    expect(declaresActivity({ activity: { id: 'a' } })).toBe(true);
+    expect(declaresActivity('not-a-dict')).toBe(true);
+    expect(declaresActivity([1])).toBe(true);
   });
 });

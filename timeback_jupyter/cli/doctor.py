@@ -28,7 +28,8 @@ from ..connection import Connection
 from ..identity import ActorResolver, IdentityError, Student, actor_for
 from ..model import Activity, CourseRef, Window
 from ..store import Store, StoreError
-from .base import EXIT_USAGE, CLIError, Command
+from .base import Command
+from .notebook_check import check_notebooks
 
 OK, FAIL, SKIP = "\u2713", "\u2717", "-"
 SAMPLE_ACTIVITY = "timeback-doctor-sample"
@@ -120,16 +121,25 @@ class DoctorCommand(Command):
         "Check the configuration end to end, one line per check: config and courses, the "
         "store is writable, the student, credentials present, a token obtainable, the "
         "student's Timeback id, and a sample event accepted by Timeback's validate endpoint "
-        "(nothing is stored there). Exits non-zero if any check fails."
+        "(nothing is stored there). With NOTEBOOK arguments, checks each notebook's "
+        "metadata.timeback instead, naming every problem. Exits non-zero if any check fails."
     )
     examples = """
     jupyter timeback doctor
     TIMEBACK_CLIENT_ID=... TIMEBACK_CLIENT_SECRET=... jupyter timeback doctor
+    jupyter timeback doctor quiz.ipynb lesson.ipynb   # check the notebooks' metadata.timeback
     """
 
     def run(self) -> int:
         if self.extra_args:
-            raise CLIError(f"unexpected argument {self.extra_args[0]!r}", EXIT_USAGE)
+            # an author's check: the notebooks' metadata, not this server's configuration
+            failed = check_notebooks(self.extra_args)
+            total = len(self.extra_args)
+            if failed:
+                print(f"{failed} of {total} notebooks have problems")
+                return 1
+            print(f"all {total} notebooks passed" if total > 1 else "the notebook passed")
+            return 0
         checks = Checks()
         asyncio.run(self._check(checks))
         total = len([c for c in checks.lines if c[0] != SKIP])

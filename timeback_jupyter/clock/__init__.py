@@ -28,13 +28,22 @@ recent from then on, it does not rewrite time already counted.
 """
 
 from .engagement import EngagementClock
-from .runs import MIN_HEARTBEAT, SIGNAL_KINDS, TOUCH_KINDS, SegmentHook, Snapshot, State
+from .runs import (
+    MIN_HEARTBEAT,
+    SIGNAL_KINDS,
+    TOUCH_KINDS,
+    Reading,
+    SegmentHook,
+    Snapshot,
+    State,
+)
 
 __all__ = [
     "MIN_HEARTBEAT",
     "SIGNAL_KINDS",
     "TOUCH_KINDS",
     "EngagementClock",
+    "Reading",
     "SegmentHook",
     "Snapshot",
     "State",

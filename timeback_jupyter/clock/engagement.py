@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from ..model import InvalidInput, Window, parse_run_id, require_text
 from .runs import (
     SIGNAL_KINDS,
+    Reading,
     Report,
     Rules,
     RunState,
@@ -216,21 +217,35 @@ class EngagementClock:
 
     def state(self, run_id: str, now: float) -> Snapshot:
         """The run's state at ``now`` and its open window so far, changing nothing."""
+        return self.reading(run_id, now).snapshot
+
+    def reading(self, run_id: str, now: float) -> Reading:
+        """What :meth:`state` says, with the windows the clock has closed for the run but not
+        yet handed out by :meth:`tick` (those closing by ``now`` included) and when the run
+        pauses if nothing is said meanwhile; changing nothing.
+
+        A view of the run's time made of its recorded windows and its open one would leave
+        these out, and would dip each time a window closes until the next tick hands it out.
+        """
         run = self._get(run_id)
         group = self._students[run.student]
         until = max(as_time(now), group.now)
+        closed = [w for w in self._closed if w.run_id == run.id]
         trial = run.copy()
         winning = run is group.winner
         for at, new in self._handovers(group, until):
             if winning or new is run:
-                self._settle(trial, at, winning, at_end=new is run, trial=True)
+                self._settle(trial, at, winning, at_end=new is run, out=closed)
                 winning = new is run
                 if winning:
                     take_over(trial, at)
-        self._settle(trial, until, winning, trial=True)
+        self._settle(trial, until, winning, out=closed)
         if trial.paused:
-            return Snapshot("paused", 0.0, 0.0)
-        return Snapshot("active" if winning else "inactive", trial.active, trial.inactive)
+            return Reading(Snapshot("paused", 0.0, 0.0), tuple(closed), None)
+        state = "active" if winning else "inactive"
+        # Not the active run: it pauses abandon_after past its last active instant.
+        pauses_at = None if winning else trial.last_active + self.abandon_after
+        return Reading(Snapshot(state, trial.active, trial.inactive), tuple(closed), pauses_at)
 
     def runs(self) -> list[str]:
         return list(self._runs)
@@ -319,18 +334,18 @@ class EngagementClock:
         winning: bool,
         *,
         at_end: bool | None = None,
-        trial: bool = False,
+        out: list[Window] | None = None,
     ) -> None:
-        """:func:`.runs.settle` with this clock's rules; a ``trial`` (on a copy, for
-        :meth:`state`) hands out no window and reports no segment."""
+        """:func:`.runs.settle` with this clock's rules. Given ``out`` it is a trial on a copy
+        (for :meth:`reading`): closed windows go there, and no segment is reported."""
         settle(
             run,
             until,
             winning,
             self.rules,
             at_end=at_end,
-            out=None if trial else self._closed,
-            hook=None if trial else self._on_segment,
+            out=self._closed if out is None else out,
+            hook=self._on_segment if out is None else None,
         )
 
     def _get(self, run_id: str) -> RunState:

@@ -60,6 +60,17 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Reading:
+    """A run's :class:`Snapshot` with what else the clock holds of its time: the windows it
+    has closed but not yet handed out (by end time), and when the run pauses if nothing is said
+    meanwhile (None while it is the active run or already paused)."""
+
+    snapshot: Snapshot
+    closed: tuple[Window, ...]
+    pauses_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     visible: bool
     focused: bool

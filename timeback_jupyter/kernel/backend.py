@@ -27,6 +27,8 @@ class Current:
     run: RunView | None
     where: str
     problem: str | None = None
+    # why the notebook's metadata.timeback cannot be used, each naming every problem it found
+    problems: tuple[str, ...] = ()
 
 
 class Backend(Protocol):

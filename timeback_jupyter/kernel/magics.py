@@ -17,7 +17,14 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from ..model import SUBJECTS, Activity, CourseRef, InvalidInput
 from .session import KernelSession, TimebackError
-from .views import activity_line, completion_line, duration, exercises_line, run_line
+from .views import (
+    activity_line,
+    completion_line,
+    duration,
+    exercises_line,
+    metadata_fix,
+    run_line,
+)
 
 COMMANDS = ("start", "status", "exercise", "complete", "end")
 EXAMPLE = "%timeback start quiz-1 --name 'Quiz 1' --subject Math --grade 3"
@@ -226,11 +233,17 @@ class TimebackMagics(Magics):
 
     def _status(self, args: argparse.Namespace) -> None:
         current = self.session.current()
-        self._say(f"recording {current.where}")
+        if not current.problems:  # else this notebook records nothing, wherever it would
+            self._say(f"recording {current.where}")
         if current.problem:
             self._fail(f"%timeback status: not recording: {current.problem}")
+        for problem in current.problems:
+            self._fail(f"%timeback status: not recording this notebook: {problem}")
+        if current.problems:
+            self._fail(f"%timeback status: fix: {metadata_fix(current.path)}")
         if current.run is None:
-            self._say(f"no run yet for {current.path or 'this kernel'}: %timeback start")
+            if not current.problems:
+                self._say(f"no run yet for {current.path or 'this kernel'}: %timeback start")
         else:
             self._say(run_line(current.run, self.session.declared))
             done = current.run.get("completion")

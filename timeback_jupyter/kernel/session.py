@@ -56,7 +56,8 @@ class ServerBackend:
         status: dict[str, Any] = raw if isinstance(raw, dict) else {}
         where = f"through the Jupyter server ({status.get('sink', 'unknown')} sink)"
         run = cast(RunView | None, data.get("run"))  # the server's JSON, as it documents it
-        return Current("server", data.get("path"), run, where, status.get("problem"))
+        problems = tuple(str(p) for p in data.get("problems") or ())
+        return Current("server", data.get("path"), run, where, status.get("problem"), problems)
 
     def start(self, activity: Activity | None, *, new_attempt: bool) -> StartView:
         body: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -78,3 +79,12 @@ def completion_line(answer: Mapping[str, Any]) -> str:
     elif answer.get("xp_capped"):  # a completion recorded before the XP policy kept reasons
         text += " (XP capped at 1 per focused minute)"
     return text
+
+
+def metadata_fix(path: str | None) -> str:
+    """How an author fixes a notebook's metadata.timeback (the same words as the status bar)."""
+    name = shlex.quote(path) if path else "NOTEBOOK"
+    return (
+        "correct metadata.timeback in the notebook's metadata (JupyterLab: Property Inspector, "
+        f"Notebook metadata), save and reopen it; `jupyter timeback doctor {name}` checks it"
+    )

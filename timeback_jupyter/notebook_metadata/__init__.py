@@ -8,7 +8,7 @@ upgraded, a newer one refused) and every writer :func:`merge` (keys we do not kn
 newer version is never written over). Nothing here knows about Jupyter.
 """
 
-from .section import merge, problems, read
+from .section import check, merge, problems, read
 from .versions import (
     CURRENT_VERSION,
     OLDEST_VERSION,
@@ -24,6 +24,7 @@ __all__ = [
     "OLDEST_VERSION",
     "MetadataError",
     "NewerVersionError",
+    "check",
     "merge",
     "problems",
     "read",

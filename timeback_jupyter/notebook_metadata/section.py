@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..model import Activity, InvalidInput
 from .versions import (
     CURRENT_VERSION,
     MetadataError,
@@ -104,6 +105,28 @@ def read(section: Any, where: str | None = None) -> dict[str, Any] | None:
         if found:
             raise MetadataError([f"upgrading schema_version {version}: {p}" for p in found], where)
     return upgraded
+
+
+def check(section: Any) -> list[str]:
+    """Every problem of ``section`` (a notebook's ``metadata.timeback``) in the author's terms,
+    none when it is usable or absent: what :func:`read` refuses (not an object, a version that
+    is none or newer, every schema problem at once) and what the activity it declares breaks of
+    the model's own rules the schema cannot say. For authors (``jupyter timeback doctor``)."""
+    try:
+        upgraded = read(section)
+    except MetadataError as err:
+        return list(err.problems)
+    if upgraded is None or upgraded.get("activity") is None:
+        return []
+    try:
+        Activity.from_dict(upgraded["activity"], f"{ROOT}.activity")
+    except InvalidInput as err:
+        # the model names its fields from the activity ("activity.name", "course.grade")
+        text = str(err)
+        if text.startswith("course"):
+            text = f"activity.{text}"
+        return [text if text.startswith(ROOT) else f"{ROOT}.{text}"]
+    return []
 
 
 def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

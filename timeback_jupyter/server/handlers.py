@@ -101,7 +101,8 @@ class StatusHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """``?today_start=<POSIX seconds>`` (the browser's local midnight) adds ``today``."""
+        """``?today_start=<POSIX seconds>`` (the browser's local midnight) adds ``today``,
+        ``?run=<id>`` that run, both at the same instant."""
         raw = self.get_argument("today_start", None)
         today_start = None
         if raw is not None:
@@ -111,7 +112,8 @@ class StatusHandler(BaseHandler):
                 today_start = math.nan
             if not math.isfinite(today_start) or today_start < 0:
                 raise web.HTTPError(400, "today_start: must be a time in POSIX seconds")
-        self.answer(self.service.status(today_start=today_start))
+        run_id = self.get_argument("run", None)
+        self.answer(self.service.status(today_start=today_start, run_id=run_id))
 
 
 class FlushHandler(BaseHandler):
@@ -222,7 +224,7 @@ class KernelHandler(RunOperations):
 class KernelRunHandler(KernelHandler):
     @allow_unauthenticated
     async def get(self) -> None:
-        self.answer(self.service.describe_notebook(await self.notebook()))
+        self.answer(await self.service.describe_kernel_notebook(await self.notebook()))
 
     @allow_unauthenticated
     async def post(self) -> None:

@@ -26,6 +26,7 @@ from ..model import Activity, InvalidInput
 from ..store import Store, StoreError
 from ..tracker import Tracker, TrackerError
 from .errors import NotebookError, ServiceError, StoreFailure
+from .status import status_of
 from .tasks import TaskSet
 
 # notebooks remembered as looked after by a browser (a server sees far fewer; see _browser_saw)
@@ -94,6 +95,10 @@ class TimebackService:
     @property
     def recording(self) -> bool:
         return not self.problem and self.tracker is not None
+
+    def now(self) -> float:
+        """The service's clock (injected in tests)."""
+        return self._now()
 
     @contextlib.contextmanager
     def _refusals(self) -> Iterator[Tracker]:
@@ -269,6 +274,24 @@ class TimebackService:
                 run = None if run_id is None else tracker.describe(tracker.get(run_id))
         return {"path": path, "run": run, "status": self.status(public=True)}
 
+    async def describe_kernel_notebook(self, path: str) -> dict[str, Any]:
+        """:meth:`describe_notebook`, and ``problems``: why the notebook's ``metadata.timeback``
+        cannot be used, every problem named (empty when it can, or declares nothing), so
+        ``%timeback status`` says what the status bar and the server log say."""
+        shown = self.describe_notebook(path)
+        shown["problems"] = await self.metadata_problems(path)
+        return shown
+
+    async def metadata_problems(self, path: str) -> list[str]:
+        """Every problem of the notebook's ``metadata.timeback``, in the author's terms."""
+        try:
+            section = await self.notebooks.read(path)
+            if section is not None and section.get("activity") is not None:
+                self.notebooks.activity(section, path)
+        except NotebookError as err:
+            return [str(err)]
+        return []
+
     # ---- kernels and files, as the binding reports them ----------------------------------------
 
     def open_run(self, path: str) -> str | None:
@@ -345,48 +368,11 @@ class TimebackService:
         if self.tracker is not None and self.store is not None:
             self.tracker.end_all()
 
-    def status(self, public: bool = False, today_start: float | None = None) -> dict[str, Any]:
-        """What records, where to, and how delivery goes; ``public`` leaves out local paths
-        (for kernels); ``today_start`` adds the time recorded since then."""
-        cfg = self.settings
-        credentials = self.credentials
-        failing = self.problem or self.store_error
-        out: dict[str, Any] = {
-            "recording": not failing,
-            "problem": failing or None,
-            "store": {"error": self.store_error or None},
-            "sink": cfg.sink,
-            "environment": cfg.environment,
-            "heartbeat_interval": cfg.heartbeat_interval,
-            "credentials": credentials.masked if credentials else None,
-        }
-        tracker = self.tracker
-        if tracker is not None:
-            out["identity"] = {
-                "student": tracker.student.key,
-                "email": tracker.student.email,
-                "actor": tracker.actor.id,
-            }
-            out["app"] = {"name": tracker.app_config.name, "config_file": tracker.app_config.path}
-            out["live_runs"] = len(tracker.live_runs())
-            if today_start is not None:
-                try:
-                    out["today"] = tracker.today(today_start)
-                except self.store_error_types as err:
-                    out["today"] = {"error": str(err)}
-        if self.store is not None:
-            try:
-                out["outbox"] = self.store.stats()
-            except self.store_error_types as err:
-                out["outbox"] = {"error": str(err)}
-        if self.drainer is not None:
-            out["delivery"] = self.drainer.status()
-            describe = getattr(self.drainer.sink, "describe", None)
-            if describe is not None:  # the relay sink (hub mode): its health and refusals
-                out["relay"] = relay = describe()
-                if relay.get("problem") and not failing:
-                    # Still recording (the outbox holds the events), but nothing gets through.
-                    out["problem"] = f"relay: {relay['problem']}"
-        if not public:
-            out["store_path"] = cfg.store_path
-        return out
+    def status(
+        self,
+        public: bool = False,
+        today_start: float | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """What records, where to, and how delivery goes (:func:`.status.status_of`)."""
+        return status_of(self, public=public, today_start=today_start, run_id=run_id)

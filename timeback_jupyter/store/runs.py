@@ -316,6 +316,17 @@ class RunStore(Database):
             rows = self._read(sql + " WHERE run_id = ? ORDER BY start", (run_id,))
         return [Window(*tuple(row)) for row in rows]
 
+    def unsent_time(self, run_id: str) -> tuple[float, float]:
+        """Active and inactive seconds of the run's windows whose events are not delivered yet
+        (pending or inflight in the outbox)."""
+        row = self._read(
+            "SELECT COALESCE(SUM(w.active), 0), COALESCE(SUM(w.inactive), 0) FROM windows w "
+            "JOIN outbox o ON o.event_id = w.event_id "
+            "WHERE w.run_id = ? AND o.status IN ('pending', 'inflight')",
+            (run_id,),
+        )[0]
+        return float(row[0]), float(row[1])
+
     def time_since(self, student: str, since: float) -> tuple[float, float]:
         """Active and inactive seconds of the student's windows that ended after ``since``."""
         row = self._read(

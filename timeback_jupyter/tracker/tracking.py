@@ -21,6 +21,7 @@ from ..notebook_metadata import CURRENT_VERSION
 from ..store import Store
 from ..xp import Implausible
 from .claims import completion_for
+from .figures import run_time, time_since
 from .notebooks import NotebookRuns
 from .results import CompletionResult, StartResult, TrackerError
 from .resume import RunChooser
@@ -341,28 +342,23 @@ class Tracker:
     # ---- views ---------------------------------------------------------------------------
 
     def describe(self, run: Run, now: float | None = None) -> dict[str, Any]:
-        """A run as the REST API and the status bar show it."""
+        """A run as the REST API, the status bar, the magic and the widget show it: its time
+        from every part it is in (:mod:`.figures`), so it never goes back."""
         now = self._now() if now is None else now
         live = run.id in self._targets
-        state = run.status if not live else "paused"
-        window_active = window_inactive = 0.0
-        if live:
-            snap = self.clock.state(run.id, now)
-            state, window_active, window_inactive = (
-                snap.state,
-                snap.window_active,
-                snap.window_inactive,
-            )
+        time_ = run_time(run, self.clock, (w for w, _ in self._unrecorded), live, now)
         return {
             "id": run.id,
             "activity": run.activity.to_dict(),
             "attempt": run.attempt,
             "status": run.status,
-            "state": state,
+            "state": time_.state,
             "live": live,
             "path": self._notebooks.path_of(run.id),
-            "active_seconds": round(run.active_seconds + window_active, 3),
-            "inactive_seconds": round(run.inactive_seconds + window_inactive, 3),
+            "active_seconds": round(time_.active, 3),
+            "inactive_seconds": round(time_.inactive, 3),
+            # when the server pauses it unless the student comes back (a hidden tab shows it)
+            "pauses_in": None if time_.pauses_in is None else round(time_.pauses_in, 3),
             "exercises": dict(run.exercises),
             "started_at": run.started_at,
             "ended_at": run.ended_at,
@@ -371,13 +367,12 @@ class Tracker:
         }
 
     def today(self, since: float, now: float | None = None) -> dict[str, float]:
-        """The student's time since ``since`` (their local midnight): closed and open windows."""
+        """The student's time in windows that ended after ``since`` (their local midnight),
+        made of the same parts as :meth:`describe`'s."""
         now = self._now() if now is None else now
-        active, inactive = self.store.time_since(self.student.key, since)
-        for run_id in self._targets:
-            snap = self.clock.state(run_id, now)
-            active += snap.window_active
-            inactive += snap.window_inactive
+        stored = self.store.time_since(self.student.key, since)
+        queued = (w for w, _ in self._unrecorded)
+        active, inactive = time_since(stored, self.clock, queued, self._targets, since, now)
         return {"active_seconds": round(active, 3), "inactive_seconds": round(inactive, 3)}
 
     def metadata_for(self, run: Run, path: str | None) -> dict[str, Any]:
