@@ -74,15 +74,16 @@ def db(tmp_path: Path, clock: Clock):
 def test_new_store_is_wal_with_schema_version(tmp_path: Path):
     path = tmp_path / "sub" / "dir" / "t.sqlite3"  # missing directories are created
     with Store(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 1
+        assert s.schema_version == SCHEMA_VERSION == 2
         assert s.path == str(path)
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone() == (1,)
+    assert raw.execute("PRAGMA user_version").fetchone() == (2,)
     # Kept in step for releases before user_version, which read only this row.
-    assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+    assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"meta", "runs", "windows", "completions", "outbox", "dead_letters"} <= tables
+    assert "open_windows" in tables
     raw.close()
 
 
@@ -117,7 +118,7 @@ def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path, mark: str):
     )
     assert digest(path) == before
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] in (1, 7)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] in (SCHEMA_VERSION, 7)
     assert raw.execute("SELECT COUNT(*) FROM outbox").fetchone() == (1,)
     raw.close()
 
@@ -128,16 +129,20 @@ def test_migrations_run_in_order_from_an_older_version(tmp_path: Path, monkeypat
         s.enqueue(event(), run_id=None, kind="x", sensor=SENSOR)
     extra = ["CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)"]
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, extra])
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
+    newer = SCHEMA_VERSION + 1
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", newer)
     with Store(path) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == newer
         assert s.depth() == 1  # the data survived the migration
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone() == (2,)
-    assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    assert raw.execute("PRAGMA user_version").fetchone() == (newer,)
+    assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
+        str(newer),
+    )
     assert raw.execute("SELECT COUNT(*) FROM notes").fetchone() == (0,)
     raw.close()
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 1)  # and the older code now refuses it
+    # and the older code now refuses it
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", SCHEMA_VERSION)
     with pytest.raises(StoreError, match="made by a newer timeback-jupyter"):
         Store(path)
 

@@ -232,6 +232,23 @@ class EngagementClock:
             return Snapshot("paused", 0.0, 0.0)
         return Snapshot("active" if winning else "inactive", trial.active, trial.inactive)
 
+    def open_window(self, run_id: str, now: float) -> Window | None:
+        """The run's open window as if it closed at ``now`` (its start, its time so far),
+        changing nothing: what a checkpoint keeps. None when it holds no time or is paused."""
+        run = self._get(run_id)
+        group = self._students[run.student]
+        until = max(as_time(now), group.now)
+        trial = run.copy()
+        winning = run is group.winner
+        for at, new in self._handovers(group, until):
+            if winning or new is run:
+                self._settle(trial, at, winning, at_end=new is run, trial=True)
+                winning = new is run
+                if winning:
+                    take_over(trial, at)
+        self._settle(trial, until, winning, trial=True)
+        return None if trial.paused else window_of(trial, until)
+
     def runs(self) -> list[str]:
         return list(self._runs)
 

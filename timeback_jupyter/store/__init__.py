@@ -7,7 +7,8 @@
 - :mod:`.migrations`: the schema and its version (``PRAGMA user_version``);
 - :mod:`.checkpoint`: copying the WAL into the database on a thread, never on a commit;
 - :mod:`.runs`: runs, windows and completions, each with the event reporting it;
-- :mod:`.outbox`: the queue of events for Timeback, and its dead letters.
+- :mod:`.outbox`: the queue of events for Timeback, and its dead letters;
+- :mod:`.retention`: confirmed events pruned after a while, on a thread of the store.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from .outbox import (
     OutboxItem,
     OutboxStore,
 )
+from .retention import DAY, RetentionStore
 from .runs import RunStore
 
 __all__ = [
     "CHECKPOINT_HARD",
     "CHECKPOINT_IDLE",
     "CHECKPOINT_PAGES",
+    "DAY",
     "KIND_COMPLETION",
     "KIND_TIME_SPENT",
     "MIGRATIONS",
@@ -41,7 +44,7 @@ __all__ = [
 ]
 
 
-class Store(RunStore, OutboxStore):
+class Store(RunStore, OutboxStore, RetentionStore):
     """One SQLite file in WAL mode. Safe to share between threads of one process.
 
     Every write is one transaction, committed before the method returns, so whatever a

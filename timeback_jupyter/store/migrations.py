@@ -17,7 +17,7 @@ import sqlite3
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # MIGRATIONS[n] takes a store from schema version n to n + 1; append, never edit.
 MIGRATIONS: list[list[str]] = [
@@ -78,6 +78,24 @@ MIGRATIONS: list[list[str]] = [
             reason TEXT NOT NULL,
             at REAL NOT NULL
         )""",
+    ],
+    # Retention and the open window's checkpoint (issue 15; numbered 4 when merged with the
+    # job and owner steps): each live run's open window so far, rewritten every couple of
+    # seconds so that a kill -9 loses at most that much (``runs.RunStore.save_open_windows``),
+    # and the index that finds confirmed events old enough to prune (``retention``).
+    [
+        """CREATE TABLE open_windows (
+            run_id TEXT NOT NULL REFERENCES runs (id),
+            start REAL NOT NULL,
+            "end" REAL NOT NULL,
+            active REAL NOT NULL,
+            inactive REAL NOT NULL,
+            owner TEXT NOT NULL,
+            PRIMARY KEY (run_id, start)
+        )""",
+        "CREATE INDEX open_windows_by_owner ON open_windows (owner)",
+        "CREATE INDEX outbox_prunable ON outbox (sent_at) "
+        "WHERE status = 'sent' AND kind = 'time_spent'",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -196,6 +196,11 @@ class RunStore(Database):
                     (window.run_id, window.start, window.end, window.active, window.inactive,
                      event_id),
                 )  # fmt: skip
+                # A checkpoint of this window's time (see save_open_windows) is now history.
+                db.execute(
+                    "DELETE FROM open_windows WHERE run_id = ? AND start >= ? AND start < ?",
+                    (window.run_id, window.start, window.end),
+                )
                 if cur.rowcount == 0:
                     continue
                 db.execute(
@@ -286,3 +291,37 @@ class RunStore(Database):
             (student, since),
         )[0]
         return float(row[0]), float(row[1])
+
+    # ---- the open windows' checkpoints ---------------------------------------------------
+    #
+    # A live run's open window is only in memory until it closes (every heartbeat_interval).
+    # Its time so far is written here every few seconds, so a kill -9 loses only what came
+    # after the last checkpoint: the next process records each checkpoint of a process that
+    # is gone as a closed window, with exactly the time it holds. record_windows deletes the
+    # checkpoint of a window it records, in the same transaction, so no second is counted
+    # twice; a checkpoint of a window already recorded is ignored as any repeat is.
+
+    def save_open_windows(self, owner: str, windows: Sequence[Window]) -> None:
+        """Replace ``owner``'s checkpoints with ``windows`` (each run's open window so far),
+        in one transaction."""
+        owner = require_text(owner, "owner", 200)
+        for window in windows:
+            if not isinstance(window, Window):
+                raise InvalidInput("window", "must be a Window")
+        with self._write() as db:
+            db.execute("DELETE FROM open_windows WHERE owner = ?", (owner,))
+            db.executemany(
+                'INSERT OR REPLACE INTO open_windows (run_id, start, "end", active, inactive, '
+                "owner) VALUES (?, ?, ?, ?, ?, ?)",
+                [(w.run_id, w.start, w.end, w.active, w.inactive, owner) for w in windows],
+            )
+
+    def open_windows(self, *, besides: str | None = None) -> list[tuple[Window, str]]:
+        """Checkpoints as ``(window so far, owner)``, oldest first; ``besides``: not that
+        owner's."""
+        sql = 'SELECT run_id, start, "end", active, inactive, owner FROM open_windows'
+        if besides is None:
+            rows = self._read(sql + ' ORDER BY "end"')
+        else:
+            rows = self._read(sql + ' WHERE owner != ? ORDER BY "end"', (besides,))
+        return [(Window(*tuple(row)[:5]), row["owner"]) for row in rows]
