@@ -26,6 +26,12 @@ LOG = logging.getLogger("timeback_jupyter.store")
 DAY = 86400.0
 # What may be pruned once old enough; the partial index ``outbox_prunable`` has this predicate.
 PRUNABLE = "status = 'sent' AND kind = 'time_spent'"
+# By the partial index, named: on a store without statistics (never ANALYZEd) SQLite would
+# rather walk every sent row by the status index and sort them.
+PRUNE_SQL = (
+    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox INDEXED BY outbox_prunable "
+    f"WHERE {PRUNABLE} AND sent_at < ? ORDER BY sent_at LIMIT ?)"
+)
 PRUNE_BATCH = 200  # rows per transaction: a short hold of the lock heartbeats also want
 PRUNE_PAUSE = 0.01  # seconds between two batches of a backlog, for the writers waiting
 PRUNE_EVERY = 300.0  # seconds between two looks for old events once none is left
@@ -42,11 +48,7 @@ class RetentionStore(Database):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
         with self._write() as db:
-            cur = db.execute(
-                f"DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-                f"WHERE {PRUNABLE} AND sent_at < ? ORDER BY sent_at LIMIT ?)",
-                (float(older_than), limit),
-            )
+            cur = db.execute(PRUNE_SQL, (float(older_than), limit))
             return max(cur.rowcount, 0)
 
     def retain(self, keep_seconds: float, *, every: float = PRUNE_EVERY) -> None:

@@ -1,0 +1,232 @@
+"""Retention and bounded reads: confirmed heartbeat events are pruned after the kept period,
+a batch at a time, while runs, windows and completions stay; every event is read a page at a
+time. Real SQLite throughout, time injected."""
+
+import io
+import json
+import sqlite3
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+
+import pytest
+from traitlets import TraitError
+
+from timeback_jupyter.config import Timeback
+from timeback_jupyter.model import Activity, Completion, CourseRef, InvalidInput, Run, Window
+from timeback_jupyter.store import DAY, SCHEMA_VERSION, Store, migrations
+from timeback_jupyter.store.retention import PRUNE_SQL
+
+SENSOR = "https://notebooks.example.edu"
+ACTIVITY = Activity("fractions-1", "Fractions 1", CourseRef("Math", 3), stateful=True)
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def new_run() -> Run:
+    return Run(id=str(uuid.uuid4()), activity=ACTIVITY, student="abc123", attempt=1, started_at=0.0)
+
+
+def event(n: int | str = 0, pad: int = 0) -> dict:
+    return {"id": f"urn:uuid:{uuid.uuid4()}", "type": "TimeSpentEvent", "n": n, "pad": "x" * pad}
+
+
+def record(store: Store, run: Run, start: float, active: float = 15.0) -> dict:
+    e = event(start)
+    store.record_windows([(Window(run.id, start, start + 15, active, 15 - active), e, SENSOR)])
+    return e
+
+
+def deliver(store: Store) -> None:
+    while batch := store.claim_batch(100):
+        store.ack([i.event_id for i in batch])
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock):
+    with Store(tmp_path / "t.sqlite3", now=clock) as s:
+        yield s
+
+
+def test_only_confirmed_heartbeats_older_than_the_period_go_and_the_report_stays(store, clock):
+    run = new_run()
+    store.insert_run(run)
+    old = [record(store, run, 15.0 * i) for i in range(4)]
+    deliver(store)  # sent at t0
+    completion = {"id": f"urn:uuid:{uuid.uuid4()}", "type": "ActivityEvent"}
+    store.record_completion(Completion(run.id, 1.0, at=60.0), completion, SENSOR)
+    deliver(store)  # the completion's event is confirmed too, and old enough below
+    clock.t += 10 * DAY
+    fresh = record(store, run, 60.0)
+    deliver(store)  # sent ten days later
+    pending = record(store, run, 75.0)
+    inflight = record(store, run, 90.0)
+    store.claim_batch(1)  # 'pending' goes inflight
+    store.dead_letter([pending["id"]], "bad")  # ...and is set aside
+    store.release([], "")
+    assert inflight["id"] in {i.event_id for i in store.claim_batch(1)}
+    windows, totals = store.windows(run.id), store.get_run(run.id)
+
+    assert store.prune_sent(clock.t - 5 * DAY) == 4  # the four old heartbeats
+    assert store.prune_sent(clock.t - 5 * DAY) == 0
+    remaining = [e["id"] for e in store.events()]
+    assert remaining == [completion["id"], fresh["id"], inflight["id"]]
+    assert [d.event_id for d in store.dead_letters()] == [pending["id"]]
+    # The report's data: every window, the run's totals and its completion, unchanged.
+    assert store.windows(run.id) == windows and store.get_run(run.id) == totals
+    assert store.get_completion(run.id) == completion  # the answer to a repeat is still there
+    assert old[0]["id"] not in remaining
+
+
+def test_pruning_goes_oldest_first_a_batch_at_a_time(store, clock):
+    run = new_run()
+    store.insert_run(run)
+    events = []
+    for i in range(7):
+        events.append(record(store, run, 15.0 * i))
+        deliver(store)
+        clock.t += 1
+    assert store.prune_sent(clock.t, limit=3) == 3
+    assert [e["id"] for e in store.events()] == [e["id"] for e in events[3:]]
+    assert store.prune_sent(clock.t - 2.5, limit=100) == 2  # sent before t - 2.5 only
+    assert [e["id"] for e in store.events()] == [e["id"] for e in events[5:]]
+    with pytest.raises(InvalidInput, match="limit"):
+        store.prune_sent(clock.t, limit=0)
+
+
+def test_pruning_finds_its_rows_by_the_partial_index(store):
+    plan = " ".join(
+        str(row[-1]) for row in store._db.execute("EXPLAIN QUERY PLAN " + PRUNE_SQL, (5.0, 10))
+    )
+    assert "USING INDEX outbox_prunable" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def wait_for(condition, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_the_store_thread_prunes_a_backlog_in_batches_and_stops_with_the_store(tmp_path, clock):
+    path = tmp_path / "t.sqlite3"
+    store = Store(path, now=clock)
+    run = new_run()
+    store.insert_run(run)
+    for i in range(450):  # more than two batches
+        record(store, run, 15.0 * i)
+    deliver(store)
+    clock.t += 31 * DAY
+    record(store, run, 15.0 * 1000)  # queued, never pruned
+    store.retain(30 * DAY, every=0.05)
+    wait_for(lambda: store.stats()["sent"] == 0, "the backlog to be pruned")
+    pruner = store._pruner
+    assert pruner is not None and pruner.pruned == 450 and pruner.is_alive()
+    assert store.depth() == 1 and len(store.windows(run.id)) == 451
+    store.close()
+    assert not pruner.is_alive()
+
+
+def test_zero_keeps_every_event_and_bad_periods_are_refused(store, clock):
+    store.retain(0)
+    assert store._pruner is None
+    with pytest.raises(InvalidInput, match="keep_seconds"):
+        store.retain(-1)
+    with pytest.raises(TraitError, match="retention_days"):
+        Timeback(retention_days=-1)
+    with pytest.raises(TraitError, match="checkpoint_interval"):
+        Timeback(checkpoint_interval=0.1)
+    assert Timeback().retention_days == 30.0 and Timeback().checkpoint_interval == 2.0
+
+
+def test_events_are_read_a_page_at_a_time(store):
+    for i in range(10):
+        store.enqueue(event(i), run_id=None, kind="x", sensor=SENSOR)
+    assert [e["n"] for e in store.events(page=3)] == list(range(10))
+    reading = store.events(page=2)
+    assert next(reading)["n"] == 0
+    # Paged, not a snapshot: what is added meanwhile past the page read comes too.
+    store.enqueue(event(10), run_id=None, kind="x", sensor=SENSOR)
+    assert [e["n"] for e in reading] == list(range(1, 11))
+    batch = store.claim_batch(4)
+    store.ack([i.event_id for i in batch[:2]])
+    assert [e["n"] for e in store.events(status="sent", page=1)] == [0, 1]
+    assert [e["n"] for e in store.events(status="inflight", page=1)] == [2, 3]
+    with pytest.raises(InvalidInput, match="page"):
+        store.events(page=0)
+    for i in range(5):
+        store.enqueue(event(f"d{i}"), run_id=None, kind="x", sensor=SENSOR)
+    store.dead_letter([e["id"] for e in store.events() if str(e["n"]).startswith("d")], "bad")
+    assert [d.payload["n"] for d in store.iter_dead_letters(page=2)] == [f"d{i}" for i in range(5)]
+
+
+def test_export_streams_in_pages_with_little_memory(store):
+    # 2,000 events of 2 kB: 4 MB of payloads; the export holds a page of them at a time.
+    for i in range(2000):
+        store.enqueue(event(i, pad=2000), run_id=None, kind="x", sensor=SENSOR)
+    store.dead_letter([next(store.events())["id"]], "bad")
+
+    class Counting(io.TextIOBase):
+        lines = 0
+
+        def write(self, text: str) -> int:
+            self.lines += text.count("\n")
+            return len(text)
+
+    out = Counting()
+    tracemalloc.start()
+    try:
+        count = store.export_jsonl(out)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == out.lines == 2000
+    assert peak < 2_500_000, f"export peaked at {peak} bytes"
+
+
+def test_a_version_1_store_gains_the_checkpoints_and_the_index_keeping_its_rows(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "t.sqlite3"
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
+        m.setattr(migrations, "SCHEMA_VERSION", 1)
+        with Store(path) as old:
+            run = new_run()
+            old.insert_run(run)
+            e = event()
+            old.enqueue(e, run_id=run.id, kind="time_spent", sensor=SENSOR)
+    with Store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        assert [x["id"] for x in store.events()] == [e["id"]]
+        assert store.open_windows() == []
+        store.save_open_windows("me", [Window(run.id, 15.0, 20.0, 5.0, 0.0)])
+        assert store.open_windows() == [(Window(run.id, 15.0, 20.0, 5.0, 0.0), "me")]
+    raw = sqlite3.connect(path)
+    names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+    raw.close()
+    assert {"open_windows", "outbox_prunable", "open_windows_by_owner"} <= names
+
+
+def test_a_recorded_window_drops_its_checkpoint_in_the_same_transaction(store):
+    run = new_run()
+    store.insert_run(run)
+    store.save_open_windows("a", [Window(run.id, 0.0, 7.0, 7.0, 0.0)])
+    store.save_open_windows("b", [Window(run.id, 30.0, 33.0, 3.0, 0.0)])
+    record(store, run, 0.0)  # the window [0, 15] the first checkpoint was part of
+    assert store.open_windows() == [(Window(run.id, 30.0, 33.0, 3.0, 0.0), "b")]
+    store.save_open_windows("b", [])
+    assert store.open_windows() == []
+    assert json.loads(json.dumps(store.stats()))["pending"] == 1
