@@ -230,3 +230,64 @@ def test_a_recorded_window_drops_its_checkpoint_in_the_same_transaction(store):
     store.save_open_windows("b", [])
     assert store.open_windows() == []
     assert json.loads(json.dumps(store.stats()))["pending"] == 1
+
+
+# ---- in-memory caches of the server: bounded, or pruned when their object goes -------------
+
+
+async def test_a_presence_socket_remembers_a_bounded_number_of_notebooks(
+    jp_serverapp, jp_ws_fetch, monkeypatch
+):
+    from timeback_jupyter.server import presence_socket
+
+    from .test_presence_socket import ROUTE, ask, report
+    from .test_server import started
+
+    ext = await started(jp_serverapp)
+    monkeypatch.setattr(presence_socket, "MAX_REPORTED", 3)
+    ws = await jp_ws_fetch(*ROUTE)
+    try:
+        for n, path in enumerate(["a.ipynb", "b.ipynb", "c.ipynb", "a.ipynb", "d.ipynb"]):
+            assert (await ask(ws, {"id": n, **report(path)})) == {"id": n, "run": None}
+        [socket] = ext.presence_sockets._open
+        # the least recently reported went; a repeat counts as recent
+        assert list(socket._reported) == [
+            ("c.ipynb", "tab-1"),
+            ("a.ipynb", "tab-1"),
+            ("d.ipynb", "tab-1"),
+        ]
+        left = report("a.ipynb", visible=False, focused=False, leaving=True)
+        await ask(ws, {"id": 9, **left})
+        socket.renamed("c.ipynb", "e.ipynb")
+        assert list(socket._reported) == [("e.ipynb", "tab-1"), ("d.ipynb", "tab-1")]
+    finally:
+        ws.close()
+
+
+async def test_a_kernel_that_dies_for_good_is_let_go_of_everywhere(
+    jp_serverapp, jp_fetch, jp_root_dir
+):
+    """Jupyter removes a kernel its restarter gave up on without a shutdown event: the next
+    reconcile lets go of its stream, restarter callback, token and notebook binding, and
+    ends its notebook's run as a shutdown would."""
+    from .conftest import QUIZ, wait_for, write_notebook
+    from .test_server import open_notebook, started
+
+    ext = await started(jp_serverapp)
+    path = write_notebook(jp_root_dir, "quiz.ipynb", {"activity": QUIZ})
+    session = await open_notebook(jp_fetch, path)
+    kernel_id = session["kernel"]["id"]
+    run_id = await wait_for(lambda: ext.tracker.run_at(path), what="the run")
+    await wait_for(lambda: kernel_id in ext.binding.watcher._lifetimes, what="the watch")
+    km = jp_serverapp.kernel_manager
+    kernel = km.get_kernel(kernel_id)
+    kernel._restarter.restart_limit = 0  # the first death is final: Jupyter removes it
+    kernel._restarter.time_to_dead = 0.2
+    kernel.provisioner.process.kill()
+    await wait_for(lambda: kernel_id not in km.list_kernel_ids(), what="Jupyter to drop it")
+    await ext.binding.reconcile()
+    assert kernel_id not in ext.binding.watcher.watched
+    assert kernel_id not in ext.binding.watcher._lifetimes
+    assert kernel_id not in ext.binding.kernel_paths
+    assert ext.tracker.run_at(path) is None
+    assert ext.tracker.get(run_id).status == "ended"
