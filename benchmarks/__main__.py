@@ -17,6 +17,7 @@ from . import (
     outbox,
     presence_load,
     report,
+    soak,
     startup,
 )
 from .common import Result, say
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "accuracy": accuracy.run,
     "startup": startup.run,
     "drills": drills.run,
+    "soak": soak.run,
 }
 
 

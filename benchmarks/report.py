@@ -14,11 +14,22 @@ from . import (
     kernel_overhead,
     outbox,
     presence_load,
+    soak,
     startup,
 )
 from .common import RESULTS, ROOT, load_results
 
-ORDER = ["kernel", "presence", "events", "outbox", "checkpoint", "accuracy", "startup", "drills"]
+ORDER = [
+    "kernel",
+    "presence",
+    "events",
+    "outbox",
+    "checkpoint",
+    "accuracy",
+    "startup",
+    "drills",
+    "soak",
+]
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "kernel": kernel_overhead.render,
     "presence": presence_load.render,
@@ -28,6 +39,7 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "accuracy": accuracy.render,
     "startup": startup.render,
     "drills": drills.render,
+    "soak": soak.render,
 }
 
 
@@ -87,6 +99,13 @@ def _headline(name: str, r: dict[str, Any]) -> str:
                 f"{m['extension_import_ms']['median']:.0f} ms); %load_ext {load_text}"
             )
         return f"server start +{own['median']:.0f} ms (own steps); %load_ext {load_text}"
+    if name == "soak":
+        g = m["growth"]
+        return (
+            f"{r['params']['simulated_days']:g} days of {r['params']['runs']} runs in "
+            f"{m['wall_s'] / 60:.0f} min: outbox {g['outbox_growth']:+.1%}, RSS "
+            f"{g['rss_growth_mb']:+.1f} MB from day {g['from_day']:g} to {g['to_day']:g}"
+        )
     if name == "drills":
         cases = m["cases"]
         ok = sum(1 for c in cases if c["outcome"] == "passed")

@@ -271,14 +271,14 @@ def test_kill_9_loses_at_most_the_time_since_the_last_checkpoint(tmp_path: Path)
         time.sleep(6.0)  # the student at work (cells, presence): into a window's middle
         counted = server.http.get(f"/timeback/api/runs/{run_id}").json()["run"]["active_seconds"]
         sampled = time.time()
-        checkpoints = store_rows(store, 'SELECT "end", active FROM open_windows')
+        checkpoints = store_rows(store, "SELECT saved_at FROM open_windows")
     finally:
         server.kill()
         killed = time.time()
         session.stop.set()
     session.join(10)
     assert checkpoints, "no checkpoint of the open window before the kill"
-    last_checkpoint = max(end for end, _ in checkpoints)
+    last_checkpoint = max(saved_at for (saved_at,) in checkpoints)
     before = store_rows(store, f"SELECT active_seconds FROM runs WHERE id = '{run_id}'")[0][0]
 
     server = LongWindowServer(tmp_path, root, store)  # no kernel, no tab: nothing new

@@ -3,7 +3,6 @@ a batch at a time, while runs, windows and completions stay; every event is read
 time. Real SQLite throughout, time injected."""
 
 import io
-import json
 import sqlite3
 import time
 import tracemalloc
@@ -15,7 +14,7 @@ from traitlets import TraitError
 
 from timeback_jupyter.config import Timeback
 from timeback_jupyter.model import Activity, Completion, CourseRef, InvalidInput, Run, Window
-from timeback_jupyter.store import DAY, SCHEMA_VERSION, Store, migrations
+from timeback_jupyter.store import DAY, SCHEMA_VERSION, Store, StoreError, migrations
 from timeback_jupyter.store.retention import PRUNE_SQL
 
 SENSOR = "https://notebooks.example.edu"
@@ -212,24 +211,62 @@ def test_a_version_1_store_gains_the_checkpoints_and_the_index_keeping_its_rows(
         assert store.schema_version == SCHEMA_VERSION == 2
         assert [x["id"] for x in store.events()] == [e["id"]]
         assert store.open_windows() == []
-        store.save_open_windows("me", [Window(run.id, 15.0, 20.0, 5.0, 0.0)])
-        assert store.open_windows() == [(Window(run.id, 15.0, 20.0, 5.0, 0.0), "me")]
+        store.save_open_windows("me", [(run.id, 15.0, 20.0, 5.0, 0.0)], 20.0)
+        assert store.open_windows() == [("me", 20.0, [Window(run.id, 15.0, 20.0, 5.0, 0.0)])]
     raw = sqlite3.connect(path)
     names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
     raw.close()
-    assert {"open_windows", "outbox_prunable", "open_windows_by_owner"} <= names
+    assert {"open_windows", "outbox_prunable"} <= names
 
 
-def test_a_recorded_window_drops_its_checkpoint_in_the_same_transaction(store):
+def test_recovering_a_checkpoint_skips_time_already_recorded_and_drops_the_row(store):
     run = new_run()
     store.insert_run(run)
-    store.save_open_windows("a", [Window(run.id, 0.0, 7.0, 7.0, 0.0)])
-    store.save_open_windows("b", [Window(run.id, 30.0, 33.0, 3.0, 0.0)])
-    record(store, run, 0.0)  # the window [0, 15] the first checkpoint was part of
-    assert store.open_windows() == [(Window(run.id, 30.0, 33.0, 3.0, 0.0), "b")]
-    store.save_open_windows("b", [])
+    record(store, run, 0.0)  # [0, 15]
+    merged = event("merged")  # [15, 45]: windows merged while the store failed (tracker)
+    store.record_windows([(Window(run.id, 15.0, 45.0, 30.0, 0.0), merged, SENSOR)])
+    store.save_open_windows("gone", [(run.id, 0.0, 13.0, 13.0, 0.0),  # in [0, 15]
+                                     (run.id, 30.0, 38.0, 8.0, 0.0),  # in the merged one
+                                     (run.id, 45.0, 52.5, 7.5, 0.0)], 52.5)  # fmt: skip
+    store.save_open_windows("alive", [(run.id, 60.0, 61.0, 1.0, 0.0)], 61.0)
+    [(owner, saved_at, windows)] = store.open_windows(besides="alive")
+    assert (owner, saved_at, len(windows)) == ("gone", 52.5, 3)
+    items = [(w, event(w.start), SENSOR) for w in windows]
+    assert store.recover_open_windows("gone", items) == [Window(run.id, 45.0, 52.5, 7.5, 0.0)]
+    assert store.get_run(run.id).active_seconds == 15.0 + 30.0 + 7.5
+    assert [o for o, _, _ in store.open_windows()] == ["alive"]
+    assert store.recover_open_windows("gone", items) == []  # nothing twice
+    store.save_open_windows("alive", [], 62.0)
     assert store.open_windows() == []
-    assert json.loads(json.dumps(store.stats()))["pending"] == 1
+    with pytest.raises(InvalidInput, match="windows"):
+        store.save_open_windows("alive", [(run.id, float("nan"), 1.0, 1.0, 0.0)], 1.0)
+
+
+def test_an_unreadable_checkpoint_is_named_and_does_not_stop_ours(tmp_path, caplog):
+    from .test_tracker import QUIZ, Clock, make_tracker
+
+    now = Clock()
+    with Store(tmp_path / "t.sqlite3", now=now) as store:
+        store._db.execute(
+            "INSERT INTO open_windows (owner, saved_at, windows) VALUES ('broken', 0, 'not json')"
+        )
+        with pytest.raises(StoreError, match="the checkpoint of 'broken' is unreadable"):
+            store.open_windows()
+        tracker = make_tracker(store, now)
+        run = tracker.start(QUIZ, path="quiz.ipynb").run
+        now.t += 3
+        tracker.signal(run.id, "input")
+        tracker.tick()
+        assert tracker.checkpoints.saved == 1
+        assert (
+            tracker.checkpoints.owner
+            in store._db.execute("SELECT group_concat(owner) FROM open_windows").fetchone()[0]
+        )
+        assert "recovering the open windows of a server gone failed" in caplog.text
+        assert caplog.text.count("is unreadable") == 1
+        now.t += 2
+        tracker.tick()  # said once
+        assert caplog.text.count("is unreadable") == 1
 
 
 # ---- in-memory caches of the server: bounded, or pruned when their object goes -------------

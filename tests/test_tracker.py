@@ -8,7 +8,7 @@ import pytest
 from timeback_jupyter.caliper import validate_event
 from timeback_jupyter.config import Timeback, default_app_config
 from timeback_jupyter.identity import Student, actor_for
-from timeback_jupyter.model import Activity, CourseRef, Window
+from timeback_jupyter.model import Activity, CourseRef
 from timeback_jupyter.store import Store
 from timeback_jupyter.tracker import Tracker, TrackerError
 
@@ -493,8 +493,9 @@ def test_the_open_window_is_checkpointed_every_interval(store, now):
     run = tracker.start(QUIZ, path="quiz.ipynb").run
     assert tracker.checkpoints.interval == 2.0
     active_tick(tracker, run, now, 21)  # one window closed at 15 s, the next one 6 s old
-    [(window, owner)] = store.open_windows()  # checkpointed at the ticks 1, 3, ... 21 s
-    assert owner == tracker.checkpoints.owner
+    # checkpointed at the ticks 1, 3, ... 21 s
+    [(owner, saved_at, [window])] = store.open_windows()
+    assert owner == tracker.checkpoints.owner and saved_at == T0 + 21
     assert (window.start, window.end, window.active) == (T0 + 15, T0 + 21, 6.0)
     saved = tracker.checkpoints.saved
     now.t += 1
@@ -503,11 +504,13 @@ def test_the_open_window_is_checkpointed_every_interval(store, now):
     now.t += 1
     tracker.tick()
     assert tracker.checkpoints.saved == saved + 1
-    assert store.open_windows()[0][0].end == T0 + 23
-    # Ended: its window is recorded and the checkpoint goes with it.
+    assert store.open_windows()[0][2][0].end == T0 + 23
+    # Ended: its window is recorded, and the next checkpoint has nothing left to keep.
     tracker.end(run.id)
-    assert store.open_windows() == []
     assert store.get_run(run.id).active_seconds == 23.0
+    now.t += 2
+    tracker.tick()
+    assert store.open_windows() == []
 
 
 def test_a_server_killed_mid_window_has_its_checkpointed_time_recovered_exactly(tmp_path, now):
@@ -563,18 +566,18 @@ def test_a_checkpoint_of_a_window_recorded_since_is_not_counted_twice(tmp_path, 
         killed = make_tracker(store, now)
         killed.checkpoints.owner = dead_owner()
         run = killed.start(QUIZ, path="quiz.ipynb").run
-        active_tick(killed, run, now, 14)  # checkpoint of [T0, T0+14]
-        now.t += 1
+        active_tick(killed, run, now, 14)  # checkpoint of [T0, T0+13]
+        now.t += 1.5
+        killed.checkpoints.interval = 100.0  # the kill comes before the next checkpoint
         killed.tick(record=False)  # the window [T0, T0+15] closes...
-        store.save_open_windows("stale copy", [Window(run.id, T0, T0 + 14, 14.0, 0.0)])
-        killed.record_pending(10)  # ...and is recorded, taking the checkpoints of it along
-        assert store.open_windows() == []
-        # A checkpoint of it that survived anyway (another writer's) is ignored as a repeat.
-        store.save_open_windows(dead_owner(), [Window(run.id, T0, T0 + 14, 14.0, 0.0)])
+        killed.record_pending(10)  # ...and is recorded; then the kill, before a checkpoint
+        [(_, _, [checkpointed])] = store.open_windows()
+        assert (checkpointed.start, checkpointed.end) == (T0, T0 + 13)
     with Store(path) as store:
-        make_tracker(store, now).tick()
-        assert store.get_run(run.id).active_seconds == 15.0
-        assert store.open_windows() == []
+        restarted = make_tracker(store, now)
+        restarted.tick()
+        assert store.get_run(run.id).active_seconds == 15.0  # its 13 s are in the 15 s
+        assert store.open_windows() == [] and restarted.checkpoints.recovered == 0
 
 
 def test_windows_kept_while_the_store_fails_are_merged_past_the_bound(store, now, caplog):

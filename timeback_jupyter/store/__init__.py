@@ -8,7 +8,8 @@
 - :mod:`.checkpoint`: copying the WAL into the database on a thread, never on a commit;
 - :mod:`.runs`: runs, windows and completions, each with the event reporting it;
 - :mod:`.outbox`: the queue of events for Timeback, and its dead letters;
-- :mod:`.retention`: confirmed events pruned after a while, on a thread of the store.
+- :mod:`.retention`: confirmed events pruned after a while, on a thread of the store;
+- :mod:`.open_windows`: the live runs' open windows so far, what a kill -9 can lose.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from .checkpoint import CHECKPOINT_HARD, CHECKPOINT_IDLE, CHECKPOINT_PAGES
 from .errors import StoreError
 from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .open_windows import OpenWindowStore
 from .outbox import (
     KIND_COMPLETION,
     KIND_TIME_SPENT,
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 
-class Store(RunStore, OutboxStore, RetentionStore):
+class Store(RunStore, OutboxStore, RetentionStore, OpenWindowStore):
     """One SQLite file in WAL mode. Safe to share between threads of one process.
 
     Every write is one transaction, committed before the method returns, so whatever a

@@ -79,21 +79,17 @@ MIGRATIONS: list[list[str]] = [
             at REAL NOT NULL
         )""",
     ],
-    # Retention and the open window's checkpoint (issue 15; numbered 4 when merged with the
-    # job and owner steps): each live run's open window so far, rewritten every couple of
-    # seconds so that a kill -9 loses at most that much (``runs.RunStore.save_open_windows``),
-    # and the index that finds confirmed events old enough to prune (``retention``).
+    # Retention and the open windows' checkpoints (issue 15; numbered 4 when merged with the
+    # job and owner steps): each writing process's live runs' open windows so far, one row
+    # rewritten every couple of seconds so that a kill -9 loses at most that much
+    # (``open_windows.OpenWindowStore``), and the index that finds confirmed events old enough
+    # to prune (``retention``).
     [
         """CREATE TABLE open_windows (
-            run_id TEXT NOT NULL REFERENCES runs (id),
-            start REAL NOT NULL,
-            "end" REAL NOT NULL,
-            active REAL NOT NULL,
-            inactive REAL NOT NULL,
-            owner TEXT NOT NULL,
-            PRIMARY KEY (run_id, start)
+            owner TEXT PRIMARY KEY,
+            saved_at REAL NOT NULL,
+            windows TEXT NOT NULL
         )""",
-        "CREATE INDEX open_windows_by_owner ON open_windows (owner)",
         "CREATE INDEX outbox_prunable ON outbox (sent_at) "
         "WHERE status = 'sent' AND kind = 'time_spent'",
     ],

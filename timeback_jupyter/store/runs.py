@@ -18,6 +18,50 @@ from .errors import StoreError, explain
 from .outbox import KIND_COMPLETION, KIND_TIME_SPENT, event_id_of, insert_event, payload_of
 
 
+def check_windows(
+    items: Sequence[tuple[Window, dict[str, Any], str]],
+) -> list[tuple[Window, dict[str, Any], str, str]]:
+    """Windows with their events and sensors, checked: ``(window, event, event_id, sensor)``."""
+    checked = []
+    for window, event, sensor in items:
+        if not isinstance(window, Window):
+            raise InvalidInput("window", "must be a Window")
+        event_id = event_id_of(event)
+        checked.append((window, event, event_id, require_text(sensor, "sensor", 2000)))
+    return checked
+
+
+def insert_window(
+    db: sqlite3.Connection,
+    path: str,
+    window: Window,
+    event: dict[str, Any],
+    event_id: str,
+    sensor: str,
+    at: float,
+) -> bool:
+    """Within the caller's transaction: the window, its run's totals and its event; False
+    (nothing written) for a window already recorded, so a retried flush never counts twice."""
+    if not db.execute("SELECT 1 FROM runs WHERE id = ?", (window.run_id,)).fetchone():
+        raise StoreError(f"{path}: no run {window.run_id}")
+    cur = db.execute(
+        'INSERT OR IGNORE INTO windows (run_id, start, "end", active, inactive, event_id) '
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (window.run_id, window.start, window.end, window.active, window.inactive, event_id),
+    )
+    if cur.rowcount == 0:
+        return False
+    db.execute(
+        "UPDATE runs SET active_seconds = active_seconds + ?, "
+        "inactive_seconds = inactive_seconds + ?, updated_at = ? WHERE id = ?",
+        (window.active, window.inactive, at, window.run_id),
+    )
+    insert_event(
+        db, path, event, event_id, run_id=window.run_id, kind=KIND_TIME_SPENT, sensor=sensor, at=at
+    )
+    return True
+
+
 class RunStore(Database):
     """Runs, windows and completions on the store's connection."""
 
@@ -178,40 +222,12 @@ class RunStore(Database):
         Hundreds of notebooks close hundreds of windows a heartbeat apart; a commit each would
         cost more than the windows themselves.
         """
-        checked = []
-        for window, event, sensor in items:
-            if not isinstance(window, Window):
-                raise InvalidInput("window", "must be a Window")
-            event_id = event_id_of(event)
-            checked.append((window, event, event_id, require_text(sensor, "sensor", 2000)))
+        checked = check_windows(items)
         if not checked:
             return
         with self._write() as db:
             for window, event, event_id, sensor in checked:
-                if not db.execute("SELECT 1 FROM runs WHERE id = ?", (window.run_id,)).fetchone():
-                    raise StoreError(f"{self.path}: no run {window.run_id}")
-                cur = db.execute(
-                    'INSERT OR IGNORE INTO windows (run_id, start, "end", active, inactive, '
-                    "event_id) VALUES (?, ?, ?, ?, ?, ?)",
-                    (window.run_id, window.start, window.end, window.active, window.inactive,
-                     event_id),
-                )  # fmt: skip
-                # A checkpoint of this window's time (see save_open_windows) is now history.
-                db.execute(
-                    "DELETE FROM open_windows WHERE run_id = ? AND start >= ? AND start < ?",
-                    (window.run_id, window.start, window.end),
-                )
-                if cur.rowcount == 0:
-                    continue
-                db.execute(
-                    "UPDATE runs SET active_seconds = active_seconds + ?, "
-                    "inactive_seconds = inactive_seconds + ?, updated_at = ? WHERE id = ?",
-                    (window.active, window.inactive, self._now(), window.run_id),
-                )
-                insert_event(
-                    db, self.path, event, event_id,
-                    run_id=window.run_id, kind=KIND_TIME_SPENT, sensor=sensor, at=self._now(),
-                )  # fmt: skip
+                insert_window(db, self.path, window, event, event_id, sensor, self._now())
 
     def record_completion(
         self, completion: Completion, event: dict[str, Any], sensor: str
@@ -291,37 +307,3 @@ class RunStore(Database):
             (student, since),
         )[0]
         return float(row[0]), float(row[1])
-
-    # ---- the open windows' checkpoints ---------------------------------------------------
-    #
-    # A live run's open window is only in memory until it closes (every heartbeat_interval).
-    # Its time so far is written here every few seconds, so a kill -9 loses only what came
-    # after the last checkpoint: the next process records each checkpoint of a process that
-    # is gone as a closed window, with exactly the time it holds. record_windows deletes the
-    # checkpoint of a window it records, in the same transaction, so no second is counted
-    # twice; a checkpoint of a window already recorded is ignored as any repeat is.
-
-    def save_open_windows(self, owner: str, windows: Sequence[Window]) -> None:
-        """Replace ``owner``'s checkpoints with ``windows`` (each run's open window so far),
-        in one transaction."""
-        owner = require_text(owner, "owner", 200)
-        for window in windows:
-            if not isinstance(window, Window):
-                raise InvalidInput("window", "must be a Window")
-        with self._write() as db:
-            db.execute("DELETE FROM open_windows WHERE owner = ?", (owner,))
-            db.executemany(
-                'INSERT OR REPLACE INTO open_windows (run_id, start, "end", active, inactive, '
-                "owner) VALUES (?, ?, ?, ?, ?, ?)",
-                [(w.run_id, w.start, w.end, w.active, w.inactive, owner) for w in windows],
-            )
-
-    def open_windows(self, *, besides: str | None = None) -> list[tuple[Window, str]]:
-        """Checkpoints as ``(window so far, owner)``, oldest first; ``besides``: not that
-        owner's."""
-        sql = 'SELECT run_id, start, "end", active, inactive, owner FROM open_windows'
-        if besides is None:
-            rows = self._read(sql + ' ORDER BY "end"')
-        else:
-            rows = self._read(sql + ' WHERE owner != ? ORDER BY "end"', (besides,))
-        return [(Window(*tuple(row)[:5]), row["owner"]) for row in rows]

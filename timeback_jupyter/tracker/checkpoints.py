@@ -1,26 +1,27 @@
 """Checkpoints of the open windows: what a kill -9 can lose is the time since the last one.
 
 A window closes every ``heartbeat_interval`` (15 s); until then its time is only in the
-clock's memory. Every ``checkpoint_interval`` (2 s) the tracker writes each live run's open
-window so far into the store (``open_windows``: one small transaction, replacing this
-process's rows). A process that finds checkpoints of another one that is gone records each as
-a closed window holding exactly the time it held, with its TimeSpentEvent, and drops the
-checkpoint in the same transaction.
+clock's memory. Every ``checkpoint_interval`` (2 s), right after a tick, the tracker writes
+each live run's open window so far into the store (:mod:`..store.open_windows`: one row for
+this process, replaced in one small transaction). A process that finds the checkpoint of
+another one that is gone records its windows as closed windows, each holding exactly the time
+it held, with its TimeSpentEvent, and drops the checkpoint in the same transaction; a window
+whose time is already recorded is skipped, so no second counts twice.
 
 Gone means: on this host, its process no longer exists (a restart after a kill -9 recovers at
-its first tick); anywhere, its checkpoints have not been rewritten for :data:`STALE_AFTER`
-checkpoint intervals (a store shared across hosts; a live owner rewrites them every
-interval). A window both recorded and checkpointed counts once: recording a window deletes its
-checkpoint, and a checkpoint of a window already recorded is ignored (same run and start).
+its first tick); anywhere, its checkpoint has not been rewritten for :data:`STALE_AFTER`
+checkpoint intervals (a store shared across hosts; a live owner rewrites it every interval
+while it has a window with time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 
 from .. import caliper
 from ..clock import EngagementClock
@@ -73,8 +74,7 @@ class Checkpoints:
         self._target_of = target_of
         self._last: float | None = None
         self._saved = False  # our rows may be in the store (an empty save is then needed)
-        self._last_error = ""
-        self._warned: set[tuple[str, float]] = set()  # checkpoints we could not recover
+        self._errors: dict[str, str] = {}  # what failed -> its last error (two keys at most)
         self.saved = 0  # checkpoints written, for the benchmarks
         self.recovered = 0  # windows recovered from processes gone
         self.recovered_seconds = 0.0
@@ -82,53 +82,61 @@ class Checkpoints:
     def due(self, now: float) -> bool:
         return self._last is None or now - self._last >= self.interval * CHECKPOINT_SLACK
 
-    def step(self, now: float, live: Iterable[str], actor: caliper.Actor) -> None:
-        """At a tick: recover what processes gone left, then write our runs' open windows, if
-        ``interval`` has passed. A failing store is logged once; the next tick tries again."""
+    def step(self, now: float, actor: caliper.Actor) -> None:
+        """Right after the clock's tick to ``now``: recover what processes gone left, then
+        write our runs' open windows, if ``interval`` has passed. A failing store is logged
+        once; the next tick tries again."""
         if not self.due(now):
             return
         self._last = now
-        try:
+        # Each its own try: another's unreadable checkpoint must not stop ours.
+        with self._said_once("recovering the open windows of a server gone"):
             self._recover(now, actor)
-            windows = [w for w in (self.clock.open_window(r, now) for r in live) if w is not None]
+        with self._said_once("checkpoint of the open windows"):
+            # Read as the tick just settled them: no integration here (see settled_windows).
+            windows = self.clock.settled_windows()
             if windows or self._saved:
-                self.store.save_open_windows(self.owner, windows)
+                self.store.save_open_windows(self.owner, windows, now)
                 self._saved = bool(windows)
                 self.saved += 1
-            self._last_error = ""
-        except StoreError as err:  # the windows' own writes report the store's failure
-            if str(err) != self._last_error:
-                log.warning("timeback: checkpoint of the open windows failed: %s", err)
-            self._last_error = str(err)
+
+    @contextlib.contextmanager
+    def _said_once(self, what: str) -> Iterator[None]:
+        """A failing store is logged once per distinct error (the windows' own writes report
+        it too); the next checkpoint tries again."""
+        try:
+            yield
+            self._errors.pop(what, None)
+        except StoreError as err:
+            if self._errors.get(what) != str(err):
+                log.warning("timeback: %s failed: %s", what, err)
+            self._errors[what] = str(err)
 
     def _recover(self, now: float, actor: caliper.Actor) -> None:
         stale_before = now - STALE_AFTER * self.interval
-        items = []
-        for window, owner in self.store.open_windows(besides=self.owner):
-            if not (owner_gone(owner) or window.end < stale_before):
+        for owner, saved_at, windows in self.store.open_windows(besides=self.owner):
+            if not (owner_gone(owner) or saved_at < stale_before):
                 continue
-            run = self.store.get_run(window.run_id)
-            if run is None:
-                continue
-            try:
-                target = self._target_of(run.activity)
-                event = caliper.time_spent_event(window, run.id, actor, target)
-            except Exception as err:  # its course left the config: kept, said once
-                if (run.id, window.start) not in self._warned:
-                    if len(self._warned) > 1000:
-                        self._warned.clear()
-                    self._warned.add((run.id, window.start))
+            items = []
+            for window in windows:
+                run = self.store.get_run(window.run_id)
+                if run is None:
+                    continue
+                try:
+                    target = self._target_of(run.activity)
+                    event = caliper.time_spent_event(window, run.id, actor, target)
+                except Exception as err:  # its course left the config: said once, dropped
                     log.warning("timeback: open window of run %s not recovered: %s", run.id, err)
-                continue
-            items.append((window, event, target.sensor))
-        if items:
-            self.store.record_windows(items)
-            total = sum(w.active + w.inactive for w, _, _ in items)
-            self.recovered += len(items)
-            self.recovered_seconds += total
-            log.warning(
-                "timeback: recovered %d open window(s) of a server that stopped without "
-                "closing them (%.1f s recorded up to their last checkpoint)",
-                len(items),
-                total,
-            )
+                    continue
+                items.append((window, event, target.sensor))
+            recorded = self.store.recover_open_windows(owner, items)
+            if recorded:
+                total = sum(w.active + w.inactive for w in recorded)
+                self.recovered += len(recorded)
+                self.recovered_seconds += total
+                log.warning(
+                    "timeback: recovered %d open window(s) of a server that stopped without "
+                    "closing them (%.1f s recorded up to its last checkpoint)",
+                    len(recorded),
+                    total,
+                )

@@ -216,7 +216,7 @@ class Tracker:
         if record:
             self._record(None)
         # the open windows so far, every checkpoint_interval: what a kill -9 can lose
-        self.checkpoints.step(now, self._targets, self.actor)
+        self.checkpoints.step(now, self.actor)
         return windows
 
     def record_pending(self, limit: int) -> int:
