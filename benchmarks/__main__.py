@@ -14,6 +14,7 @@ from . import (
     drills,
     event_path,
     kernel_overhead,
+    open_windows,
     outbox,
     presence_load,
     report,
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "startup": startup.run,
     "drills": drills.run,
     "soak": soak.run,
+    "openwindows": open_windows.run,
 }
 
 

@@ -12,6 +12,7 @@ from . import (
     drills,
     event_path,
     kernel_overhead,
+    open_windows,
     outbox,
     presence_load,
     soak,
@@ -29,6 +30,7 @@ ORDER = [
     "startup",
     "drills",
     "soak",
+    "openwindows",
 ]
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "kernel": kernel_overhead.render,
@@ -40,6 +42,7 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "startup": startup.render,
     "drills": drills.render,
     "soak": soak.render,
+    "openwindows": open_windows.render,
 }
 
 
@@ -99,6 +102,12 @@ def _headline(name: str, r: dict[str, Any]) -> str:
                 f"{m['extension_import_ms']['median']:.0f} ms); %load_ext {load_text}"
             )
         return f"server start +{own['median']:.0f} ms (own steps); %load_ext {load_text}"
+    if name == "openwindows":
+        at = m["core"].get("500") or next(reversed(m["core"].values()))
+        return (
+            f"{at['checkpoint_ms']:.2f} ms CPU per checkpoint of 500 runs; server "
+            f"{m['server']['added_share']:+.2%} of a core with checkpoints every 2 s"
+        )
     if name == "soak":
         g = m["growth"]
         return (
