@@ -248,7 +248,8 @@ def test_an_unreadable_checkpoint_is_named_and_does_not_stop_ours(tmp_path, capl
     now = Clock()
     with Store(tmp_path / "t.sqlite3", now=now) as store:
         store._db.execute(
-            "INSERT INTO open_windows (owner, saved_at, windows) VALUES ('broken', 0, 'not json')"
+            "INSERT INTO open_windows (owner, saved_at, runs, times) "
+            "VALUES ('broken', 0, 'a,b', x'0102')"
         )
         with pytest.raises(StoreError, match="the checkpoint of 'broken' is unreadable"):
             store.open_windows()

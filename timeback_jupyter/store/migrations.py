@@ -88,7 +88,8 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE open_windows (
             owner TEXT PRIMARY KEY,
             saved_at REAL NOT NULL,
-            windows TEXT NOT NULL
+            runs TEXT NOT NULL,
+            times BLOB NOT NULL
         )""",
         "CREATE INDEX outbox_prunable ON outbox (sent_at) "
         "WHERE status = 'sent' AND kind = 'time_spent'",
