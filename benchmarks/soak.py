@@ -184,8 +184,12 @@ def growth(samples: list[dict[str, Any]], retention_days: float) -> dict[str, An
     }
 
 
-def run(quick: bool = False) -> Result:
-    days, retention = (1.0, 0.25) if quick else (DAYS, RETENTION_DAYS)
+def run(
+    quick: bool = False, days: float | None = None, retention_days: float | None = None
+) -> Result:
+    """A week, retention 2 days (``quick``: a day, retention 6 hours); or as given."""
+    days = days or (1.0 if quick else DAYS)
+    retention = retention_days or (0.25 if quick else RETENTION_DAYS)
     with tempfile.TemporaryDirectory(prefix="tb-bench-soak-") as tmp:
         say(f"soak: {days:g} simulated days, {RUNS} live runs, retention {retention:g} days")
         sim = asyncio.run(simulate(Path(tmp), days, RUNS, retention))
@@ -195,7 +199,7 @@ def run(quick: bool = False) -> Result:
     )
     return Result(
         name="soak",
-        title="Soak: a week of heartbeats",
+        title=f"Soak: {'a week' if days == 7 else f'{days:g} days'} of heartbeats",
         command="python -m benchmarks soak",
         target=f"after the retention period the outbox grows by at most "
         f"{TARGET_OUTBOX_GROWTH:.0%} and the process's memory by at most "
