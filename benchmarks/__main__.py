@@ -14,9 +14,11 @@ from . import (
     drills,
     event_path,
     kernel_overhead,
+    open_windows,
     outbox,
     presence_load,
     report,
+    soak,
     startup,
 )
 from .common import Result, say
@@ -30,6 +32,8 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "accuracy": accuracy.run,
     "startup": startup.run,
     "drills": drills.run,
+    "soak": soak.run,
+    "openwindows": open_windows.run,
 }
 
 

@@ -12,13 +12,26 @@ from . import (
     drills,
     event_path,
     kernel_overhead,
+    open_windows,
     outbox,
     presence_load,
+    soak,
     startup,
 )
 from .common import RESULTS, ROOT, load_results
 
-ORDER = ["kernel", "presence", "events", "outbox", "checkpoint", "accuracy", "startup", "drills"]
+ORDER = [
+    "kernel",
+    "presence",
+    "events",
+    "outbox",
+    "checkpoint",
+    "accuracy",
+    "startup",
+    "drills",
+    "soak",
+    "openwindows",
+]
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "kernel": kernel_overhead.render,
     "presence": presence_load.render,
@@ -28,6 +41,8 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "accuracy": accuracy.render,
     "startup": startup.render,
     "drills": drills.render,
+    "soak": soak.render,
+    "openwindows": open_windows.render,
 }
 
 
@@ -87,6 +102,19 @@ def _headline(name: str, r: dict[str, Any]) -> str:
                 f"{m['extension_import_ms']['median']:.0f} ms); %load_ext {load_text}"
             )
         return f"server start +{own['median']:.0f} ms (own steps); %load_ext {load_text}"
+    if name == "openwindows":
+        at = m["core"].get("500") or next(reversed(m["core"].values()))
+        return (
+            f"{at['checkpoint_ms']:.2f} ms CPU per checkpoint of 500 runs; server "
+            f"{m['server']['added_share']:+.2%} of a core with checkpoints every 2 s"
+        )
+    if name == "soak":
+        g = m["growth"]
+        return (
+            f"{r['params']['simulated_days']:g} days of {r['params']['runs']} runs in "
+            f"{m['wall_s'] / 60:.0f} min: outbox {g['outbox_growth']:+.1%}, RSS "
+            f"{g['rss_growth_mb']:+.1f} MB from day {g['from_day']:g} to {g['to_day']:g}"
+        )
     if name == "drills":
         cases = m["cases"]
         ok = sum(1 for c in cases if c["outcome"] == "passed")

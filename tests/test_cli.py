@@ -366,3 +366,36 @@ def test_a_reader_that_goes_away_gets_no_traceback(env):
     err = proc.stderr.read()
     proc.wait(30)
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_export_streams_and_an_export_that_fails_midway_leaves_the_old_file(
+    env, capsys, monkeypatch
+):
+    """Written as it is read (a page of the store at a time), into a temporary file renamed
+    over the target only once whole: a failure halfway leaves the previous export as it was."""
+    with Store(env.store) as store:
+        record_run(store, QUIZ, [(T0 + 15 * i, T0 + 15 * (i + 1), 10, 5) for i in range(1200)])
+    out = env.tmp / "events.jsonl"
+    out.write_text("the previous export\n")
+    written: list[int] = []
+    real = Store.export_jsonl
+
+    def failing(self, fp):
+        class Breaks:
+            def write(self, text):
+                written.append(len(text))
+                if len(written) == 700:
+                    raise OSError(28, "No space left on device")
+                return fp.write(text)
+
+        return real(self, Breaks())
+
+    with monkeypatch.context() as m:
+        m.setattr(Store, "export_jsonl", failing)
+        assert_one_line_error(cli(capsys, "export", f"--output={out}"), "cannot write")
+    assert len(written) == 700  # it was writing as it read, not at the end
+    assert out.read_text() == "the previous export\n"
+    assert [p.name for p in env.tmp.iterdir() if p.name.startswith(".events")] == []
+    result = cli(capsys, "export", f"--output={out}")
+    assert result.code == 0 and "exported 1200 events" in result.err
+    assert len(out.read_text().splitlines()) == 1200

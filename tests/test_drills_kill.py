@@ -36,7 +36,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from timeback_jupyter.testing.standin import StandIn
 
 from .conftest import LESSON, write_notebook
-from .jupyter_process import Server, notebook_run, wait
+from .jupyter_process import STUDENT, TOKEN, JupyterProcess, Server, notebook_run, wait
 
 FULL = os.environ.get("TIMEBACK_DRILLS") == "full"
 KILLS = 20 if FULL else 3
@@ -273,3 +273,71 @@ def test_kill_9_mid_session_loses_nothing_acknowledged(tmp_path: Path, standin: 
         f"DRILL {KILLS + 1} kills, {len(stored)} events, {mid_send} kill(s) between send and "
         f"ack, {unconfirmed + 1} between a job's acceptance and its confirmation"
     )
+
+
+class LongWindowServer(Server):
+    """The drill's server with real 15 s windows: its short ones close before a checkpoint
+    matters."""
+
+    def __init__(self, tmp: Path, root: Path, store: Path) -> None:
+        self.store = store
+        args = [
+            f"--Timeback.store_path={store}",
+            f"--Timeback.student_email={STUDENT}",
+            "--Timeback.heartbeat_interval=15",
+            "--Timeback.metadata_write_delay=0.2",
+        ]
+        JupyterProcess.__init__(self, tmp, root, "jupyter_server", TOKEN, args, None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_kill_9_loses_at_most_the_time_since_the_last_checkpoint(tmp_path: Path):
+    """The open window is checkpointed every ``checkpoint_interval`` (2 s): after a kill -9 the
+    next server records it, so the run keeps what the clock had counted up to about 2 s before
+    the kill, and never more than it counted."""
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    (root / "timeback.config.json").write_text(json.dumps({
+        "name": "Notebook Academy", "sensor": SENSOR,
+        "courses": [{"subject": "Math", "grade": 3, "ids": {"staging": "math-3-stg"}}],
+    }))  # fmt: skip
+    store = tmp_path / "timeback.sqlite3"
+    path = write_notebook(root, "lesson.ipynb", {"activity": LESSON})
+    server = LongWindowServer(tmp_path, root, store)
+    session = Session(server, path, random.Random(7), 0)
+    try:
+        session.start()
+        run_id = wait(lambda: notebook_run(root, path), what="the notebook's run")["id"]
+        time.sleep(6.0)  # the student at work (cells, presence): into a window's middle
+        counted = server.http.get(f"/timeback/api/runs/{run_id}").json()["run"]["active_seconds"]
+        sampled = time.time()
+        checkpoints = store_rows(store, "SELECT saved_at FROM open_windows")
+    finally:
+        server.kill()
+        killed = time.time()
+        session.stop.set()
+    session.join(10)
+    assert checkpoints, "no checkpoint of the open window before the kill"
+    last_checkpoint = max(saved_at for (saved_at,) in checkpoints)
+    before = store_rows(store, f"SELECT active_seconds FROM runs WHERE id = '{run_id}'")[0][0]
+
+    server = LongWindowServer(tmp_path, root, store)  # no kernel, no tab: nothing new
+    try:
+        wait(lambda: not store_rows(store, "SELECT 1 FROM open_windows"), what="the recovery")
+    finally:
+        server.stop()
+    recovered = store_rows(store, f"SELECT active_seconds FROM runs WHERE id = '{run_id}'")[0][0]
+    lost = counted - recovered
+    print(
+        f"KILL CHECKPOINT counted {counted:.2f} s, recovered {recovered:.2f} s (closed windows "
+        f"alone: {before:.2f} s): lost {lost:.2f} s; last checkpoint "
+        f"{sampled - last_checkpoint:.2f} s before the sample, kill {killed - sampled:.3f} s after"
+    )
+    assert recovered > before, "the checkpointed open window was not recovered"
+    # Never more than the clock had counted by the kill...
+    assert recovered <= counted + (killed - sampled) + 0.05
+    # ...and nothing lost but the time since the last checkpoint: about 2 s (the interval; the
+    # slack is the event loop's lag on a loaded machine, not the design).
+    assert lost <= (sampled - last_checkpoint) + 0.25
+    assert lost <= 2.0 + 2.5

@@ -84,6 +84,7 @@ def test_new_store_is_wal_with_schema_version(tmp_path: Path):
     assert version_row == (str(SCHEMA_VERSION),)
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"meta", "runs", "windows", "completions", "outbox", "dead_letters"} <= tables
+    assert "open_windows" in tables
     raw.close()
 
 

@@ -546,3 +546,156 @@ def test_a_hidden_run_says_when_the_server_pauses_it(store, now):
     now.t += 500
     assert tracker.describe(run)["state"] == "paused"
     assert tracker.describe(run)["pauses_in"] is None
+
+
+# ---- what a kill -9 can lose: the open windows' checkpoints -----------------------------------
+
+
+def dead_owner() -> str:
+    """The checkpoint owner of a process on this host that is gone (as after a kill -9)."""
+    import socket
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return f"{socket.gethostname()} {proc.pid} killed"
+
+
+def active_tick(tracker, run, now, seconds):
+    """The student at work, the server ticking every second."""
+    for _ in range(seconds):
+        now.t += 1
+        tracker.signal(run.id, "input")
+        tracker.tick()
+
+
+def test_the_open_window_is_checkpointed_every_interval(store, now):
+    tracker = make_tracker(store, now)
+    run = tracker.start(QUIZ, path="quiz.ipynb").run
+    assert tracker.checkpoints.interval == 2.0
+    active_tick(tracker, run, now, 21)  # one window closed at 15 s, the next one 6 s old
+    # checkpointed at the ticks 1, 3, ... 21 s
+    [(owner, saved_at, [window])] = store.open_windows()
+    assert owner == tracker.checkpoints.owner and saved_at == T0 + 21
+    assert (window.start, window.end, window.active) == (T0 + 15, T0 + 21, 6.0)
+    saved = tracker.checkpoints.saved
+    now.t += 1
+    tracker.tick()  # 1 s later: not due yet
+    assert tracker.checkpoints.saved == saved
+    now.t += 1
+    tracker.tick()
+    assert tracker.checkpoints.saved == saved + 1
+    assert store.open_windows()[0][2][0].end == T0 + 23
+    # Ended: its window is recorded, and the next checkpoint has nothing left to keep.
+    tracker.end(run.id)
+    assert store.get_run(run.id).active_seconds == 23.0
+    now.t += 2
+    tracker.tick()
+    assert store.open_windows() == []
+
+
+def test_a_server_killed_mid_window_has_its_checkpointed_time_recovered_exactly(tmp_path, now):
+    path = tmp_path / "t.sqlite3"
+    with Store(path) as store:
+        killed = make_tracker(store, now)
+        killed.checkpoints.owner = dead_owner()
+        run = killed.start(LESSON, path="lesson.ipynb").run
+        active_tick(killed, run, now, 22)  # the last checkpoint at 21 s: 6 s of the window
+        now.t += 0.5  # worked on past it: this is what the kill loses
+        # kill -9: nothing closed, nothing ended
+    now.t += 30
+    with Store(path) as store:
+        assert store.get_run(run.id).active_seconds == 15.0  # only the closed window
+        restarted = make_tracker(store, now)
+        restarted.tick()  # its first tick recovers what the killed server checkpointed
+        assert store.get_run(run.id).active_seconds == 21.0  # exactly, and no more
+        assert store.open_windows() == []
+        recovered = time_spent(store, run.id)[-1]
+        assert seconds(recovered, "active") == 6.0
+        assert recovered["eventTime"].startswith("2026-09-21T")  # the checkpoint's instant
+        assert restarted.checkpoints.recovered == 1
+        restarted.tick()
+        assert store.get_run(run.id).active_seconds == 21.0  # recovered once
+        # The run goes on in the new server; its windows start after the recovered one.
+        resumed = restarted.start(LESSON, path="lesson.ipynb", metadata_run=None)
+        assert resumed.run.id == run.id
+        active_tick(restarted, run, now, 15)
+        restarted.end(run.id)
+        windows = store.windows(run.id)
+        assert all(a.end <= b.start for a, b in itertools.pairwise(windows))
+        assert store.get_run(run.id).active_seconds == 36.0
+
+
+def test_a_live_servers_checkpoints_are_left_alone_until_they_go_stale(store, now):
+    other = make_tracker(store, now)  # same process: its pid is alive
+    run = other.start(QUIZ, path="quiz.ipynb").run
+    active_tick(other, run, now, 5)  # checkpointed at 5 s
+    me = make_tracker(store, now, email="ada@school.edu")
+    me.tick()
+    assert len(store.open_windows()) == 1 and me.checkpoints.recovered == 0
+    now.t += 5 * 2.0 - 1  # not yet stale
+    me.tick()
+    assert me.checkpoints.recovered == 0
+    now.t += 2  # the other one has not rewritten them for five intervals: gone elsewhere
+    me.tick()
+    assert me.checkpoints.recovered == 1 and store.get_run(run.id).active_seconds == 5.0
+
+
+def test_a_checkpoint_of_a_window_recorded_since_is_not_counted_twice(tmp_path, now):
+    path = tmp_path / "t.sqlite3"
+    with Store(path) as store:
+        killed = make_tracker(store, now)
+        killed.checkpoints.owner = dead_owner()
+        run = killed.start(QUIZ, path="quiz.ipynb").run
+        active_tick(killed, run, now, 14)  # checkpoint of [T0, T0+13]
+        now.t += 1.5
+        killed.checkpoints.interval = 100.0  # the kill comes before the next checkpoint
+        killed.tick(record=False)  # the window [T0, T0+15] closes...
+        killed.record_pending(10)  # ...and is recorded; then the kill, before a checkpoint
+        [(_, _, [checkpointed])] = store.open_windows()
+        assert (checkpointed.start, checkpointed.end) == (T0, T0 + 13)
+    with Store(path) as store:
+        restarted = make_tracker(store, now)
+        restarted.tick()
+        assert store.get_run(run.id).active_seconds == 15.0  # its 13 s are in the 15 s
+        assert store.open_windows() == [] and restarted.checkpoints.recovered == 0
+
+
+def test_windows_kept_while_the_store_fails_are_merged_past_the_bound(store, now, caplog):
+    tracker = make_tracker(store, now)
+    runs = [tracker.start(QUIZ, path=f"quiz-{i}.ipynb").run for i in range(2)]
+    tracker._pending.limit = 8
+    real = store.record_windows
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    store.record_windows = full
+    try:
+        for _ in range(12):  # 3 minutes: 12 windows of each run
+            now.t += 15
+            tracker.signal(runs[1].id, "input")
+            tracker.tick(record=False)
+            assert tracker.unrecorded <= 8 + 2
+        with pytest.raises(sqlite3.OperationalError):
+            tracker.record_pending(100)
+    finally:
+        store.record_windows = real
+    assert tracker._pending.merged > 0
+    assert "merged into" in caplog.text and "every second kept" in caplog.text
+    tracker.record_pending(100)
+    assert tracker.unrecorded == 0
+    # Every second of the three minutes is there, in fewer, longer windows that never overlap.
+    for run in runs:
+        windows = store.windows(run.id)
+        assert len(windows) < 12
+        assert sum(w.active + w.inactive for w in windows) == 180.0
+        assert windows[0].start == T0 and windows[-1].end == T0 + 180
+        assert all(a.end <= b.start for a, b in itertools.pairwise(windows))
+    assert store.get_run(runs[1].id).active_seconds == 180.0
+
+
+def test_the_tracker_keeps_the_store_pruned(store, now):
+    make_tracker(store, now)
+    pruner = store._pruner
+    assert pruner is not None and pruner.keep == 30 * 86400 and pruner.is_alive()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from typing import Any, ClassVar
@@ -10,7 +9,7 @@ from typing import Any, ClassVar
 from traitlets import Unicode
 
 from .base import EXIT_USAGE, CLIError, Command, common_aliases
-from .files import write_atomic
+from .files import write_atomic_with
 
 
 class ExportCommand(Command):
@@ -35,14 +34,15 @@ class ExportCommand(Command):
     def run(self) -> int:
         if self.extra_args:
             raise CLIError(f"unexpected argument {self.extra_args[0]!r}", EXIT_USAGE)
+        # Streamed from the store a page at a time (OutboxStore.export_jsonl): a store of
+        # months of events is never all in memory.
         with self.open_store() as store:
-            buffer = io.StringIO()
-            count = store.export_jsonl(buffer)
-        if self.output:
-            target = os.path.expanduser(self.output)
-            write_atomic(target, buffer.getvalue())
-            print(f"exported {count} event{'' if count == 1 else 's'} to {target}", file=sys.stderr)
-        else:
-            sys.stdout.write(buffer.getvalue())
-            sys.stdout.flush()
+            if self.output:
+                target = os.path.expanduser(self.output)
+                count = write_atomic_with(target, store.export_jsonl)
+                plural = "" if count == 1 else "s"
+                print(f"exported {count} event{plural} to {target}", file=sys.stderr)
+            else:
+                store.export_jsonl(sys.stdout)
+                sys.stdout.flush()
         return 0

@@ -6,7 +6,9 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from .base import CLIError
 
@@ -18,6 +20,17 @@ def write_atomic(
 
     ``keep_mode_of``: give the new file that file's permission bits (rewriting in place).
     """
+    write_atomic_with(path, lambda f: f.write(text), keep_mode_of=keep_mode_of)
+
+
+def write_atomic_with[T](
+    path: str | os.PathLike[str],
+    write: Callable[[IO[str]], T],
+    *,
+    keep_mode_of: Path | None = None,
+) -> T:
+    """:func:`write_atomic` with the text written by ``write(file)`` as it goes (streamed);
+    returns what ``write`` returned."""
     target = Path(path)
     directory = target.parent
     if not directory.is_dir():
@@ -30,7 +43,7 @@ def write_atomic(
         raise CLIError(f"cannot write {target}: {err.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            result = write(f)
             f.flush()
             os.fsync(f.fileno())
         mode = 0o644 & ~_umask()
@@ -39,6 +52,7 @@ def write_atomic(
                 mode = stat.S_IMODE(keep_mode_of.stat().st_mode)
         os.chmod(tmp, mode)
         os.replace(tmp, target)
+        return result
     except OSError as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

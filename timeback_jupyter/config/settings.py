@@ -134,6 +134,39 @@ class Timeback(Configurable):
         config=True
     )
 
+    retention_days = Float(
+        30.0,
+        help="Days a heartbeat event (TimeSpentEvent) is kept in the store after Timeback "
+        "confirmed it; then it is deleted, a small batch at a time on a thread of the store. "
+        "Runs, windows and completions (what `jupyter timeback report` shows) and "
+        "completion events are kept for ever; events not yet confirmed and dead letters are "
+        "never pruned. 0 keeps every event.",
+    ).tag(config=True)
+    checkpoint_interval = Float(
+        2.0,
+        help="Seconds between two writes of each live run's open window to the store: a "
+        "server killed without closing its windows (kill -9, power cut of the container) "
+        "loses at most about this much of the time they held; the next server records the "
+        "rest. 0.5 to 3600; each checkpoint costs about a millisecond of CPU per 500 live "
+        "runs (BENCHMARKS.md).",
+    ).tag(config=True)
+
+    @validate("retention_days")
+    def _validate_retention_days(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not value >= 0:
+            raise TraitError(f"c.Timeback.retention_days must be 0 (keep) or more, got {value}")
+        return value
+
+    @validate("checkpoint_interval")
+    def _validate_checkpoint_interval(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0.5 <= value <= 3600:
+            raise TraitError(
+                f"c.Timeback.checkpoint_interval must be 0.5 to 3600 seconds, got {value}"
+            )
+        return value
+
     # Timeback's XP system (timeback_jupyter/xp.py): what a mastered run earns beyond or below
     # the activity's expected XP.
     xp_perfect_bonus = Float(

@@ -19,6 +19,8 @@ from .requests import normal_path
 from .service import TimebackService
 from .tasks import TaskSet
 
+MAX_CHECKED = 10_000  # notebooks remembered as declaring no activity (as MAX_BROWSER_PATHS)
+
 
 class KernelBinding:
     def __init__(
@@ -40,7 +42,9 @@ class KernelBinding:
         self._tasks = tasks
         self._log = log
         self.kernel_paths: dict[str, str] = {}  # kernel id -> notebook path
-        self._checked: dict[str, str] = {}  # notebook path -> last_modified seen without one
+        # notebook path -> last_modified seen without an activity, the most recent last;
+        # dropped when its kernel goes, and at most MAX_CHECKED (one more read if forgotten)
+        self._checked: dict[str, str] = {}
         # notebook path -> the start under way: a first cell's two signals and the reconcile
         # loop wait for the one start (one read, one write) instead of making their own
         self._starting: dict[str, asyncio.Task[bool]] = {}
@@ -65,11 +69,16 @@ class KernelBinding:
         if action in ("start", "restart"):
             self.kernel_started(kernel_id)
         elif action == "shutdown":
-            self.watcher.detach(kernel_id)
-            self.tokens.withdraw(kernel_id)
-            path = self.kernel_paths.pop(kernel_id, None)
-            if path:
-                self.service.notebook_closed(path)
+            self._kernel_gone(kernel_id)
+
+    def _kernel_gone(self, kernel_id: str) -> None:
+        """Shut down, or died and removed by Jupyter: forget it and close its notebook's run."""
+        self.watcher.detach(kernel_id)
+        self.tokens.withdraw(kernel_id)
+        path = self.kernel_paths.pop(kernel_id, None)
+        if path:
+            self._checked.pop(path, None)
+            self.service.notebook_closed(path)
 
     async def on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         """Jupyter's contents event: a renamed notebook keeps its run and its kernel."""
@@ -114,7 +123,8 @@ class KernelBinding:
 
     async def reconcile(self) -> None:
         """Catch up with every notebook session: its kernel, a rename, a run to start."""
-        self.watcher.refresh()
+        for kernel_id in self.watcher.refresh():  # died, and removed with no shutdown event
+            self._kernel_gone(kernel_id)
         for session in await self._sessions.list_sessions():
             kernel = session.get("kernel") or {}
             path = normal_path(session.get("path") or "")
@@ -181,6 +191,9 @@ class KernelBinding:
             self._log.warning("timeback: %s: %s", path, err)
             result = None
         if result is None:
+            self._checked.pop(path, None)
             self._checked[path] = mtime
+            if len(self._checked) > MAX_CHECKED:
+                del self._checked[next(iter(self._checked))]
             return False
         return True

@@ -141,8 +141,21 @@ class KernelWatcher:
         state = session.unpack(msg["content"]).get("execution_state")
         return _SIGNALS.get((parent_type, state))
 
-    def refresh(self) -> None:
-        """Follow Jupyter when it replaced a kernel's stream (a restart that changed ports)."""
+    def refresh(self) -> list[str]:
+        """Follow Jupyter when it replaced a kernel's stream (a restart that changed ports), and
+        let go of kernels it no longer has; returns those.
+
+        A kernel whose restarter gives up is removed from Jupyter's map without a shutdown
+        event (``MappingKernelManager._handle_kernel_died``): without this its stream, its
+        restarter callback and the kernel object they hold would stay with us for ever."""
+        try:
+            known = set(self._km.list_kernel_ids())
+        except Exception:
+            known = None  # cannot tell now: keep everything until the next refresh
+        gone = [] if known is None else [k for k in {*self._streams, *self._lifetimes}
+                                        if k not in known]  # fmt: skip
+        for kernel_id in gone:
+            self.detach(kernel_id)
         for kernel_id, held in list(self._streams.items()):
             if not isinstance(held, _SharedStream):
                 continue
@@ -152,6 +165,7 @@ class KernelWatcher:
                 continue  # gone: its shutdown event detaches it
             if current is not held.stream:
                 self.attach(kernel_id)
+        return gone
 
     def _watch_lifetime(self, kernel_id: str, kernel: Any) -> None:
         """Hear from the kernel's restarter the moment it finds the kernel dead, before it

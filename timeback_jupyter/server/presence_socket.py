@@ -46,6 +46,10 @@ from .requests import (
 from .service import TimebackService
 
 MESSAGE_FIELDS = PRESENCE_FIELDS | {"id"}
+# (path, source) pairs one socket remembers to leave on close, most recently reported last. A
+# tab shows a few notebooks; past this the least recently reported is forgotten: its report
+# lapses by itself within presence_ttl, so only the leave at close is lost, not time.
+MAX_REPORTED = 64
 # Leaves run after the socket is gone: held here so they are not collected before they run.
 _leaving: set[asyncio.Task[Any]] = set()
 
@@ -79,8 +83,8 @@ class PresenceSocketHandler(  # type: ignore[misc]
     ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler
 ):
     auth_resource = "timeback"
-    # (path, source) pairs reported and not left: what closing the socket leaves
-    _reported: set[tuple[str, str]]
+    # (path, source) pairs reported and not left, oldest first: what closing the socket leaves
+    _reported: dict[tuple[str, str], None]
 
     @property
     def service(self) -> TimebackService:
@@ -113,7 +117,7 @@ class PresenceSocketHandler(  # type: ignore[misc]
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        self._reported = set()
+        self._reported = {}
         self.sockets.add(self)
         super().open(*args, **kwargs)  # WebSocketMixin: keep-alive pings, closed on timeout
 
@@ -125,9 +129,9 @@ class PresenceSocketHandler(  # type: ignore[misc]
     def renamed(self, old: str, new: str) -> None:
         """A notebook this tab reported was renamed: refreshes and the leave on close follow it
         (the tab itself reports the new path from then on)."""
-        moved = {(path, source) for path, source in self._reported if path == old}
-        self._reported -= moved
-        self._reported |= {(new, source) for _, source in moved}
+        self._reported = {
+            (new if path == old else path, source): None for path, source in self._reported
+        }
 
     async def on_message(self, message: str | bytes) -> None:
         # tornado hands over the next message only once this one is answered: reports of
@@ -155,23 +159,24 @@ class PresenceSocketHandler(  # type: ignore[misc]
             self._send(_error(msg_id, 500, "internal error: see the server log"))
             return
         pair = (args["path"], args["source"])
-        if args["leaving"]:
-            self._reported.discard(pair)
-        else:
-            self._reported.add(pair)
+        self._reported.pop(pair, None)
+        if not args["leaving"]:
+            self._reported[pair] = None  # the most recent last
+            if len(self._reported) > MAX_REPORTED:
+                del self._reported[next(iter(self._reported))]
         self._send({"id": msg_id, "run": run})
 
     def on_close(self) -> None:
         self.sockets.discard(self)
-        reported = getattr(self, "_reported", set())
+        reported = list(getattr(self, "_reported", {}))
         if not reported:
             return
-        self._reported = set()
+        self._reported = {}
         task = asyncio.ensure_future(self._leave_all(reported))
         _leaving.add(task)
         task.add_done_callback(_leaving.discard)
 
-    async def _leave_all(self, reported: set[tuple[str, str]]) -> None:
+    async def _leave_all(self, reported: list[tuple[str, str]]) -> None:
         """What the tab's pagehide would have sent for each notebook it reported."""
         for path, source in reported:
             try:

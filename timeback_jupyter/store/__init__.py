@@ -9,6 +9,8 @@
 - :mod:`.runs`: runs, windows and completions, each with the event reporting it;
 - :mod:`.outbox`: the queue of events for Timeback, and its dead letters;
 - :mod:`.jobs`: Timeback's jobs, which deliver the outbox's events when they complete.
+- :mod:`.retention`: confirmed events pruned after a while, on a thread of the store;
+- :mod:`.open_windows`: the live runs' open windows so far, what a kill -9 can lose.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .checkpoint import CHECKPOINT_HARD, CHECKPOINT_IDLE, CHECKPOINT_PAGES
 from .errors import StoreError
 from .jobs import Job, JobStore
 from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .open_windows import OpenWindowStore
 from .outbox import (
     KIND_COMPLETION,
     KIND_TIME_SPENT,
@@ -25,12 +28,14 @@ from .outbox import (
     OutboxItem,
     OutboxStore,
 )
+from .retention import DAY, RetentionStore
 from .runs import RunStore
 
 __all__ = [
     "CHECKPOINT_HARD",
     "CHECKPOINT_IDLE",
     "CHECKPOINT_PAGES",
+    "DAY",
     "KIND_COMPLETION",
     "KIND_TIME_SPENT",
     "MIGRATIONS",
@@ -44,7 +49,7 @@ __all__ = [
 ]
 
 
-class Store(RunStore, OutboxStore, JobStore):
+class Store(RunStore, OutboxStore, JobStore, RetentionStore, OpenWindowStore):
     """One SQLite file in WAL mode. Safe to share between threads of one process.
 
     Every write is one transaction, committed before the method returns, so whatever a

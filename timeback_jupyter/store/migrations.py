@@ -17,7 +17,7 @@ import sqlite3
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # MIGRATIONS[n] takes a store from schema version n to n + 1; append, never edit.
 MIGRATIONS: list[list[str]] = [
@@ -121,6 +121,20 @@ MIGRATIONS: list[list[str]] = [
         "DROP INDEX runs_by_activity_student",
         "CREATE UNIQUE INDEX runs_one_per_attempt "
         "ON runs (activity_id, student, attempt, attempt_duplicate)",
+    ],
+    # 3 -> 4: retention and the open windows' checkpoints: each writing process's live runs'
+    # open windows so far, one row rewritten every couple of seconds so that a kill -9 loses at
+    # most that much (``open_windows.OpenWindowStore``), and the index that finds confirmed
+    # events old enough to prune (``retention``).
+    [
+        """CREATE TABLE open_windows (
+            owner TEXT PRIMARY KEY,
+            saved_at REAL NOT NULL,
+            runs TEXT NOT NULL,
+            times BLOB NOT NULL
+        )""",
+        "CREATE INDEX outbox_prunable ON outbox (sent_at) "
+        "WHERE status = 'sent' AND kind = 'time_spent'",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -23,6 +23,7 @@ from .errors import StoreError
 KIND_TIME_SPENT = "time_spent"
 KIND_COMPLETION = "completion"
 OUTBOX_STATUSES = ("pending", "inflight", "sent")
+PAGE = 500  # rows per read when iterating over every event
 
 
 @dataclass(frozen=True)
@@ -210,37 +211,68 @@ class OutboxStore(Database):
         return int(rows[0][0])
 
     def dead_letters(self) -> list[DeadLetter]:
-        rows = self._read("SELECT * FROM dead_letters ORDER BY at, rowid")
-        return [
-            DeadLetter(
-                event_id=row["event_id"],
-                run_id=row["run_id"],
-                kind=row["kind"],
-                reason=row["reason"],
-                at=row["at"],
-                payload=json.loads(row["payload"]),
-            )
-            for row in rows
-        ]
+        return list(self.iter_dead_letters())
 
-    def events(self, *, status: str | None = None) -> Iterator[dict[str, Any]]:
-        """Outbox payloads in seq order, optionally of one status."""
+    # ---- reading everything, a page at a time -------------------------------------------
+    #
+    # A store keeps weeks of events: reading them all into a list would hold hundreds of
+    # megabytes, and the store's lock for the whole read. Each page is one short read.
+
+    def iter_dead_letters(self, *, page: int = PAGE) -> Iterator[DeadLetter]:
+        """Dead letters in the order they were set aside, read ``page`` rows at a time."""
+        after = (float("-inf"), 0)
+        while True:
+            rows = self._read(
+                "SELECT rowid, * FROM dead_letters WHERE (at, rowid) > (?, ?) "
+                "ORDER BY at, rowid LIMIT ?",
+                (*after, page),
+            )
+            for row in rows:
+                yield DeadLetter(
+                    event_id=row["event_id"],
+                    run_id=row["run_id"],
+                    kind=row["kind"],
+                    reason=row["reason"],
+                    at=row["at"],
+                    payload=json.loads(row["payload"]),
+                )
+            if len(rows) < page:
+                return
+            after = (rows[-1]["at"], rows[-1]["rowid"])
+
+    def events(self, *, status: str | None = None, page: int = PAGE) -> Iterator[dict[str, Any]]:
+        """Outbox payloads in seq order, optionally of one status, read ``page`` at a time."""
         if status is not None and status not in OUTBOX_STATUSES:
             raise InvalidInput("status", f"must be one of {', '.join(OUTBOX_STATUSES)}")
-        if status is None:
-            rows = self._read("SELECT payload FROM outbox ORDER BY seq")
-        else:
-            rows = self._read("SELECT payload FROM outbox WHERE status = ? ORDER BY seq", (status,))
-        return iter([json.loads(row[0]) for row in rows])
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise InvalidInput("page", f"must be an integer >= 1, got {page!r}")
+        return self._pages(status, page)
+
+    def _pages(self, status: str | None, page: int) -> Iterator[dict[str, Any]]:
+        where = "" if status is None else " AND status = ?"
+        extra = () if status is None else (status,)
+        after = 0
+        while True:
+            rows = self._read(
+                f"SELECT seq, payload FROM outbox WHERE seq > ?{where} ORDER BY seq LIMIT ?",
+                (after, *extra, page),
+            )
+            for row in rows:
+                yield json.loads(row[1])
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     def export_jsonl(self, fp: IO[str]) -> int:
         """Every stored event, one JSON object per line: the outbox in seq order (sent,
-        pending and inflight alike), then dead letters. Returns the number of lines."""
+        pending and inflight alike), then dead letters. Returns the number of lines.
+
+        Streamed: a page of rows in memory at a time, written as it is read."""
         count = 0
         for event in self.events():
             fp.write(json.dumps(event, separators=(",", ":")) + "\n")
             count += 1
-        for letter in self.dead_letters():
+        for letter in self.iter_dead_letters():
             fp.write(json.dumps(letter.payload, separators=(",", ":")) + "\n")
             count += 1
         return count

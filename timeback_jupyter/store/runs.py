@@ -19,6 +19,50 @@ from .errors import StoreError, explain
 from .outbox import KIND_COMPLETION, KIND_TIME_SPENT, event_id_of, insert_event, payload_of
 
 
+def check_windows(
+    items: Sequence[tuple[Window, dict[str, Any], str]],
+) -> list[tuple[Window, dict[str, Any], str, str]]:
+    """Windows with their events and sensors, checked: ``(window, event, event_id, sensor)``."""
+    checked = []
+    for window, event, sensor in items:
+        if not isinstance(window, Window):
+            raise InvalidInput("window", "must be a Window")
+        event_id = event_id_of(event)
+        checked.append((window, event, event_id, require_text(sensor, "sensor", 2000)))
+    return checked
+
+
+def insert_window(
+    db: sqlite3.Connection,
+    path: str,
+    window: Window,
+    event: dict[str, Any],
+    event_id: str,
+    sensor: str,
+    at: float,
+) -> bool:
+    """Within the caller's transaction: the window, its run's totals and its event; False
+    (nothing written) for a window already recorded, so a retried flush never counts twice."""
+    if not db.execute("SELECT 1 FROM runs WHERE id = ?", (window.run_id,)).fetchone():
+        raise StoreError(f"{path}: no run {window.run_id}")
+    cur = db.execute(
+        'INSERT OR IGNORE INTO windows (run_id, start, "end", active, inactive, event_id) '
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (window.run_id, window.start, window.end, window.active, window.inactive, event_id),
+    )
+    if cur.rowcount == 0:
+        return False
+    db.execute(
+        "UPDATE runs SET active_seconds = active_seconds + ?, "
+        "inactive_seconds = inactive_seconds + ?, updated_at = ? WHERE id = ?",
+        (window.active, window.inactive, at, window.run_id),
+    )
+    insert_event(
+        db, path, event, event_id, run_id=window.run_id, kind=KIND_TIME_SPENT, sensor=sensor, at=at
+    )
+    return True
+
+
 class RunStore(Database):
     """Runs, windows and completions on the store's connection."""
 
@@ -216,35 +260,12 @@ class RunStore(Database):
         Hundreds of notebooks close hundreds of windows a heartbeat apart; a commit each would
         cost more than the windows themselves.
         """
-        checked = []
-        for window, event, sensor in items:
-            if not isinstance(window, Window):
-                raise InvalidInput("window", "must be a Window")
-            event_id = event_id_of(event)
-            checked.append((window, event, event_id, require_text(sensor, "sensor", 2000)))
+        checked = check_windows(items)
         if not checked:
             return
         with self._write() as db:
             for window, event, event_id, sensor in checked:
-                if not db.execute("SELECT 1 FROM runs WHERE id = ?", (window.run_id,)).fetchone():
-                    raise StoreError(f"{self.path}: no run {window.run_id}")
-                cur = db.execute(
-                    'INSERT OR IGNORE INTO windows (run_id, start, "end", active, inactive, '
-                    "event_id) VALUES (?, ?, ?, ?, ?, ?)",
-                    (window.run_id, window.start, window.end, window.active, window.inactive,
-                     event_id),
-                )  # fmt: skip
-                if cur.rowcount == 0:
-                    continue
-                db.execute(
-                    "UPDATE runs SET active_seconds = active_seconds + ?, "
-                    "inactive_seconds = inactive_seconds + ?, updated_at = ? WHERE id = ?",
-                    (window.active, window.inactive, self._now(), window.run_id),
-                )
-                insert_event(
-                    db, self.path, event, event_id,
-                    run_id=window.run_id, kind=KIND_TIME_SPENT, sensor=sensor, at=self._now(),
-                )  # fmt: skip
+                insert_window(db, self.path, window, event, event_id, sensor, self._now())
 
     def record_completion(
         self, completion: Completion, event: dict[str, Any], sensor: str

@@ -6,6 +6,11 @@ most one notebook.
 
 from __future__ import annotations
 
+# Notebooks remembered as holding a run closed while they stayed open (as the server's
+# MAX_BROWSER_PATHS). Forgetting the oldest one only lets kernel traffic start a new attempt
+# there, as after its kernel shut down.
+MAX_CLOSED = 10_000
+
 
 class NotebookRuns:
     def __init__(self) -> None:
@@ -38,7 +43,10 @@ class NotebookRuns:
         path = self._path_of.pop(run_id, None)
         if path is not None and self._run_at.get(path) == run_id:
             del self._run_at[path]
-            self._closed_at[path] = run_id
+            self._closed_at.pop(path, None)
+            self._closed_at[path] = run_id  # the most recent last
+            if len(self._closed_at) > MAX_CLOSED:
+                del self._closed_at[next(iter(self._closed_at))]
             return path
         return None
 

@@ -18,11 +18,13 @@ from ..config import AppConfig, ConfigError, Timeback
 from ..identity import Student
 from ..model import Activity, InvalidInput, Run, Window, parse_run_id
 from ..notebook_metadata import CURRENT_VERSION
-from ..store import Store
+from ..store import DAY, Store
 from ..xp import Implausible
+from .checkpoints import Checkpoints
 from .claims import completion_for
 from .figures import run_time, time_since
 from .notebooks import NotebookRuns
+from .pending import PendingWindows
 from .results import CompletionResult, StartResult, TrackerError
 from .resume import RunChooser
 
@@ -30,8 +32,6 @@ log = logging.getLogger("timeback_jupyter.tracker")
 
 # metadata_for writes the current version of the notebook metadata schema, whatever it reads.
 METADATA_SCHEMA_VERSION = CURRENT_VERSION
-# Windows written per store transaction: one commit for a few windows instead of one each.
-RECORD_BATCH = 50
 
 
 class Tracker:
@@ -68,7 +68,12 @@ class Tracker:
         self._targets: dict[str, caliper.Target] = {}  # live runs: where their events go
         self._notebooks = NotebookRuns()
         self._chooser = RunChooser(store, student.key, self._targets, self._notebooks)
-        self._unrecorded: list[tuple[Window, caliper.Target]] = []
+        self._pending = PendingWindows()  # closed windows not yet in the store
+        self.checkpoints = Checkpoints(
+            store, self.clock, settings.checkpoint_interval, target_of=self.target_for
+        )
+        # Confirmed heartbeat events leave the store after retention_days (store/retention.py).
+        store.retain(settings.retention_days * DAY)
 
     # ---- targets -------------------------------------------------------------------------
 
@@ -208,10 +213,13 @@ class Tracker:
         time, so a store that fails for a while loses no time. With ``record=False`` they are
         only queued: the caller writes them with :meth:`record_pending`, a few at a time.
         """
-        windows = self.clock.tick(self._now() if now is None else now)
-        self._unrecorded += [(w, self._targets[w.run_id]) for w in windows if not w.empty]
+        now = self._now() if now is None else now
+        windows = self.clock.tick(now)
+        self._pending.add((w, self._targets[w.run_id]) for w in windows if not w.empty)
         if record:
             self._record(None)
+        # the open windows so far, every checkpoint_interval: what a kill -9 can lose
+        self.checkpoints.step(now, self.actor)
         return windows
 
     def record_pending(self, limit: int) -> int:
@@ -222,29 +230,19 @@ class Tracker:
         loop serve requests between them.
         """
         self._record(None, limit)
-        return len(self._unrecorded)
+        return len(self._pending)
 
     def _record(self, window: Window | None, limit: int | None = None) -> None:
         if window is not None and not window.empty:
-            self._unrecorded.append((window, self._targets[window.run_id]))
-        written = 0
-        while self._unrecorded and (limit is None or written < limit):
-            size = RECORD_BATCH if limit is None else min(RECORD_BATCH, limit - written)
-            batch = self._unrecorded[:size]
-            items = [
-                (w, caliper.time_spent_event(w, w.run_id, self.actor, target), target.sensor)
-                for w, target in batch
-            ]
-            self.store.record_windows(items)  # all or none: on failure kept for later
-            del self._unrecorded[: len(batch)]
-            written += len(batch)
-        if written:
+            self._pending.add([(window, self._targets[window.run_id])])
+        if self._pending.write(self.store, self.actor, limit):
             self._notify()
 
     @property
     def unrecorded(self) -> int:
-        """Windows closed but not yet in the store (the store is failing)."""
-        return len(self._unrecorded)
+        """Windows closed but not yet in the store (the store is failing); bounded by
+        merging (:mod:`.pending`)."""
+        return len(self._pending)
 
     def end(self, run_id: str, now: float | None = None) -> Run:
         """Flush the open window and stop tracking; a stateful run can be resumed later."""
