@@ -12,7 +12,7 @@ stretch, and the same seconds. Each merge is logged with what it did.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .. import caliper
 from ..model import Window
@@ -37,6 +37,10 @@ class PendingWindows:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def windows(self) -> Iterator[Window]:
+        """The windows waiting, oldest first (what the figures count as recorded)."""
+        return (w for w, _ in self._items)
 
     def add(self, items: Iterable[Pending]) -> None:
         self._items.extend(items)

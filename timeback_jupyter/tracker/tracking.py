@@ -344,7 +344,7 @@ class Tracker:
         from every part it is in (:mod:`.figures`), so it never goes back."""
         now = self._now() if now is None else now
         live = run.id in self._targets
-        time_ = run_time(run, self.clock, (w for w, _ in self._unrecorded), live, now)
+        time_ = run_time(run, self.clock, self._pending.windows(), live, now)
         return {
             "id": run.id,
             "activity": run.activity.to_dict(),
@@ -369,7 +369,7 @@ class Tracker:
         made of the same parts as :meth:`describe`'s."""
         now = self._now() if now is None else now
         stored = self.store.time_since(self.student.key, since)
-        queued = (w for w, _ in self._unrecorded)
+        queued = self._pending.windows()
         active, inactive = time_since(stored, self.clock, queued, self._targets, since, now)
         return {"active_seconds": round(active, 3), "inactive_seconds": round(inactive, 3)}
 
