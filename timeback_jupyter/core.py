@@ -9,6 +9,7 @@ secrets must leave the environment).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
@@ -16,13 +17,15 @@ from . import identity
 from .caliper import Actor
 from .config import AppConfig, Credentials, Timeback, load_app_config
 from .connection import Connection
-from .delivery import Drainer, Sink, make_sink
+from .delivery import DeliveryError, Drainer, Sink, make_sink
+from .delivery.relay import RELAY_URL_ENV, RelaySink
 from .store import Store
 from .tracker import Tracker
 
 # Read once by take_credentials(scrub=True), then removed from the environment that kernels
 # and terminals inherit: a notebook must never be able to read them.
 SECRET_ENV_VARS = ("TIMEBACK_API_CLIENT_SECRET", "TIMEBACK_CLIENT_SECRET", "CALIPER_CLIENT_SECRET")
+LOG = logging.getLogger("timeback_jupyter.core")
 
 
 class CoreError(ValueError):
@@ -109,8 +112,16 @@ def app_config_for(settings: Timeback, search: tuple[str, ...] = ()) -> AppConfi
     )
 
 
+def hub_mode(settings: Timeback, environ: Mapping[str, str]) -> bool:
+    """A server on JupyterHub whose events go through the relay (see the module's docstring)."""
+    return bool(environ.get(RELAY_URL_ENV, "").strip()) or settings.sink == "relay"
+
+
 def student_for(settings: Timeback, environ: Mapping[str, str]) -> identity.Student:
-    """The student ``settings`` and ``environ`` name (with the local sink's fallback)."""
+    """The student ``settings`` and ``environ`` name (with the local sink's fallback); in hub
+    mode the hub user only."""
+    if hub_mode(settings, environ):
+        return identity.hub_student(settings, environ)
     return identity.resolve_student(settings, environ, local=settings.sink == "local")
 
 
@@ -118,12 +129,33 @@ def take_credentials(
     environ: MutableMapping[str, str], *, scrub: bool = False
 ) -> Credentials | None:
     """The API credentials in ``environ``; with ``scrub``, the secrets leave it (a server,
-    whose kernels and terminals inherit its environment, reads them once, at start)."""
-    credentials = Credentials.from_env(environ)
+    whose kernels and terminals inherit its environment, reads them once, at start).
+
+    In hub mode (``$TIMEBACK_RELAY_URL`` set) none are read: the relay holds them, and a
+    secret found in a student's server is only scrubbed."""
+    credentials = None if environ.get(RELAY_URL_ENV, "").strip() else Credentials.from_env(environ)
     if scrub:
         for name in SECRET_ENV_VARS:
             environ.pop(name, None)
     return credentials
+
+
+def _enter_hub_mode(settings: Timeback, environ: Mapping[str, str]) -> None:
+    """Hub mode's sink is the relay whatever the config says (the student's own config must
+    not send events around the relay); a relay the environment does not name is an error."""
+    if not environ.get(RELAY_URL_ENV, "").strip():
+        raise DeliveryError(
+            f"c.Timeback.sink is 'relay' but ${RELAY_URL_ENV} is not set: the hub admin sets "
+            f"it with c.Spawner.environment = {{'{RELAY_URL_ENV}': "
+            "'http://<hub>/services/timeback-relay/'}; nothing is sent until then"
+        )
+    if settings.sink != "relay":
+        LOG.warning(
+            "timeback: $%s is set: events go to the relay, not the %s sink",
+            RELAY_URL_ENV,
+            settings.sink,
+        )
+        settings.sink = "relay"
 
 
 def build_core(
@@ -148,13 +180,21 @@ def build_core(
     bad delivery knobs) or StoreError, in that order of the parts, before opening the store
     if anything else is wrong.
     """
+    hub = hub_mode(settings, environ)
+    if hub:
+        _enter_hub_mode(settings, environ)
+        credentials = None  # never used here, whoever passed them
     local = settings.sink == "local"
     app_config = student = None
     if identify:
         app_config = app_config_for(settings, search)
         student = student_for(settings, environ)
     connection = None if credentials is None else Connection.from_config(settings, credentials)
-    sink = make_sink(settings, credentials, connection)
+    sink: Sink
+    if hub:
+        sink = RelaySink.from_environ(environ, timeout=settings.request_timeout)
+    else:
+        sink = make_sink(settings, credentials, connection)
     store = open_store() if open_store is not None else Store(settings.store_path)
     try:
         drainer = Drainer.from_config(store, sink, settings)
@@ -163,8 +203,9 @@ def build_core(
         raise
     core = Core(settings, credentials, connection, sink, store, drainer, app_config, student)
     if student is not None:
-        if local or student.sourced_id:
-            core.actor = identity.actor_for(student, settings.oneroster_url, local=local)
+        if local or hub or student.sourced_id:
+            # In hub mode the relay stamps the actor: the placeholder is only a local label.
+            core.actor = identity.actor_for(student, settings.oneroster_url, local=local or hub)
         else:
             # Timeback needs the student's OneRoster id: found by email once a loop runs.
             core.resolver = identity.ActorResolver.from_config(

@@ -23,6 +23,7 @@ from .base import (
 from .doctor import DoctorCommand
 from .export import ExportCommand
 from .flush import FlushCommand
+from .relay import RelayCommand
 from .report import ReportCommand
 from .status import StatusCommand
 from .strip import StripCommand
@@ -34,6 +35,7 @@ SUBCOMMANDS: dict[str, tuple[type[Command], str]] = {
     "flush": (FlushCommand, "Send the outbox now and say what happened."),
     "doctor": (DoctorCommand, "Check the configuration end to end."),
     "strip": (StripCommand, "Remove run data from a notebook before handing it on."),
+    "relay": (RelayCommand, "Run the JupyterHub relay service (on the hub's side)."),
 }
 
 

@@ -14,7 +14,14 @@ from .common import (
     ROSTERING_PATH,
     ConfigError,
 )
-from .courses import AppConfig, Course, default_app_config, load_app_config, parse_app_config
+from .courses import (
+    AppConfig,
+    CatalogActivity,
+    Course,
+    default_app_config,
+    load_app_config,
+    parse_app_config,
+)
 from .settings import Credentials, Timeback
 
 __all__ = [
@@ -24,6 +31,7 @@ __all__ = [
     "ONEROSTER_BASE_URLS",
     "ROSTERING_PATH",
     "AppConfig",
+    "CatalogActivity",
     "ConfigError",
     "Course",
     "Credentials",

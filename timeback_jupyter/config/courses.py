@@ -9,8 +9,45 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..model import CourseRef, InvalidInput
+from ..model import Activity, CourseRef, InvalidInput
 from .common import CONFIG_FILE_NAME, ENVIRONMENTS, LOCAL_SENSOR, ConfigError
+
+
+@dataclass(frozen=True)
+class CatalogActivity:
+    """One activity of a course in the school's catalog (``courses[].activities[]``).
+
+    What the hub relay awards XP by: the expected XP (required: without it the XP policy would
+    pay focused minutes, and time alone must never earn XP on a hub), the mastery threshold and
+    whether completing without questions verifies the learning. A notebook's own metadata
+    never overrides these on a hub.
+    """
+
+    id: str
+    name: str
+    xp: float
+    mastery_threshold: float | None = None
+    xp_without_questions: bool = False
+
+    def activity(self, course: CourseRef) -> Activity:
+        """As the domain's Activity of ``course`` (checked there: slug, XP, threshold)."""
+        return Activity(
+            id=self.id,
+            name=self.name,
+            course=course,
+            xp=self.xp,
+            mastery_threshold=self.mastery_threshold,
+            xp_without_questions=self.xp_without_questions,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """In timeback.config.json's words (camelCase)."""
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "xp": self.xp}
+        if self.mastery_threshold is not None:
+            out["masteryThreshold"] = self.mastery_threshold
+        if self.xp_without_questions:
+            out["xpWithoutQuestions"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -23,6 +60,7 @@ class Course:
     ids: dict[str, str]
     sensor: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    activities: tuple[CatalogActivity, ...] = ()
 
     @property
     def name(self) -> str:
@@ -69,6 +107,65 @@ class AppConfig:
             )
         where = self.path or "the built-in default config"
         raise ConfigError(f"course {ref.name!r} is not in {where}")
+
+
+_ACTIVITY_KEYS = frozenset({"id", "name", "xp", "masteryThreshold", "xpWithoutQuestions"})
+
+
+def _activities(raw: Any, ref: CourseRef, label: str) -> tuple[CatalogActivity, ...]:
+    """A course's ``activities``: each checked as the domain checks an Activity, ids unique."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{label}: 'activities' must be a list")
+    found: list[CatalogActivity] = []
+    seen: set[str] = set()
+    for j, item in enumerate(raw):
+        where = f"{label}.activities[{j}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be an object")
+        unknown = sorted(set(item) - _ACTIVITY_KEYS)
+        if unknown:
+            # A typo (mastery_threshold for masteryThreshold) must not silently lower a gate.
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)} (known: "
+                f"{', '.join(sorted(_ACTIVITY_KEYS))})"
+            )
+        if item.get("xp") is None:
+            raise ConfigError(
+                f"{where}: 'xp' is required (the expected XP: the minutes a competent student "
+                "needs); without it time alone would earn XP"
+            )
+        threshold = item.get("masteryThreshold")
+        try:
+            checked = Activity(
+                id=item.get("id"),  # type: ignore[arg-type]
+                name=item.get("name") or item.get("id"),  # type: ignore[arg-type]
+                course=ref,
+                xp=item["xp"],
+                mastery_threshold=threshold,
+                xp_without_questions=item.get("xpWithoutQuestions", False),
+            )
+        except InvalidInput as err:
+            field_name = {
+                "activity.mastery_threshold": "masteryThreshold",
+                "activity.xp_without_questions": "xpWithoutQuestions",
+            }.get(err.field, err.field.removeprefix("activity."))
+            raise ConfigError(f"{where}.{field_name}: {err.problem}") from None
+        if checked.id in seen:
+            raise ConfigError(f"{where}: duplicate activity id {checked.id!r} in {ref.name}")
+        seen.add(checked.id)
+        assert checked.xp is not None
+        found.append(
+            CatalogActivity(
+                id=checked.id,
+                name=checked.name,
+                xp=float(checked.xp),
+                mastery_threshold=None if threshold is None else float(threshold),
+                xp_without_questions=checked.xp_without_questions,
+            )
+        )
+    return tuple(found)
 
 
 def default_app_config() -> AppConfig:
@@ -156,6 +253,7 @@ def parse_app_config(
                 ids=dict(ids),
                 sensor=_absolute(sensor, f"{label} sensor"),
                 metadata=metadata,
+                activities=_activities(raw.get("activities"), ref, label),
             )
         )
     default_sensor = top_sensor or _origin(top_launch) or LOCAL_SENSOR

@@ -21,10 +21,13 @@ class Timeback(Configurable):
     """Configuration of timeback-jupyter (``c.Timeback.*``)."""
 
     sink = Enum(
-        ["local", "timeback"],
+        ["local", "timeback", "relay"],
         default_value="local",
         help="Where events go: 'local' keeps them validated in the store (no credentials "
-        "needed); 'timeback' sends them to the Timeback Caliper API.",
+        "needed); 'timeback' sends them to the Timeback Caliper API; 'relay' (on JupyterHub) "
+        "sends them to the hub's relay service named by $TIMEBACK_RELAY_URL. Whenever "
+        "$TIMEBACK_RELAY_URL is set the server is in hub mode and uses the relay, whatever "
+        "this says.",
     ).tag(config=True)
 
     environment = Enum(

@@ -23,6 +23,7 @@ from .drainer import BATCH_PAUSE, LOG, Drainer
 from .errors import DeliveryError, DrainerBusy, RejectedError, RetryableError
 from .local import LocalSink
 from .make import make_sink
+from .ports import OutboxPort
 from .report import DrainReport
 from .sink import Sink, check_envelope
 from .timeback import TimebackSink
@@ -35,6 +36,7 @@ __all__ = [
     "Drainer",
     "DrainerBusy",
     "LocalSink",
+    "OutboxPort",
     "RejectedError",
     "RetryableError",
     "Sink",

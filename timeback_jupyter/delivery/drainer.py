@@ -17,10 +17,11 @@ from typing import Any
 
 from .. import caliper
 from ..config import Timeback
-from ..store import OutboxItem, Store, StoreError
+from ..store import OutboxItem, StoreError
 from .backoff import Backoff
 from .errors import DeliveryError, DrainerBusy, RejectedError, RetryableError
 from .lease import Lease
+from .ports import OutboxPort
 from .report import DrainReport
 from .settle import settle_inflight
 from .sink import Sink
@@ -35,11 +36,15 @@ BATCH_PAUSE = 0.005
 
 
 class Drainer:
-    """Delivers the outbox through a sink, in order, with backoff, surviving crashes."""
+    """Delivers the outbox through a sink, in order, with backoff, surviving crashes.
+
+    ``store`` is any :class:`~.ports.OutboxPort`: the server's SQLite store or the relay's
+    outbox.
+    """
 
     def __init__(
         self,
-        store: Store,
+        store: OutboxPort,
         sink: Sink,
         *,
         batch_size: int = 50,
@@ -91,7 +96,7 @@ class Drainer:
         self._standby = False
 
     @classmethod
-    def from_config(cls, store: Store, sink: Sink, config: Timeback, **kw: Any) -> Drainer:
+    def from_config(cls, store: OutboxPort, sink: Sink, config: Timeback, **kw: Any) -> Drainer:
         """A drainer with the ``c.Timeback`` knobs (batch_size, retry_*, drain_interval)."""
         return cls(
             store,

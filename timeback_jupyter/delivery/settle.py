@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from ..store import Store
+from .ports import OutboxPort
 from .sink import Sink
 
 
-async def settle_inflight(store: Store, sink: Sink, why: str, log: logging.Logger) -> int:
+async def settle_inflight(store: OutboxPort, sink: Sink, why: str, log: logging.Logger) -> int:
     """Ask the sink about every inflight event: acked if stored upstream, else sent again.
 
     Returns how many were already stored. ``why`` says, in the store, why events went back.

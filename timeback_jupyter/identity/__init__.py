@@ -14,16 +14,19 @@ from .errors import IdentityError, IdentityLookupError
 from .oneroster import OneRosterLookup, email_filter
 from .student import (
     EMAIL_ENV,
+    HUB_EMAIL_TEMPLATE,
     HUB_USER_ENV,
     LOCAL_EMAIL_TEMPLATE,
     STUDENT_ID_ENV,
     Student,
+    hub_student,
     resolve_student,
     student_key,
 )
 
 __all__ = [
     "EMAIL_ENV",
+    "HUB_EMAIL_TEMPLATE",
     "HUB_USER_ENV",
     "LOCAL_EMAIL_TEMPLATE",
     "STUDENT_ID_ENV",
@@ -35,6 +38,7 @@ __all__ = [
     "Student",
     "actor_for",
     "email_filter",
+    "hub_student",
     "placeholder_sourced_id",
     "resolve_student",
     "student_key",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from ..config import Timeback
 from .errors import IdentityError
@@ -16,6 +18,10 @@ EMAIL_ENV = "TIMEBACK_STUDENT_EMAIL"
 LOCAL_EMAIL_TEMPLATE = "{username}@students.local"
 STUDENT_ID_ENV = "TIMEBACK_STUDENT_ID"
 HUB_USER_ENV = "JUPYTERHUB_USER"
+# In hub mode the relay names the student to Timeback (its own email template or roster); the
+# server's own email is only a local label, made so that it cannot be mistaken for an address.
+HUB_EMAIL_TEMPLATE = "{username}@jupyterhub.invalid"
+LOG = logging.getLogger("timeback_jupyter.identity")
 _HOW_TO_SET = (
     f"set c.Timeback.student_email, ${EMAIL_ENV}, or c.Timeback.student_email_template "
     "(e.g. '{username}@school.edu', filled from the JupyterHub user)"
@@ -111,3 +117,32 @@ def resolve_student(
             f"placeholder is {{username}} ({type(err).__name__}: {err})"
         ) from None
     return Student(check_email(email, "c.Timeback.student_email_template"), sourced_id)
+
+
+def hub_student(config: Timeback, environ: Mapping[str, str]) -> Student:
+    """The student of a server on JupyterHub whose events go through the relay: the hub user
+    (``$JUPYTERHUB_USER``) and nobody else.
+
+    Whatever else names a student (``c.Timeback.student_email``, ``student_id``,
+    ``student_email_template``, ``$TIMEBACK_STUDENT_EMAIL``, ``$TIMEBACK_STUDENT_ID``) is the
+    student's own to set and is ignored, with one warning naming it: the relay stamps the
+    actor from the hub user its token belongs to anyway.
+    """
+    ignored = [
+        f"c.Timeback.{name}"
+        for name in ("student_email", "student_id", "student_email_template")
+        if str(getattr(config, name)).strip()
+    ] + [f"${name}" for name in (EMAIL_ENV, STUDENT_ID_ENV) if environ.get(name, "").strip()]
+    if ignored:
+        LOG.warning(
+            "timeback: on JupyterHub the student is the hub user; ignoring %s",
+            ", ".join(ignored),
+        )
+    username = environ.get(HUB_USER_ENV, "").strip()
+    if not username:
+        raise IdentityError(
+            f"no student identity: ${HUB_USER_ENV} is not set, and in hub mode "
+            "($TIMEBACK_RELAY_URL set) the student is the JupyterHub user only"
+        )
+    email = HUB_EMAIL_TEMPLATE.format(username=quote(username, safe=""))
+    return Student(check_email(email, f"${HUB_USER_ENV}"))

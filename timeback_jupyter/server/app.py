@@ -195,6 +195,9 @@ class TimebackApp(ExtensionApp):
             asyncio.create_task(self.drainer.run(), name="timeback-drainer"),
             asyncio.create_task(ticker, name="timeback-ticker"),
         ]
+        watch = getattr(self.drainer.sink, "watch", None)
+        if watch is not None:  # the relay sink: its health on the status before any event
+            self._loops.append(asyncio.create_task(watch(), name="timeback-relay-watch"))
         resolver = self._resolver
         if resolver is not None:
             actor = self._resolve_actor(resolver)

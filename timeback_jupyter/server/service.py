@@ -350,6 +350,12 @@ class TimebackService:
                 out["outbox"] = {"error": str(err)}
         if self.drainer is not None:
             out["delivery"] = self.drainer.status()
+            describe = getattr(self.drainer.sink, "describe", None)
+            if describe is not None:  # the relay sink (hub mode): its health and refusals
+                out["relay"] = relay = describe()
+                if relay.get("problem") and not failing:
+                    # Still recording (the outbox holds the events), but nothing gets through.
+                    out["problem"] = f"relay: {relay['problem']}"
         if not public:
             out["store_path"] = cfg.store_path
         return out

@@ -74,7 +74,9 @@ class Tracker:
     def target_for(self, activity: Activity) -> caliper.Target:
         """Where the activity's events go; a course unknown to the config only works locally."""
         env = self.settings.environment
-        local = self.settings.sink == "local"
+        # Through the relay, the school's catalog on the hub names the course and its ids:
+        # the student's own config (if any) only labels the events, as with the local sink.
+        local = self.settings.sink in ("local", "relay")
         try:
             course = self.app_config.course_for(activity.course, allow_unlisted=local)
             if local and not course.ids.get(env):

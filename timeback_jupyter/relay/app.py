@@ -1,0 +1,201 @@
+"""The relay as a JupyterHub service: its core assembled from ``c.Relay`` / ``c.Timeback`` and
+the relay's environment, served by tornado under the service's prefix, delivered by the same
+drainer a server uses.
+
+The hub gives a managed service (``command`` in ``c.JupyterHub.services``) its name, URL,
+prefix, API URL and token in the environment; an external one (``url`` + ``api_token``) gets
+the same variables from whoever starts it. The Timeback credentials are read from the relay's
+environment once; nothing here ever writes them, or a token, to a log or an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jupyterhub.services.auth import HubAuth
+from tornado import httpserver, web
+
+from ..config import ConfigError, Credentials, Timeback
+from ..connection import Connection
+from ..core import take_credentials
+from ..delivery import Drainer, Sink, make_sink
+from ..identity import ActorResolver
+from .catalog import Catalog
+from .database import RelayDatabase, open_relay_db
+from .handlers import Face, RelayHandler, routes
+from .ingest import Relay
+from .settings import Relay as RelaySettings
+from .users import UserDirectory
+
+LOG = logging.getLogger("timeback_jupyter.relay")
+HUB_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
+HUB_API_URL_ENV = "JUPYTERHUB_API_URL"
+# How long the hub's answer for a token is trusted. HubAuth's default is 300 s; a minute keeps
+# a revoked token (a stopped server) useful for less time at one hub request per server-minute.
+AUTH_CACHE_SECONDS = 60
+
+
+class RelayConfigError(ConfigError):
+    """The relay cannot start as configured; the message says what to set."""
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access log without the query string (a token someone put there must not be
+    written down) and with the hub user the token belonged to."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    caller = getattr(handler, "hub_name", None) if isinstance(handler, RelayHandler) else None
+    LOG.log(
+        level,
+        "%d %s %s (%s) %.1fms",
+        status,
+        handler.request.method,
+        handler.request.path,
+        caller or "-",
+        1000.0 * handler.request.request_time(),
+    )
+
+
+@dataclass
+class RelayParts:
+    """The relay's core as built from its configuration."""
+
+    relay: Relay
+    drainer: Drainer
+    db: RelayDatabase
+    sink: Sink
+    resolver: ActorResolver | None
+    credentials: Credentials | None
+
+    async def aclose(self) -> None:
+        try:
+            await self.sink.aclose()
+            if self.resolver is not None:
+                await self.resolver.aclose()
+        finally:
+            self.db.close()
+
+
+def build_parts(
+    settings: RelaySettings, timeback: Timeback, environ: Mapping[str, str]
+) -> RelayParts:
+    """The relay's core: catalog, users, store, rules, outbox, sink and drainer.
+
+    Raises RelayConfigError (or the core's ConfigError, IdentityError, DeliveryError,
+    StoreError) before anything listens.
+    """
+    if not settings.catalog:
+        raise RelayConfigError(
+            "c.Relay.catalog is not set: the path of the school's timeback.config.json "
+            "(courses and their activities) on the hub's side"
+        )
+    if not settings.email_template:
+        raise RelayConfigError(
+            "c.Relay.email_template is not set: how a hub user's email is made, e.g. "
+            "'{name}@school.edu'"
+        )
+    timeback.sink = settings.sink  # where the drainer delivers (make_sink reads it)
+    credentials = None
+    connection = None
+    resolver = None
+    if settings.sink == "timeback":
+        credentials = take_credentials(dict(environ))
+        if credentials is None:
+            raise RelayConfigError(
+                "c.Relay.sink is 'timeback' but the relay's environment has no credentials: "
+                "set TIMEBACK_CLIENT_ID and TIMEBACK_CLIENT_SECRET for the relay (the "
+                "service's 'environment' in c.JupyterHub.services)"
+            )
+        connection = Connection.from_config(timeback, credentials)
+        resolver = ActorResolver.from_config(timeback, credentials, connection=connection)
+    catalog = Catalog.load(settings.catalog, timeback.environment, timeback.oneroster_url)
+    users = UserDirectory(settings.email_template, timeback.oneroster_url, resolver)
+    sink = make_sink(timeback, credentials, connection)
+    db = open_relay_db(settings.db_url)
+    try:
+        relay = Relay(
+            db, catalog, users, timeback.xp_policy, unknown_activity=settings.unknown_activity
+        )
+        drainer = Drainer.from_config(relay.outbox, sink, timeback)  # type: ignore[arg-type]
+    except BaseException:
+        db.close()
+        raise
+    relay.notify = drainer.notify
+    return RelayParts(relay, drainer, db, sink, resolver, credentials)
+
+
+def hub_auth(settings: RelaySettings, environ: Mapping[str, str]) -> HubAuth:
+    """JupyterHub's own client for "whose token is this?", with the relay's service token."""
+    token = environ.get(HUB_TOKEN_ENV, "").strip()
+    if not token:
+        raise RelayConfigError(
+            f"${HUB_TOKEN_ENV} is not set: run the relay as a JupyterHub service (managed: "
+            "the hub sets it; external: the service's api_token in c.JupyterHub.services)"
+        )
+    kw: dict[str, Any] = {}
+    if environ.get(HUB_API_URL_ENV):
+        kw["api_url"] = environ[HUB_API_URL_ENV]
+    return HubAuth(
+        api_token=token,
+        access_scopes={settings.access_scope},
+        cache_max_age=AUTH_CACHE_SECONDS,
+        **kw,
+    )
+
+
+def make_app(face: Face, prefix: str) -> web.Application:
+    return web.Application(
+        routes(prefix, face),  # type: ignore[arg-type]
+        log_function=log_request,
+        default_handler_class=_NotFound,
+        default_handler_args={"face": face},
+    )
+
+
+class _NotFound(RelayHandler):
+    def prepare(self) -> None:
+        raise web.HTTPError(404, "no such route on the relay")
+
+
+async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[str, str]) -> None:
+    """Run the relay until SIGTERM or SIGINT: listen, deliver, then stop cleanly."""
+    auth = hub_auth(settings, environ)
+    parts = build_parts(settings, timeback, environ)
+    face = Face(parts.relay, auth, settings.service_name, parts.drainer)
+    server = httpserver.HTTPServer(make_app(face, settings.prefix), xheaders=True)
+    try:
+        server.listen(settings.port, settings.ip)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await parts.drainer.recover()
+        delivering = asyncio.create_task(parts.drainer.run(), name="relay-drainer")
+        LOG.info(
+            "timeback relay %r listening on http://%s:%d%s, delivering to the %s sink",
+            settings.service_name,
+            settings.ip,
+            settings.port,
+            settings.prefix,
+            parts.sink.name,
+        )
+        started = time.monotonic()
+        await stopping.wait()
+        LOG.info("timeback relay stopping after %.0f s", time.monotonic() - started)
+        server.stop()
+        with contextlib.suppress(Exception):
+            await parts.drainer.flush(timeout=2.0)
+        await parts.drainer.stop()
+        delivering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivering
+    finally:
+        server.stop()
+        await parts.aclose()

@@ -1,0 +1,209 @@
+"""The relay's store: an engine from a URL, its schema brought to head by Alembic, and one
+write transaction at a time.
+
+``sqlite:///path`` is the one-hub store: a file in WAL mode with ``synchronous=FULL`` (a commit
+survives a power cut, not only a crash), a busy timeout and foreign keys on, every write
+transaction opened with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe: a transaction that
+reads first never deadlocks upgrading its lock). Everything else here (and everything the rules
+in :mod:`.ingest` write) is SQLAlchemy Core, so ``postgresql://`` runs the same schema next.
+
+Opening never rewrites a store it does not understand: a store made by a newer relay (a
+revision these migrations do not know), or a database holding relay tables without our
+version table, is refused with :class:`RelayStoreError` and left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+
+from ..store.errors import StoreError, explain
+from .schema import TABLES, VERSION_TABLE
+
+SCRIPT_LOCATION = "timeback_jupyter.relay:migrations"
+WRITE = "timeback_relay_write"  # the execution option that makes a SQLite BEGIN IMMEDIATE
+
+
+class RelayStoreError(StoreError):
+    """The relay's store cannot do what was asked; the message says why and where.
+
+    A ``StoreError``: the drainer already pauses and retries on those.
+    """
+
+
+def alembic_config() -> Config:
+    """Alembic's config, built in code: users need no alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the relay's migrations have no head"
+    return head
+
+
+class RelayDatabase:
+    """The engine and the transactions the relay's parts share."""
+
+    def __init__(self, engine: sa.Engine, where: str, path: str) -> None:
+        self.engine = engine
+        self.where = where  # the URL without its password, for messages
+        # The drainer's lease lives beside this path (delivery.lease): the SQLite file itself,
+        # or a name in the temp dir derived from the URL for a server database.
+        self.path = path
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _error(self, err: sa.exc.SQLAlchemyError) -> RelayStoreError:
+        orig = getattr(err, "orig", None)
+        if isinstance(orig, sqlite3.Error):
+            return RelayStoreError(explain(orig, self.where))
+        return RelayStoreError(f"{self.where}: {type(orig or err).__name__}: {orig or err}")
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """One write transaction, committed when the block ends (rolled back on an error)."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(**{WRITE: True})
+                with conn.begin():
+                    yield conn
+        except sa.exc.SQLAlchemyError as err:
+            raise self._error(err) from err
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """One read transaction (a consistent view), never writing."""
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except sa.exc.SQLAlchemyError as err:
+            raise self._error(err) from err
+
+    def revision(self) -> str | None:
+        with self.read() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            heads = context.get_current_heads()
+        return heads[0] if heads else None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> RelayDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sqlite_engine(url: sa.URL, busy_timeout: float) -> tuple[sa.Engine, str]:
+    database = url.database or ""
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        raise RelayStoreError(
+            f"{url}: the relay needs a database file (sqlite:////var/lib/timeback/relay.db), "
+            "not an in-memory one: what it acknowledged must survive a restart"
+        )
+    path = Path(database).expanduser().resolve()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RelayStoreError(f"{path}: cannot create its directory ({err.strerror})") from None
+    engine = sa.create_engine(
+        url.set(database=str(path)),
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi: Any, _record: Any) -> None:
+        # We open transactions ourselves (below), so pysqlite must not.
+        dbapi.isolation_level = None
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine, str(path)
+
+
+def open_relay_db(url: str, *, busy_timeout: float = 5.0) -> RelayDatabase:
+    """The relay's store at ``url``, created or upgraded to the newest schema.
+
+    Refuses (:class:`RelayStoreError`, nothing changed) a store made by a newer relay and a
+    database that has relay tables but not our version table.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise RelayStoreError("the relay's db_url is empty (e.g. sqlite:////srv/relay.db)")
+    try:
+        parsed = sa.make_url(url.strip())
+    except sa.exc.ArgumentError as err:
+        raise RelayStoreError(f"{url!r} is not a database URL ({err})") from None
+    where = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        engine, path = _sqlite_engine(parsed, busy_timeout)
+        where = path
+    else:
+        try:
+            engine = sa.create_engine(parsed, pool_pre_ping=True)
+        except (sa.exc.ArgumentError, ImportError) as err:
+            raise RelayStoreError(f"{where}: cannot open ({err})") from None
+        digest = hashlib.sha256(where.encode()).hexdigest()[:16]
+        path = str(Path(tempfile.gettempdir()) / f"timeback-relay-{digest}")
+    db = RelayDatabase(engine, where, path)
+    try:
+        _upgrade(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _upgrade(db: RelayDatabase) -> None:
+    config = alembic_config()
+    script = ScriptDirectory.from_config(config)
+    with db.write() as conn:
+        names = set(sa.inspect(conn).get_table_names())
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        heads = context.get_current_heads()
+        if not heads and names & set(TABLES):
+            raise RelayStoreError(
+                f"{db.where}: holds tables named like the relay's ({', '.join(sorted(names))}) "
+                f"but no {VERSION_TABLE}: not a timeback relay store, left untouched"
+            )
+        for head in heads:
+            try:
+                known = script.get_revision(head)
+            except CommandError:
+                known = None
+            if known is None:
+                raise RelayStoreError(
+                    f"{db.where}: made by a newer timeback-jupyter relay (schema revision "
+                    f"{head!r}, this one knows up to {script.get_current_head()!r}); upgrade "
+                    "timeback-jupyter, the store is left untouched"
+                )
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")

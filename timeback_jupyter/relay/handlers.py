@@ -1,0 +1,193 @@
+"""The relay's HTTP API, behind the hub's proxy at ``/services/<name>/``.
+
+Every route but ``api/health`` and ``api/catalog`` asks the hub who the token in
+``Authorization: token ...`` belongs to (:class:`jupyterhub.services.auth.HubAuth`, the same
+check kbatch and ngshare make), then requires the relay's access scope and a user, not a
+service: only a student's own server, with its own token, speaks for that student. Handlers
+only parse, call the relay's core and answer; answers are JSON, errors ``{"message",
+"reason"}`` as Jupyter's, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from jupyterhub.services.auth import HubAuth
+from tornado import web
+
+from ..store import StoreError
+from .ingest import InvalidEnvelope, Relay, RelayUnavailable
+from .users import HubUser
+
+LOG = logging.getLogger("timeback_jupyter.relay")
+# A Caliper envelope of a server's batch is tens of kB; anything this big is not one.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class Face:
+    """What the handlers share: the relay's core, the hub's auth, the service's name."""
+
+    relay: Relay
+    auth: HubAuth
+    service_name: str
+    drainer: Any = None  # delivery.Drainer, for the status
+
+    @property
+    def scope(self) -> str:
+        return f"access:services!service={self.service_name}"
+
+
+def missing_scope_message(scope: str) -> str:
+    """The 403 for a token without the relay's scope: what the hub admin must set."""
+    return (
+        f"this token lacks the scope {scope!r}: single-user servers need it in their token "
+        f"(c.Spawner.server_token_scopes = ['users:activity!user', 'access:servers!server', "
+        f"'{scope}']) and users must hold it (JupyterHub 6: c.JupyterHub.extra_user_scopes = "
+        f"{{'{scope}'}}; JupyterHub 5: add it to the 'user' role in c.JupyterHub.load_roles)"
+    )
+
+
+SERVICE_REFUSED = "the relay takes events from users' servers only"
+
+
+class RelayHandler(web.RequestHandler):
+    face: Face
+
+    def initialize(self, face: Face) -> None:
+        self.face = face
+        self.hub_name: str | None = None  # for the access log, once known
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def check_xsrf_cookie(self) -> None:
+        """Token-only API: no cookie is ever read, so no cross-site request can act."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        reason = self._reason
+        message = reason
+        exc_info = kwargs.get("exc_info")
+        if exc_info is not None:
+            err = exc_info[1]
+            if isinstance(err, web.HTTPError) and err.log_message:
+                message = err.log_message % err.args if err.args else err.log_message
+        self.finish(json.dumps({"message": message, "reason": reason}))
+
+    def answer(self, body: Any) -> None:
+        self.finish(json.dumps(body))
+
+    # ---- who is calling -------------------------------------------------------------------
+
+    async def hub_model(self) -> dict[str, Any]:
+        """The hub's model of the token's owner; 401 without a token the hub knows."""
+        header = self.request.headers.get("Authorization", "")
+        match = self.face.auth.auth_header_pat.match(header)
+        if match is None:
+            raise web.HTTPError(
+                401,
+                "no token: send the server's $JUPYTERHUB_API_TOKEN as 'Authorization: token ...'",
+            )
+        model = await self.face.auth.user_for_token(match.group(1).strip(), sync=False)
+        if not model:
+            raise web.HTTPError(
+                401, "the hub does not know this token (expired, revoked, or of another hub)"
+            )
+        self.hub_name = f"{model.get('kind', 'user')}:{model.get('name')}"
+        return model
+
+    async def hub_user(self) -> HubUser:
+        """The hub user the token speaks for: 403 for a service or a token without the
+        relay's scope, whose message says what to set."""
+        model = await self.hub_model()
+        if model.get("kind", "user") != "user":
+            raise web.HTTPError(403, f"{SERVICE_REFUSED}; {model.get('name')!r} is a service")
+        if not self.face.auth.check_scopes({self.face.scope}, model):
+            raise web.HTTPError(403, missing_scope_message(self.face.scope))
+        groups = model.get("groups") or ()
+        return HubUser(str(model["name"]), tuple(str(g) for g in groups))
+
+    def json_body(self) -> Any:
+        if len(self.request.body) > MAX_BODY_BYTES:
+            raise web.HTTPError(413, f"the body is over {MAX_BODY_BYTES} bytes")
+        try:
+            return json.loads(self.request.body or b"null")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise web.HTTPError(400, f"the body is not JSON: {err}") from None
+
+
+class EventsHandler(RelayHandler):
+    async def post(self) -> None:
+        user = await self.hub_user()
+        envelope = self.json_body()
+        try:
+            result = await self.face.relay.ingest(user, envelope)
+        except InvalidEnvelope as err:
+            raise web.HTTPError(400, "%s", err) from None
+        except (RelayUnavailable, StoreError) as err:
+            # Nothing stored: the server keeps the events and sends them again.
+            LOG.warning("relay: envelope of %s not taken: %s", user.name, err)
+            raise web.HTTPError(503, "%s", err) from None
+        self.answer(result.to_dict())
+
+
+class EventHandler(RelayHandler):
+    async def get(self, event_id: str) -> None:
+        user = await self.hub_user()
+        found = self.face.relay.lookup(user, event_id)
+        if found is None:
+            # The id in the body tells the server's sink this is the relay's own answer,
+            # not the hub proxy's 404 for a relay that is not there.
+            self.set_status(404)
+            self.answer({"id": event_id, "message": f"no event {event_id!r} of yours here"})
+            return
+        self.answer(found)
+
+
+class MeHandler(RelayHandler):
+    async def get(self) -> None:
+        user = await self.hub_user()
+        self.answer({"user": user.name, **self.face.relay.record(user)})
+
+
+class StatusHandler(RelayHandler):
+    async def get(self) -> None:
+        model = await self.hub_model()
+        if not (model.get("admin") is True or "admin:users" in (model.get("scopes") or ())):
+            raise web.HTTPError(403, "the relay's status is for hub admins only")
+        body = {"service": self.face.service_name, **self.face.relay.status()}
+        if self.face.drainer is not None:
+            body["delivery"] = self.face.drainer.status()
+        self.answer(body)
+
+
+class HealthHandler(RelayHandler):
+    """For probes (and a server checking its relay is there): no auth, nothing private."""
+
+    async def get(self) -> None:
+        self.answer({"status": "ok", "service": self.face.service_name})
+
+
+class CatalogHandler(RelayHandler):
+    """The school's catalog, as much of it as anyone may read: courses and activity ids,
+    names and expected XP (so a server can say "not in the school's catalog")."""
+
+    async def get(self) -> None:
+        self.answer(self.face.relay.catalog.public())
+
+
+def routes(prefix: str, face: Face) -> list[tuple[str, type[RelayHandler], dict[str, Any]]]:
+    """The URL table under the service's prefix (``/services/<name>/``)."""
+    kw = {"face": face}
+    return [
+        (f"{prefix}api/events", EventsHandler, kw),
+        (f"{prefix}api/events/(.+)", EventHandler, kw),
+        (f"{prefix}api/me", MeHandler, kw),
+        (f"{prefix}api/status", StatusHandler, kw),
+        (f"{prefix}api/health", HealthHandler, kw),
+        (f"{prefix}api/catalog", CatalogHandler, kw),
+    ]

@@ -1,0 +1,181 @@
+"""The relay's core: envelopes from students' servers in, the truth for Timeback out.
+
+:class:`Relay` takes one Caliper envelope from one hub user at a time (the service face has
+already asked the hub who sent it) and applies the rules of :mod:`.rules` to each event, all
+of them in ONE transaction, acknowledged only after its commit:
+
+- the actor is the hub user's (:class:`.users.UserDirectory`); whatever actor, email or student
+  id the event carries is ignored, and its object is rebuilt from the relay's catalog;
+- idempotent by event id, per user: the same id and body again is a duplicate (no-op), the same
+  id with another body is refused;
+- per hub user, the active seconds forwarded over any interval never exceed its length, across
+  all their servers and runs; a window longer than ``max_window`` is cut to it, an event from
+  beyond ``future_skew`` ahead of the relay's clock is refused, and every cut is recorded
+  (the answer, :meth:`Relay.record`, :meth:`Relay.status`);
+- one completion per run (a database constraint); its XP is recomputed by ``xp.award_xp`` from
+  the catalog's expected XP, threshold and ``xpWithoutQuestions``, the attempt the relay counts
+  and the active seconds it forwarded for the run; an activity not in the catalog earns 0 XP
+  (with the reason) or is refused, as ``unknown_activity`` says;
+- what is accepted goes to the relay's outbox (:mod:`.outbox`) in the same transaction, for the
+  same ``delivery.Drainer`` a server uses.
+
+What no relay can know. A student's server runs as the student, so everything it reports is the
+student's word: presence and activity from it are exactly as trustworthy as a browser's (a
+kernel can post "active" with its own token; a forged heartbeat looks like a real one), and
+the totals of questions it reports on completion are the notebook's. The relay bounds what it
+cannot check: at most wall-clock time per user whatever the number of servers, windows no
+longer than the clock writes them, nothing from the future. And it makes sure time alone never
+earns XP: every catalog activity has an expected XP (required), so XP comes from the mastery
+rules (questions, threshold, attempt) and never from minutes; forged presence can only make a
+run look *wasteful* (less XP), never more. Only answers the relay checks itself would close
+the last gap; that is a grader's job, not a time tracker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..delivery.errors import RejectedError
+from ..delivery.sink import check_envelope
+from ..identity import IdentityError
+from ..xp import XpPolicy
+from . import incoming, records
+from .catalog import Catalog
+from .database import RelayDatabase
+from .outbox import RelayOutbox
+from .rules import MAX_SPAN_MS, Rules, Turn, UnknownActivity, apply, lock_user
+from .users import HubUser, UserDirectory
+
+MAX_WINDOW = 16.0  # the clock's 15 s windows, and a second of slack for float sums
+FUTURE_SKEW = 10.0  # how far ahead of the relay a server's clock may be
+MAX_EVENTS = 1000  # per envelope (a server's drainer sends 50)
+STATUSES = ("accepted", "duplicate", "refused")
+
+
+class InvalidEnvelope(ValueError):
+    """The envelope itself is malformed (the face answers 400 ``{message, reason}``)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"malformed Caliper envelope: {reason}")
+
+
+class RelayUnavailable(RuntimeError):
+    """Nothing was stored and the sender should try again later (the face answers 503):
+    the hub user could not be turned into an actor (OneRoster unreachable, not rostered)."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome of one envelope, per event and counted; ``to_dict`` is the HTTP answer."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for e in self.events if e["status"] == status)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"events": self.events, **{s: self.count(s) for s in STATUSES}}
+
+
+class Relay:
+    """The relay's core: rules, store and outbox, driven by injected time (``now``)."""
+
+    def __init__(
+        self,
+        db: RelayDatabase,
+        catalog: Catalog,
+        users: UserDirectory,
+        policy: XpPolicy | None = None,
+        unknown_activity: UnknownActivity = "zero",
+        sensor: str | None = None,
+        now: Callable[[], float] = time.time,
+        *,
+        max_window: float = MAX_WINDOW,
+        future_skew: float = FUTURE_SKEW,
+        notify: Callable[[], None] | None = None,
+    ) -> None:
+        """``sensor`` overrides the envelope sensor of every forwarded event (default: each
+        course's sensor in the catalog). ``notify`` is called after each commit that queued
+        events (``drainer.notify``)."""
+        if unknown_activity not in ("zero", "refuse"):
+            raise ValueError(
+                f"unknown_activity must be 'zero' or 'refuse', got {unknown_activity!r}"
+            )
+        if not 1 <= max_window <= MAX_SPAN_MS / 1000:
+            raise ValueError(f"max_window must be 1 to {MAX_SPAN_MS // 1000} s, got {max_window}")
+        if not 0 <= future_skew <= 3600:
+            raise ValueError(f"future_skew must be 0 to 3600 s, got {future_skew}")
+        self.db = db
+        self.catalog = catalog
+        self.users = users
+        self.rules = Rules(
+            catalog=catalog,
+            policy=policy or XpPolicy(),
+            unknown_activity=unknown_activity,
+            sensor=sensor,
+            max_window_ms=round(max_window * 1000),
+            future_skew=float(future_skew),
+        )
+        self.now = now
+        self.notify = notify
+        self.outbox = RelayOutbox(db, now=now)
+        # One envelope's transaction at a time in this process: SQLite has one writer anyway,
+        # and the work runs on a thread so the service's event loop keeps answering.
+        self._lock = asyncio.Lock()
+
+    async def ingest(self, user: HubUser, envelope: Any) -> IngestResult:
+        """Apply the rules to every event of ``envelope`` from ``user``, in one transaction.
+
+        Returns only after the commit. Raises :class:`InvalidEnvelope` (nothing stored),
+        :class:`RelayUnavailable` (nothing stored, try later) or ``RelayStoreError`` (rolled
+        back, try later).
+        """
+        if not isinstance(user, HubUser):
+            raise TypeError("user must be a HubUser (the hub's answer for the token)")
+        try:
+            data = check_envelope(envelope)
+        except RejectedError as err:
+            raise InvalidEnvelope(err.reason) from None
+        if len(data) > MAX_EVENTS:
+            raise InvalidEnvelope(f"more than {MAX_EVENTS} events in one envelope")
+        try:
+            actor = await self.users.actor_for(user)
+        except IdentityError as err:
+            raise RelayUnavailable(f"cannot tell Timeback who {user.name!r} is: {err}") from None
+        async with self._lock:
+            outcomes = await asyncio.to_thread(self._apply, user.name, actor, data)
+        if self.notify is not None and any(e["status"] == "accepted" for e in outcomes):
+            self.notify()
+        return IngestResult(outcomes)
+
+    def _apply(self, user: str, actor: Any, data: list[Any]) -> list[dict[str, Any]]:
+        with self.db.write() as conn:
+            turn = Turn(conn=conn, user=user, actor=actor, now=self.now())
+            lock_user(turn)
+            return [apply(self.rules, turn, event) for event in data]
+
+    def lookup(self, user: HubUser, event_id: str) -> dict[str, Any] | None:
+        """``{"id", "status"}`` of an event ``user`` sent, or None if never received (what a
+        server's ``exists`` asks before sending an event again)."""
+        key = incoming.stored_id(user.name, event_id)
+        found = records.received_status(self.db, key)
+        return None if found is None else {"id": event_id, "status": found}
+
+    def record(self, user: HubUser) -> dict[str, Any]:
+        """The student's own record: active time forwarded and cut, runs, completions with
+        their XP and reasons, the latest refusals."""
+        return records.user_record(self.db, user.name)
+
+    def status(self) -> dict[str, Any]:
+        """For admins: outbox depth, counts, what was cut, catalog problems."""
+        return {
+            **records.relay_counts(self.db),
+            "outbox": self.outbox.stats(),
+            "catalog_problems": self.catalog.problems(),
+            "unknown_activity": self.rules.unknown_activity,
+        }

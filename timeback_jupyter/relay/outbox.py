@@ -1,0 +1,226 @@
+"""The relay's outbox: what it accepted, waiting for Timeback, on the relay's own store.
+
+The same protocol as a server's outbox (``delivery.ports.OutboxPort``), so the same
+``delivery.Drainer`` delivers it::
+
+    outbox = RelayOutbox(db)
+    drainer = Drainer(outbox, make_sink(...))
+
+Events enter with :func:`enqueue` inside the ingest's own transaction (accepted and queued
+together, or neither). A claim marks a batch inflight and commits before it is sent; on
+PostgreSQL it also skips rows another claimer holds (``FOR UPDATE SKIP LOCKED``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..model import InvalidInput
+from ..store import OUTBOX_STATUSES, DeadLetter, OutboxItem
+from .database import RelayDatabase
+from .schema import dead_letters, outbox
+
+_ERROR_LENGTH = 2000
+
+
+def enqueue(
+    conn: sa.Connection,
+    event: dict[str, Any],
+    *,
+    user: str,
+    run_id: str | None,
+    kind: str,
+    sensor: str,
+    at: float,
+) -> None:
+    """Queue ``event`` (its ``id`` is the stored id) within the caller's transaction."""
+    conn.execute(
+        sa.insert(outbox).values(
+            event_id=event["id"],
+            user_name=user,
+            run_id=run_id,
+            kind=kind,
+            sensor=sensor,
+            payload=event,
+            status="pending",
+            attempts=0,
+            created_at=at,
+        )
+    )
+
+
+def _ids(event_ids: Iterable[str]) -> list[str]:
+    ids = list(event_ids)
+    if not all(isinstance(i, str) for i in ids):
+        raise InvalidInput("event_ids", "must be strings")
+    return ids
+
+
+def _item(row: Any, attempts: int | None = None) -> OutboxItem:
+    return OutboxItem(
+        seq=row.seq,
+        event_id=row.event_id,
+        run_id=row.run_id,
+        kind=row.kind,
+        sensor=row.sensor,
+        payload=row.payload,
+        attempts=row.attempts if attempts is None else attempts,
+    )
+
+
+class RelayOutbox:
+    """``delivery.ports.OutboxPort`` on the relay's store."""
+
+    def __init__(self, db: RelayDatabase, *, now: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.path = db.path
+        self._now = now
+
+    def claim_batch(self, limit: int) -> list[OutboxItem]:
+        """The oldest pending events sharing the first one's sensor, marked inflight."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
+        with self.db.write() as conn:
+            first = conn.execute(
+                sa.select(outbox.c.sensor)
+                .where(outbox.c.status == "pending")
+                .order_by(outbox.c.seq)
+                .limit(1)
+            ).first()
+            if first is None:
+                return []
+            # SKIP LOCKED: a second claimer (PostgreSQL, several relay processes) takes the
+            # next rows instead of waiting. SQLite compiles no FOR UPDATE at all (its writers
+            # are serialized by BEGIN IMMEDIATE), so this is the portable spelling.
+            rows = conn.execute(
+                sa.select(outbox)
+                .where(outbox.c.status == "pending", outbox.c.sensor == first.sensor)
+                .order_by(outbox.c.seq)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if rows:
+                conn.execute(
+                    sa.update(outbox)
+                    .where(outbox.c.seq.in_([r.seq for r in rows]))
+                    .values(status="inflight", attempts=outbox.c.attempts + 1)
+                )
+        return [_item(r, r.attempts + 1) for r in rows]
+
+    def inflight(self) -> list[OutboxItem]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.select(outbox).where(outbox.c.status == "inflight").order_by(outbox.c.seq)
+            ).all()
+        return [_item(r) for r in rows]
+
+    def ack(self, event_ids: Iterable[str]) -> None:
+        ids = _ids(event_ids)
+        if not ids:
+            return
+        with self.db.write() as conn:
+            conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.event_id.in_(ids), outbox.c.status != "sent")
+                .values(status="sent", sent_at=self._now(), last_error=None)
+            )
+
+    def release(self, event_ids: Iterable[str], error: str) -> None:
+        """Back to pending after a failed attempt; the seq, and so the order, is kept."""
+        ids = _ids(event_ids)
+        if not ids:
+            return
+        with self.db.write() as conn:
+            conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.event_id.in_(ids), outbox.c.status == "inflight")
+                .values(status="pending", last_error=str(error)[:_ERROR_LENGTH])
+            )
+
+    def dead_letter(self, event_ids: Iterable[str], reason: str) -> None:
+        """Move events that can never be delivered out of the queue, kept for review."""
+        ids = _ids(event_ids)
+        if not ids:
+            return
+        with self.db.write() as conn:
+            rows = conn.execute(
+                sa.select(outbox).where(outbox.c.event_id.in_(ids), outbox.c.status != "sent")
+            ).all()
+            for row in rows:
+                conn.execute(sa.delete(dead_letters).where(dead_letters.c.event_id == row.event_id))
+                conn.execute(
+                    sa.insert(dead_letters).values(
+                        event_id=row.event_id,
+                        user_name=row.user_name,
+                        run_id=row.run_id,
+                        kind=row.kind,
+                        sensor=row.sensor,
+                        payload=row.payload,
+                        reason=str(reason)[:_ERROR_LENGTH],
+                        at=self._now(),
+                    )
+                )
+            conn.execute(
+                sa.delete(outbox).where(outbox.c.event_id.in_(ids), outbox.c.status != "sent")
+            )
+
+    def depth(self) -> int:
+        with self.db.read() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(outbox)
+                .where(outbox.c.status.in_(("pending", "inflight")))
+            ).scalar_one()
+        return int(count)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.select(dead_letters).order_by(dead_letters.c.at, dead_letters.c.event_id)
+            ).all()
+        return [
+            DeadLetter(
+                event_id=r.event_id,
+                run_id=r.run_id,
+                kind=r.kind,
+                reason=r.reason,
+                at=r.at,
+                payload=r.payload,
+            )
+            for r in rows
+        ]
+
+    def events(self, *, status: str | None = None) -> list[dict[str, Any]]:
+        """Outbox payloads in seq order, optionally of one status."""
+        if status is not None and status not in OUTBOX_STATUSES:
+            raise InvalidInput("status", f"must be one of {', '.join(OUTBOX_STATUSES)}")
+        query = sa.select(outbox.c.payload).order_by(outbox.c.seq)
+        if status is not None:
+            query = query.where(outbox.c.status == status)
+        with self.db.read() as conn:
+            return [row.payload for row in conn.execute(query)]
+
+    def stats(self) -> dict[str, Any]:
+        with self.db.read() as conn:
+            counts = {status: 0 for status in OUTBOX_STATUSES}
+            for status, count in conn.execute(
+                sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
+            ):
+                counts[status] = int(count)
+            dead = conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one()
+            oldest = conn.execute(
+                sa.select(sa.func.min(outbox.c.created_at)).where(
+                    outbox.c.status.in_(("pending", "inflight"))
+                )
+            ).scalar_one()
+        return {
+            "pending": counts["pending"],
+            "inflight": counts["inflight"],
+            "sent": counts["sent"],
+            "dead": int(dead),
+            "oldest_pending_age": None if oldest is None else max(0.0, self._now() - oldest),
+        }

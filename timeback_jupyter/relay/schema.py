@@ -1,0 +1,123 @@
+"""The relay's tables, as SQLAlchemy Core: one schema for SQLite now and PostgreSQL next.
+
+Times of active spans are integer milliseconds, so the rule "never two overlapping spans of one
+user" is exact arithmetic, not float comparison. Other times are POSIX seconds (double).
+Changing a table means a new Alembic revision in ``migrations/versions`` (the schema here is
+what the newest revision makes; ``tests/relay/test_relay_db.py`` holds them equal).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Every event a user's server sent with an id, keyed per user (see ingest.stored_id): its
+# status, the hash of the body first received, and what the relay made of it.
+received = sa.Table(
+    "received",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # urn:uuid:<uuid5(user, id)>
+    sa.Column("user_name", sa.String(255), nullable=False),
+    sa.Column("event_id", sa.String(2000), nullable=False),  # as the server sent it
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # accepted | refused
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("run_id", sa.String(36), nullable=True),
+    sa.Column("active_seconds", sa.Double, nullable=True),  # forwarded
+    sa.Column("cut_seconds", sa.Double, nullable=True),
+    sa.Column("xp", sa.Double, nullable=True),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Index("ix_received_user_at", "user_name", "at"),
+)
+
+# Hub users the relay has seen: the row each ingest locks (FOR UPDATE on PostgreSQL), so one
+# user's events are placed one transaction at a time.
+hub_users = sa.Table(
+    "hub_users",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("first_seen", sa.Double, nullable=False),
+    sa.Column("active_ms", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cut_ms", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# The free-of-overlap ranges of forwarded active time, per user (PostgreSQL: an exclusion
+# constraint next).
+active_spans = sa.Table(
+    "active_spans",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_name", sa.String(255), nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=False),
+    sa.Column("event_key", sa.String(64), nullable=False),
+    sa.CheckConstraint("end_ms > start_ms", name="ck_active_spans_positive"),
+    sa.Index("ix_active_spans_user_start", "user_name", "start_ms"),
+)
+
+# Runs as the relay counts them: the attempt is the nth distinct run of a user on an activity.
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("user_name", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.String(36), primary_key=True),
+    sa.Column("course", sa.String(200), nullable=False),  # the course's name (code or Math G3)
+    sa.Column("activity", sa.String(200), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("first_seen", sa.Double, nullable=False),
+    sa.Column("active_ms", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cut_ms", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_runs_user_activity", "user_name", "course", "activity"),
+)
+
+# One completion per run, held by the database.
+completions = sa.Table(
+    "completions",
+    metadata,
+    sa.Column("user_name", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("event_key", sa.String(64), nullable=False),
+    sa.Column("xp", sa.Double, nullable=False),
+    sa.Column("outcome", sa.JSON, nullable=False),  # xp.XpOutcome.to_dict() + catalog note
+    sa.Column("at", sa.Double, nullable=False),
+    sa.PrimaryKeyConstraint("user_name", "run_id", name="pk_completions"),
+)
+
+# The events for Timeback, as the drainer takes them (delivery.ports.OutboxPort).
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_name", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("sensor", sa.String(2000), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("sent_at", sa.Double, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("ix_outbox_status_seq", "status", "seq"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("user_name", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("sensor", sa.String(2000), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+)
+
+TABLES = tuple(metadata.tables)
+# Alembic's version table, under a name of our own: a relay store may share a PostgreSQL
+# database (or be pointed by mistake at jupyterhub.sqlite), whose alembic_version is not ours.
+VERSION_TABLE = "timeback_relay_version"

@@ -1,0 +1,106 @@
+"""The relay service's knobs (``c.Relay.*``), read by ``jupyter timeback relay``.
+
+Where and how the relay delivers to Timeback (environment, URLs, batch size, retries, the XP
+policy's knobs) are the server's own ``c.Timeback.*`` settings, read from the relay's config;
+its credentials come from its environment under the official names, as the server's do.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from traitlets import Enum, Int, TraitError, Unicode, default, validate
+from traitlets.config import Configurable
+
+SERVICE_NAME_ENV = "JUPYTERHUB_SERVICE_NAME"
+SERVICE_URL_ENV = "JUPYTERHUB_SERVICE_URL"
+SERVICE_PREFIX_ENV = "JUPYTERHUB_SERVICE_PREFIX"
+DEFAULT_SERVICE_NAME = "timeback-relay"
+
+
+class Relay(Configurable):
+    """Configuration of the JupyterHub relay service (``c.Relay.*``)."""
+
+    db_url = Unicode(
+        help="SQLAlchemy URL of the relay's database, e.g. sqlite:////srv/timeback/relay.sqlite "
+        "(a file on the hub's volume). Default: relay.sqlite3 in the current directory."
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return f"sqlite:///{os.path.abspath('relay.sqlite3')}"
+
+    catalog = Unicode(
+        "",
+        help="Path of the school's timeback.config.json on the hub's side: courses, and per "
+        "course the activities with their expected XP and mastery threshold. Required.",
+    ).tag(config=True)
+
+    email_template = Unicode(
+        "",
+        help="The student's email from the hub user name, e.g. '{name}@school.edu'; the relay "
+        "looks their OneRoster sourcedId up by it (the timeback sink).",
+    ).tag(config=True)
+
+    unknown_activity = Enum(
+        ["zero", "refuse"],
+        default_value="zero",
+        help="An activity not in the catalog: 'zero' forwards its time and completion with 0 "
+        "XP (the reason given), 'refuse' refuses its events.",
+    ).tag(config=True)
+
+    sink = Enum(
+        ["timeback", "local"],
+        default_value="timeback",
+        help="Where the relay delivers: 'timeback' (the Caliper API, with the credentials in "
+        "the relay's environment) or 'local' (kept validated in its database; a dry run).",
+    ).tag(config=True)
+
+    ip = Unicode(help="Address to listen on. Default: the host of $JUPYTERHUB_SERVICE_URL.").tag(
+        config=True
+    )
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return urlsplit(os.environ.get(SERVICE_URL_ENV, "")).hostname or "127.0.0.1"
+
+    port = Int(help="Port to listen on. Default: the port of $JUPYTERHUB_SERVICE_URL.").tag(
+        config=True
+    )
+
+    @default("port")
+    def _default_port(self) -> int:
+        try:
+            port = urlsplit(os.environ.get(SERVICE_URL_ENV, "")).port
+        except ValueError:
+            port = None
+        return port or 10101
+
+    @validate("port")
+    def _validate_port(self, proposal: dict[str, object]) -> int:
+        port = proposal["value"]
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise TraitError(f"c.Relay.port must be 0 to 65535, got {port!r}")
+        return port
+
+    service_name = Unicode(
+        help="The service's name in c.JupyterHub.services. Default: $JUPYTERHUB_SERVICE_NAME, "
+        f"else {DEFAULT_SERVICE_NAME!r}."
+    ).tag(config=True)
+
+    @default("service_name")
+    def _default_service_name(self) -> str:
+        return os.environ.get(SERVICE_NAME_ENV, "").strip() or DEFAULT_SERVICE_NAME
+
+    @property
+    def prefix(self) -> str:
+        """The URL prefix the hub's proxy sends to the relay (``/services/<name>/``)."""
+        prefix = os.environ.get(SERVICE_PREFIX_ENV, "").strip()
+        prefix = prefix or f"/services/{self.service_name}/"
+        return prefix if prefix.endswith("/") else prefix + "/"
+
+    @property
+    def access_scope(self) -> str:
+        """The scope a token needs to call the relay."""
+        return f"access:services!service={self.service_name}"

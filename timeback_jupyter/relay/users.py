@@ -1,0 +1,73 @@
+"""Who sent an event: the hub user the hub vouched for, and the Caliper actor the relay makes of
+them. Nothing a student's server sends (an actor, an email, a student id) is ever read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..caliper import Actor, user_url
+from ..identity import ActorResolver, IdentityError, Student, placeholder_sourced_id
+
+_PLACEHOLDERS = ("{name}", "{username}")
+
+
+@dataclass(frozen=True)
+class HubUser:
+    """A user as the hub's API answered for a token (``kind == "user"``)."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError("HubUser.name: required (the hub user's name)")
+        object.__setattr__(self, "groups", tuple(self.groups))
+
+
+class UserDirectory:
+    """Hub users to Caliper actors.
+
+    The email comes from ``email_template`` (``"{name}@school.edu"``; ``{username}`` works as
+    in ``c.Timeback.student_email_template``). The OneRoster sourcedId is looked up by email
+    through ``resolver`` (the relay's own credentials, once per user and process); with no
+    resolver (the local sink) it is the placeholder a server uses, ``local-<key>``.
+    """
+
+    def __init__(
+        self,
+        email_template: str,
+        oneroster_base_url: str,
+        resolver: ActorResolver | None = None,
+    ) -> None:
+        if not isinstance(email_template, str) or not any(
+            p in email_template for p in _PLACEHOLDERS
+        ):
+            raise IdentityError(
+                f"the relay's email_template {email_template!r} must contain {{name}} (the hub "
+                "user's name), e.g. '{name}@school.edu'"
+            )
+        self.email_template = email_template.strip()
+        self.oneroster_base_url = oneroster_base_url
+        self.resolver = resolver
+
+    def email_for(self, user: HubUser) -> str:
+        try:
+            email = self.email_template.format(name=user.name, username=user.name)
+        except (KeyError, IndexError, ValueError) as err:
+            raise IdentityError(
+                f"the relay's email_template {self.email_template!r} cannot be filled: the only "
+                f"placeholder is {{name}} ({type(err).__name__}: {err})"
+            ) from None
+        return Student(email).email  # checked: an IdentityError names a bad address
+
+    async def actor_for(self, user: HubUser) -> Actor:
+        """The actor every event of ``user`` carries.
+
+        Raises ``IdentityError`` (or its ``IdentityLookupError``) when the user cannot be
+        found: the relay answers that envelope with a retryable error, never a guess.
+        """
+        student = Student(self.email_for(user))
+        if self.resolver is None:
+            sourced = placeholder_sourced_id(student)
+            return Actor(id=user_url(self.oneroster_base_url, sourced), email=student.email)
+        return await self.resolver.resolve(student)
