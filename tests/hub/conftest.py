@@ -8,8 +8,10 @@ are emptied at the start of the session.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -27,7 +29,41 @@ DOCS_CONFIG = REPO / "docs" / "jupyterhub_config.py"
 NOTEBOOKS = REPO / "notebooks"
 CHP_DIR = REPO / ".cache" / "chp"
 STUDENTS = ("tb-alice", "tb-bob")
-CLIENT_ID, CLIENT_SECRET = "hub-standin-client", "hub-standin-secret-0b1c7e"
+EMAIL_TEMPLATE = "{name}@school.example"
+SOURCED_IDS = {name: f"sid-{name}" for name in STUDENTS}  # the stand-in's OneRoster users
+CLIENT_ID = "hub-standin-client"
+# Made per session and written to no file: a student finding it anywhere means it leaked.
+CLIENT_SECRET = "hub-secret-" + secrets.token_hex(16)
+QUIZ_XP = 5  # the school's catalog: what the fractions quiz is worth, whatever a notebook says
+
+
+def catalog() -> dict[str, object]:
+    """The school's timeback.config.json on the hub's side: the example course and its quiz."""
+    config = json.loads((NOTEBOOKS / "timeback.config.json").read_text())
+    config["courses"][0]["activities"] = [
+        {"id": "fractions-quiz", "name": "Fractions quiz", "xp": QUIZ_XP,
+         "masteryThreshold": 0.9, "xpWithoutQuestions": False},
+    ]  # fmt: skip
+    return config
+
+
+def relay_config(workdir: Path, standin: StandIn) -> Path:
+    """The relay's jupyter_timeback_relay_config.py: the docs' settings, this machine's paths
+    and the stand-in Timeback's addresses; quick delivery."""
+    (workdir / "timeback.config.json").write_text(json.dumps(catalog()))
+    path = workdir / "jupyter_timeback_relay_config.py"
+    path.write_text(
+        f"c.Relay.catalog = {str(workdir / 'timeback.config.json')!r}\n"
+        f"c.Relay.email_template = {EMAIL_TEMPLATE!r}\n"
+        f"c.Relay.db_url = 'sqlite:///{workdir}/relay.sqlite3'\n"
+        f"c.Timeback.base_url = {standin.url!r}\n"
+        f"c.Timeback.auth_url = {standin.token_url!r}\n"
+        f"c.Timeback.oneroster_base_url = {standin.url!r}\n"
+        "c.Timeback.drain_interval = 0.1\n"
+        "c.Timeback.retry_initial = 0.05\n"
+        "c.Timeback.retry_max = 1.0\n"
+    )
+    return path
 
 
 def chp() -> Path:
@@ -54,6 +90,8 @@ def hub_students() -> dict[str, pwd.struct_passwd]:
 @pytest.fixture(scope="session")
 def hub_standin() -> Iterator[StandIn]:
     with StandIn(CLIENT_ID, CLIENT_SECRET) as standin:
+        for name, sourced_id in SOURCED_IDS.items():
+            standin.users[EMAIL_TEMPLATE.format(name=name)] = [sourced_id]
         yield standin
 
 
@@ -64,13 +102,16 @@ def hub(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Hub]:
     workdir = tmp_path_factory.mktemp("hub")
+    workdir.chmod(0o700)
+    config = relay_config(workdir, hub_standin)
     the_hub = Hub(
         workdir,
         students=STUDENTS,
         python=student_python(REPO / ".cache" / "hub-python"),
         chp=chp(),
         docs_config=DOCS_CONFIG,
-        relay=False,
+        relay=True,
+        relay_args=[f"--config={config}"],
         environ={
             "TIMEBACK_API_CLIENT_ID": CLIENT_ID,
             "TIMEBACK_API_CLIENT_SECRET": CLIENT_SECRET,

@@ -50,6 +50,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _children(parent: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat_fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat_fields[1]) == parent:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 class HubError(RuntimeError):
     """The hub did not do what was asked; the message holds the end of its log."""
 
@@ -285,6 +305,28 @@ c.JupyterHub.load_roles = json.loads({json.dumps(roles)!r})
 
     def server(self, user: str, server_name: str = "") -> StudentServer:
         return StudentServer(self.url, user, server_name, self.token_for(user))
+
+    # ---- the relay ---------------------------------------------------------------------
+
+    def relay_api(
+        self, method: str, path: str, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Call the relay through the hub's proxy, as a server does (``token``: whose)."""
+        headers = {"Authorization": f"token {token}"} if token else {}
+        url = f"{self.url}/services/{RELAY_SERVICE}/{path}"
+        return httpx.request(method, url, headers=headers, timeout=60, **kwargs)
+
+    def relay_pid(self, timeout: float = 60) -> int:
+        """The pid of the relay the hub runs (waiting for the hub to (re)start it)."""
+        found: list[int] = []
+
+        def running() -> bool:
+            found[:] = [pid for pid in _children(self.proc.pid if self.proc else -1)
+                        if b"relay" in _cmdline(pid)]  # fmt: skip
+            return bool(found) and self.relay_api("GET", "api/health").status_code == 200
+
+        self._wait(running, timeout, "the relay to run")
+        return found[0]
 
     # ---- waiting -------------------------------------------------------------------------
 
