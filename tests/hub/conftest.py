@@ -140,10 +140,17 @@ def end_student_processes(students: object) -> None:
 def quiz_for(hub_students: dict[str, pwd.struct_passwd]):
     """Put the example course (notebooks + timeback.config.json) into a student's home."""
 
-    def put(user: str, folder: str = "course") -> str:
+    def put(user: str, folder: str = "course", **activity: object) -> str:
+        """The quiz into ``~/<folder>/``; ``activity``: keys of its metadata changed (as a
+        student editing their copy would)."""
         entry = hub_students[user]
-        for name in ("fractions-quiz.ipynb", "timeback.config.json"):
-            give(entry, NOTEBOOKS / name, Path(entry.pw_dir) / folder / name)
+        home = Path(entry.pw_dir)
+        give(entry, NOTEBOOKS / "timeback.config.json", home / folder / "timeback.config.json")
+        notebook = json.loads((NOTEBOOKS / "fractions-quiz.ipynb").read_text())
+        notebook["metadata"]["timeback"]["activity"].update(activity)
+        target = home / folder / "fractions-quiz.ipynb"
+        target.write_text(json.dumps(notebook))
+        give(entry, target, target)
         return f"{folder}/fractions-quiz.ipynb"
 
     return put

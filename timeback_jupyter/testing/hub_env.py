@@ -149,8 +149,11 @@ def ensure_student(name: str) -> pwd.struct_passwd:
 
 
 def give(user: pwd.struct_passwd, source: Path, target: Path) -> Path:
-    """Copy ``source`` (a file or folder) to ``target`` in the student's home, theirs."""
-    if source.is_dir():
+    """Copy ``source`` (a file or folder) to ``target`` in the student's home, theirs
+    (``source`` the same as ``target``: only handed over)."""
+    if source == target:
+        pass
+    elif source.is_dir():
         shutil.copytree(source, target, dirs_exist_ok=True)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)

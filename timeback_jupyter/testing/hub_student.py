@@ -43,11 +43,12 @@ class WebSocketKernel:
             if time.monotonic() > deadline:
                 raise TimeoutError("the kernel did not answer kernel_info in time")
 
-    def execute(self, code: str, timeout: float = 60) -> Execution:
+    def execute(self, code: str, timeout: float = 60, *, history: bool = True) -> Execution:
+        """Run ``code``; ``history=False`` keeps it out of IPython's history file."""
         msg_id = self._send(
             "shell",
             "execute_request",
-            {"code": code, "silent": False, "store_history": True, "allow_stdin": False},
+            {"code": code, "silent": False, "store_history": history, "allow_stdin": False},
         )
         return self._until_idle(msg_id, time.monotonic() + timeout)
 
@@ -219,11 +220,13 @@ class StudentServer:
                 self.close(session_id, kernel)
         return HubRun(path, tuple(ran), widgets, run_id)
 
-    def run_code(self, code: str, path: str = "scratch.ipynb", timeout: float = 120) -> Execution:
+    def run_code(
+        self, code: str, path: str = "scratch.ipynb", timeout: float = 120, *, history: bool = True
+    ) -> Execution:
         """Run ``code`` in a kernel of a plain notebook (a student's cell); close it."""
         self.put_notebook(path, nbformat.v4.new_notebook())
         session_id, kernel = self.open(path)
         try:
-            return kernel.execute(code, timeout)
+            return kernel.execute(code, timeout, history=history)
         finally:
             self.close(session_id, kernel)
