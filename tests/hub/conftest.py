@@ -15,6 +15,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,10 +100,10 @@ def hub_standin() -> Iterator[StandIn]:
 def hub(
     hub_students: dict[str, pwd.struct_passwd],
     hub_standin: StandIn,
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Hub]:
-    workdir = tmp_path_factory.mktemp("hub")
-    workdir.chmod(0o700)
+    # Root's own (0700), outside pytest's basetemp: kept after the run for its log.
+    workdir = Path(tempfile.mkdtemp(prefix="timeback-hub-"))
     config = relay_config(workdir, hub_standin)
     the_hub = Hub(
         workdir,
@@ -117,11 +118,28 @@ def hub(
             "TIMEBACK_API_CLIENT_SECRET": CLIENT_SECRET,
         },
     )
+    request.config.stash[HUB_KEY] = the_hub
     try:
         yield the_hub.start()
     finally:
         the_hub.close()
         end_student_processes(hub_students.values())
+        for child in workdir.iterdir():
+            if child.name != "hub.log":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+HUB_KEY = pytest.StashKey[Hub]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A failed hub test shows the end of the hub's log (its servers' and the relay's too)."""
+    report = yield
+    the_hub = item.config.stash.get(HUB_KEY, None)
+    if report.failed and the_hub is not None:  # type: ignore[attr-defined]
+        report.sections.append(("hub log", f"{the_hub.log_path}\n{the_hub.log_tail(6000)}"))  # type: ignore[attr-defined]
+    return report
 
 
 def end_student_processes(students: object) -> None:

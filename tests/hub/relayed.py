@@ -51,12 +51,16 @@ def counted(standin: StandIn) -> Counter[str]:
     return Counter(standin.received_ids)
 
 
-def delivered(hub: Hub, *servers: StudentServer, timeout: float = 180) -> None:
-    """Everything the servers hold has reached the relay, and the relay has delivered it."""
+def delivered(hub: Hub, *servers: StudentServer, flush: bool = True, timeout: float = 180) -> None:
+    """Everything the servers hold has reached the relay, and the relay has delivered it.
+
+    ``flush``: ask each server to deliver now (else wait for its drainer, as for servers that
+    share one store: only the one holding its lease delivers)."""
     for server in servers:
 
         def empty(server: StudentServer = server) -> bool:
-            server.flush(timeout=10)
+            if flush:
+                server.flush(timeout=10)
             box = server.status()["outbox"]
             return box["pending"] == 0 and box["inflight"] == 0
 
