@@ -111,13 +111,15 @@ def test_a_hub_restart_with_new_server_tokens_loses_nothing(
         run = server.run_notebook(quiz_for("tb-alice", "hub-restart"))
         assert run.run_id is not None
         rows = held(server, hub_students["tb-alice"], run.run_id)
-        began = time.monotonic()
-        hub.stop()  # the hub stops the servers and the (stopped) relay
-    hub.start()
+        # her server stops with the events still in its outbox (its last send unanswered)
+        hub.stop_server("tb-alice")
+    began = time.monotonic()
+    hub.restart()  # every server stopped, the relay too; new server tokens from here on
     restarted = time.monotonic() - began
     server = hub.spawn("tb-alice")
     after = server.run_code(token_cell).stdout.strip()
     assert before and after and before != after
     delivered(hub, server)
+    assert {r["status"] for r in outbox(hub_students["tb-alice"], [run.run_id])} == {"sent"}
     assert_each_once(hub_standin, "tb-alice", [r["event_id"] for r in rows])
     print(f"hub restart: {restarted:.1f} s")

@@ -160,7 +160,7 @@ class Hub:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(60)
+                self.proc.wait(180)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # the proxy, if the hub left it
         self.proc.wait(10)
