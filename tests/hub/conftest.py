@@ -97,9 +97,20 @@ def hub_standin() -> Iterator[StandIn]:
 
 
 @pytest.fixture(scope="session")
+def system_config_dir() -> Iterator[Path]:
+    """A system-wide Jupyter config folder of the students' servers (named to them with
+    ``$JUPYTER_CONFIG_PATH``, searched where /etc/jupyter is: the machine's own is not ours)."""
+    folder = Path(tempfile.mkdtemp(prefix="timeback-hub-etc-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.fixture(scope="session")
 def hub(
     hub_students: dict[str, pwd.struct_passwd],
     hub_standin: StandIn,
+    system_config_dir: Path,
     request: pytest.FixtureRequest,
 ) -> Iterator[Hub]:
     # Root's own (0700), outside pytest's basetemp: kept after the run for its log.
@@ -113,6 +124,7 @@ def hub(
         docs_config=DOCS_CONFIG,
         relay=True,
         relay_args=[f"--config={config}"],
+        server_environment={"JUPYTER_CONFIG_PATH": str(system_config_dir)},
         environ={
             "TIMEBACK_API_CLIENT_ID": CLIENT_ID,
             "TIMEBACK_API_CLIENT_SECRET": CLIENT_SECRET,

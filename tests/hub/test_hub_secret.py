@@ -108,3 +108,25 @@ def test_a_config_file_of_the_student_runs_without_the_secret_and_names_no_one_e
         assert {e["actor"]["id"].rsplit("/", 1)[-1] for e in events} == {SOURCED_IDS["tb-alice"]}
     finally:
         config.unlink()
+
+
+def test_system_wide_py_and_json_config_reach_every_students_server(
+    hub: Hub, system_config_dir: Path
+) -> None:
+    (system_config_dir / "jupyter_server_config.json").write_text(
+        json.dumps({"Timeback": {"environment": "production"}})
+    )
+    (system_config_dir / "jupyter_server_config.py").write_text(
+        "c.Timeback.app_name = 'Set system-wide'\n"
+    )
+    for path in system_config_dir.iterdir():
+        path.chmod(0o644)
+    try:
+        hub.stop_server("tb-bob")
+        status = hub.spawn("tb-bob").status()
+        assert status["environment"] == "production"  # from the .json
+        assert status["app"]["name"] == "Set system-wide"  # from the .py
+        assert status["sink"] == "relay" and status["problem"] is None
+    finally:
+        for path in system_config_dir.iterdir():
+            path.unlink()

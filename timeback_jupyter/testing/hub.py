@@ -85,6 +85,7 @@ class Hub:
     sink). ``environ``: the hub's own environment on top of this process's (the Timeback
     credentials the docs' config hands to the relay). ``relay_args``: appended to the relay's
     command (this machine's stand-in addresses, its database in ``workdir``).
+    ``server_environment``: added to the servers' (``c.Spawner.environment``).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class Hub:
         environ: Mapping[str, str] | None = None,
         server_args: Sequence[str] = FAST_SERVER_ARGS,
         relay_args: Sequence[str] = (),
+        server_environment: Mapping[str, str] | None = None,
         extra_config: str = "",
     ) -> None:
         self.workdir = workdir
@@ -110,6 +112,7 @@ class Hub:
         self.environ = dict(environ or {})
         self.server_args = tuple(server_args)
         self.relay_args = tuple(relay_args)
+        self.server_environment = dict(server_environment or {})
         self.extra_config = extra_config
         self.port, self.hub_port, self.proxy_api_port, self.relay_port = (
             free_port() for _ in range(4)
@@ -245,6 +248,7 @@ if {self.relay!r}:
 else:
     services.remove(relay)
     environment.pop("TIMEBACK_RELAY_URL", None)
+environment.update({self.server_environment!r})
 services.append({{"name": {HARNESS_SERVICE!r}, "api_token": {self.token!r}}})
 c.JupyterHub.services = services
 c.Spawner.environment = environment
