@@ -80,6 +80,12 @@ def assert_each_once(standin: StandIn, user: str, event_ids: Iterable[str]) -> N
     assert counts and set(counts.values()) == {1}, counts
 
 
+def catalog_xp(completion: dict[str, Any]) -> float:
+    """What the catalog's 5 XP quiz earns, all correct, on the attempt the relay counted (the
+    nth run of this student on it): the policy's 25% bonus on the first only."""
+    return 6.2 if completion["generated"]["attempt"] == 1 else 5.0
+
+
 def actor_of(event: dict[str, Any]) -> tuple[str, str]:
     return event["actor"]["id"].rsplit("/", 1)[-1], event["actor"].get("email", "")
 

@@ -20,7 +20,8 @@ from .relayed import delivered, for_runs
 pytestmark = pytest.mark.slow
 
 # Everything a cell can read where a secret might be: every process's environment and command
-# line, and the files of the places a deployment keeps config, state and temporary files.
+# line (and whether its memory opens), and the files of the places a deployment keeps config,
+# state and temporary files.
 SEARCH = """
 import json, os, sys
 SECRET = {secret!r}.encode()
@@ -39,6 +40,10 @@ for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
         procs += 1
         if SECRET in data:
             found.append(f"/proc/{{pid}}/{{part}}")
+    try:  # another user's memory: opening it needs ptrace rights over the process
+        open(f"/proc/{{pid}}/mem", "rb").close()
+    except OSError as err:
+        denied[f"{{pid}}/mem"] = type(err).__name__
 for root in ROOTS:
     for folder, dirs, names in os.walk(root, onerror=lambda err: None):
         for name in names:
@@ -70,6 +75,7 @@ def test_a_cell_finds_the_secret_in_no_environment_process_or_file(hub: Hub) -> 
     assert hub.proc is not None
     for pid in (hub.proc.pid, relay):
         assert seen["denied"][f"{pid}/environ"] == "PermissionError"
+        assert seen["denied"][f"{pid}/mem"] == "PermissionError"
 
 
 def test_a_config_file_of_the_student_runs_without_the_secret_and_names_no_one_else(
