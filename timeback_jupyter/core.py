@@ -126,14 +126,17 @@ def student_for(settings: Timeback, environ: Mapping[str, str]) -> identity.Stud
 
 
 def take_credentials(
-    environ: MutableMapping[str, str], *, scrub: bool = False
+    environ: MutableMapping[str, str], *, scrub: bool = False, settings: Timeback | None = None
 ) -> Credentials | None:
     """The API credentials in ``environ``; with ``scrub``, the secrets leave it (a server,
     whose kernels and terminals inherit its environment, reads them once, at start).
 
-    In hub mode (``$TIMEBACK_RELAY_URL`` set) none are read: the relay holds them, and a
-    secret found in a student's server is only scrubbed."""
-    credentials = None if environ.get(RELAY_URL_ENV, "").strip() else Credentials.from_env(environ)
+    In hub mode (``$TIMEBACK_RELAY_URL`` set, or ``settings`` naming the relay sink) none are
+    read: the relay holds them, and a secret found in a student's server is only scrubbed."""
+    hub = bool(environ.get(RELAY_URL_ENV, "").strip()) or (
+        settings is not None and settings.sink == "relay"
+    )
+    credentials = None if hub else Credentials.from_env(environ)
     if scrub:
         for name in SECRET_ENV_VARS:
             environ.pop(name, None)

@@ -73,6 +73,8 @@ class RelayCommand(Command):
     def start(self) -> None:
         # A service, not a report: its log is what the hub admin reads.
         logging.basicConfig(stream=sys.stderr, level=self.log_level, format=LOG_FORMAT, force=True)
+        # Alembic narrates every start (plugins, contexts) at INFO; its upgrades are warnings.
+        logging.getLogger("alembic").setLevel(max(self.log_level, logging.WARNING))
         if self.extra_args:
             self.fail(f"unexpected argument {self.extra_args[0]!r}", EXIT_USAGE)
         try:

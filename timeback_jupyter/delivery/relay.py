@@ -6,8 +6,9 @@ relay service (``$TIMEBACK_RELAY_URL`` + ``api/events``) with the server's own
 to Timeback. The server's outbox stays the buffer: whatever the relay does not acknowledge
 stays queued (a stopped relay loses nothing).
 
-How answers map onto the drainer's verdicts: 5xx, a refused connection or a 404 (no relay
-behind the URL) -> retry; a timeout or a dropped connection -> retry after asking
+How answers map onto the drainer's verdicts: 5xx, a refused connection or a page that is not
+the relay's JSON (the hub's "service not running", no relay behind the URL) -> retry; a
+timeout or a dropped connection -> retry after asking
 ``api/events/<id>`` whether it arrived; 401/403 -> retry with the relay's message (a hub
 restart brings a new token; a missing scope is the admin's to fix and shows on the status);
 400 -> rejected. Events the relay refuses inside a 200 (a conflict, an activity not in the
@@ -66,6 +67,16 @@ def _message(response: httpx.Response) -> str:
     return " ".join(text.split())
 
 
+def _from_relay(response: httpx.Response) -> bool:
+    """The relay answers JSON objects, always; the hub's and proxies' pages are HTML."""
+    if "json" not in response.headers.get("Content-Type", ""):
+        return False
+    try:
+        return isinstance(response.json(), dict)
+    except ValueError:
+        return False
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     try:
         seconds = float(response.headers.get("Retry-After", ""))
@@ -110,6 +121,8 @@ class RelaySink:
         self.checked_at: float | None = None
         self.refused = 0
         self.refusals: deque[dict[str, Any]] = deque(maxlen=KEPT_REFUSALS)
+        # accepted with a word from the relay (0 XP: not in the school's catalog, time cut)
+        self.notes: deque[dict[str, Any]] = deque(maxlen=KEPT_REFUSALS)
         self.cut_seconds = 0.0
 
     @classmethod
@@ -168,8 +181,17 @@ class RelaySink:
         self._note_refusals(response)
 
     def _verdict(self, response: httpx.Response) -> None:
-        """Raise what the drainer must hear for a non-200 answer."""
+        """Raise what the drainer must hear for an answer that is not the relay's 200."""
         status = response.status_code
+        if not _from_relay(response):
+            # A page of the hub (the relay is down: 503; no such service: 403/404) or of a
+            # proxy in between: nothing reached a relay.
+            raise RetryableError(
+                self._failed(
+                    f"no relay answers at {self.url} (HTTP {status} from the hub or a proxy); "
+                    f"check ${RELAY_URL_ENV} and the hub's c.JupyterHub.services"
+                )
+            )
         if status == 200:
             return
         text = self._scrub(_message(response))
@@ -177,13 +199,6 @@ class RelaySink:
             raise RejectedError(f"the relay refused the envelope: {text}")
         if status in (401, 403):
             raise RetryableError(self._failed(f"the relay refused this server ({status}): {text}"))
-        if status == 404:
-            raise RetryableError(
-                self._failed(
-                    f"no relay at {self.url} (404: {text}); check ${RELAY_URL_ENV} and the "
-                    "hub's c.JupyterHub.services"
-                )
-            )
         if status in (408, 502, 504):
             raise RetryableError(
                 self._failed(f"the relay did not answer in time ({status}): {text}"),
@@ -198,23 +213,23 @@ class RelaySink:
 
     def _note_refusals(self, response: httpx.Response) -> None:
         """Events the relay refused inside its 200: its final word; logged, kept visible."""
-        try:
-            body = response.json()
-        except ValueError:
-            LOG.warning("the relay answered 200 without a JSON body")
-            return
-        events = body.get("events") if isinstance(body, dict) else None
+        events = response.json().get("events")
         for event in events if isinstance(events, list) else ():
             if not isinstance(event, dict):
                 continue
             cut = event.get("cut_seconds")
             if isinstance(cut, int | float) and cut > 0:
                 self.cut_seconds += float(cut)
+            said = {"id": event.get("id"), "reason": event.get("reason")}
             if event.get("status") == "refused":
                 self.refused += 1
-                refusal = {"id": event.get("id"), "reason": event.get("reason")}
-                self.refusals.append(refusal)
-                LOG.warning("the relay refused event %s: %s", refusal["id"], refusal["reason"])
+                self.refusals.append(said)
+                LOG.warning("the relay refused event %s: %s", said["id"], said["reason"])
+            elif said["reason"]:
+                if "xp" in event:
+                    said["xp"] = event["xp"]
+                self.notes.append(said)
+                LOG.info("the relay on event %s: %s", said["id"], said["reason"])
 
     async def exists(self, event_id: str) -> bool | None:
         try:
@@ -222,15 +237,13 @@ class RelaySink:
         except httpx.HTTPError as err:
             LOG.debug("cannot tell whether %s reached the relay: %s", event_id, err)
             return None
+        if not _from_relay(response):
+            return None  # a page of the hub or a proxy: the relay was not asked
         if response.status_code == 200:
             return True
         if response.status_code == 404:
-            try:
-                # The relay's own 404 names the event; the hub proxy's 404 (no relay) does not.
-                known = isinstance(response.json(), dict) and "id" in response.json()
-            except ValueError:
-                known = False
-            return False if known else None
+            # The relay's own 404 names the event; a page of the hub (no relay) does not.
+            return False if "id" in response.json() else None
         return None
 
     async def aclose(self) -> None:
@@ -271,5 +284,6 @@ class RelaySink:
             "checked_at": self.checked_at,
             "refused": self.refused,
             "refusals": list(self.refusals),
+            "notes": list(self.notes),
             "cut_seconds": self.cut_seconds,
         }

@@ -29,7 +29,7 @@ from ..delivery import Drainer, Sink, make_sink
 from ..identity import ActorResolver
 from .catalog import Catalog
 from .database import RelayDatabase, open_relay_db
-from .handlers import Face, RelayHandler, routes
+from .handlers import MAX_BODY_BYTES, Face, RelayHandler, routes
 from .ingest import Relay
 from .settings import Relay as RelaySettings
 from .users import UserDirectory
@@ -169,7 +169,9 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
     auth = hub_auth(settings, environ)
     parts = build_parts(settings, timeback, environ)
     face = Face(parts.relay, auth, settings.service_name, parts.drainer)
-    server = httpserver.HTTPServer(make_app(face, settings.prefix), xheaders=True)
+    server = httpserver.HTTPServer(
+        make_app(face, settings.prefix), xheaders=True, max_body_size=MAX_BODY_BYTES
+    )
     try:
         server.listen(settings.port, settings.ip)
         stopping = asyncio.Event()

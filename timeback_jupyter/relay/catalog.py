@@ -61,6 +61,10 @@ class Catalog:
         cls, path: str | os.PathLike[str], environment: str, oneroster_base_url: str
     ) -> Catalog:
         """From the relay's ``timeback.config.json``; a missing or bad file is a ConfigError."""
+        if not path:
+            raise ConfigError(
+                "the relay needs the school's catalog: the path of its timeback.config.json"
+            )
         return cls(load_app_config(path, environment), environment, oneroster_base_url)
 
     def course(self, ref: CourseRef) -> Course | None:

@@ -70,7 +70,8 @@ class RelayDatabase:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def _error(self, err: sa.exc.SQLAlchemyError) -> RelayStoreError:
+    def error(self, err: sa.exc.SQLAlchemyError) -> RelayStoreError:
+        """``err`` as a sentence naming the store."""
         orig = getattr(err, "orig", None)
         if isinstance(orig, sqlite3.Error):
             return RelayStoreError(explain(orig, self.where))
@@ -85,7 +86,7 @@ class RelayDatabase:
                 with conn.begin():
                     yield conn
         except sa.exc.SQLAlchemyError as err:
-            raise self._error(err) from err
+            raise self.error(err) from err
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -94,7 +95,7 @@ class RelayDatabase:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
         except sa.exc.SQLAlchemyError as err:
-            raise self._error(err) from err
+            raise self.error(err) from err
 
     def revision(self) -> str | None:
         with self.read() as conn:

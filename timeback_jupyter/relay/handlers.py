@@ -151,7 +151,7 @@ class EventHandler(RelayHandler):
 class MeHandler(RelayHandler):
     async def get(self) -> None:
         user = await self.hub_user()
-        self.answer({"user": user.name, **self.face.relay.record(user)})
+        self.answer(self.face.relay.record(user))
 
 
 class StatusHandler(RelayHandler):

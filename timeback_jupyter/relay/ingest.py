@@ -33,27 +33,33 @@ the last gap; that is a grader's job, not a time tracker's.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
+from ..caliper import Actor
 from ..delivery.errors import RejectedError
 from ..delivery.sink import check_envelope
 from ..identity import IdentityError
 from ..xp import XpPolicy
 from . import incoming, records
+from .batching import GroupCommit
 from .catalog import Catalog
 from .database import RelayDatabase
 from .outbox import RelayOutbox
 from .rules import MAX_SPAN_MS, Rules, Turn, UnknownActivity, apply, lock_user
 from .users import HubUser, UserDirectory
 
+LOG = logging.getLogger("timeback_jupyter.relay")
 MAX_WINDOW = 16.0  # the clock's 15 s windows, and a second of slack for float sums
 FUTURE_SKEW = 10.0  # how far ahead of the relay a server's clock may be
 MAX_EVENTS = 1000  # per envelope (a server's drainer sends 50)
 STATUSES = ("accepted", "duplicate", "refused")
+Envelope = tuple[str, Actor, list[Any]]  # the hub user's name, their actor, the events
 
 
 class InvalidEnvelope(ValueError):
@@ -124,9 +130,9 @@ class Relay:
         self.now = now
         self.notify = notify
         self.outbox = RelayOutbox(db, now=now)
-        # One envelope's transaction at a time in this process: SQLite has one writer anyway,
-        # and the work runs on a thread so the service's event loop keeps answering.
-        self._lock = asyncio.Lock()
+        # One transaction at a time in this process (SQLite has one writer anyway), holding
+        # every envelope that waited for it.
+        self._commits: GroupCommit[Envelope, list[dict[str, Any]]] = GroupCommit(self._apply)
 
     async def ingest(self, user: HubUser, envelope: Any) -> IngestResult:
         """Apply the rules to every event of ``envelope`` from ``user``, in one transaction.
@@ -147,17 +153,31 @@ class Relay:
             actor = await self.users.actor_for(user)
         except IdentityError as err:
             raise RelayUnavailable(f"cannot tell Timeback who {user.name!r} is: {err}") from None
-        async with self._lock:
-            outcomes = await asyncio.to_thread(self._apply, user.name, actor, data)
+        outcomes = await self._commits.submit((user.name, actor, data))
         if self.notify is not None and any(e["status"] == "accepted" for e in outcomes):
             self.notify()
         return IngestResult(outcomes)
 
-    def _apply(self, user: str, actor: Any, data: list[Any]) -> list[dict[str, Any]]:
+    def _apply(self, envelopes: list[Envelope]) -> list[list[dict[str, Any]] | Exception]:
+        """Envelopes in one transaction, each in a savepoint of its own: one that fails
+        (a bug, a constraint) is rolled back and answered with its error, the others commit."""
+        out: list[list[dict[str, Any]] | Exception] = []
         with self.db.write() as conn:
-            turn = Turn(conn=conn, user=user, actor=actor, now=self.now())
-            lock_user(turn)
-            return [apply(self.rules, turn, event) for event in data]
+            now = self.now()
+            # Users locked in one order: two relay processes never wait on each other in a ring.
+            for name in sorted({user for user, _, _ in envelopes}):
+                lock_user(conn, name, now)
+            for user, actor, data in envelopes:
+                turn = Turn(conn=conn, user=user, actor=actor, now=now)
+                try:
+                    with conn.begin_nested():
+                        out.append([apply(self.rules, turn, event) for event in data])
+                except sa.exc.SQLAlchemyError as err:
+                    out.append(self.db.error(err))
+                except Exception as err:
+                    LOG.exception("the relay failed on an envelope of %s", user)
+                    out.append(err)
+        return out
 
     def lookup(self, user: HubUser, event_id: str) -> dict[str, Any] | None:
         """``{"id", "status"}`` of an event ``user`` sent, or None if never received (what a

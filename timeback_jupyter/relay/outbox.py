@@ -25,6 +25,7 @@ from .database import RelayDatabase
 from .schema import dead_letters, outbox
 
 _ERROR_LENGTH = 2000
+INSERT = sa.insert(outbox)  # built once: see statements.py
 
 
 def enqueue(
@@ -39,17 +40,34 @@ def enqueue(
 ) -> None:
     """Queue ``event`` (its ``id`` is the stored id) within the caller's transaction."""
     conn.execute(
-        sa.insert(outbox).values(
-            event_id=event["id"],
-            user_name=user,
-            run_id=run_id,
-            kind=kind,
-            sensor=sensor,
-            payload=event,
-            status="pending",
-            attempts=0,
-            created_at=at,
-        )
+        INSERT,
+        {
+            "event_id": event["id"],
+            "user_name": user,
+            "run_id": run_id,
+            "kind": kind,
+            "sensor": sensor,
+            "payload": event,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": at,
+        },
+    )
+
+
+def claim_query(sensor: str, limit: int) -> sa.Select[Any]:
+    """The oldest ``limit`` pending rows of ``sensor``, locked for the claim.
+
+    SKIP LOCKED: a second claimer (PostgreSQL, several relay processes) takes the next rows
+    instead of waiting. SQLite compiles no FOR UPDATE at all (its writers are serialized by
+    BEGIN IMMEDIATE), so this one spelling is right for both.
+    """
+    return (
+        sa.select(outbox)
+        .where(outbox.c.status == "pending", outbox.c.sensor == sensor)
+        .order_by(outbox.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
 
 
@@ -93,16 +111,7 @@ class RelayOutbox:
             ).first()
             if first is None:
                 return []
-            # SKIP LOCKED: a second claimer (PostgreSQL, several relay processes) takes the
-            # next rows instead of waiting. SQLite compiles no FOR UPDATE at all (its writers
-            # are serialized by BEGIN IMMEDIATE), so this is the portable spelling.
-            rows = conn.execute(
-                sa.select(outbox)
-                .where(outbox.c.status == "pending", outbox.c.sensor == first.sensor)
-                .order_by(outbox.c.seq)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
+            rows = conn.execute(claim_query(first.sensor, limit)).all()
             if rows:
                 conn.execute(
                     sa.update(outbox)

@@ -22,7 +22,7 @@ def received_status(db: RelayDatabase, key: str) -> str | None:
 def user_record(db: RelayDatabase, name: str) -> dict[str, Any]:
     with db.read() as conn:
         user = conn.execute(sa.select(hub_users).where(hub_users.c.name == name)).first()
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 sa.select(received.c.status, sa.func.count())
                 .where(received.c.user_name == name)
@@ -78,7 +78,7 @@ def user_record(db: RelayDatabase, name: str) -> dict[str, Any]:
 
 def relay_counts(db: RelayDatabase) -> dict[str, Any]:
     with db.read() as conn:
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 sa.select(received.c.status, sa.func.count()).group_by(received.c.status)
             ).all()

@@ -22,9 +22,12 @@ from ..config import Course
 from ..model import Activity, Completion, InvalidInput, Window
 from ..xp import XpOutcome, XpPolicy, award_xp
 from . import incoming, outbox, spans
+from . import statements as sql
 from .catalog import Catalog
 from .incoming import KIND_COMPLETION, KIND_TIME, Incoming
-from .schema import active_spans, completions, hub_users, received, runs
+
+# Columns of ``received`` an outcome may leave empty (one INSERT shape for all of them).
+_RECEIVED_OPTIONAL = ("reason", "run_id", "active_seconds", "cut_seconds", "xp")
 
 UnknownActivity = Literal["zero", "refuse"]
 # No stored span is longer than this (max_window is capped at it): the lookback of the query
@@ -53,30 +56,22 @@ class Turn:
     now: float
 
 
-def lock_user(turn: Turn) -> None:
+def lock_user(conn: sa.Connection, name: str, now: float) -> None:
     """Lock (PostgreSQL: FOR UPDATE) the user's row, made on first sight: one user's events
     are placed one transaction at a time."""
-    row = turn.conn.execute(
-        sa.select(hub_users.c.name).where(hub_users.c.name == turn.user).with_for_update()
-    ).first()
-    if row is None:
-        turn.conn.execute(
-            sa.insert(hub_users).values(name=turn.user, first_seen=turn.now, active_ms=0, cut_ms=0)
+    if conn.execute(sql.LOCK_USER, {"p_user": name}).first() is None:
+        conn.execute(
+            sql.INSERT_USER, {"name": name, "first_seen": now, "active_ms": 0, "cut_ms": 0}
         )
 
 
 def _store(turn: Turn, key: str, sent: str, digest: str, kind: str, **values: Any) -> None:
-    turn.conn.execute(
-        sa.insert(received).values(
-            key=key,
-            user_name=turn.user,
-            event_id=sent,
-            body_sha256=digest,
-            kind=kind,
-            at=turn.now,
-            **values,
-        )
+    row = dict.fromkeys(_RECEIVED_OPTIONAL)
+    row.update(values)
+    row.update(
+        key=key, user_name=turn.user, event_id=sent, body_sha256=digest, kind=kind, at=turn.now
     )
+    turn.conn.execute(sql.INSERT_RECEIVED, row)
 
 
 def apply(rules: Rules, turn: Turn, event: Any) -> dict[str, Any]:
@@ -86,11 +81,7 @@ def apply(rules: Rules, turn: Turn, event: Any) -> dict[str, Any]:
         return {"id": None, "status": "refused", "reason": "event.id: required (an IRI)"}
     key = incoming.stored_id(turn.user, sent)
     digest = incoming.body_hash(event)
-    seen = turn.conn.execute(
-        sa.select(received.c.body_sha256, received.c.status, received.c.reason).where(
-            received.c.key == key
-        )
-    ).first()
+    seen = turn.conn.execute(sql.SEEN, {"p_key": key}).first()
     if seen is not None:
         if seen.body_sha256 != digest:
             return {
@@ -136,10 +127,16 @@ def _activity(rules: Rules, parsed: Incoming) -> tuple[Course, Activity, bool]:
     return course, Activity(parsed.slug, parsed.activity_name, parsed.course), False
 
 
-def _run(turn: Turn, parsed: Incoming, course: Course) -> Any:
-    """The relay's row of the run, made on its first event (the attempt counted here)."""
-    where = (runs.c.user_name == turn.user, runs.c.run_id == parsed.run_id)
-    row = turn.conn.execute(sa.select(runs).where(*where)).first()
+@dataclass(frozen=True)
+class RunSeen:
+    attempt: int
+    active_ms: int
+
+
+def _run(turn: Turn, parsed: Incoming, course: Course) -> RunSeen:
+    """The relay's view of the run, recorded at its first event (the attempt counted here)."""
+    keys = {"p_user": turn.user, "p_run": parsed.run_id}
+    row = turn.conn.execute(sql.RUN, keys).first()
     if row is not None:
         if (row.course, row.activity) != (course.name, parsed.slug):
             raise InvalidInput(
@@ -147,29 +144,26 @@ def _run(turn: Turn, parsed: Incoming, course: Course) -> Any:
                 f"run {parsed.run_id} is a run of {row.activity!r} ({row.course}), not of "
                 f"{parsed.slug!r} ({course.name})",
             )
-        return row
+        return RunSeen(row.attempt, row.active_ms)
     before = turn.conn.execute(
-        sa.select(sa.func.count())
-        .select_from(runs)
-        .where(
-            runs.c.user_name == turn.user,
-            runs.c.course == course.name,
-            runs.c.activity == parsed.slug,
-        )
+        sql.RUNS_OF_ACTIVITY,
+        {"p_user": turn.user, "p_course": course.name, "p_activity": parsed.slug},
     ).scalar_one()
+    attempt = int(before) + 1
     turn.conn.execute(
-        sa.insert(runs).values(
-            user_name=turn.user,
-            run_id=parsed.run_id,
-            course=course.name,
-            activity=parsed.slug,
-            attempt=int(before) + 1,
-            first_seen=turn.now,
-            active_ms=0,
-            cut_ms=0,
-        )
+        sql.INSERT_RUN,
+        {
+            "user_name": turn.user,
+            "run_id": parsed.run_id,
+            "course": course.name,
+            "activity": parsed.slug,
+            "attempt": attempt,
+            "first_seen": turn.now,
+            "active_ms": 0,
+            "cut_ms": 0,
+        },
     )
-    return turn.conn.execute(sa.select(runs).where(*where)).one()
+    return RunSeen(attempt, 0)
 
 
 def _accept(
@@ -185,9 +179,7 @@ def _accept(
     target = rules.catalog.target(course, activity)
     if parsed.kind == KIND_COMPLETION:
         done = turn.conn.execute(
-            sa.select(completions.c.event_key).where(
-                completions.c.user_name == turn.user, completions.c.run_id == parsed.run_id
-            )
+            sql.COMPLETION_OF_RUN, {"p_user": turn.user, "p_run": parsed.run_id}
         ).first()
         if done is not None:
             raise InvalidInput(
@@ -218,21 +210,18 @@ def _time_spent(
     length = min(active_ms + inactive_ms, rules.max_window_ms)
     lo = hi - length
     busy = turn.conn.execute(
-        sa.select(active_spans.c.start_ms, active_spans.c.end_ms).where(
-            active_spans.c.user_name == turn.user,
-            active_spans.c.start_ms >= lo - MAX_SPAN_MS,
-            active_spans.c.start_ms < hi,
-            active_spans.c.end_ms > lo,
-        )
+        sql.SPANS_NEAR, {"p_user": turn.user, "p_lo": lo, "p_hi": hi, "p_longest": MAX_SPAN_MS}
     ).all()
     placed = spans.place([(b.start_ms, b.end_ms) for b in busy], lo, hi, min(active_ms, length))
     forwarded = sum(end - start for start, end in placed)
     cut = active_ms - forwarded
-    for start, end in placed:
+    if placed:
         turn.conn.execute(
-            sa.insert(active_spans).values(
-                user_name=turn.user, start_ms=start, end_ms=end, event_key=key
-            )
+            sql.INSERT_SPAN,
+            [
+                {"user_name": turn.user, "start_ms": start, "end_ms": end, "event_key": key}
+                for start, end in placed
+            ],
         )
     _add_time(turn, parsed.run_id, forwarded, cut)
     inactive_fwd = min(inactive_ms, length - forwarded)
@@ -276,20 +265,13 @@ def _time_spent(
 def _add_time(turn: Turn, run_id: str, forwarded: int, cut: int) -> None:
     if not (forwarded or cut):
         return
-    turn.conn.execute(
-        sa.update(runs)
-        .where(runs.c.user_name == turn.user, runs.c.run_id == run_id)
-        .values(active_ms=runs.c.active_ms + forwarded, cut_ms=runs.c.cut_ms + cut)
-    )
-    turn.conn.execute(
-        sa.update(hub_users)
-        .where(hub_users.c.name == turn.user)
-        .values(active_ms=hub_users.c.active_ms + forwarded, cut_ms=hub_users.c.cut_ms + cut)
-    )
+    added = {"p_user": turn.user, "p_active": forwarded, "p_cut": cut}
+    turn.conn.execute(sql.ADD_RUN_TIME, {**added, "p_run": run_id})
+    turn.conn.execute(sql.ADD_USER_TIME, added)
 
 
 def _outcome(
-    rules: Rules, parsed: Incoming, activity: Activity, run: Any, listed: bool
+    rules: Rules, parsed: Incoming, activity: Activity, run: RunSeen, listed: bool
 ) -> XpOutcome:
     if not listed:
         return XpOutcome(
@@ -320,7 +302,7 @@ def _completion(
     digest: str,
     parsed: Incoming,
     target: caliper.Target,
-    run: Any,
+    run: RunSeen,
     listed: bool,
 ) -> dict[str, Any]:
     outcome = _outcome(rules, parsed, target.activity, run, listed)
@@ -339,14 +321,15 @@ def _completion(
         completion, parsed.run_id, run.attempt, turn.actor, target, event_id=key
     )
     turn.conn.execute(
-        sa.insert(completions).values(
-            user_name=turn.user,
-            run_id=parsed.run_id,
-            event_key=key,
-            xp=outcome.awarded,
-            outcome={**outcome.to_dict(), "attempt": run.attempt},
-            at=turn.now,
-        )
+        sql.INSERT_COMPLETION,
+        {
+            "user_name": turn.user,
+            "run_id": parsed.run_id,
+            "event_key": key,
+            "xp": outcome.awarded,
+            "outcome": {**outcome.to_dict(), "attempt": run.attempt},
+            "at": turn.now,
+        },
     )
     outbox.enqueue(
         turn.conn,

@@ -9,6 +9,7 @@ from ..caliper import Actor, user_url
 from ..identity import ActorResolver, IdentityError, Student, placeholder_sourced_id
 
 _PLACEHOLDERS = ("{name}", "{username}")
+MAX_NAME = 255  # schema.hub_users.name
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class HubUser:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("HubUser.name: required (the hub user's name)")
+        if len(self.name) > MAX_NAME:
+            # The store's column; one too long must fail here, not a shared transaction.
+            raise ValueError(f"HubUser.name: longer than {MAX_NAME} characters")
         object.__setattr__(self, "groups", tuple(self.groups))
 
 

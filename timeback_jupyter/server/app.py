@@ -122,7 +122,7 @@ class TimebackApp(ExtensionApp):
         cfg = self.timeback
         service = self.service
         # Read once, then taken out of the environment kernels and terminals inherit.
-        service.credentials = take_credentials(os.environ, scrub=True)
+        service.credentials = take_credentials(os.environ, scrub=True, settings=cfg)
         try:
             core = build_core(
                 cfg,

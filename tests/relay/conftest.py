@@ -1,0 +1,138 @@
+"""A relay on a real SQLite file with injected time, and events as students' servers build them
+(``caliper.time_spent_event`` / ``completion_event``, the product's own builders)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from timeback_jupyter import caliper
+from timeback_jupyter.config import ONEROSTER_BASE_URLS, parse_app_config
+from timeback_jupyter.model import Activity, Completion, CourseRef, Window
+from timeback_jupyter.relay.catalog import Catalog
+from timeback_jupyter.relay.database import open_relay_db
+from timeback_jupyter.relay.ingest import Relay
+from timeback_jupyter.relay.users import HubUser, UserDirectory
+
+T0 = 1_768_471_200.0
+SENSOR = "https://nb.example.edu"
+BASE = ONEROSTER_BASE_URLS["staging"]
+CATALOG = {
+    "name": "Notebook Academy",
+    "sensor": SENSOR,
+    "courses": [
+        {
+            "subject": "Math",
+            "grade": 3,
+            "ids": {"staging": "m3-stg", "production": "m3-prd"},
+            "activities": [
+                {"id": "fractions-quiz", "name": "Fractions quiz", "xp": 10},
+                {"id": "fractions-lesson", "name": "Fractions lesson", "xp": 5,
+                 "xpWithoutQuestions": True},
+                {"id": "strict-quiz", "name": "Strict quiz", "xp": 8, "masteryThreshold": 1.0},
+            ],
+        },
+        {
+            "subject": "Other",
+            "courseCode": "CS-101",
+            "ids": {"staging": "cs-stg"},
+            "activities": [{"id": "intro", "name": "Intro to Python", "xp": 3}],
+        },
+    ],
+}  # fmt: skip
+ADA = HubUser("ada")
+BOB = HubUser("bob")
+
+
+class Clock:
+    def __init__(self, t: float = T0 + 3600) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def catalog(data: dict[str, Any] | None = None) -> Catalog:
+    app = parse_app_config(data or CATALOG, "staging")
+    return Catalog(app, "staging", BASE)
+
+
+def make_relay(path: Path, clock: Clock, **kw: Any) -> Relay:
+    db = open_relay_db(f"sqlite:///{path}", busy_timeout=kw.pop("busy_timeout", 5.0))
+    users = UserDirectory("{name}@school.edu", BASE)
+    return Relay(db, kw.pop("catalog", None) or catalog(), users, now=clock, **kw)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def relay(tmp_path: Path, clock: Clock):
+    r = make_relay(tmp_path / "relay.db", clock)
+    yield r
+    r.db.close()
+
+
+# -- what a student's server sends ------------------------------------------------------------
+
+# The student's own server may claim anything: another actor, another app, its own XP.
+MALLORY = caliper.Actor(f"{BASE}/ims/oneroster/rostering/v1p2/users/victim-1", "bob@school.edu")
+
+
+def target(slug: str = "fractions-quiz", *, code: str | None = None, app: str = "Evil App"):
+    ref = CourseRef(code=code) if code else CourseRef("Math", 3)
+    local = {**CATALOG, "name": app}
+    course = parse_app_config(local, "staging").course_for(ref)
+    activity = Activity(slug, f"{slug} (as the notebook names it)", ref, xp=500.0)
+    return caliper.Target(app, SENSOR, "staging", BASE, course, activity)
+
+
+def tse(
+    run: str,
+    end: float,
+    active: float = 12.0,
+    inactive: float = 3.0,
+    *,
+    slug: str = "fractions-quiz",
+    event_id: str | None = None,
+    actor: caliper.Actor = MALLORY,
+) -> dict[str, Any]:
+    window = Window(run, end - active - inactive, end, active, inactive)
+    return caliper.time_spent_event(window, run, actor, target(slug), event_id=event_id)
+
+
+def completion(
+    run: str,
+    at: float,
+    *,
+    total: int | None = 10,
+    correct: int | None = 10,
+    xp: float = 999.0,
+    slug: str = "fractions-quiz",
+    attempt: int = 1,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    done = Completion(run, xp, at, total_questions=total, correct_questions=correct)
+    return caliper.completion_event(done, run, attempt, MALLORY, target(slug), event_id=event_id)
+
+
+def envelope(*events: dict[str, Any]) -> dict[str, Any]:
+    return caliper.envelope(list(events), SENSOR, T0)
+
+
+def run_id() -> str:
+    return str(uuid.uuid4())
+
+
+def forwarded(relay: Relay) -> list[dict[str, Any]]:
+    return relay.outbox.events()
+
+
+def roundtrip(event: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(event))
