@@ -41,6 +41,9 @@ FAST_SERVER_ARGS = (
     "--Timeback.drain_interval=0.1",
     "--Timeback.retry_initial=0.05",
     "--Timeback.retry_max=1.0",
+    # a send to a relay that is away gives up (and is settled later) in seconds, so a server
+    # stopping then does not wait out the default 30 s
+    "--Timeback.request_timeout=5.0",
 )
 
 
