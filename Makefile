@@ -11,7 +11,10 @@ LABEXT_SRC  := $(wildcard labextension/src/*.ts labextension/style/* labextensio
                $(addprefix labextension/,package.json yarn.lock tsconfig.json .yarnrc.yml)
 JLPM        := cd labextension && PATH=$(abspath $(BIN)):$$PATH jlpm
 
-.PHONY: venv lab labext test test-ts lint bench clean
+# tests/hub run a real JupyterHub: its proxy, configurable-http-proxy, comes from npm, cached here.
+CHP := .cache/chp/node_modules/.bin/configurable-http-proxy
+
+.PHONY: venv lab labext hub-deps test test-ts lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +32,11 @@ $(VENV)/.labext: $(VENV)/.installed $(LABEXT_SRC)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
+hub-deps: $(CHP)
+
+$(CHP):
+	npm install --prefix .cache/chp --no-audit --no-fund configurable-http-proxy@5
+
 lab: venv labext
 	mkdir -p $(LAB_HOME)/data $(LAB_HOME)/runtime
 	JUPYTER_DATA_DIR=$(LAB_HOME)/data JUPYTER_RUNTIME_DIR=$(LAB_HOME)/runtime \
@@ -42,7 +50,7 @@ lint: venv
 test-ts: labext
 	$(JLPM) test
 
-test: venv lint labext test-ts
+test: venv lint labext test-ts hub-deps
 	$(BIN)/python -m pytest -q
 
 bench: venv

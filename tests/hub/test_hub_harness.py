@@ -1,0 +1,50 @@
+"""The harness itself: a real hub whose students are OS users, each in a server of their own."""
+
+from __future__ import annotations
+
+import json
+import pwd
+import textwrap
+
+import pytest
+
+from timeback_jupyter.testing.hub import Hub
+
+pytestmark = pytest.mark.slow
+
+
+def test_each_student_runs_as_their_own_os_user_and_reads_no_one_elses_files(
+    hub: Hub, hub_students: dict[str, pwd.struct_passwd]
+) -> None:
+    alice, bob = hub_students["tb-alice"], hub_students["tb-bob"]
+    hub.spawn("tb-bob").put_file("secret.txt", "bob's work")
+    server = hub.spawn("tb-alice")
+    assert hub.proc is not None
+    code = textwrap.dedent(f"""
+        import json, os
+        def tried(path):
+            try:
+                open(path, "rb").read(1)
+                return "read"
+            except OSError as err:
+                return type(err).__name__
+        print(json.dumps({{
+            "uid": os.getuid(), "home": os.environ["HOME"],
+            "bob": tried({alice.pw_dir.replace("alice", "bob") + "/secret.txt"!r}),
+            "hub_db": tried({str(hub.workdir / "jupyterhub.sqlite")!r}),
+            "hub_environ": tried("/proc/{hub.proc.pid}/environ"),
+            "root_home": tried("/root/.bashrc"),
+        }}))
+    """)
+    ran = server.run_code(code)
+    assert ran.error is None, ran.traceback
+    seen = json.loads(ran.stdout)
+    assert seen == {
+        "uid": alice.pw_uid,
+        "home": alice.pw_dir,
+        "bob": "PermissionError",
+        "hub_db": "PermissionError",
+        "hub_environ": "PermissionError",
+        "root_home": "PermissionError",
+    }
+    assert bob.pw_uid != alice.pw_uid
