@@ -329,3 +329,23 @@ async def test_a_kernel_that_dies_for_good_is_let_go_of_everywhere(
     assert kernel_id not in ext.binding.kernel_paths
     assert ext.tracker.run_at(path) is None
     assert ext.tracker.get(run_id).status == "ended"
+
+
+def test_settled_jobs_go_with_their_events_and_pending_ones_stay(store, clock):
+    """The jobs table grows one row per envelope sent to Timeback: settled jobs as old as the
+    kept period leave after the events' backlog; a pending job is never pruned."""
+    run = new_run()
+    store.insert_run(run)
+    for job in ("job-done", "job-failed", "job-pending"):
+        record(store, run, 15.0 * len(store.jobs_pending()))
+        batch = store.claim_batch(10)
+        store.record_job([i.event_id for i in batch], job)
+    store.confirm("job-done")
+    store.job_failed("job-failed", "upstream said no", limit=5)
+    clock.t += 10 * DAY
+    assert store.job_stats()["confirmed"] == 1 and store.job_stats()["failed"] == 1
+    assert store.prune_sent(clock.t - 5 * DAY) == 1 + 2  # the confirmed event, two jobs
+    stats = store.job_stats()
+    assert (stats["pending"], stats["failed"], stats["confirmed"]) == (1, 0, 0)
+    assert [j.job_id for j in store.jobs_pending()] == ["job-pending"]
+    assert store.prune_sent(clock.t - 5 * DAY) == 0

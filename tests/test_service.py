@@ -296,3 +296,19 @@ def test_the_service_needs_no_jupyter_server():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.asyncio
+async def test_flush_while_another_process_delivers_is_a_conflict_that_names_it(service, store):
+    """Two servers on one store (two named servers sharing a home): the one without the
+    store's delivery lease answers a flush 409 with the reason, not an unhandled 500."""
+    holder = Drainer(store, LocalSink())
+    assert holder._lease.acquire()  # as the other process's drainer holds it
+    try:
+        service.drainer = Drainer(store, LocalSink(), idle_interval=0.05)
+        with pytest.raises(ServiceError) as err:
+            await service.flush(1.0)
+        assert err.value.status == 409
+        assert "already delivering" in str(err.value)
+    finally:
+        holder._lease.release()

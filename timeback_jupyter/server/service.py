@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ..config import Credentials, Timeback
-from ..delivery import Drainer
+from ..delivery import Drainer, DrainerBusy
 from ..model import Activity, InvalidInput
 from ..store import Store, StoreError
 from ..tracker import Tracker, TrackerError
@@ -360,7 +360,10 @@ class TimebackService:
                 self.tracker.tick()
         except self.store_error_types as err:
             raise StoreFailure(err) from None
-        report = await self.drainer.flush(timeout=timeout)
+        try:
+            report = await self.drainer.flush(timeout=timeout)
+        except DrainerBusy as err:  # another process holds the store's delivery (its lease)
+            raise ServiceError(str(err), 409) from None
         return {"report": dataclasses.asdict(report), "delivery": self.drainer.status()}
 
     def end_all(self) -> None:

@@ -32,6 +32,12 @@ PRUNE_SQL = (
     "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox INDEXED BY outbox_prunable "
     f"WHERE {PRUNABLE} AND sent_at < ? ORDER BY sent_at LIMIT ?)"
 )
+# Settled jobs (completed or failed) leave with the events they carried: a job row is kept as
+# long as a confirmed heartbeat can be, never while pending.
+PRUNE_JOBS_SQL = (
+    "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs "
+    "WHERE state != 'pending' AND settled_at < ? ORDER BY settled_at LIMIT ?)"
+)
 PRUNE_BATCH = 200  # rows per transaction: a short hold of the lock heartbeats also want
 PRUNE_PAUSE = 0.01  # seconds between two batches of a backlog, for the writers waiting
 PRUNE_EVERY = 300.0  # seconds between two looks for old events once none is left
@@ -44,12 +50,17 @@ class RetentionStore(Database):
 
     def prune_sent(self, older_than: float, limit: int = PRUNE_BATCH) -> int:
         """Delete up to ``limit`` confirmed TimeSpentEvents sent before ``older_than`` (a time
-        as the store's clock gives it), oldest first, in one transaction; how many went."""
+        as the store's clock gives it), oldest first, then as many settled jobs settled before
+        it, in one transaction; how many rows went."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
         with self._write() as db:
             cur = db.execute(PRUNE_SQL, (float(older_than), limit))
-            return max(cur.rowcount, 0)
+            deleted = max(cur.rowcount, 0)
+            if deleted < limit:  # the events' backlog done: the settled jobs as old
+                cur = db.execute(PRUNE_JOBS_SQL, (float(older_than), limit - deleted))
+                deleted += max(cur.rowcount, 0)
+            return deleted
 
     def retain(self, keep_seconds: float, *, every: float = PRUNE_EVERY) -> None:
         """Keep confirmed TimeSpentEvents for ``keep_seconds`` after they were sent, pruning
