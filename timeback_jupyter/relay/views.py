@@ -152,7 +152,9 @@ def overview(
     cells = {(s, i): Cell() for s in names for i in range(len(columns))}
     with db.read() as conn:
         run_rows = conn.execute(
-            sa.select(runs).where(runs.c.user_name.in_(names)).order_by(runs.c.first_seen, runs.c.attempt)
+            sa.select(runs)
+            .where(runs.c.user_name.in_(names))
+            .order_by(runs.c.first_seen, runs.c.attempt)
         ).all()
         done = {
             (r.user_name, r.run_id): r
@@ -234,7 +236,9 @@ def student(
             )
         ).all()
         run_rows = conn.execute(
-            sa.select(runs).where(runs.c.user_name == name).order_by(runs.c.first_seen, runs.c.attempt)
+            sa.select(runs)
+            .where(runs.c.user_name == name)
+            .order_by(runs.c.first_seen, runs.c.attempt)
         ).all()
         done = {
             r.run_id: r
