@@ -41,12 +41,13 @@ class Cell:
     xp: float = 0.0
     accuracy: float | None = None  # of the latest completion with questions
     runs: int = 0
+    completions: int = 0
 
     def text(self) -> str:
         if self.state == NOT_STARTED:
             return NOT_STARTED
         parts = [self.state, duration(self.active_seconds)]
-        if self.state == COMPLETED or self.xp:
+        if self.completions:  # 0 XP awarded is shown too: the student page says why
             parts.append(f"{self.xp:g} XP")
         if self.accuracy is not None:
             parts.append(f"{round(self.accuracy * 100)}%")
@@ -182,6 +183,7 @@ def overview(
         elif cell.state == NOT_STARTED:
             cell.state = PAUSED
         if completion is not None:
+            cell.completions += 1
             cell.xp += completion.xp
             accuracy = _accuracy(completion.outcome)
             if accuracy is not None:
