@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 import uuid
+from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,6 +32,9 @@ from .hub import PREFIX, SCOPE, SERVICE, Hub, RelayProcess, free_port
 standin = hub_fixtures.standin
 pytestmark = pytest.mark.slow
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CLASSES = {"class-a": ["ada"], "class-b": ["bob"]}
 # The hub config a school adds for the pages (docs/architecture.md shows the same).
 PAGES_CONFIG = f"""
@@ -211,3 +217,57 @@ def test_a_hub_admin_sees_every_class(browsers):
     assert page.status_code == 200 and [r[0] for r in table_rows(page.text)] == ["bob"]
     assert principal.get(f"{PREFIX}classes/no-such-class").status_code == 404
     assert principal.get(f"{PREFIX}classes/class-b", params={"sort": "x"}).status_code == 400
+
+
+# pytest-jupyter's autouse fixtures would close Playwright's event loop (tests/browser does
+# the same).
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop() -> Iterator[None]:
+    yield None
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup() -> Iterator[None]:
+    yield
+
+
+def test_in_chromium_a_teacher_logs_in_and_sorts_by_keyboard(hub, worked):
+    if os.environ.get("CI") != "true" and not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); CI=true runs this")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(60_000)
+            page.goto(f"{hub.url}{PREFIX}classes/class-a")
+            # the hub's own login form, reached through the relay's OAuth redirect
+            page.fill("input[name=username]", "tina")
+            page.fill("input[name=password]", "any")
+            page.keyboard.press("Enter")
+            page.wait_for_url(f"**{PREFIX}classes/class-a")
+            assert page.get_by_role("heading", name="Class class-a").is_visible()
+            cells = page.locator("#overview tbody tr").first.locator("th, td").all_inner_texts()
+            assert cells[0] == "ada" and cells[1].startswith("working now")
+            # keyboard only: tab to the "Active time" heading's sort link and press Enter
+            for _ in range(40):
+                page.keyboard.press("Tab")
+                if page.evaluate("document.activeElement.textContent") == "Active time":
+                    break
+            else:
+                raise AssertionError("the Active time sort link is not reachable by Tab")
+            page.keyboard.press("Enter")
+            page.wait_for_url("**sort=time**")
+            sorted_by = page.locator("th[aria-sort=ascending]").inner_text()
+            assert sorted_by == "Active time"
+            page.screenshot(path=str(ARTIFACTS / "relay-class-overview.png"), full_page=True)
+            page.goto(f"{hub.url}{PREFIX}students/ada")
+            chart = page.get_by_role("img", name="Active time per day of ada")
+            assert chart.is_visible()
+            page.screenshot(path=str(ARTIFACTS / "relay-student-page.png"), full_page=True)
+            page.goto(f"{hub.url}{PREFIX}classes/class-b")
+            assert page.get_by_role("alert").inner_text() == "you may not see class 'class-b'"
+        finally:
+            browser.close()
