@@ -31,6 +31,7 @@ from .catalog import Catalog
 from .database import RelayDatabase, open_relay_db
 from .handlers import MAX_BODY_BYTES, Face, RelayHandler, routes
 from .ingest import Relay
+from .pages import routes as page_routes
 from .settings import Relay as RelaySettings
 from .users import UserDirectory
 
@@ -152,7 +153,7 @@ def hub_auth(settings: RelaySettings, environ: Mapping[str, str]) -> HubAuth:
 
 def make_app(face: Face, prefix: str) -> web.Application:
     return web.Application(
-        routes(prefix, face),  # type: ignore[arg-type]
+        [*routes(prefix, face), *page_routes(prefix, face)],  # type: ignore[arg-type]
         log_function=log_request,
         default_handler_class=_NotFound,
         default_handler_args={"face": face},
