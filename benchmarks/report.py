@@ -15,6 +15,7 @@ from . import (
     open_windows,
     outbox,
     presence_load,
+    relay_ingest,
     soak,
     startup,
 )
@@ -31,6 +32,7 @@ ORDER = [
     "drills",
     "soak",
     "openwindows",
+    "relay",
 ]
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "kernel": kernel_overhead.render,
@@ -43,6 +45,7 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "drills": drills.render,
     "soak": soak.render,
     "openwindows": open_windows.render,
+    "relay": relay_ingest.render,
 }
 
 
@@ -114,6 +117,15 @@ def _headline(name: str, r: dict[str, Any]) -> str:
             f"{r['params']['simulated_days']:g} days of {r['params']['runs']} runs in "
             f"{m['wall_s'] / 60:.0f} min: outbox {g['outbox_growth']:+.1%}, RSS "
             f"{g['rss_growth_mb']:+.1f} MB from day {g['from_day']:g} to {g['to_day']:g}"
+        )
+    if name == "relay":
+        real, sus = m["realistic"], m["sustained"]
+        return (
+            f"{r['params']['servers']} servers: ingest p99 {real['latency_ms']['p99']:.0f} ms at "
+            f"{real['envelopes_per_s']:.1f} envelopes/s; back to back "
+            f"{sus['envelopes_per_s']:,.0f} envelopes/s ({sus['events_per_s']:,.0f} events/s), "
+            f"p99 {sus['latency_ms']['p99']:.0f} ms; relay "
+            f"{sus['relay_cpu_us_per_event']:,.0f} µs CPU per event"
         )
     if name == "drills":
         cases = m["cases"]
