@@ -17,6 +17,7 @@ from . import (
     open_windows,
     outbox,
     presence_load,
+    relay_ingest,
     report,
     soak,
     startup,
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "drills": drills.run,
     "soak": soak.run,
     "openwindows": open_windows.run,
+    "relay": relay_ingest.run,
 }
 
 
