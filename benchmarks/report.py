@@ -142,9 +142,10 @@ WHY_MISSED = {
         "the contents manager; it is now looked at again at most once a second (or at once "
         "after a save). What is left is mostly not the per-cell path: the extension's loops "
         "(a tick every second, a reconcile every 5 s, the drainer every 2 s), which this "
-        "benchmark charges to the cells (0.1% of a core at idle is about 30 µs per cell at "
-        "this pace), and Jupyter's own 5 ms of CPU per cell running slightly slower in the "
-        "larger process; the spread of the blocks below is as wide as the target."
+        "benchmark charges to the cells (the idle share measured above, about 0.1% of a "
+        "core, is 30 to 60 µs per cell at a round trip of 15 to 22 ms), and Jupyter's own "
+        "5 ms of CPU per cell running slightly slower in the larger process (not measured "
+        "apart); the spread of the 1000-pair blocks above is several times the target."
     ),
     "presence": (
         "Read the columns from the right. A bare tornado WebSocket server (Jupyter's web "
