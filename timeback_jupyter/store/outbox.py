@@ -188,23 +188,18 @@ class OutboxStore(Database):
         with self._lock:
             db = self._db
             try:
-                first = db.execute(
-                    "SELECT sensor FROM outbox WHERE status = 'pending' ORDER BY seq LIMIT 1"
-                ).fetchone()
-                if first is None:
-                    return []
-                sensor = first[0]
                 rows = db.execute(
-                    "SELECT seq, event_id, run_id, kind, payload, attempts FROM outbox "
-                    "WHERE status = 'pending' AND sensor = ? ORDER BY seq LIMIT ?",
-                    (sensor, limit),
+                    "SELECT seq, event_id, run_id, kind, sensor, payload, attempts FROM outbox "
+                    "WHERE status = 'pending' AND sensor = (SELECT sensor FROM outbox "
+                    "WHERE status = 'pending' ORDER BY seq LIMIT 1) ORDER BY seq LIMIT ?",
+                    (limit,),
                 ).fetchall()
             except sqlite3.Error as err:
                 raise StoreError(explain(err, self.path)) from None
         loads = json.loads
         return [
             OutboxItem(seq, event_id, run_id, kind, sensor, loads(payload), attempts, None)
-            for seq, event_id, run_id, kind, payload, attempts in rows
+            for seq, event_id, run_id, kind, sensor, payload, attempts in rows
         ]
 
     def inflight(self) -> list[OutboxItem]:
