@@ -57,6 +57,7 @@ class BeforeSink(LocalSink):
     every event parsed again with the official models."""
 
     name = "local-before"
+    remote = True  # the drainer as it was: each batch claimed (a write transaction), then acked
 
     async def send(self, envelope: dict[str, Any]) -> None:
         wrapped = caliper.official_envelope(list(envelope["data"]), envelope["sensor"], time.time())
@@ -262,9 +263,10 @@ def run(quick: bool = False) -> Result:
             "count the other processes of a shared machine; CPU time does not (it still grows a "
             "little when they share the caches).",
             "The event-loop hold of a drain is its wall time: the local sink never suspends, so "
-            "a drain of one batch runs from claim to ack without yielding to the loop. Most of "
-            "what is left of it is the store's: claim_batch (select, mark inflight, commit, "
-            "json.loads of each payload) and ack, two transactions per batch.",
+            "a drain of one batch runs from its read to its ack without yielding to the loop. "
+            "With the local sink (nothing leaves the store) the batch is read, not claimed: one "
+            "write transaction per batch (the ack, one statement) instead of two. The before "
+            "row still claims each batch first (mark inflight, commit), as every drain did.",
         ],
     )
 

@@ -24,6 +24,7 @@ class LocalSink:
 
     name = "local"
     jobs = False  # delivered when kept: no job follows
+    remote = False  # accepting has no effect outside the store: no claim needed first
 
     def __init__(self) -> None:
         self.accepted = 0

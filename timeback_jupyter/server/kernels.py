@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,14 @@ _SIGNALS = {
     ("execute_request", "idle"): "execute_end",
     ("comm_msg", "busy"): "comm",
 }
+_PARENTS = frozenset(parent for parent, _ in _SIGNALS)
+_RAW_SIGNALS = {(p.encode(), state.encode()): kind for (p, state), kind in _SIGNALS.items()}
+# A key and its string value in raw JSON. A quote inside a JSON string is escaped, so only a
+# real key matches (headers are flat); a value with an escape in it does not match, and is
+# decoded instead.
+_MSG_TYPE = re.compile(rb'"msg_type"\s*:\s*"([^"\\]*)"')
+_STATE = re.compile(rb'"execution_state"\s*:\s*"([^"\\]*)"')
+DELIM = b"<IDS|MSG>"  # jupyter_client.session.DELIM: identities end, the message begins
 
 OnSignal = Callable[[str, str, float], None]  # (kernel_id, kind, at)
 _SHARE_POLL = 0.05
@@ -88,12 +97,14 @@ class KernelWatcher:
             )
             return
         session = Session(config=kernel.session.config, key=kernel.session.key)
+        classify = _Classifier(session)
+        on_signal, now = self._on_signal, self._now
 
         def observe(parts: list[bytes], verified: bool = False) -> None:
             try:
-                kind = self._classify(session, parts, verified)
+                kind = classify(parts, verified)
                 if kind is not None:
-                    self._on_signal(kernel_id, kind, self._now())
+                    on_signal(kernel_id, kind, now())
             except Exception:  # never let our observer raise into the kernel's stream
                 self._log.exception("timeback: bad IOPub message from kernel %s", kernel_id)
 
@@ -117,29 +128,7 @@ class KernelWatcher:
 
     @staticmethod
     def _classify(session: Session, parts: list[bytes], verified: bool = False) -> str | None:
-        _idents, fed = session.feed_identities(parts)
-        # Most IOPub traffic is output: a byte search of the raw header skips every message that
-        # cannot be a status (a miss costs nothing).
-        if len(fed) < 5 or b'"status"' not in fed[1]:
-            return None
-        if verified:
-            # Jupyter's own watcher has just checked this message's signature on the same
-            # stream: only the three small parts we need are decoded (no dates parsed).
-            if session.unpack(fed[1]).get("msg_type") != "status":
-                return None
-            parent_type = (session.unpack(fed[2]) or {}).get("msg_type")
-            if parent_type not in ("execute_request", "comm_msg"):
-                return None
-            return _SIGNALS.get((parent_type, session.unpack(fed[4]).get("execution_state")))
-        msg = session.deserialize(fed, content=False)
-        if msg["header"].get("msg_type") != "status":
-            return None
-        parent_type = (msg.get("parent_header") or {}).get("msg_type")
-        if parent_type not in ("execute_request", "comm_msg"):
-            return None
-        # Only now pay for the content: status messages are tiny.
-        state = session.unpack(msg["content"]).get("execution_state")
-        return _SIGNALS.get((parent_type, state))
+        return _Classifier(session)(parts, verified)
 
     def refresh(self) -> list[str]:
         """Follow Jupyter when it replaced a kernel's stream (a restart that changed ports), and
@@ -211,6 +200,53 @@ class KernelWatcher:
     def detach_all(self) -> None:
         for kernel_id in {*self._streams, *self._lifetimes}:
             self.detach(kernel_id)
+
+
+class _Classifier:
+    """Which signal an IOPub message is, if any, for one kernel's session (see the module).
+
+    Runs for every message of every kernel: the session's unpacker is looked up once (a
+    traitlet), and the wire parts are split by hand."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._unpack = session.unpack
+
+    def __call__(self, parts: list[bytes], verified: bool = False) -> str | None:
+        try:
+            fed = parts[parts.index(DELIM) + 1 :]
+        except ValueError:  # not a message: Jupyter's own error for it
+            _idents, fed = self._session.feed_identities(parts)
+        # Most IOPub traffic is output: a byte search of the raw header skips every message that
+        # cannot be a status (a miss costs nothing).
+        if len(fed) < 5 or b'"status"' not in fed[1]:
+            return None
+        unpack = self._unpack
+        if verified:
+            # Jupyter's own watcher has just checked this message's signature on the same
+            # stream: the three fields we need are read from the raw JSON, nothing is decoded.
+            header, parent, content = _MSG_TYPE.search(fed[1]), None, None
+            if header is not None:
+                parent, content = _MSG_TYPE.search(fed[2]), _STATE.search(fed[4])
+            if header is None or parent is None or content is None:  # not plain JSON: decode
+                if unpack(fed[1]).get("msg_type") != "status":
+                    return None
+                parent_type = (unpack(fed[2]) or {}).get("msg_type")
+                if parent_type not in _PARENTS:
+                    return None
+                return _SIGNALS.get((parent_type, unpack(fed[4]).get("execution_state")))
+            if header[1] != b"status":
+                return None
+            return _RAW_SIGNALS.get((parent[1], content[1]))
+        msg = self._session.deserialize(fed, content=False)
+        if msg["header"].get("msg_type") != "status":
+            return None
+        parent_type = (msg.get("parent_header") or {}).get("msg_type")
+        if parent_type not in _PARENTS:
+            return None
+        # Only now pay for the content: status messages are tiny.
+        state = unpack(msg["content"]).get("execution_state")
+        return _SIGNALS.get((parent_type, state))
 
 
 class _SharedStream:

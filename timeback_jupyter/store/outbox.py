@@ -13,17 +13,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import IO, Any
 
 from ..model import InvalidInput, require_text
 from .database import Database, dump
-from .errors import StoreError
+from .errors import StoreError, explain
 
 KIND_TIME_SPENT = "time_spent"
 KIND_COMPLETION = "completion"
 OUTBOX_STATUSES = ("pending", "inflight", "sent")
 PAGE = 500  # rows per read when iterating over every event
+CHUNK = 500  # ids per statement (SQLite before 3.32 takes at most 999 parameters)
 
 
 @dataclass(frozen=True)
@@ -154,19 +155,52 @@ class OutboxStore(Database):
             ).fetchone()
             if first is None:
                 return []
-            cur = db.execute(
-                "SELECT * FROM outbox WHERE status = 'pending' AND sensor = ? ORDER BY seq LIMIT ?",
-                (first[0], limit),
-            )
-            cur.row_factory = sqlite3.Row
-            rows = cur.fetchall()
+            sensor = first[0]
+            rows = db.execute(
+                "SELECT seq, event_id, run_id, kind, payload, attempts FROM outbox "
+                "WHERE status = 'pending' AND sensor = ? ORDER BY seq LIMIT ?",
+                (sensor, limit),
+            ).fetchall()
             now = self._now()
-            db.executemany(
+            # One statement for the whole batch (the drainer runs on the event loop): within
+            # this write transaction the rows selected are exactly the pending ones of this
+            # sensor up to the last seq read.
+            db.execute(
                 "UPDATE outbox SET status = 'inflight', attempts = attempts + 1, "
-                "claimed_at = ?, job_id = NULL WHERE seq = ?",
-                [(now, row["seq"]) for row in rows],
+                "claimed_at = ?, job_id = NULL "
+                "WHERE status = 'pending' AND sensor = ? AND seq <= ?",
+                (now, sensor, rows[-1][0]),
             )
-        return [replace(_item(row), attempts=row["attempts"] + 1, claimed_at=now) for row in rows]
+        # Parsed after the commit: the store's lock is not held for it.
+        loads = json.loads
+        return [
+            OutboxItem(seq, event_id, run_id, kind, sensor, loads(payload), attempts + 1, now)
+            for seq, event_id, run_id, kind, payload, attempts in rows
+        ]
+
+    def pending_batch(self, limit: int) -> list[OutboxItem]:
+        """What :meth:`claim_batch` would claim, read without marking it: for a sink whose
+        accepting has no effect outside this store (the local sink), where a crash before the
+        ack only means the same events are checked again. One short read instead of a write
+        transaction on the event loop."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
+        with self._lock:
+            db = self._db
+            try:
+                rows = db.execute(
+                    "SELECT seq, event_id, run_id, kind, sensor, payload, attempts FROM outbox "
+                    "WHERE status = 'pending' AND sensor = (SELECT sensor FROM outbox "
+                    "WHERE status = 'pending' ORDER BY seq LIMIT 1) ORDER BY seq LIMIT ?",
+                    (limit,),
+                ).fetchall()
+            except sqlite3.Error as err:
+                raise StoreError(explain(err, self.path)) from None
+        loads = json.loads
+        return [
+            OutboxItem(seq, event_id, run_id, kind, sensor, loads(payload), attempts, None)
+            for seq, event_id, run_id, kind, sensor, payload, attempts in rows
+        ]
 
     def inflight(self) -> list[OutboxItem]:
         """Claimed events no job of Timeback's carries yet: being sent, or sent with an
@@ -179,12 +213,16 @@ class OutboxStore(Database):
 
     def ack(self, event_ids: Iterable[str]) -> None:
         ids = _ids(event_ids)
+        now = self._now()
         with self._write() as db:
-            db.executemany(
-                "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL "
-                "WHERE event_id = ? AND status != 'sent'",
-                [(self._now(), i) for i in ids],
-            )
+            # A statement per chunk, not per event: a batch's ack runs on the event loop.
+            for k in range(0, len(ids), CHUNK):
+                chunk = ids[k : k + CHUNK]
+                db.execute(
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL "
+                    f"WHERE status != 'sent' AND event_id IN ({', '.join('?' * len(chunk))})",
+                    (now, *chunk),
+                )
 
     def release(self, event_ids: Iterable[str], error: str) -> None:
         """Back to pending after a failed attempt. The seq is kept, so order is too.
