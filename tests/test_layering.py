@@ -21,7 +21,7 @@ CORE = (
     # the hub relay's core; its service face (relay.app, relay.handlers, relay.settings) is not
     "relay.catalog", "relay.users", "relay.schema", "relay.migrations", "relay.database",
     "relay.incoming", "relay.spans", "relay.rules", "relay.statements", "relay.batching",
-    "relay.ingest", "relay.records", "relay.outbox",
+    "relay.ingest", "relay.records", "relay.outbox", "relay.jobs", "relay.letters",
 )  # fmt: skip
 RELAY_FACE = ("relay.app", "relay.handlers", "relay.settings")
 FACES = (

@@ -123,7 +123,7 @@ def build_parts(
         relay = Relay(
             db, catalog, users, timeback.xp_policy, unknown_activity=settings.unknown_activity
         )
-        drainer = Drainer.from_config(relay.outbox, sink, timeback)  # type: ignore[arg-type]
+        drainer = Drainer.from_config(relay.outbox, sink, timeback)
     except BaseException:
         db.close()
         raise

@@ -192,10 +192,11 @@ class Relay:
         return records.user_record(self.db, user.name)
 
     def status(self) -> dict[str, Any]:
-        """For admins: outbox depth, counts, what was cut, catalog problems."""
+        """For admins: outbox depth, Timeback's jobs, counts, what was cut, catalog problems."""
         return {
             **records.relay_counts(self.db),
             "outbox": self.outbox.stats(),
+            "jobs": self.outbox.job_stats(),  # pending, failed, confirmed, events_awaiting
             "catalog_problems": self.catalog.problems(),
             "unknown_activity": self.rules.unknown_activity,
         }

@@ -7,14 +7,18 @@ The same protocol as a server's outbox (``delivery.ports.OutboxPort``), so the s
     drainer = Drainer(outbox, make_sink(...))
 
 Events enter with :func:`enqueue` inside the ingest's own transaction (accepted and queued
-together, or neither). A claim marks a batch inflight and commits before it is sent; on
-PostgreSQL it also skips rows another claimer holds (``FOR UPDATE SKIP LOCKED``).
+together, or neither). A claim marks a batch inflight (with the time its send begins) and
+commits before it is sent; on PostgreSQL it also skips rows another claimer holds (``FOR
+UPDATE SKIP LOCKED``). An inflight event Timeback accepted carries the id of the job that will
+store it (:mod:`.jobs`); one without is being sent, or its send's outcome is unknown
+(:meth:`RelayOutbox.inflight`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,9 +26,10 @@ import sqlalchemy as sa
 from ..model import InvalidInput
 from ..store import OUTBOX_STATUSES, DeadLetter, OutboxItem
 from .database import RelayDatabase
+from .jobs import RelayJobs
+from .letters import ERROR_LENGTH, checked_ids, move_to_dead_letters
 from .schema import dead_letters, outbox
 
-_ERROR_LENGTH = 2000
 INSERT = sa.insert(outbox)  # built once: see statements.py
 
 
@@ -71,14 +76,7 @@ def claim_query(sensor: str, limit: int) -> sa.Select[Any]:
     )
 
 
-def _ids(event_ids: Iterable[str]) -> list[str]:
-    ids = list(event_ids)
-    if not all(isinstance(i, str) for i in ids):
-        raise InvalidInput("event_ids", "must be strings")
-    return ids
-
-
-def _item(row: Any, attempts: int | None = None) -> OutboxItem:
+def _item(row: Any) -> OutboxItem:
     return OutboxItem(
         seq=row.seq,
         event_id=row.event_id,
@@ -86,12 +84,13 @@ def _item(row: Any, attempts: int | None = None) -> OutboxItem:
         kind=row.kind,
         sensor=row.sensor,
         payload=row.payload,
-        attempts=row.attempts if attempts is None else attempts,
+        attempts=row.attempts,
+        claimed_at=row.claimed_at,
     )
 
 
-class RelayOutbox:
-    """``delivery.ports.OutboxPort`` on the relay's store."""
+class RelayOutbox(RelayJobs):
+    """``delivery.ports.OutboxPort`` on the relay's store (the job methods: :mod:`.jobs`)."""
 
     def __init__(self, db: RelayDatabase, *, now: Callable[[], float] = time.time) -> None:
         self.db = db
@@ -99,7 +98,11 @@ class RelayOutbox:
         self._now = now
 
     def claim_batch(self, limit: int) -> list[OutboxItem]:
-        """The oldest pending events sharing the first one's sensor, marked inflight."""
+        """The oldest pending events sharing the first one's sensor, marked inflight.
+
+        Marked and committed before returning: after a crash they are found by
+        :meth:`inflight`, never silently sent twice or forgotten.
+        """
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
         with self.db.write() as conn:
@@ -112,23 +115,34 @@ class RelayOutbox:
             if first is None:
                 return []
             rows = conn.execute(claim_query(first.sensor, limit)).all()
+            now = self._now()
             if rows:
                 conn.execute(
                     sa.update(outbox)
                     .where(outbox.c.seq.in_([r.seq for r in rows]))
-                    .values(status="inflight", attempts=outbox.c.attempts + 1)
+                    .values(
+                        status="inflight",
+                        attempts=outbox.c.attempts + 1,
+                        claimed_at=now,
+                        job_id=None,
+                    )
                 )
-        return [_item(r, r.attempts + 1) for r in rows]
+        return [replace(_item(r), attempts=r.attempts + 1, claimed_at=now) for r in rows]
 
     def inflight(self) -> list[OutboxItem]:
+        """Claimed events no job of Timeback's carries yet: being sent, or sent with an
+        unknown outcome (a timeout, a crash mid-send). Those with a job are in
+        :meth:`jobs_pending`."""
         with self.db.read() as conn:
             rows = conn.execute(
-                sa.select(outbox).where(outbox.c.status == "inflight").order_by(outbox.c.seq)
+                sa.select(outbox)
+                .where(outbox.c.status == "inflight", outbox.c.job_id.is_(None))
+                .order_by(outbox.c.seq)
             ).all()
         return [_item(r) for r in rows]
 
     def ack(self, event_ids: Iterable[str]) -> None:
-        ids = _ids(event_ids)
+        ids = checked_ids(event_ids)
         if not ids:
             return
         with self.db.write() as conn:
@@ -139,43 +153,30 @@ class RelayOutbox:
             )
 
     def release(self, event_ids: Iterable[str], error: str) -> None:
-        """Back to pending after a failed attempt; the seq, and so the order, is kept."""
-        ids = _ids(event_ids)
+        """Back to pending after a failed attempt; the seq, and so the order, is kept.
+
+        An event a pending job of Timeback's carries is left alone: that job may still store
+        it, and sending it again would store it twice (:meth:`job_failed` releases those).
+        """
+        ids = checked_ids(event_ids)
         if not ids:
             return
         with self.db.write() as conn:
             conn.execute(
                 sa.update(outbox)
-                .where(outbox.c.event_id.in_(ids), outbox.c.status == "inflight")
-                .values(status="pending", last_error=str(error)[:_ERROR_LENGTH])
+                .where(
+                    outbox.c.event_id.in_(ids),
+                    outbox.c.status == "inflight",
+                    outbox.c.job_id.is_(None),
+                )
+                .values(status="pending", last_error=str(error)[:ERROR_LENGTH])
             )
 
     def dead_letter(self, event_ids: Iterable[str], reason: str) -> None:
         """Move events that can never be delivered out of the queue, kept for review."""
-        ids = _ids(event_ids)
-        if not ids:
-            return
+        ids = checked_ids(event_ids)
         with self.db.write() as conn:
-            rows = conn.execute(
-                sa.select(outbox).where(outbox.c.event_id.in_(ids), outbox.c.status != "sent")
-            ).all()
-            for row in rows:
-                conn.execute(sa.delete(dead_letters).where(dead_letters.c.event_id == row.event_id))
-                conn.execute(
-                    sa.insert(dead_letters).values(
-                        event_id=row.event_id,
-                        user_name=row.user_name,
-                        run_id=row.run_id,
-                        kind=row.kind,
-                        sensor=row.sensor,
-                        payload=row.payload,
-                        reason=str(reason)[:_ERROR_LENGTH],
-                        at=self._now(),
-                    )
-                )
-            conn.execute(
-                sa.delete(outbox).where(outbox.c.event_id.in_(ids), outbox.c.status != "sent")
-            )
+            move_to_dead_letters(conn, ids, reason, self._now())
 
     def depth(self) -> int:
         with self.db.read() as conn:

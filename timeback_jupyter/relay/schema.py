@@ -101,7 +101,27 @@ outbox = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("sent_at", sa.Double, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
+    # Timeback's job carrying the event while it is inflight and accepted (relay/jobs.py).
+    sa.Column("job_id", sa.String(500), nullable=True),
+    # When its last send began: after an unknown outcome, how long a job may still store it.
+    sa.Column("claimed_at", sa.Double, nullable=True),
+    sa.Column("job_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_outbox_status_seq", "status", "seq"),
+    sa.Index("ix_outbox_job_id", "job_id"),
+)
+
+# Timeback's jobs: every one the relay was answered with, and how it ended.
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.String(500), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("events", sa.Integer, nullable=False),  # how many it carried when sent
+    sa.Column("submitted_at", sa.Double, nullable=False),
+    sa.Column("settled_at", sa.Double, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),  # why it failed
+    sa.CheckConstraint("state IN ('pending', 'completed', 'failed')", name="ck_jobs_state"),
+    sa.Index("ix_jobs_state_submitted", "state", "submitted_at"),
 )
 
 dead_letters = sa.Table(

@@ -1,0 +1,161 @@
+"""Timeback's jobs for the relay outbox's events: which job carries which events, how it ended.
+
+The same rules as a server's store (``store/jobs.py``; told in ``delivery/__init__.py``), on
+the relay's schema: Timeback answers an envelope with a job id and stores its events only when
+that job completes. An event so accepted stays ``inflight`` with the job's id
+(:meth:`RelayJobs.record_job`) until the job completes (:meth:`RelayJobs.confirm`: ``sent``) or
+fails (:meth:`RelayJobs.job_failed`: ``pending`` again with its seq, so its place in the order,
+or a dead letter once ``limit`` jobs have lost it). The ``jobs`` table keeps every job's state,
+for the status and for the next process: after a restart the pending ones are asked about again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..model import InvalidInput, require_text
+from ..store import Job
+from .database import RelayDatabase
+from .letters import ERROR_LENGTH, checked_ids, move_to_dead_letters
+from .schema import jobs, outbox
+
+_JOB_ID_LENGTH = 500  # the column's length, as the server's store checks it
+
+
+class RelayJobs:
+    """The job methods of ``delivery.ports.OutboxPort``, for :class:`~.outbox.RelayOutbox`."""
+
+    db: RelayDatabase
+    _now: Callable[[], float]
+
+    def record_job(self, event_ids: Iterable[str], job_id: str) -> None:
+        """Timeback accepted these inflight events as job ``job_id``: they wait for it."""
+        ids = checked_ids(event_ids)
+        job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
+        with self.db.write() as conn:
+            conn.execute(
+                sa.insert(jobs).values(
+                    job_id=job_id, state="pending", events=len(ids), submitted_at=self._now()
+                )
+            )
+            if ids:
+                conn.execute(
+                    sa.update(outbox)
+                    .where(outbox.c.event_id.in_(ids), outbox.c.status == "inflight")
+                    .values(job_id=job_id)
+                )
+
+    def jobs_pending(self) -> list[Job]:
+        """Jobs neither completed nor failed yet, oldest first, with the events they carry."""
+        carried = sa.and_(outbox.c.job_id == jobs.c.job_id, outbox.c.status == "inflight")
+        query = (
+            sa.select(jobs.c.job_id, jobs.c.submitted_at, outbox.c.event_id)
+            .select_from(jobs.outerjoin(outbox, carried))
+            .where(jobs.c.state == "pending")
+            .order_by(jobs.c.submitted_at, jobs.c.job_id, outbox.c.seq)
+        )
+        found: dict[str, tuple[float, list[str]]] = {}
+        with self.db.read() as conn:
+            for job_id, submitted_at, event_id in conn.execute(query):
+                _, ids = found.setdefault(job_id, (submitted_at, []))
+                if event_id is not None:
+                    ids.append(event_id)
+        return [Job(job_id, tuple(ids), at) for job_id, (at, ids) in found.items()]
+
+    def confirm(self, job_id: str) -> int:
+        """Job ``job_id`` completed: its events are delivered. Returns how many."""
+        job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
+        now = self._now()
+        with self.db.write() as conn:
+            done = conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.job_id == job_id, outbox.c.status == "inflight")
+                .values(status="sent", sent_at=now, last_error=None)
+            ).rowcount
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.job_id == job_id)
+                .values(state="completed", settled_at=now)
+            )
+        return int(done)
+
+    def job_failed(
+        self, job_id: str, reason: str, *, limit: int, landed: Iterable[str] = ()
+    ) -> tuple[list[str], list[str]]:
+        """Job ``job_id`` failed: what it lost goes again, or to dead letters after ``limit``.
+
+        ``landed`` are its events found stored upstream all the same: delivered. Every other
+        event of the job counts one more failed job; at ``limit`` it is dead-lettered with
+        ``reason``, else it is pending again in its place. Returns (sent again, dead).
+        """
+        job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
+        found = set(checked_ids(landed))
+        reason = require_text(reason, "reason", ERROR_LENGTH)
+        now = self._now()
+        with self.db.write() as conn:
+            rows = conn.execute(
+                sa.select(outbox.c.event_id, outbox.c.job_failures)
+                .where(outbox.c.job_id == job_id, outbox.c.status == "inflight")
+                .order_by(outbox.c.seq)
+            ).all()
+            stored = [event_id for event_id, _ in rows if event_id in found]
+            lost = [(event_id, n + 1) for event_id, n in rows if event_id not in found]
+            again = [event_id for event_id, failures in lost if failures < limit]
+            dead = [event_id for event_id, failures in lost if failures >= limit]
+            if stored:
+                conn.execute(
+                    sa.update(outbox)
+                    .where(
+                        outbox.c.event_id.in_(stored),
+                        outbox.c.job_id == job_id,
+                        outbox.c.status == "inflight",
+                    )
+                    .values(status="sent", sent_at=now, last_error=None)
+                )
+            if again:
+                conn.execute(
+                    sa.update(outbox)
+                    .where(outbox.c.event_id.in_(again))
+                    .values(
+                        status="pending",
+                        job_id=None,
+                        last_error=reason,
+                        job_failures=outbox.c.job_failures + 1,
+                    )
+                )
+            move_to_dead_letters(conn, dead, f"{reason} (lost by {limit} failed jobs)", now)
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.job_id == job_id)
+                .values(state="failed", settled_at=now, reason=reason)
+            )
+        return again, dead
+
+    def job_stats(self) -> dict[str, Any]:
+        """Jobs pending, failed and confirmed (completed), and the oldest pending one's age."""
+        counts = {"pending": 0, "failed": 0, "completed": 0}
+        with self.db.read() as conn:
+            for state, count in conn.execute(
+                sa.select(jobs.c.state, sa.func.count()).group_by(jobs.c.state)
+            ):
+                counts[state] = int(count)
+            oldest = conn.execute(
+                sa.select(sa.func.min(jobs.c.submitted_at)).where(jobs.c.state == "pending")
+            ).scalar_one()
+            awaiting = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(outbox)
+                .where(outbox.c.status == "inflight", outbox.c.job_id.is_not(None))
+            ).scalar_one()
+        return {
+            "pending": counts["pending"],
+            "failed": counts["failed"],
+            "confirmed": counts["completed"],
+            "events_awaiting": int(awaiting),
+            "oldest_pending_age": None if oldest is None else max(0.0, self._now() - oldest),
+        }
