@@ -1,10 +1,16 @@
-"""A relay on a real SQLite file with injected time, and events as students' servers build them
-(``caliper.time_spent_event`` / ``completion_event``, the product's own builders)."""
+"""A relay on a real store with injected time, and events as students' servers build them
+(``caliper.time_spent_event`` / ``completion_event``, the product's own builders).
+
+Every test that takes ``relay`` or ``relay_db_url`` runs twice: on a SQLite file and on a real
+PostgreSQL (one server for the session, a database per store; ``testing/postgres.py``).
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,7 @@ from timeback_jupyter.relay.catalog import Catalog
 from timeback_jupyter.relay.database import open_relay_db
 from timeback_jupyter.relay.ingest import Relay
 from timeback_jupyter.relay.users import HubUser, UserDirectory
+from timeback_jupyter.testing.postgres import PostgresServer, postgres_server  # noqa: F401
 
 T0 = 1_768_471_200.0
 SENSOR = "https://nb.example.edu"
@@ -61,10 +68,55 @@ def catalog(data: dict[str, Any] | None = None) -> Catalog:
     return Catalog(app, "staging", BASE)
 
 
-def make_relay(path: Path, clock: Clock, **kw: Any) -> Relay:
-    db = open_relay_db(f"sqlite:///{path}", busy_timeout=kw.pop("busy_timeout", 5.0))
+def make_relay(where: str | Path, clock: Clock, **kw: Any) -> Relay:
+    """A relay on the store at ``where`` (a URL, or a SQLite file's path)."""
+    url = where if isinstance(where, str) else f"sqlite:///{where}"
+    db = open_relay_db(url, busy_timeout=kw.pop("busy_timeout", 5.0))
     users = UserDirectory("{name}@school.edu", BASE)
     return Relay(db, kw.pop("catalog", None) or catalog(), users, now=clock, **kw)
+
+
+_numbers = itertools.count(1)
+
+
+class Stores:
+    """The stores of one test on one backend: ``stores(name)`` is the URL of the store called
+    ``name`` (made empty on first use, the same store again after), ``stores.new()`` a fresh
+    one each call."""
+
+    def __init__(self, backend: str, tmp_path: Path, server: PostgresServer | None) -> None:
+        self.backend = backend
+        self._tmp = tmp_path
+        self._server = server
+        self._urls: dict[str, str] = {}
+        self._databases: list[str] = []
+
+    def __call__(self, name: str = "relay") -> str:
+        if name not in self._urls:
+            if self._server is None:
+                self._urls[name] = f"sqlite:///{self._tmp / f'{name}.db'}"
+            else:
+                database = f"relay_{next(_numbers)}"
+                self._urls[name] = self._server.create_database(database)
+                self._databases.append(database)
+        return self._urls[name]
+
+    def new(self) -> str:
+        return self(f"new_{next(_numbers)}")
+
+    def drop(self) -> None:
+        if self._server is not None:
+            for database in self._databases:
+                self._server.drop_database(database)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def relay_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    """The test's relay stores on each backend (see :class:`Stores`)."""
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    stores = Stores(request.param, tmp_path, server)
+    yield stores
+    stores.drop()
 
 
 @pytest.fixture
@@ -73,8 +125,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def relay(tmp_path: Path, clock: Clock):
-    r = make_relay(tmp_path / "relay.db", clock)
+def relay(relay_db_url: Stores, clock: Clock):
+    r = make_relay(relay_db_url(), clock)
     yield r
     r.db.close()
 
