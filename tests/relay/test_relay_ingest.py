@@ -90,9 +90,7 @@ async def test_same_id_same_body_is_a_duplicate_other_body_refused(relay):
 
 
 @pytest.mark.asyncio
-async def test_acknowledged_only_after_commit_and_one_transaction_per_envelope(
-    relay_db_url, clock
-):
+async def test_acknowledged_only_after_commit_and_one_transaction_per_envelope(relay_db_url, clock):
     relay = make_relay(relay_db_url(), clock, busy_timeout=0.2)
     # Another writer holds the store: the envelope cannot commit, so nothing is acknowledged.
     if relay_db_url.backend == "sqlite":
