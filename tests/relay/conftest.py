@@ -78,6 +78,18 @@ def make_relay(where: str | Path, clock: Clock, **kw: Any) -> Relay:
 
 
 _numbers = itertools.count(1)
+_TEMPLATE = "relay_at_head"
+
+
+def migrated_template(server: PostgresServer) -> str:
+    """A database the relay's migrations brought to head, made once per server: a test's
+    store is a copy of it (CREATE DATABASE ... TEMPLATE), which saves each test the migrations
+    (~0.7 s here). The migrations themselves run in test_relay_postgres.py and test_relay_db.py.
+    """
+    if getattr(server, "relay_template", None) is None:
+        open_relay_db(server.create_database(_TEMPLATE)).close()
+        server.relay_template = _TEMPLATE  # type: ignore[attr-defined]
+    return _TEMPLATE
 
 
 class Stores:
@@ -90,7 +102,6 @@ class Stores:
         self._tmp = tmp_path
         self._server = server
         self._urls: dict[str, str] = {}
-        self._databases: list[str] = []
         self._emptied: RelayDatabase | None = None
 
     def __call__(self, name: str = "relay") -> str:
@@ -99,8 +110,8 @@ class Stores:
                 self._urls[name] = f"sqlite:///{self._tmp / f'{name}.db'}"
             else:
                 database = f"relay_{next(_numbers)}"
-                self._urls[name] = self._server.create_database(database)
-                self._databases.append(database)
+                template = migrated_template(self._server)
+                self._urls[name] = self._server.create_database(database, template=template)
         return self._urls[name]
 
     def new(self) -> str:
@@ -119,12 +130,11 @@ class Stores:
                     conn.execute(table.delete())
         return self("empty")
 
-    def drop(self) -> None:
+    def close(self) -> None:
+        # The databases stay until the session's server is removed: DROP DATABASE forces a
+        # checkpoint (1.5 s a test on this machine), and the cluster goes whole at the end.
         if self._emptied is not None:
             self._emptied.close()
-        if self._server is not None:
-            for database in self._databases:
-                self._server.drop_database(database)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -133,7 +143,7 @@ def relay_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sto
     server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
     stores = Stores(request.param, tmp_path, server)
     yield stores
-    stores.drop()
+    stores.close()
 
 
 @pytest.fixture
@@ -141,7 +151,7 @@ def postgres_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     """Stores on PostgreSQL only, for what only PostgreSQL does (or refuses)."""
     stores = Stores("postgresql", tmp_path, request.getfixturevalue("postgres_server"))
     yield stores
-    stores.drop()
+    stores.close()
 
 
 @pytest.fixture

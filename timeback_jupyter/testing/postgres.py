@@ -159,12 +159,16 @@ class PostgresServer:
         password = self.relay_password if user == RELAY_ROLE else self.admin_password
         return f"postgresql+psycopg://{user}:{password}@{self.host}:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """A new empty database owned by the relay's role; its URL."""
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"{name!r}: a database name here is [a-z_][a-z0-9_]*")
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """A new database owned by the relay's role, empty or a copy of ``template`` (a
+        database no one is connected to); its URL."""
+        for given in (name, template or "template1"):
+            if not _NAME.fullmatch(given):
+                raise ValueError(f"{given!r}: a database name here is [a-z_][a-z0-9_]*")
         with self.admin() as conn:
-            conn.execute(f"CREATE DATABASE {name} OWNER {RELAY_ROLE}")  # type: ignore[arg-type]
+            conn.execute(
+                f"CREATE DATABASE {name} OWNER {RELAY_ROLE} TEMPLATE {template or 'template1'}"  # type: ignore[arg-type]
+            )
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
