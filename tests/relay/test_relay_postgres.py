@@ -16,6 +16,7 @@ from timeback_jupyter.relay.database import RelayStoreError, head_revision, open
 from timeback_jupyter.relay.rules import lock_user
 from timeback_jupyter.relay.schema import active_spans, hub_users
 from timeback_jupyter.relay.users import HubUser
+from timeback_jupyter.testing.postgres import require_bindir
 
 from .conftest import T0, Clock, envelope, make_relay, run_id, tse
 
@@ -179,3 +180,13 @@ def test_postgresql_urls(postgres_server):
         postgres_server.drop_database("relay_plain_url")
     with pytest.raises(RelayStoreError, match=r"SQLite .* or PostgreSQL .*not 'mysql'"):
         open_relay_db("mysql://relay:secret@db.example/relay")
+
+
+def test_without_postgresql_its_tests_skip_saying_why_or_fail_where_required(monkeypatch, tmp_path):
+    monkeypatch.setenv("TIMEBACK_PG_BINDIR", str(tmp_path))  # no pg_ctl there
+    monkeypatch.delenv("TIMEBACK_REQUIRE_POSTGRES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not installed here.*apt-get install"):
+        require_bindir()
+    monkeypatch.setenv("TIMEBACK_REQUIRE_POSTGRES", "1")  # CI, which installs it
+    with pytest.raises(pytest.fail.Exception, match="TIMEBACK_REQUIRE_POSTGRES=1 but"):
+        require_bindir()
