@@ -170,14 +170,15 @@ def test_a_store_of_a_newer_relay_on_postgresql_is_refused_untouched(postgres_st
     assert "password" not in str(err.value) and "***" in str(err.value)
 
 
-def test_postgresql_urls(postgres_server):
+def test_postgresql_urls(postgres_server, monkeypatch):
     # plain postgresql:// is psycopg 3 (the driver the relay installs), not psycopg2
     url = postgres_server.create_database("relay_plain_url")
-    try:
-        with open_relay_db(url.replace("postgresql+psycopg://", "postgresql://")) as db:
-            assert db.engine.driver == "psycopg" and db.revision() == head_revision()
-    finally:
-        postgres_server.drop_database("relay_plain_url")
+    with open_relay_db(url.replace("postgresql+psycopg://", "postgresql://")) as db:
+        assert db.engine.driver == "psycopg" and db.revision() == head_revision()
+    # the password may come from $PGPASSWORD (libpq's), out of the URL and the command line
+    monkeypatch.setenv("PGPASSWORD", postgres_server.relay_password)
+    with open_relay_db(url.replace(f":{postgres_server.relay_password}@", "@")) as db:
+        assert db.revision() == head_revision() and "PGPASSWORD" not in db.where
     with pytest.raises(RelayStoreError, match=r"SQLite .* or PostgreSQL .*not 'mysql'"):
         open_relay_db("mysql://relay:secret@db.example/relay")
 
