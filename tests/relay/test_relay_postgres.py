@@ -191,3 +191,23 @@ def test_without_postgresql_its_tests_skip_saying_why_or_fail_where_required(mon
     monkeypatch.setenv("TIMEBACK_REQUIRE_POSTGRES", "1")  # CI, which installs it
     with pytest.raises(pytest.fail.Exception, match="TIMEBACK_REQUIRE_POSTGRES=1 but"):
         require_bindir()
+
+
+def test_replicas_starting_together_on_a_new_database_migrate_it_once(postgres_server):
+    url = postgres_server.create_database("relay_replicas_start")
+    opened: list[str | None] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            with open_relay_db(url) as db:
+                opened.append(db.revision())
+        except BaseException as err:  # reported by the test
+            errors.append(err)
+
+    replicas = [threading.Thread(target=start) for _ in range(3)]
+    for replica in replicas:
+        replica.start()
+    for replica in replicas:
+        replica.join(120)
+    assert errors == [] and opened == [head_revision()] * 3

@@ -40,6 +40,7 @@ from .schema import TABLES, VERSION_TABLE
 SCRIPT_LOCATION = "timeback_jupyter.relay:migrations"
 BACKENDS = ("sqlite", "postgresql")  # the dialects the rules' SQL is written for
 WRITE = "timeback_relay_write"  # the execution option that makes a SQLite BEGIN IMMEDIATE
+MIGRATION_LOCK = 0x7469_6D65_6261_636B  # "timeback": the advisory lock relays migrate under
 
 
 class RelayStoreError(StoreError):
@@ -208,6 +209,11 @@ def _upgrade(db: RelayDatabase) -> None:
     config = alembic_config()
     script = ScriptDirectory.from_config(config)
     with db.write() as conn:
+        if db.dialect == "postgresql":
+            # Replicas starting together: one migrates, the others wait for it here, then
+            # find the schema at head (the lock ends with the transaction).
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '120s'")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         names = set(sa.inspect(conn).get_table_names())
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         heads = context.get_current_heads()
