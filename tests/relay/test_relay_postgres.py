@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -194,20 +196,21 @@ def test_without_postgresql_its_tests_skip_saying_why_or_fail_where_required(mon
 
 
 def test_replicas_starting_together_on_a_new_database_migrate_it_once(postgres_server):
+    """Three relay processes opening one new database at once: one migrates, the others wait
+    for it (an advisory lock) and find the schema at head, none fails."""
     url = postgres_server.create_database("relay_replicas_start")
-    opened: list[str | None] = []
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            with open_relay_db(url) as db:
-                opened.append(db.revision())
-        except BaseException as err:  # reported by the test
-            errors.append(err)
-
-    replicas = [threading.Thread(target=start) for _ in range(3)]
-    for replica in replicas:
-        replica.start()
-    for replica in replicas:
-        replica.join(120)
-    assert errors == [] and opened == [head_revision()] * 3
+    code = (
+        "import sys\n"
+        "from timeback_jupyter.relay.database import open_relay_db\n"
+        "with open_relay_db(sys.argv[1]) as db:\n"
+        "    print(db.revision())\n"
+    )
+    replicas = [
+        subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]  # fmt: skip
+    outcomes = [replica.communicate(timeout=180) for replica in replicas]
+    assert [
+        (r.returncode, out.strip()) for r, (out, _) in zip(replicas, outcomes, strict=True)
+    ] == [(0, head_revision())] * 3, [err for _, err in outcomes]
