@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from timeback_jupyter.server.bridge import KERNEL_HEADER, TOKEN_HEADER
 from timeback_jupyter.server.presence_socket import MESSAGE_FIELDS
-from timeback_jupyter.server.requests import MAX_BODY
+from timeback_jupyter.server.requests import MAX_BODY, normal_path
 
 from .conftest import LESSON, QUIZ, write_notebook
 from .jupyter_process import TOKEN, Server, wait
@@ -394,7 +394,12 @@ wrong_values = {
 def valid_reports(draw: st.DrawFn) -> dict[str, Any]:
     report = {
         "id": draw(st.integers(-(2**70), 2**70)),
-        "path": draw(st.sampled_from(PATHS) | st.text(min_size=1, max_size=30).filter(str.strip)),
+        # a valid report names a notebook inside the root (anything else is answered 400)
+        "path": draw(
+            (st.sampled_from(PATHS) | st.text(min_size=1, max_size=30)).filter(
+                lambda p: normal_path(p) is not None
+            )
+        ),
         # a blank source passes the route's check but not the clock's (a 400 once a run is open)
         "source": draw(
             st.sampled_from(["fuzz-tab", "s" * 200]) | st.text(max_size=20).filter(str.strip)

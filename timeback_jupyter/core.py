@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from . import identity
 from .caliper import Actor
 from .config import AppConfig, Credentials, Timeback, load_app_config
+from .config.common import RELAY_URL_ENV
 from .connection import Connection
 from .delivery import DeliveryError, Drainer, Sink, make_sink
-from .delivery.relay import RELAY_URL_ENV, RelaySink
 from .store import Store
 from .tracker import Tracker
 
@@ -195,6 +195,8 @@ def build_core(
     connection = None if credentials is None else Connection.from_config(settings, credentials)
     sink: Sink
     if hub:
+        from .delivery.relay import RelaySink  # httpx: only on a hub, never at extension load
+
         sink = RelaySink.from_environ(environ, timeout=settings.request_timeout)
     else:
         sink = make_sink(settings, credentials, connection)

@@ -269,10 +269,15 @@ def standin():
         yield api
 
 
-@pytest.fixture(scope="module")
-def hub_and_relay(tmp_path_factory, standin):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub_and_relay(request, tmp_path_factory, standin):
+    """The hub and the relay service, the relay's store on each backend in turn."""
     hub = Hub(tmp_path_factory.mktemp("hub"), free_port())
     relay = RelayProcess(tmp_path_factory.mktemp("relay"), hub, standin)
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        database = f"relay_service_{free_port()}"
+        relay.db_url = server.create_database(database)
     try:
         relay.start(via_hub=False)
         hub.start()

@@ -1,5 +1,6 @@
 """kill -9 of a relay mid-stream: every envelope it acknowledged is stored and queued, no
-envelope is stored in part, and nothing is queued twice (a real process, a real SQLite file)."""
+envelope is stored in part, and nothing is queued twice (a real process; a real SQLite file and
+a real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from tests.relay.conftest import Clock, T0, envelope, make_relay, tse
 from timeback_jupyter.relay.users import HubUser
 
 async def main():
-    relay = make_relay(__import__("pathlib").Path(sys.argv[1]), Clock(T0 + 10**6))
+    relay = make_relay(sys.argv[1], Clock(T0 + 10**6))
     for n in range(100_000):
         user = HubUser(f"s{n % 7}")
         run = str(uuid.UUID(int=n))
@@ -41,11 +42,11 @@ asyncio.run(main())
 
 @pytest.mark.slow
 @pytest.mark.parametrize("after", [3, 11, 25])
-def test_kill_9_mid_stream_loses_and_duplicates_nothing(tmp_path, after):
-    path = tmp_path / "relay.db"
+def test_kill_9_mid_stream_loses_and_duplicates_nothing(relay_db_url, after):
+    url = relay_db_url()
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
-        [sys.executable, "-c", SENDER, str(path), str(root)],
+        [sys.executable, "-c", SENDER, url, str(root)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=root,
@@ -62,7 +63,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(tmp_path, after):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(acked) == after, "the sender stopped before the kill"
-    with open_relay_db(f"sqlite:///{path}") as db, db.read() as conn:
+    with open_relay_db(url) as db, db.read() as conn:
         keys = {r.key: r.user_name for r in conn.execute(sa.select(received))}
         queued = [r.event_id for r in conn.execute(sa.select(outbox.c.event_id))]
     # every acknowledged envelope is there, whole

@@ -121,7 +121,13 @@ def test_the_wheel_ships_the_migrations():
     from hatchling.builders.wheel import WheelBuilder
 
     names = {f.distribution_path for f in WheelBuilder(str(ROOT)).recurse_included_files()}
-    for name in ("env.py", "script.py.mako", "versions/0001_initial.py", "versions/0002_jobs.py"):
+    for name in (
+        "env.py",
+        "script.py.mako",
+        "versions/0001_initial.py",
+        "versions/0002_jobs.py",
+        "versions/0003_spans_never_overlap.py",
+    ):
         assert f"timeback_jupyter/relay/migrations/{name}" in names
 
 

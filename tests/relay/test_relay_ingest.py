@@ -19,6 +19,7 @@ from .conftest import (
     BASE,
     BOB,
     T0,
+    catalog,
     completion,
     envelope,
     forwarded,
@@ -56,13 +57,13 @@ async def test_the_actor_is_the_hub_user_and_the_object_the_catalogs(relay):
 
 
 @pytest.mark.asyncio
-async def test_a_lookup_failure_stores_nothing_and_asks_to_retry(tmp_path, clock):
+async def test_a_lookup_failure_stores_nothing_and_asks_to_retry(relay_db_url, clock):
     async def down(email):
         raise IdentityLookupError("OneRoster is unreachable", retryable=True)
 
-    db = open_relay_db(f"sqlite:///{tmp_path / 'r.db'}")
+    db = open_relay_db(relay_db_url("r"))
     users = UserDirectory("{name}@school.edu", BASE, ActorResolver(BASE, down))
-    relay = Relay(db, make_relay(tmp_path / "c.db", clock).catalog, users, now=clock)
+    relay = Relay(db, catalog(), users, now=clock)
     with pytest.raises(RelayUnavailable, match="cannot tell Timeback who 'ada' is"):
         await relay.ingest(ADA, envelope(tse(run_id(), T0 + 15)))
     assert relay.outbox.depth() == 0 and relay.record(ADA)["events"]["accepted"] == 0
@@ -89,16 +90,22 @@ async def test_same_id_same_body_is_a_duplicate_other_body_refused(relay):
 
 
 @pytest.mark.asyncio
-async def test_acknowledged_only_after_commit_and_one_transaction_per_envelope(tmp_path, clock):
-    relay = make_relay(tmp_path / "r.db", clock, busy_timeout=0.2)
-    # Another writer holds the file: the envelope cannot commit, so nothing is acknowledged.
-    holder = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+async def test_acknowledged_only_after_commit_and_one_transaction_per_envelope(relay_db_url, clock):
+    relay = make_relay(relay_db_url(), clock, busy_timeout=0.2)
+    # Another writer holds the store: the envelope cannot commit, so nothing is acknowledged.
+    if relay_db_url.backend == "sqlite":
+        holder = sqlite3.connect(relay.db.path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        held = "locked"
+    else:
+        holder = relay.db.engine.raw_connection()
+        holder.cursor().execute("LOCK TABLE hub_users IN EXCLUSIVE MODE")
+        held = "lock timeout"
     run = run_id()
     events = [tse(run, T0 + 15 * i) for i in (1, 2, 3)]
-    with pytest.raises(RelayStoreError, match="locked"):
+    with pytest.raises(RelayStoreError, match=held):
         await relay.ingest(ADA, envelope(*events))
-    holder.execute("ROLLBACK")
+    holder.rollback()
     holder.close()
     assert relay.outbox.depth() == 0 and relay.record(ADA)["runs"] == []
     assert (await ingest(relay, ADA, *events))["accepted"] == 3
@@ -238,17 +245,17 @@ async def test_contradicting_totals_are_refused_and_leave_nothing_behind(relay):
 
 
 @pytest.mark.asyncio
-async def test_unknown_activities_earn_zero_or_are_refused_as_configured(tmp_path, clock):
-    zero = make_relay(tmp_path / "zero.db", clock)
+async def test_unknown_activities_earn_zero_or_are_refused_as_configured(relay_db_url, clock):
+    zero = make_relay(relay_db_url("zero"), clock)
     run = run_id()
     [event] = (await ingest(zero, ADA, completion(run, T0 + 20, slug="not-listed")))["events"]
     assert event["status"] == "accepted" and event["xp"] == 0
     assert "not in the school's catalog" in event["reason"]
-    refuse = make_relay(tmp_path / "refuse.db", clock, unknown_activity="refuse")
+    refuse = make_relay(relay_db_url("refuse"), clock, unknown_activity="refuse")
     answer = await ingest(refuse, ADA, tse(run, T0 + 15, slug="not-listed"))
     assert answer["refused"] == 1 and "not in the school's catalog" in answer["events"][0]["reason"]
     with pytest.raises(ValueError, match="unknown_activity"):
-        make_relay(tmp_path / "x.db", clock, unknown_activity="maybe")
+        make_relay(relay_db_url("x"), clock, unknown_activity="maybe")
 
 
 @pytest.mark.asyncio

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -50,8 +49,8 @@ def wall() -> Wall:
 
 
 @pytest.fixture
-def relay(tmp_path: Path, wall: Wall):
-    r = make_relay(tmp_path / "relay.db", wall)  # type: ignore[arg-type]
+def relay(relay_db_url, wall: Wall):
+    r = make_relay(relay_db_url(), wall)  # type: ignore[arg-type]
     yield r
     r.db.close()
 
@@ -214,7 +213,7 @@ async def test_a_timeout_while_the_job_is_queued_causes_no_duplicate_from_the_re
 
 @pytest.mark.asyncio
 async def test_a_restarted_relay_drainer_follows_the_jobs_recorded_before(
-    api, relay, wall, tmp_path
+    api, relay, wall, relay_db_url
 ):
     """kill -9 between send and confirmation, in-process: a new Drainer over a new connection
     to the same store asks about the job the last one recorded, and sends nothing again."""
@@ -225,7 +224,7 @@ async def test_a_restarted_relay_drainer_follows_the_jobs_recorded_before(
     assert (await first.drain_once()).queued == 2
     await first.stop()  # gone before the job completed, as a killed process is
     relay.db.close()
-    with open_relay_db(f"sqlite:///{tmp_path / 'relay.db'}") as db:
+    with open_relay_db(relay_db_url()) as db:
         reopened = RelayOutbox(db, now=wall)
         assert [j.event_ids for j in reopened.jobs_pending()] == [tuple(ids)]
         second = drainer(reopened, sink, wall)
@@ -324,12 +323,12 @@ def _step(out, op: tuple, claimed: list[str], recorded: list[str], job: str | No
     max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=OPS)
-def test_the_relay_outbox_answers_as_the_servers_store_does(tmp_path_factory, ops):
+def test_the_relay_outbox_answers_as_the_servers_store_does(tmp_path_factory, relay_db_url, ops):
     """Any sequence of the drainer's calls gives both outboxes the same answers and state."""
     where = tmp_path_factory.mktemp("same")
     clock = Tick()
     store = Store(where / "server.sqlite3", now=clock, checkpoint_pages=None)
-    db = open_relay_db(f"sqlite:///{where / 'relay.db'}")
+    db = open_relay_db(relay_db_url.empty())
     relay = RelayOutbox(db, now=clock)
     claimed: list[str] = []  # every id claimed, most recent last
     recorded: list[str] = []  # job ids given out

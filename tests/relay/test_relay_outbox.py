@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import pytest
@@ -20,7 +21,7 @@ from timeback_jupyter.relay.outbox import RelayOutbox, claim_query
 from timeback_jupyter.relay.users import UserDirectory
 from timeback_jupyter.testing.standin import Fault, StandIn
 
-from .conftest import ADA, BOB, CATALOG, T0, completion, envelope, run_id, tse
+from .conftest import ADA, BOB, CATALOG, T0, completion, envelope, make_relay, run_id, tse
 
 
 class FakeTime:
@@ -35,7 +36,7 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
-def relay_for(api: StandIn, path, clock) -> tuple[Relay, TimebackSink]:
+def relay_for(api: StandIn, url: str, clock) -> tuple[Relay, TimebackSink]:
     """The relay as the service builds it: one connection for the sink and the lookups."""
     api.users["ada@school.edu"] = ["u-ada"]
     api.users["bob@school.edu"] = ["u-bob"]
@@ -52,14 +53,14 @@ def relay_for(api: StandIn, path, clock) -> tuple[Relay, TimebackSink]:
     resolver = ActorResolver.from_config(cfg, creds, connection=connection)
     users = UserDirectory("{name}@school.edu", cfg.oneroster_url, resolver)
     catalog = Catalog(parse_app_config(CATALOG, "staging"), "staging", cfg.oneroster_url)
-    db = open_relay_db(f"sqlite:///{path}")
+    db = open_relay_db(url)
     return Relay(db, catalog, users, now=clock), sink
 
 
 @pytest.mark.asyncio
-async def test_the_drainer_delivers_the_relays_outbox_to_timeback_once_each(tmp_path):
+async def test_the_drainer_delivers_the_relays_outbox_to_timeback_once_each(relay_db_url):
     with StandIn() as api:
-        relay, sink = relay_for(api, tmp_path / "relay.db", lambda: T0 + 3600)
+        relay, sink = relay_for(api, relay_db_url(), lambda: T0 + 3600)
         assert isinstance(relay.outbox, OutboxPort)
         fake = FakeTime()
         drainer = Drainer(relay.outbox, sink, batch_size=4, now=fake.now, sleep=fake.sleep)
@@ -82,9 +83,9 @@ async def test_the_drainer_delivers_the_relays_outbox_to_timeback_once_each(tmp_
 
 
 @pytest.mark.asyncio
-async def test_a_crash_mid_send_is_settled_not_sent_twice(tmp_path):
+async def test_a_crash_mid_send_is_settled_not_sent_twice(relay_db_url):
     with StandIn() as api:
-        relay, sink = relay_for(api, tmp_path / "relay.db", lambda: T0 + 3600)
+        relay, sink = relay_for(api, relay_db_url(), lambda: T0 + 3600)
         run = run_id()
         await relay.ingest(ADA, envelope(*[tse(run, T0 + 15 * i) for i in range(1, 4)]))
         # A previous relay process claimed all three, got them out, and died before acking.
@@ -99,7 +100,7 @@ async def test_a_crash_mid_send_is_settled_not_sent_twice(tmp_path):
             }
         )
         relay.db.close()
-        reopened = RelayOutbox(open_relay_db(f"sqlite:///{tmp_path / 'relay.db'}"))
+        reopened = RelayOutbox(open_relay_db(relay_db_url()))
         fake = FakeTime()
         drainer = Drainer(reopened, sink, now=fake.now, sleep=fake.sleep)
         report = await drainer.flush(timeout=60)
@@ -162,10 +163,41 @@ def test_both_outboxes_are_what_the_drainer_asks_for(relay, tmp_path):
     with Store(tmp_path / "server.sqlite3") as store:
         assert isinstance(store, OutboxPort)
     assert isinstance(relay.outbox, OutboxPort)
-    assert relay.outbox.path == str(tmp_path / "relay.db")
+    # the drainer's lease lives beside it: the SQLite file, or a name made from the URL
+    assert relay.outbox.path == relay.db.path
+    if relay.db.dialect == "sqlite":
+        assert relay.outbox.path == str(tmp_path / "relay.db")
 
 
 def test_the_claim_skips_locked_rows_where_the_database_can():
     query = claim_query("https://a.edu", 50)
     assert "FOR UPDATE SKIP LOCKED" in str(query.compile(dialect=postgresql.dialect()))
     assert "FOR UPDATE" not in str(query.compile(dialect=sqlite.dialect()))
+
+
+def test_two_claimers_on_postgresql_take_disjoint_batches_without_waiting(postgres_stores, clock):
+    """Two relay processes' forwarders: while one holds its claim open, the other takes the
+    next rows (and the next sensor's) instead of waiting or taking the same ones. (SQLite
+    serializes claimers with BEGIN IMMEDIATE: nothing to skip there.)"""
+    from timeback_jupyter.relay import outbox as ob
+
+    relay = make_relay(postgres_stores(), clock)
+    with relay.db.write() as conn:
+        for i, sensor in enumerate(["https://a.edu"] * 4 + ["https://b.edu"] * 2):
+            ob.enqueue(conn, {"id": f"urn:uuid:{i}"}, user="ada", run_id=None,
+                       kind="time_spent", sensor=sensor, at=T0 + i)  # fmt: skip
+    other = RelayOutbox(open_relay_db(postgres_stores()))
+    try:
+        with relay.db.write() as held:  # the first claimer, mid-claim
+            mine = held.execute(ob.claim_query("https://a.edu", 2)).all()
+            assert [r.event_id for r in mine] == ["urn:uuid:0", "urn:uuid:1"]
+            started = time.monotonic()
+            theirs = other.claim_batch(10)
+            assert time.monotonic() - started < 2  # lock_timeout would be 5 s
+            assert [i.event_id for i in theirs] == ["urn:uuid:2", "urn:uuid:3"]
+            # everything of sensor a is held or claimed now: the next claim is sensor b's
+            assert [i.event_id for i in other.claim_batch(10)] == ["urn:uuid:4", "urn:uuid:5"]
+            assert other.claim_batch(10) == []
+    finally:
+        other.db.close()
+        relay.db.close()

@@ -36,10 +36,8 @@ def _active(event) -> float:
     probes=st.lists(st.tuples(st.integers(-20_000, 260_000), st.integers(0, 60_000)), max_size=20),
 )
 @pytest.mark.asyncio
-async def test_forwarded_active_time_never_exceeds_wall_time(
-    tmp_path_factory, windows, chunk, probes
-):
-    relay = make_relay(tmp_path_factory.mktemp("r") / "relay.db", Clock(T0 + 10_000))
+async def test_forwarded_active_time_never_exceeds_wall_time(relay_db_url, windows, chunk, probes):
+    relay = make_relay(relay_db_url.empty(), Clock(T0 + 10_000))
     try:
         runs = [run_id() for _ in range(4)]
         events = [
@@ -103,11 +101,11 @@ def test_placement_fills_free_time_latest_first():
     )
 )  # fmt: skip
 @pytest.mark.asyncio
-async def test_replays_in_any_order_are_duplicates_and_other_bodies_refused(tmp_path_factory, plan):
+async def test_replays_in_any_order_are_duplicates_and_other_bodies_refused(relay_db_url, plan):
     """Envelopes of events 0-9 sent and resent in any mix by two users, some bodies changed."""
     from timeback_jupyter.relay.users import HubUser
 
-    relay = make_relay(tmp_path_factory.mktemp("r") / "relay.db", Clock(T0 + 10_000))
+    relay = make_relay(relay_db_url.empty(), Clock(T0 + 10_000))
     try:
         run = run_id()
         base = {

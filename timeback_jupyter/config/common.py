@@ -17,3 +17,7 @@ ROSTERING_PATH = "/ims/oneroster/rostering/v1p2"
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says where and why."""
+
+
+# The relay a hub names for its users' servers (set with c.Spawner.environment): hub mode.
+RELAY_URL_ENV = "TIMEBACK_RELAY_URL"

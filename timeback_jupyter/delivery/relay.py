@@ -27,12 +27,15 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from ..config.common import RELAY_URL_ENV
 from .errors import DeliveryError, RejectedError, RetryableError
 from .sink import check_envelope
 
 LOG = logging.getLogger("timeback_jupyter.delivery")
 
-RELAY_URL_ENV = "TIMEBACK_RELAY_URL"
+__all__ = ["RELAY_URL_ENV", "RelaySink"]
+
+
 HUB_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
 # Refusals kept for the status (the newest last); their count is kept in full.
 KEPT_REFUSALS = 20

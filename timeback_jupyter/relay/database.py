@@ -4,8 +4,13 @@ write transaction at a time.
 ``sqlite:///path`` is the one-hub store: a file in WAL mode with ``synchronous=FULL`` (a commit
 survives a power cut, not only a crash), a busy timeout and foreign keys on, every write
 transaction opened with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe: a transaction that
-reads first never deadlocks upgrading its lock). Everything else here (and everything the rules
-in :mod:`.ingest` write) is SQLAlchemy Core, so ``postgresql://`` runs the same schema next.
+reads first never deadlocks upgrading its lock).
+
+``postgresql+psycopg://user:password@host/db`` (plain ``postgresql://`` means the same: psycopg 3
+is the driver the relay installs) is the store of several relay processes: the same schema and
+migrations (SQLAlchemy Core throughout), pooled connections, READ COMMITTED; the rules lock the
+user's row (``FOR UPDATE``), claimers skip each other's rows (``SKIP LOCKED``), and the
+database itself refuses overlapping active spans (revision 0003).
 
 Opening never rewrites a store it does not understand: a store made by a newer relay (a
 revision these migrations do not know), or a database holding relay tables without our
@@ -33,7 +38,9 @@ from ..store.errors import StoreError, explain
 from .schema import TABLES, VERSION_TABLE
 
 SCRIPT_LOCATION = "timeback_jupyter.relay:migrations"
+BACKENDS = ("sqlite", "postgresql")  # the dialects the rules' SQL is written for
 WRITE = "timeback_relay_write"  # the execution option that makes a SQLite BEGIN IMMEDIATE
+MIGRATION_LOCK = 0x7469_6D65_6261_636B  # "timeback": the advisory lock relays migrate under
 
 
 class RelayStoreError(StoreError):
@@ -164,12 +171,27 @@ def open_relay_db(url: str, *, busy_timeout: float = 5.0) -> RelayDatabase:
     except sa.exc.ArgumentError as err:
         raise RelayStoreError(f"{url!r} is not a database URL ({err})") from None
     where = parsed.render_as_string(hide_password=True)
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend not in BACKENDS:
+        raise RelayStoreError(
+            f"{where}: the relay's store is SQLite (sqlite:////srv/relay.db) or PostgreSQL "
+            f"(postgresql+psycopg://user:password@host/db), not {backend!r}"
+        )
+    if backend == "sqlite":
         engine, path = _sqlite_engine(parsed, busy_timeout)
         where = path
     else:
+        if parsed.drivername == "postgresql":
+            # psycopg 3 is the driver the relay installs; SQLAlchemy's default is psycopg2.
+            parsed = parsed.set(drivername="postgresql+psycopg")
         try:
-            engine = sa.create_engine(parsed, pool_pre_ping=True)
+            # lock_timeout: a write waits for another's lock as long as SQLite's busy timeout,
+            # then fails (the sender retries) rather than hang a request.
+            engine = sa.create_engine(
+                parsed,
+                pool_pre_ping=True,
+                connect_args={"options": f"-c lock_timeout={int(busy_timeout * 1000)}"},
+            )
         except (sa.exc.ArgumentError, ImportError) as err:
             raise RelayStoreError(f"{where}: cannot open ({err})") from None
         digest = hashlib.sha256(where.encode()).hexdigest()[:16]
@@ -187,6 +209,11 @@ def _upgrade(db: RelayDatabase) -> None:
     config = alembic_config()
     script = ScriptDirectory.from_config(config)
     with db.write() as conn:
+        if db.dialect == "postgresql":
+            # Replicas starting together: one migrates, the others wait for it here, then
+            # find the schema at head (the lock ends with the transaction).
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '120s'")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         names = set(sa.inspect(conn).get_table_names())
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         heads = context.get_current_heads()

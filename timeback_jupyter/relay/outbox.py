@@ -106,11 +106,13 @@ class RelayOutbox(RelayJobs):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
         with self.db.write() as conn:
+            # The first row another claimer does not hold: its sensor is the batch's.
             first = conn.execute(
                 sa.select(outbox.c.sensor)
                 .where(outbox.c.status == "pending")
                 .order_by(outbox.c.seq)
                 .limit(1)
+                .with_for_update(skip_locked=True)
             ).first()
             if first is None:
                 return []

@@ -58,11 +58,17 @@ class Turn:
 
 def lock_user(conn: sa.Connection, name: str, now: float) -> None:
     """Lock (PostgreSQL: FOR UPDATE) the user's row, made on first sight: one user's events
-    are placed one transaction at a time."""
+    are placed one transaction at a time, whichever relay process takes them.
+
+    Two processes seeing a new user at once both find no row; the second insert waits for the
+    first's commit and does nothing, and the lock taken again then holds the row the first made.
+    """
     if conn.execute(sql.LOCK_USER, {"p_user": name}).first() is None:
         conn.execute(
-            sql.INSERT_USER, {"name": name, "first_seen": now, "active_ms": 0, "cut_ms": 0}
+            sql.INSERT_USER[conn.dialect.name],
+            {"name": name, "first_seen": now, "active_ms": 0, "cut_ms": 0},
         )
+        conn.execute(sql.LOCK_USER, {"p_user": name}).one()
 
 
 def _store(turn: Turn, key: str, sent: str, digest: str, kind: str, **values: Any) -> None:

@@ -9,6 +9,7 @@ what the newest revision makes; ``tests/relay/test_relay_db.py`` holds them equa
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
 
@@ -43,8 +44,9 @@ hub_users = sa.Table(
     sa.Column("cut_ms", sa.BigInteger, nullable=False, server_default="0"),
 )
 
-# The free-of-overlap ranges of forwarded active time, per user (PostgreSQL: an exclusion
-# constraint next).
+# The free-of-overlap ranges of forwarded active time, per user. On PostgreSQL the database
+# itself refuses an overlap (an exclusion constraint, revision 0003); SQLite has none, and the
+# ingest's placement, one writer at a time, holds the rule there.
 active_spans = sa.Table(
     "active_spans",
     metadata,
@@ -55,6 +57,12 @@ active_spans = sa.Table(
     sa.Column("event_key", sa.String(64), nullable=False),
     sa.CheckConstraint("end_ms > start_ms", name="ck_active_spans_positive"),
     sa.Index("ix_active_spans_user_start", "user_name", "start_ms"),
+    postgresql.ExcludeConstraint(
+        (sa.column("user_name"), "="),
+        (sa.func.int8range(sa.column("start_ms"), sa.column("end_ms")), "&&"),
+        using="gist",
+        name="ex_active_spans_no_overlap",
+    ).ddl_if(dialect="postgresql"),
 )
 
 # Runs as the relay counts them: the attempt is the nth distinct run of a user on an activity.

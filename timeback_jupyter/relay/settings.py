@@ -24,7 +24,10 @@ class Relay(Configurable):
 
     db_url = Unicode(
         help="SQLAlchemy URL of the relay's database, e.g. sqlite:////srv/timeback/relay.sqlite "
-        "(a file on the hub's volume). Default: relay.sqlite3 in the current directory."
+        "(a file on the hub's volume; one relay process), or "
+        "postgresql+psycopg://relay@db.example/relay (several relay processes; the password "
+        "from $PGPASSWORD rather than the URL, which a command line shows). "
+        "Default: relay.sqlite3 in the current directory."
     ).tag(config=True)
 
     @default("db_url")

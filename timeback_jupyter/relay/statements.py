@@ -7,13 +7,22 @@ Parameters are named ``p_*`` so they never shadow a column in an INSERT or UPDAT
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .schema import active_spans, completions, hub_users, received, runs
 
 _p = sa.bindparam
 
 LOCK_USER = sa.select(hub_users.c.name).where(hub_users.c.name == _p("p_user")).with_for_update()
-INSERT_USER = sa.insert(hub_users)
+# A user's first row, or nothing if another transaction (another relay process) made it first:
+# ON CONFLICT DO NOTHING waits for that one to commit instead of failing on the key. Per
+# dialect, as each spells it; both SQLite (>= 3.24) and PostgreSQL have it.
+INSERT_USER = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(hub_users).on_conflict_do_nothing(
+        index_elements=[hub_users.c.name]
+    )
+    for dialect in (postgresql, sqlite)
+}
 ADD_USER_TIME = (
     sa.update(hub_users)
     .where(hub_users.c.name == _p("p_user"))
