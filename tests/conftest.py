@@ -6,6 +6,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+# A real PostgreSQL for the relay's stores, started once per session where a test asks for it
+# (tests/relay and the hub tests outside it that start the relay on both backends).
+from timeback_jupyter.testing.postgres import postgres_server  # noqa: F401
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 STUDENT = "ada@school.edu"

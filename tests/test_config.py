@@ -201,3 +201,14 @@ def test_credentials_from_env_never_show_the_secret():
     assert preferred is not None and preferred.client_id == "api-id"
     for text in (repr(preferred), str(preferred), f"{preferred}", preferred.masked):
         assert "s3cr3t" not in text
+
+
+def test_a_named_server_keeps_its_own_store_beside_the_default(monkeypatch):
+    """Named servers of one hub user share a home; one store, one owner would leave all but
+    one of them recording nothing, so each has its own file (the relay holds the truth)."""
+    from timeback_jupyter.config import Timeback
+
+    monkeypatch.delenv("JUPYTERHUB_SERVER_NAME", raising=False)
+    assert Timeback().store_path.endswith("/timeback/timeback.sqlite3")
+    monkeypatch.setenv("JUPYTERHUB_SERVER_NAME", "second lab/../x")
+    assert Timeback().store_path.endswith("/timeback/timeback-second_lab_.._x.sqlite3")

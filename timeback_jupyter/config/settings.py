@@ -5,6 +5,7 @@ shown masked."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,11 @@ class Timeback(Configurable):
 
     @default("store_path")
     def _default_store_path(self) -> str:
-        return str(Path(jupyter_data_dir()) / "timeback" / "timeback.sqlite3")
+        # A hub user's named servers share one home: each keeps its own store (one store, one
+        # owner), and the relay holds the truth across them (no time counted twice).
+        server = re.sub(r"[^\w.-]", "_", os.environ.get("JUPYTERHUB_SERVER_NAME", "").strip())
+        name = f"timeback-{server}.sqlite3" if server else "timeback.sqlite3"
+        return str(Path(jupyter_data_dir()) / "timeback" / name)
 
     student_email = Unicode(
         "", help="The student's email. Default: $TIMEBACK_STUDENT_EMAIL, else from the hub user."

@@ -166,8 +166,17 @@ def check(conn: sqlite3.Connection, path: str) -> int:
     Reads only. Every timeback store has ``meta``; a database without it is someone else's,
     whatever its ``user_version`` (other programs set theirs too).
     """
-    tables = _tables(conn)
-    user_version = _user_version(conn)
+    # One read transaction for both: read apart, another process's creation could commit in
+    # between (no tables, then its user_version) and look like someone else's database.
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        tables = _tables(conn)
+        user_version = _user_version(conn)
+    finally:
+        if own:
+            conn.execute("COMMIT")
     if "meta" not in tables:
         if tables or user_version:
             raise StoreError(f"{path}: not a timeback store (an SQLite database with other tables)")
