@@ -8,6 +8,7 @@ are emptied at the start of the session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -159,11 +160,10 @@ def end_student_processes(students: object) -> None:
     uids = {s.pw_uid for s in students}  # type: ignore[attr-defined]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
+            # a process may end between the listing and the kill: nothing left to do then
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 if entry.stat().st_uid in uids:
                     os.kill(int(entry.name), signal.SIGKILL)
-            except (FileNotFoundError, ProcessLookupError):
-                pass
 
 
 @pytest.fixture(scope="session")
