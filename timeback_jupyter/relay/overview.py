@@ -203,20 +203,15 @@ def overview(
             cell.state = COMPLETED
         elif cell.state in (NOT_STARTED, NOTHING):
             cell.state = PAUSED
-    for run in sorted(run_rows, key=lambda r: _at(done, r)):  # the latest completion last
-        i = index.get((run.course, run.activity))
-        completion = done.get((run.user_name, run.run_id))
-        if i is None or completion is None:
+    column_of = {(r.user_name, r.run_id): index.get((r.course, r.activity)) for r in run_rows}
+    for key, completion in done.items():  # in the order recorded: the latest sets the accuracy
+        i = column_of.get(key)
+        if i is None:
             continue
-        cell = cells[(run.user_name, i)]
+        cell = cells[(key[0], i)]
         cell.completions += 1
         cell.xp += completion.xp
         share = accuracy(completion.outcome)
         if share is not None:
             cell.accuracy = share
     return Overview(group, columns, names, cells, sorted(set(working)), filters, shown, live_shown)
-
-
-def _at(done: dict[tuple[str, str], Any], run: Any) -> float:
-    completion = done.get((run.user_name, run.run_id))
-    return completion.at if completion is not None else 0.0
