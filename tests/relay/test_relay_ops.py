@@ -5,8 +5,12 @@ errors counted, the pool knobs reaching the engine, and the cookie secret's chec
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from timeback_jupyter.relay.cookies import (
 )
 from timeback_jupyter.relay.database import RelayStoreError, head_revision, open_relay_db
 from timeback_jupyter.relay.handlers import Face
+from timeback_jupyter.relay.logs import setup_logging
 from timeback_jupyter.relay.metrics import RelayMetrics
 from timeback_jupyter.relay.schema import VERSION_TABLE
 from timeback_jupyter.relay.settings import Relay as RelaySettings
@@ -142,7 +147,7 @@ async def test_ready_is_503_when_the_pool_has_no_free_connection(postgres_stores
 
 def test_the_pool_settings_reach_the_engine(postgres_stores, tmp_path):
     catalog = tmp_path / "timeback.config.json"
-    catalog.write_text(__import__("json").dumps(CATALOG))
+    catalog.write_text(json.dumps(CATALOG))
     settings = RelaySettings(
         db_url=postgres_stores(),
         catalog=str(catalog),
@@ -276,3 +281,63 @@ def test_a_missing_cookie_secret_file_or_short_variable_is_refused(tmp_path):
         load_cookie_secret(str(tmp_path / "nowhere"), {})
     with pytest.raises(CookieSecretError, match=rf"\${COOKIE_SECRET_ENV} holds 4 bytes"):
         load_cookie_secret("", {COOKIE_SECRET_ENV: "abcdabcd"})
+
+
+def test_the_relay_refuses_to_start_with_a_world_readable_secret_file(tmp_path):
+    """Before anything listens or any store is opened: the message names the file and the fix."""
+    path = secret_file(tmp_path, SECRET, 0o644)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIMEBACK_", "JUPYTERHUB_"))}
+    env.update(JUPYTERHUB_API_TOKEN="unused-no-hub", JUPYTER_CONFIG_DIR=str(tmp_path))
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "jupyter"),
+            "timeback",
+            "relay",
+            f"--Relay.cookie_secret_file={path}",
+            f"--Relay.db_url=sqlite:///{tmp_path / 'never.db'}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert f"c.Relay.cookie_secret_file '{path}' may be read by others (mode 644)" in done.stderr
+    assert not (tmp_path / "never.db").exists()
+
+
+# -- logs ---------------------------------------------------------------------------------------
+
+
+def test_json_lines_and_tornados_own_records_lose_their_query_string(capsys):
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("json", logging.INFO, "replica-x")
+        logging.getLogger("tornado.application").error(
+            "Uncaught exception %s\n%r",
+            "GET /services/r/api/me?token=SECRET-IN-QUERY (127.0.0.1)",
+            "HTTPServerRequest(uri='/services/r/api/me?token=SECRET-IN-QUERY')",
+        )
+        logging.getLogger("timeback_jupyter.relay").warning(
+            "refused", extra={"method": "GET", "path": "/p", "status": 403, "user": None}
+        )
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    err = capsys.readouterr().err
+    assert "SECRET-IN-QUERY" not in err
+    tornado, relay = (json.loads(line) for line in err.splitlines())
+    assert tornado["message"].startswith("Uncaught exception GET /services/r/api/me?... (")
+    assert tornado["logger"] == "tornado.application" and tornado["level"] == "ERROR"
+    assert relay == {
+        "time": relay["time"],
+        "level": "WARNING",
+        "logger": "timeback_jupyter.relay",
+        "message": "refused",
+        "replica": "replica-x",
+        "method": "GET",
+        "path": "/p",
+        "status": 403,
+        "user": None,
+    }
