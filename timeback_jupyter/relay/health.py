@@ -71,14 +71,12 @@ class LiveHandler(_ProbeHandler):
 
 
 class ReadyHandler(_ProbeHandler):
-    def initialize(self, service: str, db: RelayDatabase, timeout: float) -> None:
-        self.service, self.db, self.timeout = service, db, timeout
+    def initialize(self, service: str, db: RelayDatabase, head: str, timeout: float) -> None:
+        self.service, self.db, self.head, self.timeout = service, db, head, timeout
 
     async def get(self) -> None:
         try:
-            await asyncio.wait_for(
-                asyncio.to_thread(check_store, self.db, head_revision()), self.timeout
-            )
+            await asyncio.wait_for(asyncio.to_thread(check_store, self.db, self.head), self.timeout)
         except NotReady as err:
             reason = str(err)
         except TimeoutError:
@@ -93,11 +91,9 @@ class ReadyHandler(_ProbeHandler):
 def routes(
     prefix: str, service: str, db: RelayDatabase, *, timeout: float = READY_TIMEOUT
 ) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
+    # The head once: finding it reads every migration script.
+    ready = {"service": service, "db": db, "head": head_revision(), "timeout": timeout}
     return [
         (f"{prefix}api/health/live", LiveHandler, {"service": service}),
-        (
-            f"{prefix}api/health/ready",
-            ReadyHandler,
-            {"service": service, "db": db, "timeout": timeout},
-        ),
+        (f"{prefix}api/health/ready", ReadyHandler, ready),
     ]
