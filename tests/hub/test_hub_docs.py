@@ -37,3 +37,12 @@ def test_every_setting_the_page_names_exists() -> None:
 
 def test_the_readme_points_to_the_page() -> None:
     assert "docs/jupyterhub.md" in (REPO / "README.md").read_text()
+
+
+def test_the_readmes_images_are_in_the_repository_and_small() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", (REPO / "README.md").read_text())
+    assert "docs/images/class-overview.png" in images  # made by test_hub_dashboard.py
+    for image in images:
+        path = REPO / image
+        assert path.is_file(), image
+        assert path.stat().st_size < 200_000, f"{image}: crop or shrink it"
