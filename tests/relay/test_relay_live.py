@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from timeback_jupyter import caliper
-from timeback_jupyter.testing.standin import SENSOR, time_spent_events
+from timeback_jupyter.testing.standin import SENSOR, completion_event, time_spent_events
 
 from . import test_relay_pages as pages_tests
 from .hub import PREFIX, SCOPE, Hub
@@ -229,3 +229,52 @@ def test_in_chromium_the_overview_follows_work_without_a_reload(hub, worked):
         finally:
             browser.close()
     print(json.dumps({"live_requests": len(asked)}))
+
+
+def test_in_chromium_a_change_of_state_is_announced(hub, browsers):
+    if not pages_tests.CHROMIUM.exists():
+        pytest.skip(f"{pages_tests.CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    principal = browsers["principal"]
+
+    def bobs_cell() -> str:
+        return live_rows(principal.get(f"{PREFIX}classes/class-b/live"))[0][1]
+
+    # bob's run from `worked` stops being "working now" 90 s after its last second
+    deadline = time.monotonic() + 180
+    while not bobs_cell().startswith("paused") and time.monotonic() < deadline:
+        time.sleep(2)
+    assert bobs_cell().startswith("paused"), bobs_cell()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(pages_tests.CHROMIUM), args=pages_tests.CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(60_000)
+            page.goto(f"{hub.url}{PREFIX}classes/class-b")
+            page.fill("input[name=username]", "principal")
+            page.fill("input[name=password]", "any")
+            page.keyboard.press("Enter")
+            page.wait_for_url("**classes/class-b")
+            status_says(page, "^Live: updated")
+            assert page.locator("#live-announce").inner_text() == ""
+            # bob completes a run: his cell turns "completed", and that is said, once
+            token = hub.token("bob", [SCOPE, "users:activity!user=bob"])
+            done = str(uuid.uuid4())
+            events = [*time_spent_events(done, 1, start=time.time() - 400)]
+            events.append(completion_event(done, at=time.time() - 380))
+            response = httpx.post(
+                f"{hub.relay_url}api/events",
+                json=caliper.envelope(events, SENSOR, time.time()),
+                headers={"Authorization": f"token {token}"},
+                timeout=30,
+            )
+            assert response.status_code == 200 and response.json()["refused"] == 0
+            announcer = page.locator("#live-announce[role=status][aria-live=polite]")
+            said = re.compile(r"^bob, Fractions 1[^;]*: completed\.$")
+            announcer.filter(has_text=said).wait_for()
+            assert page.locator("#overview tbody td.state-completed").count() == 1
+        finally:
+            browser.close()
