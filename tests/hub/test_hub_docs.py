@@ -115,3 +115,12 @@ def test_the_readme_points_to_the_replicas_section() -> None:
     assert heading in PAGE.read_text()
     anchor = re.sub(r"[^a-z0-9 -]", "", heading.lstrip("# ").lower()).replace(" ", "-")
     assert f"docs/jupyterhub.md#{anchor}" in (REPO / "README.md").read_text()
+
+
+def test_the_readmes_images_are_in_the_repository_and_small() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", (REPO / "README.md").read_text())
+    assert "docs/images/class-overview.png" in images  # made by test_hub_dashboard.py
+    for image in images:
+        path = REPO / image
+        assert path.is_file(), image
+        assert path.stat().st_size < 200_000, f"{image}: crop or shrink it"

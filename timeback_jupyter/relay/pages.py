@@ -27,7 +27,7 @@ from markupsafe import Markup
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from . import charts, filters, overview_page, views
+from . import charts, filters, live, overview_page, views
 from . import export as export_csv
 from .access import Viewer
 from .handlers import Face
@@ -111,6 +111,8 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
+        self.csp_nonce = live.nonce()
+        self.set_header("Content-Security-Policy", live.policy(self.csp_nonce))
 
     async def prepare(self) -> None:
         # Ask the hub asynchronously (HubAuthenticated.get_current_user would block the loop).
@@ -132,7 +134,16 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
     def render_page(self, template: str, **context: Any) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         page = self.pages.templates.get_template(template)
-        self.finish(page.render(prefix=self.pages.prefix, **context))
+        self.finish(
+            page.render(
+                prefix=self.pages.prefix,
+                csp_nonce=self.csp_nonce,
+                live_script=live.script_url(self.pages.prefix),
+                # a script's fetch must send it back: the hub's OAuth takes no cookie without it
+                xsrf_token=self.xsrf_token.decode(),
+                **context,
+            )
+        )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         message = self._reason
@@ -224,6 +235,10 @@ class StudentPage(PageHandler):
         )
 
 
+class LiveRows(live.Fragments, ClassPage):
+    """``classes/<group>/live``: the overview's rows as JSON, checked as the page is."""
+
+
 class OAuthCallback(HubOAuthCallbackHandler):
     def initialize(self, pages: Pages) -> None:
         self.hub_auth = pages.oauth
@@ -237,5 +252,7 @@ def routes(prefix: str, face: Face) -> list[tuple[str, type[web.RequestHandler],
         (f"{prefix}oauth_callback", OAuthCallback, kw),
         (f"{prefix}classes/([^/]+)", ClassPage, kw),
         (f"{prefix}classes/([^/]+)/(export\\.csv)", ClassPage, kw),
+        (f"{prefix}classes/([^/]+)/live", LiveRows, kw),
+        (f"{prefix}static/(.+)", live.Script, {"path": str(live.STATIC)}),
         (f"{prefix}students/([^/]+)", StudentPage, kw),
     ]
