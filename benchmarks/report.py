@@ -202,6 +202,20 @@ WHY_MISSED = {
         "relay's capacity on this machine; their latency is the queue of 200 servers' "
         "requests, each waiting for the ones ahead."
     ),
+    "dashboard": (
+        "The wall clock here is mostly waiting for a core: the same generated store (copied "
+        "after a fill, 2026-12-03 07:52, load average 16 on 2 cores) rendered 20 times a page "
+        "took a median of 69.5 ms of the process's CPU for the overview (wall 456 ms), 50.2 ms "
+        "for the CSV (318 ms), 17.3 ms for a student's page (102 ms) and 5.3 ms for an "
+        "activity page (32 ms): within the budget in CPU, 5 to 7 times over it in wall time "
+        "on this shared machine. The overview's CPU is reading the class's rows (1,585 runs, "
+        "1,101 completions, each completion's JSON outcome parsed) and the 800 cells of the "
+        "template; the CSV is the same query without the template. Before this benchmark a "
+        "student's page took 42 s on this store (views._live_runs scanned every span for each "
+        "of the student's events); fixed in the same change. Next for the overview: sum the "
+        "cells in SQL instead of reading every run and completion into Python, or keep the "
+        "overview per class between ingests; then measure again, CPU columns included."
+    ),
     "startup": (
         "Read the rows from the bottom: the import and the extension's own steps are timed "
         "inside the process and are steady; the differences of whole starts are not (a start "
