@@ -9,6 +9,7 @@ from typing import Any
 from . import (
     accuracy,
     checkpoint,
+    dashboard,
     drills,
     event_path,
     kernel_overhead,
@@ -33,6 +34,7 @@ ORDER = [
     "soak",
     "openwindows",
     "relay",
+    "dashboard",
 ]
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "kernel": kernel_overhead.render,
@@ -46,6 +48,7 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "soak": soak.render,
     "openwindows": open_windows.render,
     "relay": relay_ingest.render,
+    "dashboard": dashboard.render,
 }
 
 
@@ -127,6 +130,8 @@ def _headline(name: str, r: dict[str, Any]) -> str:
             f"p99 {sus['latency_ms']['p99']:.0f} ms; relay "
             f"{sus['relay_cpu_us_per_event']:,.0f} µs CPU per event"
         )
+    if name == "dashboard":
+        return dashboard.headline(r)
     if name == "drills":
         cases = m["cases"]
         ok = sum(1 for c in cases if c["outcome"] == "passed")
@@ -196,6 +201,20 @@ WHY_MISSED = {
         "requests queue behind each other, which is the tail. The back-to-back rows give the "
         "relay's capacity on this machine; their latency is the queue of 200 servers' "
         "requests, each waiting for the ones ahead."
+    ),
+    "dashboard": (
+        "The wall clock here is mostly waiting for a core: the same generated store (copied "
+        "after a fill, 2026-12-03 07:52, load average 16 on 2 cores) rendered 20 times a page "
+        "took a median of 69.5 ms of the process's CPU for the overview (wall 456 ms), 50.2 ms "
+        "for the CSV (318 ms), 17.3 ms for a student's page (102 ms) and 5.3 ms for an "
+        "activity page (32 ms): within the budget in CPU, 5 to 7 times over it in wall time "
+        "on this shared machine. The overview's CPU is reading the class's rows (1,585 runs, "
+        "1,101 completions, each completion's JSON outcome parsed) and the 800 cells of the "
+        "template; the CSV is the same query without the template. Before this benchmark a "
+        "student's page took 42 s on this store (views._live_runs scanned every span for each "
+        "of the student's events); fixed in the same change. Next for the overview: sum the "
+        "cells in SQL instead of reading every run and completion into Python, or keep the "
+        "overview per class between ingests; then measure again, CPU columns included."
     ),
     "startup": (
         "Read the rows from the bottom: the import and the extension's own steps are timed "
