@@ -192,8 +192,13 @@ c.JupyterHub.extra_user_scopes = {{{SCOPE!r}}}
 class RelayProcess:
     """``jupyter timeback relay`` as the hub's external service, delivering to ``standin``."""
 
-    def __init__(self, tmp: Path, hub: Hub, standin: StandIn, *args: str) -> None:
+    def __init__(
+        self, tmp: Path, hub: Hub, standin: StandIn, *args: str, port: int | None = None
+    ) -> None:
+        """``port``: where it listens; default the hub's relay port (another: a replica the
+        hub does not route to, reached directly)."""
         self.tmp, self.hub, self.standin = tmp, hub, standin
+        self.port = port or hub.relay_port
         tmp.mkdir(parents=True, exist_ok=True)
         self.catalog = tmp / "timeback.config.json"
         self.catalog.write_text(json.dumps(CATALOG))
@@ -204,7 +209,7 @@ class RelayProcess:
 
     @property
     def direct_url(self) -> str:
-        return f"http://127.0.0.1:{self.hub.relay_port}{PREFIX}"
+        return f"http://127.0.0.1:{self.port}{PREFIX}"
 
     def start(self, *, via_hub: bool = True) -> None:
         """Start the relay and wait until it answers (through the hub's proxy, or directly
@@ -217,7 +222,7 @@ class RelayProcess:
             JUPYTERHUB_API_TOKEN=RELAY_HUB_TOKEN,
             JUPYTERHUB_API_URL=self.hub.api_url,
             JUPYTERHUB_SERVICE_NAME=SERVICE,
-            JUPYTERHUB_SERVICE_URL=f"http://127.0.0.1:{self.hub.relay_port}",
+            JUPYTERHUB_SERVICE_URL=f"http://127.0.0.1:{self.port}",
             JUPYTERHUB_SERVICE_PREFIX=PREFIX,
             JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
         )
