@@ -127,16 +127,17 @@ def test_kill_9_of_one_replica_mid_load(postgres_server, replicas, students, sta
     url = postgres_server.create_database(f"drill_kill_{free_port()}")
     a, b = replicas(url), replicas(url)
     with running(load_for(students, [a.direct_url, b.direct_url])) as load:
-        load.wait_for(30, "envelopes before the kill")
+        load.wait_for(20, "envelopes before the kill")
         kill_9(a)
-        load.wait_for(30, "envelopes taken by the survivor")
+        load.wait_for(20, "envelopes taken by the survivor")
         a.start(via_hub=False)  # the same replica back, as Kubernetes would
-        load.wait_for(20, "envelopes after the restart")
+        load.wait_for(15, "envelopes after the restart")
     delivered(url, standin)
     figures = check_exactly_once(url, standin, load)
     # clients saw the dead replica and went to the other; both replicas delivered, and
     # between them (a third process, the restarted one, included) one token was fetched
-    assert any("relay" in message for message, _ in load.failures)
+    lost = ("cannot reach the relay", "connection to the relay lost", "did not answer in time")
+    assert any(any(w in message for w in lost) for message, _ in load.failures), load.failures
     assert len(claimers(url) - {None}) >= 2
     assert token_requests(standin) == 1
     no_tracebacks(b)
