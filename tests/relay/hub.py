@@ -206,6 +206,8 @@ class RelayProcess:
         self.args = args
         self.log_path = tmp / "relay.log"
         self.proc: subprocess.Popen | None = None
+        self.port = hub.relay_port  # another replica listens on a port of its own
+        self.extra_env: dict[str, str] = {}
 
     @property
     def direct_url(self) -> str:
@@ -225,6 +227,7 @@ class RelayProcess:
             JUPYTERHUB_SERVICE_URL=f"http://127.0.0.1:{self.port}",
             JUPYTERHUB_SERVICE_PREFIX=PREFIX,
             JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
+            **self.extra_env,
         )
         command = [
             str(BIN / "jupyter"), "timeback", "relay",
