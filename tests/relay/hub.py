@@ -206,7 +206,6 @@ class RelayProcess:
         self.args = args
         self.log_path = tmp / "relay.log"
         self.proc: subprocess.Popen | None = None
-        self.port = hub.relay_port  # another replica listens on a port of its own
         self.extra_env: dict[str, str] = {}
 
     @property

@@ -48,14 +48,17 @@ class Replica:
     lives (PostgreSQL); on SQLite ``key`` is None and every claim is this process's."""
 
     def __init__(self, db: RelayDatabase) -> None:
-        self.engine = engine = db.engine
-        db.on_close(self.close)  # the lock's connection is out of the pool: closed with it
         self.key: int | None = None
+        self.engine: sa.Engine | None = None
         self._conn: sa.Connection | None = None
         self._checked = 0.0
         self._mutex = threading.Lock()  # the drainer's thread and the ingest's share it
-        if engine.dialect.name == "postgresql":
+        if db.dialect == "postgresql":
             self.key = secrets.randbelow(2**31 - 2) + 1
+            # The lock's connection is its own, outside the pool: it takes none of the
+            # pool's slots (c.Relay's pool knobs size those) and closes with the store.
+            self.engine = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+            db.on_close(self.close)
 
     def alive(self) -> None:
         """Hold this replica's lock, taken again on a new connection if the last one died
@@ -78,6 +81,7 @@ class Replica:
             self._checked = now
 
     def _take(self) -> None:
+        assert self.engine is not None
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             while not conn.exec_driver_sql(
@@ -107,3 +111,5 @@ class Replica:
     def close(self) -> None:
         with self._mutex:
             self._drop()
+            if self.engine is not None:
+                self.engine.dispose()
