@@ -98,6 +98,20 @@ async def stepped(coro: Any) -> tuple[Any, float]:
             await asyncio.wait([waited])
 
 
+async def probed(coro: Any, every: float = 0.0002) -> tuple[Any, float]:
+    """Run ``coro`` as a task while a probe on the same loop asks to run every ``every``
+    seconds; its result and the probe's longest lateness: how long any other callback waited
+    at most, for a drain step on the loop or for the GIL while the store thread held it."""
+    task = asyncio.ensure_future(coro)
+    late = 0.0
+    loop = asyncio.get_running_loop()
+    while not task.done():
+        due = loop.time() + every
+        await asyncio.sleep(every)
+        late = max(late, loop.time() - due)
+    return task.result(), late
+
+
 def _target(activity: Activity) -> caliper.Target:
     course = Course("Math", 3, None, {"staging": "math-3-stg"}, SENSOR)
     return caliper.Target(
@@ -122,6 +136,8 @@ class Arm:
         self.k = 0
         self.cpu: dict[str, list[float]] = {"build": [], "commit": [], "drain": []}
         self.hold_ms: list[float] = []
+        self.late_ms: list[float] = []  # a probe's longest wait on the loop during a drain
+        self.rounds = 0
         self.hold_cpu_ms: list[float] = []
         # with the store's checkpoint thread: its copies land in whichever arm runs then
         self.process_cpu: list[float] = []
@@ -170,6 +186,12 @@ class Arm:
         self.cpu["commit"].append((d - b) / BATCH)
         self.cpu["drain"].append((e - d + off) / BATCH)
         self.process_cpu.append((time.process_time() - p0) / BATCH)
+        self.rounds += 1
+        if self.drainer is not None and self.rounds % 2 == 0:
+            # Out of the timing above: one more batch, its drain probed (see probed).
+            self.store.record_windows(self.build(self.windows()))
+            _, late = loop.run_until_complete(probed(self.drainer.drain_once()))
+            self.late_ms.append(late * 1000)
 
     def close(self) -> None:
         self.store.close()
@@ -223,6 +245,7 @@ def measure(workdir: Path, rounds: int) -> dict[str, Any]:
             for values in arm.cpu.values():
                 values.clear()
             arm.hold_ms.clear()
+            arm.late_ms.clear()
             arm.hold_cpu_ms.clear()
             arm.process_cpu.clear()
         order = list(ARMS)
@@ -247,6 +270,8 @@ def measure(workdir: Path, rounds: int) -> dict[str, Any]:
             # the longest synchronous step of a drain (wall) and the loop thread's CPU over it
             "drain_batch_step_ms": summary(arm.hold_ms, 1) if arm.hold_ms else None,
             "drain_batch_cpu_ms": summary(arm.hold_cpu_ms, 1) if arm.hold_cpu_ms else None,
+            # a probe's longest wait on the loop during a drain (GIL waits included)
+            "drain_batch_probe_late_ms": summary(arm.late_ms, 1) if arm.late_ms else None,
         }
     return out
 
