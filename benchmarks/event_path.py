@@ -379,6 +379,30 @@ def render(r: dict[str, Any]) -> str:
             f"(wall median now {v['now']['wall_ms']['median']:.2f} ms, before "
             f"{v['before']['wall_ms']['median']:.2f} ms).",
             "",
+            *(
+                [
+                    "A probe on the loop beside a drain (a callback due every 0.2 ms), its "
+                    "longest wait per drain, median / p99 (wall: the store thread's hold of the "
+                    "GIL included, and so is the machine's scheduling of this process): "
+                    + "; ".join(
+                        f"{label} {p['median']:.2f} / {p['p99']:.2f} ms"
+                        for label, p in (
+                            (label, a[name].get("drain_batch_probe_late_ms"))
+                            for label, name in (
+                                ("now", "now"),
+                                ("store on the loop", "loop"),
+                                ("before", "before"),
+                            )
+                            if name in a
+                        )
+                        if p is not None
+                    )
+                    + ".",
+                    "",
+                ]
+                if a["now"].get("drain_batch_probe_late_ms")
+                else []
+            ),
             f"{r['params']['rounds']} rounds of {r['params']['batch']} windows per arm over "
             f"{r['params']['runs']} runs, arms interleaved; load average {load['start']} at the "
             f"start, {load['end']} at the end (other work on the machine).",

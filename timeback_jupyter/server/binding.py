@@ -238,7 +238,7 @@ class KernelBinding:
         try:
             result = await self.service.start(path)
         except StoreFailure:
-            raise  # the tick loop says so, once, and tries again later
+            raise  # the reconciler says so, once, and tries again later
         except ServiceError as err:
             self._log.warning("timeback: %s: %s", path, err)
             result = None
