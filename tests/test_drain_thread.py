@@ -70,7 +70,7 @@ def test_a_batch_is_read_and_acked_on_the_store_thread_only_if_the_store_allows(
     assert asyncio.run(drain()) == 120
     assert store.depth() == 0
     loop_thread = threading.current_thread().name
-    expected = {"timeback-outbox_0"} if thread_safe else {loop_thread}
+    expected = {"timeback-outbox"} if thread_safe else {loop_thread}
     assert store.threads == {"pending_batch": expected, "ack": expected}
     assert drainer.store_thread.cpu > 0 if thread_safe else drainer.store_thread.cpu == 0
     store.close()

@@ -12,18 +12,26 @@ any other (the relay's) is called on the loop as before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 
 class StoreThread:
+    """One thread, started on first use, running one call at a time in order. Leaner than an
+    executor (no concurrent future to wrap, no pool to size): a call costs the loop a future,
+    a queue put and, when done, one wake-up."""
+
     def __init__(self, store: Any) -> None:
-        self._executor: ThreadPoolExecutor | None = None
         self._threaded = getattr(store, "thread_safe", False) is True
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self.cpu = 0.0  # CPU seconds spent on the thread, for the benchmarks
 
     @property
@@ -31,24 +39,41 @@ class StoreThread:
         return self._threaded
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on the thread (or here, for a store that is not thread-safe). One
-        call at a time: the drainer's steps run under its lock, in order."""
+        """``fn(*args)`` on the thread (or here, for a store that is not thread-safe). The
+        drainer's steps run under its lock, so its calls come one at a time, in order."""
         if not self._threaded:
             return fn(*args)
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="timeback-outbox")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="timeback-outbox", daemon=True)
+            self._thread.start()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._timed, fn, args)
+        done: asyncio.Future[T] = loop.create_future()
+        self._queue.put((fn, args, done, loop))
+        return await done
 
-    def _timed(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        started = time.thread_time()
-        try:
-            return fn(*args)
-        finally:
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, args, done, loop = item
+            started = time.thread_time()
+            try:
+                result, error = fn(*args), None
+            except BaseException as err:  # handed to the caller, whatever it is
+                result, error = None, err
             self.cpu += time.thread_time() - started
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for it
+                loop.call_soon_threadsafe(_settle, done, result, error)
 
     def close(self) -> None:
-        """Let the thread go once its call (if any) is done; a later call makes a new one."""
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False)
+        """Let the thread go once its call (if any) is done; a later call starts a new one."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if done.cancelled():
+        return  # the drain was cancelled while the store worked: its outcome is in the store
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
