@@ -55,7 +55,15 @@ def _headline(name: str, r: dict[str, Any]) -> str:
         ratio = f"ratio of medians {m['ratio_median']:.3f}"
         if "added_server_cpu_us_per_cell" not in m:
             return ratio
-        return f"server CPU +{m['added_server_cpu_us_per_cell']:.0f} µs per cell; {ratio}"
+        head = f"server CPU +{m['added_server_cpu_us_per_cell']:.0f} µs per cell"
+        rounds = m.get("added_server_cpu_us_per_cell_rounds")
+        if rounds:
+            head += (
+                f" (rounds of fresh servers {min(rounds):+.0f} to {max(rounds):+.0f}); the "
+                f"extension's own work {m['own_path_cpu_us_per_cell']:.0f} µs per cell "
+                "in-process"
+            )
+        return f"{head}; {ratio}"
     if name == "presence":
         floor = m.get("bare_socket_cpu_share")
         floor_text = "" if floor is None else f" (a bare tornado socket alone: {floor:.1%})"
