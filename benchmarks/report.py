@@ -9,6 +9,7 @@ from typing import Any
 from . import (
     accuracy,
     checkpoint,
+    district_report,
     drills,
     event_path,
     kernel_overhead,
@@ -33,6 +34,7 @@ ORDER = [
     "soak",
     "openwindows",
     "relay",
+    "district",
 ]
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "kernel": kernel_overhead.render,
@@ -46,6 +48,7 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "soak": soak.render,
     "openwindows": open_windows.render,
     "relay": relay_ingest.render,
+    "district": district_report.render,
 }
 
 
@@ -127,6 +130,8 @@ def _headline(name: str, r: dict[str, Any]) -> str:
             f"p99 {sus['latency_ms']['p99']:.0f} ms; relay "
             f"{sus['relay_cpu_us_per_event']:,.0f} µs CPU per event"
         )
+    if name == "district":
+        return district_report.headline(r)
     if name == "drills":
         cases = m["cases"]
         ok = sum(1 for c in cases if c["outcome"] == "passed")
