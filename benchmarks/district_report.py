@@ -9,6 +9,7 @@ from typing import Any
 from .common import percentile
 
 TARGET_P99_MS = 100.0
+STUDENTS = 20_000
 GROUPS = ("relays", "postgres", "hub", "standin", "generators")
 
 
@@ -74,7 +75,7 @@ def summarize(
             "outbox_age_series": [round(a, 1) for _, _, a in mine],
         }
     ceiling = None
-    ramp = [(n, p) for n, p in out["phases"].items() if n.startswith("ramp")]
+    ramp = [(n, p) for n, p in out["phases"].items() if n != "first"]  # ramp, then district
     for _name, p in ramp:
         if p["p99_ms"] >= TARGET_P99_MS or p["errors"] or p.get("unanswered"):
             break
@@ -124,6 +125,7 @@ def render(r: dict[str, Any]) -> str:
         )
     d, first = m["phases"]["district"], m["phases"]["first"]
     ceiling = m.get("ceiling_events_per_s")
+    hub_ms = first["hub_cpu_ms_per_envelope"]
     per_event = {g: d["cpu_share"][g] / max(d["events_per_s"], 1e-9) * 1e6 for g in GROUPS}
     total_ms = sum(per_event.values()) / 1000
     lines += [
@@ -141,13 +143,18 @@ def render(r: dict[str, Any]) -> str:
         f" Oldest pending outbox event every 2 s (s): "
         f"{', '.join(f'{x:g}' for x in d['outbox_age_series'])}.",
         "",
-        f"First envelope of every student (the hub's token lookup, the stand-in's OneRoster "
-        f"lookup, the user's first row): hub {first['hub_cpu_ms_per_envelope']:.1f} ms CPU per "
-        f"lookup. With HubAuth's cache at the relay's default 60 s, {r['params']['students']:,} "
-        f"tokens would cost the hub {r['params']['students'] / 60:,.0f} lookups/s, "
-        f"{r['params']['students'] / 60 * first['hub_cpu_ms_per_envelope'] / 1000:.1f} cores at "
-        f"that price: the benchmark runs with c.Relay.auth_cache_seconds = "
-        f"{r['params']['auth_cache_seconds']} (the first lookups are the first phase). Tokens "
-        f"made in {m['tokens_made_s']:.0f} s this run (0: from the cache in .cache/district/).",
+        f"First envelope of every student ({first['envelopes']:,} in {first['seconds']:.0f} s, "
+        f"{first['envelopes'] / max(first['seconds'], 1e-9):,.0f}/s; the hub's token lookup, the "
+        f"stand-in's OneRoster lookup, the user's first row): the hub used "
+        f"{first['hub_cpu_ms_per_envelope']:.1f} ms CPU per lookup, so one hub core verifies "
+        f"~{1000 / max(first['hub_cpu_ms_per_envelope'], 1e-9):,.0f} tokens/s and a relay "
+        f"restart at district scale ({STUDENTS:,} tokens) costs the hub "
+        f"{STUDENTS * first['hub_cpu_ms_per_envelope'] / 1000:,.0f} CPU seconds. With HubAuth's "
+        f"cache at the relay's default 60 s, {STUDENTS:,} tokens would cost the hub "
+        f"{STUDENTS / 60:,.0f} lookups/s, {STUDENTS / 60 * hub_ms / 1000:.1f} cores: "
+        "the benchmark runs with "
+        "c.Relay.auth_cache_seconds = "
+        f"{r['params']['auth_cache_seconds']}. Users and tokens made in "
+        f"{m['tokens_made_s']:.0f} s this run (0: from the cache in .cache/district/).",
     ]
     return "\n".join(lines)

@@ -144,6 +144,30 @@ def _headline(name: str, r: dict[str, Any]) -> str:
 # Shown only while a target is missed: what profiling found behind the miss, so that the
 # explanation disappears with the problem once it is fixed and the figure re-measured.
 WHY_MISSED = {
+    "district": (
+        "CPU, three times over. (1) What an event costs: at saturation the relays spend about "
+        "2 ms of CPU per event (tornado's HTTP and HubAuth's cache, hashing and parsing the "
+        "event, the batch's statements, rebuilding the event for Timeback, and the "
+        "forwarder's claim, send, job and confirm), PostgreSQL 0.3 to 0.45 ms and the stand-in "
+        "about 0.05 ms: ~2.5 ms per event before any load generator, so the district's 1,333 "
+        "events/s need ~3.3 cores for relays and PostgreSQL alone, where this machine has 2 "
+        "for everything (the generator took 0.5 to 1.2 ms per event more; its share rises "
+        "with the backlog it keeps in flight). (2) What this run got: other helpers' test "
+        "suites ran meanwhile (the load average), and the two relays together got about half "
+        "a core (the CPU column), which took ~250 events/s; past that, requests queue and the "
+        "p99 is the queue (every later step inherits it: the ramp climbs, it does not "
+        "recover). At the lowest rates a small batch pays a transaction's and a delivery's "
+        "fixed cost alone (8.5 ms per event at 67 events/s). (3) The forwarder: one per "
+        "machine (its lease is a file named after the database), sending batches of 50 one "
+        "at a time, fell behind from ~250 events/s (the oldest pending event ages about a "
+        "second per second). The first lookups are a fourth, one-time cost: 14 ms of hub CPU "
+        "per token here, ~21 tokens/s, so 20,000 tokens (a relay restart) take minutes; the "
+        "run uses 2,000 students posting as often as 20,000 would for that reason. What "
+        "meeting the target takes: replicas share only PostgreSQL, so at ~2 ms per event "
+        "about three relay cores and one for PostgreSQL carry 1,333 events/s, with a "
+        "forwarder per replica (separate pods, where each holds its own lease) or larger "
+        "batches (c.Timeback.batch_size)."
+    ),
     "kernel": (
         "The extension's own work per cell is now small: of a cell's four IOPub messages, "
         "read from Jupyter's own subscription (no second socket, signatures already checked "
