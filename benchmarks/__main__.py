@@ -12,6 +12,7 @@ from . import (
     accuracy,
     checkpoint,
     dashboard,
+    district,
     drills,
     event_path,
     kernel_overhead,
@@ -38,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "openwindows": open_windows.run,
     "relay": relay_ingest.run,
     "dashboard": dashboard.run,
+    "district": district.run,
 }
 
 

@@ -3,6 +3,7 @@ ids are idempotent per user, time is never counted twice, XP comes from the cata
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -272,9 +273,29 @@ async def test_a_course_not_in_the_catalog_is_refused(relay):
 async def test_notify_runs_after_a_commit_that_queued_events(relay):
     calls = []
     relay.notify = lambda: calls.append(1)
+    relay.notify_linger = 0
     await ingest(relay, ADA, tse(run_id(), T0 + 15))
     await ingest(relay, ADA, {"no": "id"})
     assert calls == [1]
+
+
+@pytest.mark.asyncio
+async def test_commits_within_the_linger_wake_the_forwarder_once(relay):
+    """The forwarder is woken once for the commits of a quarter second, not per commit: it
+    then finds a batch's worth, not one event per delivery."""
+    calls = []
+    relay.notify = lambda: calls.append(asyncio.get_running_loop().time())
+    relay.notify_linger = 0.3
+    began = asyncio.get_running_loop().time()
+    await ingest(relay, ADA, tse(run_id(), T0 + 15))
+    await ingest(relay, BOB, tse(run_id(), T0 + 15))
+    await ingest(relay, ADA, {"no": "id"})  # nothing queued: no wake of its own
+    assert calls == []  # not yet: the linger runs
+    await asyncio.sleep(0.6)
+    assert len(calls) == 1 and calls[0] - began >= 0.3
+    await ingest(relay, ADA, tse(run_id(), T0 + 45))
+    await asyncio.sleep(0.6)
+    assert len(calls) == 2  # a later commit wakes it again
 
 
 def test_user_names_are_checked():

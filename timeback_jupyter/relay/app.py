@@ -36,6 +36,7 @@ from .handlers import MAX_BODY_BYTES, EventsHandler, Face, RelayHandler, routes
 from .ingest import Relay
 from .metrics import RelayMetrics
 from .pages import routes as page_routes
+from .settings import AUTH_CACHE_SECONDS  # noqa: F401  (re-exported: benchmarks read it here)
 from .settings import Relay as RelaySettings
 from .tokens import share_tokens
 from .users import UserDirectory
@@ -43,9 +44,6 @@ from .users import UserDirectory
 LOG = logging.getLogger("timeback_jupyter.relay")
 HUB_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
 HUB_API_URL_ENV = "JUPYTERHUB_API_URL"
-# How long the hub's answer for a token is trusted. HubAuth's default is 300 s; a minute keeps
-# a revoked token (a stopped server) useful for less time at one hub request per server-minute.
-AUTH_CACHE_SECONDS = 60
 
 
 class RelayConfigError(ConfigError):
@@ -168,7 +166,7 @@ def hub_auth(settings: RelaySettings, environ: Mapping[str, str]) -> HubAuth:
     return HubAuth(
         api_token=token,
         access_scopes={settings.access_scope},
-        cache_max_age=AUTH_CACHE_SECONDS,
+        cache_max_age=settings.auth_cache_seconds,
         **kw,
     )
 

@@ -106,3 +106,33 @@ def read(event: dict[str, Any]) -> Incoming:
         metrics=metrics,
         pct_complete=None if pct is None else float(pct),
     )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One event as the rules take it, read before its transaction (no lock is held while an
+    event is hashed and parsed): its id, stored key and body hash, and either what the relay
+    reads of it or why it is refused."""
+
+    sent: str | None  # None: no usable id, refused without being stored
+    key: str = ""
+    digest: str = ""
+    kind: str = "?"  # the event's type as sent, for a refusal's row
+    parsed: Incoming | None = None
+    problem: str | None = None  # the refusal's reason, if its shape or content is wrong
+
+
+def prepare(user_name: str, event: Any) -> Prepared:
+    sent = sent_id(event)
+    if sent is None:
+        return Prepared(None)
+    kind = event.get("type") if isinstance(event.get("type"), str) else "?"
+    key, digest = stored_id(user_name, sent), body_hash(event)
+    problem = shape_problem(event)
+    if problem is not None:
+        return Prepared(sent, key, digest, kind[:40], problem=str(InvalidInput("event", problem)))
+    try:
+        parsed = read(event)
+    except InvalidInput as err:
+        return Prepared(sent, key, digest, kind[:40], problem=str(err))
+    return Prepared(sent, key, digest, kind[:40], parsed=parsed)

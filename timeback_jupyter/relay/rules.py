@@ -21,10 +21,10 @@ from ..caliper import Actor
 from ..config import Course
 from ..model import Activity, Completion, InvalidInput, Window
 from ..xp import XpOutcome, XpPolicy, award_xp
-from . import incoming, outbox, spans
-from . import statements as sql
+from . import incoming, spans
 from .catalog import Catalog
 from .incoming import KIND_COMPLETION, KIND_TIME, Incoming
+from .state import BatchState, Want, lock_users
 
 # Columns of ``received`` an outcome may leave empty (one INSERT shape for all of them).
 _RECEIVED_OPTIONAL = ("reason", "run_id", "active_seconds", "cut_seconds", "xp")
@@ -48,48 +48,55 @@ class Rules:
 
 @dataclass
 class Turn:
-    """One envelope's transaction: who sent it and when the relay took it."""
+    """One envelope in its batch's transaction: who sent it, when the relay took it, and the
+    batch's rows (:class:`.state.BatchState`) the rules read and change."""
 
-    conn: sa.Connection
+    state: BatchState
     user: str
     actor: Actor
     now: float
 
 
 def lock_user(conn: sa.Connection, name: str, now: float) -> None:
-    """Lock (PostgreSQL: FOR UPDATE) the user's row, made on first sight: one user's events
-    are placed one transaction at a time, whichever relay process takes them.
-
-    Two processes seeing a new user at once both find no row; the second insert waits for the
-    first's commit and does nothing, and the lock taken again then holds the row the first made.
-    """
-    if conn.execute(sql.LOCK_USER, {"p_user": name}).first() is None:
-        conn.execute(
-            sql.INSERT_USER[conn.dialect.name],
-            {"name": name, "first_seen": now, "active_ms": 0, "cut_ms": 0},
-        )
-        conn.execute(sql.LOCK_USER, {"p_user": name}).one()
+    """Lock one user's row, made on first sight (see :func:`.state.lock_users`)."""
+    lock_users(conn, [name], now)
 
 
-def _store(turn: Turn, key: str, sent: str, digest: str, kind: str, **values: Any) -> None:
+def wants(user: str, events: list[incoming.Prepared], max_window_ms: int) -> list[Want]:
+    """What the events may read, for :meth:`.state.BatchState.load`."""
+    out = []
+    for p in events:
+        if p.sent is None:
+            continue
+        parsed = p.parsed
+        if parsed is None:
+            out.append(Want(user, p.key))
+        elif parsed.kind == KIND_TIME:
+            hi = round(parsed.at * 1000)
+            out.append(Want(user, p.key, parsed.run_id, hi - max_window_ms, hi))
+        else:
+            out.append(Want(user, p.key, parsed.run_id))
+    return out
+
+
+def _store(turn: Turn, p: incoming.Prepared, kind: str, **values: Any) -> None:
     row = dict.fromkeys(_RECEIVED_OPTIONAL)
     row.update(values)
     row.update(
-        key=key, user_name=turn.user, event_id=sent, body_sha256=digest, kind=kind, at=turn.now
-    )
-    turn.conn.execute(sql.INSERT_RECEIVED, row)
+        key=p.key, user_name=turn.user, event_id=p.sent, body_sha256=p.digest, kind=kind,
+        at=turn.now,
+    )  # fmt: skip
+    turn.state.receive(row)
 
 
-def apply(rules: Rules, turn: Turn, event: Any) -> dict[str, Any]:
+def apply(rules: Rules, turn: Turn, p: incoming.Prepared) -> dict[str, Any]:
     """The outcome of one event: ``{"id", "status", "reason"?, "cut_seconds"?, "xp"?}``."""
-    sent = incoming.sent_id(event)
+    sent = p.sent
     if sent is None:
         return {"id": None, "status": "refused", "reason": "event.id: required (an IRI)"}
-    key = incoming.stored_id(turn.user, sent)
-    digest = incoming.body_hash(event)
-    seen = turn.conn.execute(sql.SEEN, {"p_key": key}).first()
+    seen = turn.state.seen(p.key)
     if seen is not None:
-        if seen.body_sha256 != digest:
+        if seen.body_sha256 != p.digest:
             return {
                 "id": sent,
                 "status": "refused",
@@ -99,20 +106,17 @@ def apply(rules: Rules, turn: Turn, event: Any) -> dict[str, Any]:
         if seen.reason:
             out["reason"] = seen.reason
         return out
-    kind = event.get("type") if isinstance(event.get("type"), str) else "?"
-    problem = incoming.shape_problem(event)
-    try:
-        if problem is not None:
-            raise InvalidInput("event", problem)
-        parsed = incoming.read(event)
-        # A savepoint: a refusal found halfway (totals that contradict each other) leaves
-        # nothing of the event behind (no run counted, no span placed).
-        with turn.conn.begin_nested():
-            return _accept(rules, turn, key, sent, digest, parsed)
-    except InvalidInput as err:
-        reason = str(err)
-        _store(turn, key, sent, digest, kind[:40], status="refused", reason=reason)
-        return {"id": sent, "status": "refused", "reason": reason}
+    reason = p.problem
+    if reason is None:
+        assert p.parsed is not None
+        try:
+            # Everything that may refuse the event is decided before anything is written:
+            # a refusal leaves nothing of it behind (no run counted, no span placed).
+            return _accept(rules, turn, p, p.parsed)
+        except InvalidInput as err:
+            reason = str(err)
+    _store(turn, p, p.kind, status="refused", reason=reason)
+    return {"id": sent, "status": "refused", "reason": reason}
 
 
 def _activity(rules: Rules, parsed: Incoming) -> tuple[Course, Activity, bool]:
@@ -137,12 +141,12 @@ def _activity(rules: Rules, parsed: Incoming) -> tuple[Course, Activity, bool]:
 class RunSeen:
     attempt: int
     active_ms: int
+    new: bool  # first seen now: recorded (the attempt counted) when the event is accepted
 
 
 def _run(turn: Turn, parsed: Incoming, course: Course) -> RunSeen:
     """The relay's view of the run, recorded at its first event (the attempt counted here)."""
-    keys = {"p_user": turn.user, "p_run": parsed.run_id}
-    row = turn.conn.execute(sql.RUN, keys).first()
+    row = turn.state.run(turn.user, parsed.run_id)
     if row is not None:
         if (row.course, row.activity) != (course.name, parsed.slug):
             raise InvalidInput(
@@ -150,31 +154,17 @@ def _run(turn: Turn, parsed: Incoming, course: Course) -> RunSeen:
                 f"run {parsed.run_id} is a run of {row.activity!r} ({row.course}), not of "
                 f"{parsed.slug!r} ({course.name})",
             )
-        return RunSeen(row.attempt, row.active_ms)
-    before = turn.conn.execute(
-        sql.RUNS_OF_ACTIVITY,
-        {"p_user": turn.user, "p_course": course.name, "p_activity": parsed.slug},
-    ).scalar_one()
-    attempt = int(before) + 1
-    turn.conn.execute(
-        sql.INSERT_RUN,
-        {
-            "user_name": turn.user,
-            "run_id": parsed.run_id,
-            "course": course.name,
-            "activity": parsed.slug,
-            "attempt": attempt,
-            "first_seen": turn.now,
-            "active_ms": 0,
-            "cut_ms": 0,
-        },
-    )
-    return RunSeen(attempt, 0)
+        return RunSeen(row.attempt, row.active_ms, False)
+    before = turn.state.runs_of_activity(turn.user, course.name, parsed.slug)
+    return RunSeen(before + 1, 0, True)
 
 
-def _accept(
-    rules: Rules, turn: Turn, key: str, sent: str, digest: str, parsed: Incoming
-) -> dict[str, Any]:
+def _record_run(turn: Turn, parsed: Incoming, course: Course, run: RunSeen) -> None:
+    if run.new:
+        turn.state.new_run(turn.user, parsed.run_id, course.name, parsed.slug, run.attempt)
+
+
+def _accept(rules: Rules, turn: Turn, p: incoming.Prepared, parsed: Incoming) -> dict[str, Any]:
     if parsed.at > turn.now + rules.future_skew:
         raise InvalidInput(
             "eventTime",
@@ -183,18 +173,14 @@ def _accept(
         )
     course, activity, listed = _activity(rules, parsed)
     target = rules.catalog.target(course, activity)
-    if parsed.kind == KIND_COMPLETION:
-        done = turn.conn.execute(
-            sql.COMPLETION_OF_RUN, {"p_user": turn.user, "p_run": parsed.run_id}
-        ).first()
-        if done is not None:
-            raise InvalidInput(
-                "extensions.runId", f"run {parsed.run_id} is already completed (one per run)"
-            )
+    if parsed.kind == KIND_COMPLETION and turn.state.completed(turn.user, parsed.run_id):
+        raise InvalidInput(
+            "extensions.runId", f"run {parsed.run_id} is already completed (one per run)"
+        )
     run = _run(turn, parsed, course)
     if parsed.kind == KIND_TIME:
-        return _time_spent(rules, turn, key, sent, digest, parsed, target)
-    return _completion(rules, turn, key, sent, digest, parsed, target, run, listed)
+        return _time_spent(rules, turn, p, parsed, target, course, run)
+    return _completion(rules, turn, p, parsed, target, course, run, listed)
 
 
 def _sensor(rules: Rules, target: caliper.Target) -> str:
@@ -204,38 +190,34 @@ def _sensor(rules: Rules, target: caliper.Target) -> str:
 def _time_spent(
     rules: Rules,
     turn: Turn,
-    key: str,
-    sent: str,
-    digest: str,
+    p: incoming.Prepared,
     parsed: Incoming,
     target: caliper.Target,
+    course: Course,
+    run: RunSeen,
 ) -> dict[str, Any]:
     active_ms = round(parsed.active * 1000)
     inactive_ms = round(parsed.inactive * 1000)
     hi = round(parsed.at * 1000)
     length = min(active_ms + inactive_ms, rules.max_window_ms)
     lo = hi - length
-    busy = turn.conn.execute(
-        sql.SPANS_NEAR, {"p_user": turn.user, "p_lo": lo, "p_hi": hi, "p_longest": MAX_SPAN_MS}
-    ).all()
-    placed = spans.place([(b.start_ms, b.end_ms) for b in busy], lo, hi, min(active_ms, length))
+    busy = turn.state.spans_of(turn.user)
+    placed = spans.place(busy, lo, hi, min(active_ms, length))
     forwarded = sum(end - start for start, end in placed)
     cut = active_ms - forwarded
-    if placed:
-        turn.conn.execute(
-            sql.INSERT_SPAN,
-            [
-                {"user_name": turn.user, "start_ms": start, "end_ms": end, "event_key": key}
-                for start, end in placed
-            ],
-        )
-    _add_time(turn, parsed.run_id, forwarded, cut)
     inactive_fwd = min(inactive_ms, length - forwarded)
+    event = None
     if forwarded or inactive_fwd:
         window = Window(parsed.run_id, lo / 1000, hi / 1000, forwarded / 1000, inactive_fwd / 1000)
-        event = caliper.time_spent_event(window, parsed.run_id, turn.actor, target, event_id=key)
-        outbox.enqueue(
-            turn.conn,
+        event = caliper.time_spent_event(window, parsed.run_id, turn.actor, target, event_id=p.key)
+    # Nothing refuses the event from here on: its changes are made.
+    _record_run(turn, parsed, course, run)
+    if placed:
+        turn.state.place(turn.user, p.key, placed)
+    if forwarded or cut:
+        turn.state.add_time(turn.user, parsed.run_id, forwarded, cut)
+    if event is not None:
+        turn.state.enqueue(
             event,
             user=turn.user,
             run_id=parsed.run_id,
@@ -252,9 +234,7 @@ def _time_spent(
         )
     _store(
         turn,
-        key,
-        sent,
-        digest,
+        p,
         KIND_TIME,
         status="accepted",
         reason=reason,
@@ -262,18 +242,10 @@ def _time_spent(
         active_seconds=forwarded / 1000,
         cut_seconds=cut / 1000,
     )
-    out: dict[str, Any] = {"id": sent, "status": "accepted", "cut_seconds": cut / 1000}
+    out: dict[str, Any] = {"id": p.sent, "status": "accepted", "cut_seconds": cut / 1000}
     if reason:
         out["reason"] = reason
     return out
-
-
-def _add_time(turn: Turn, run_id: str, forwarded: int, cut: int) -> None:
-    if not (forwarded or cut):
-        return
-    added = {"p_user": turn.user, "p_active": forwarded, "p_cut": cut}
-    turn.conn.execute(sql.ADD_RUN_TIME, {**added, "p_run": run_id})
-    turn.conn.execute(sql.ADD_USER_TIME, added)
 
 
 def _outcome(
@@ -303,11 +275,10 @@ def _outcome(
 def _completion(
     rules: Rules,
     turn: Turn,
-    key: str,
-    sent: str,
-    digest: str,
+    p: incoming.Prepared,
     parsed: Incoming,
     target: caliper.Target,
+    course: Course,
     run: RunSeen,
     listed: bool,
 ) -> dict[str, Any]:
@@ -324,21 +295,21 @@ def _completion(
         xp_outcome=outcome.to_dict(),
     )
     event = caliper.completion_event(
-        completion, parsed.run_id, run.attempt, turn.actor, target, event_id=key
+        completion, parsed.run_id, run.attempt, turn.actor, target, event_id=p.key
     )
-    turn.conn.execute(
-        sql.INSERT_COMPLETION,
+    # Nothing refuses the event from here on: its changes are made.
+    _record_run(turn, parsed, course, run)
+    turn.state.complete(
         {
             "user_name": turn.user,
             "run_id": parsed.run_id,
-            "event_key": key,
+            "event_key": p.key,
             "xp": outcome.awarded,
             "outcome": {**outcome.to_dict(), "attempt": run.attempt},
             "at": turn.now,
-        },
+        }
     )
-    outbox.enqueue(
-        turn.conn,
+    turn.state.enqueue(
         event,
         user=turn.user,
         run_id=parsed.run_id,
@@ -349,13 +320,11 @@ def _completion(
     reason = outcome.reasons[0]
     _store(
         turn,
-        key,
-        sent,
-        digest,
+        p,
         KIND_COMPLETION,
         status="accepted",
         reason=reason,
         run_id=parsed.run_id,
         xp=outcome.awarded,
     )
-    return {"id": sent, "status": "accepted", "xp": outcome.awarded, "reason": reason}
+    return {"id": p.sent, "status": "accepted", "xp": outcome.awarded, "reason": reason}

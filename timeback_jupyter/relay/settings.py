@@ -19,6 +19,7 @@ SERVICE_URL_ENV = "JUPYTERHUB_SERVICE_URL"
 SERVICE_PREFIX_ENV = "JUPYTERHUB_SERVICE_PREFIX"
 DEFAULT_SERVICE_NAME = "timeback-relay"
 REPLICA_ENV = "HOSTNAME"  # a Kubernetes pod's name
+AUTH_CACHE_SECONDS = 60  # c.Relay.auth_cache_seconds by default
 
 
 class Relay(Configurable):
@@ -152,6 +153,23 @@ class Relay(Configurable):
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise TraitError(f"c.Relay.port must be 0 to 65535, got {port!r}")
         return port
+
+    # HubAuth's default is 300 s; a minute keeps a revoked token (a stopped server) useful for
+    # less time at one hub request per server-minute.
+    auth_cache_seconds = Int(
+        AUTH_CACHE_SECONDS,
+        help="How long the hub's answer for a token is trusted (HubAuth's cache). Each student's "
+        "server token costs the hub one lookup per this many seconds per relay replica: at "
+        "district scale (tens of thousands of students) a longer cache, e.g. 600, keeps the hub "
+        "out of the ingest's way; a revoked token then works that much longer.",
+    ).tag(config=True)
+
+    @validate("auth_cache_seconds")
+    def _check_auth_cache(self, proposal: dict[str, object]) -> int:
+        value = proposal["value"]
+        if not isinstance(value, int) or not 0 <= value <= 86400:
+            raise TraitError(f"c.Relay.auth_cache_seconds must be 0 to 86400, got {value!r}")
+        return value
 
     service_name = Unicode(
         help="The service's name in c.JupyterHub.services. Default: $JUPYTERHUB_SERVICE_NAME, "

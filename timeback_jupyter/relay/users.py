@@ -10,6 +10,7 @@ from ..identity import ActorResolver, IdentityError, Student, placeholder_source
 
 _PLACEHOLDERS = ("{name}", "{username}")
 MAX_NAME = 255  # schema.hub_users.name
+MAX_CACHED = 200_000
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class UserDirectory:
         self.email_template = email_template.strip()
         self.oneroster_base_url = oneroster_base_url
         self.resolver = resolver
+        # Every envelope needs its sender's Student; the address is checked once per user.
+        self._students: dict[str, Student] = {}
 
     def email_for(self, user: HubUser) -> str:
         try:
@@ -70,7 +73,12 @@ class UserDirectory:
         Raises ``IdentityError`` (or its ``IdentityLookupError``) when the user cannot be
         found: the relay answers that envelope with a retryable error, never a guess.
         """
-        student = Student(self.email_for(user))
+        student = self._students.get(user.name)
+        if student is None:
+            student = Student(self.email_for(user))
+            if len(self._students) >= MAX_CACHED:
+                self._students.clear()  # a district's users fit; a leak never grows
+            self._students[user.name] = student
         if self.resolver is None:
             sourced = placeholder_sourced_id(student)
             return Actor(id=user_url(self.oneroster_base_url, sourced), email=student.email)
