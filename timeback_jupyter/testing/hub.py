@@ -230,8 +230,10 @@ c.JupyterHub.spawner_class = "localprocess"
 c.JupyterHub.allow_named_servers = True
 c.Spawner.cmd = {spawner_cmd!r}
 c.Spawner.args = {list(self.server_args)!r}
-# SIGTERM at once on stop (a server's SIGINT handler waits on a console that is not there)
-c.LocalProcessSpawner.interrupt_timeout = 0
+# A server stops on SIGINT with Jupyter's cleanup (timeback_jupyter/server/sigint.py); one still
+# running this long after it is stuck, and gets SIGTERM, then SIGKILL.
+c.LocalProcessSpawner.interrupt_timeout = 15
+c.LocalProcessSpawner.term_timeout = 5
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180
 c.JupyterHub.init_spawners_timeout = 1  # don't hold the start for servers left running
