@@ -151,6 +151,35 @@ async def test_a_server_with_no_reachable_relay_says_so_on_its_status(
     assert HUB_TOKEN not in str(answer) and HUB_TOKEN not in caplog.text
 
 
+async def test_the_status_names_the_students_own_page_on_the_relay(jp_fetch, monkeypatch):
+    answer = body(await jp_fetch("timeback", "api", "status"))
+    assert answer["relay_page"] == "/services/timeback-relay/students/ada"
+    monkeypatch.setenv("JUPYTERHUB_BASE_URL", "/school/")  # a hub under a prefix
+    answer = body(await jp_fetch("timeback", "api", "status"))
+    assert answer["relay_page"] == "/school/services/timeback-relay/students/ada"
+    assert HUB_TOKEN not in str(answer)
+
+
+@pytest.mark.parametrize(
+    ("environ", "page"),
+    [
+        # the relay reached directly (its own port) or through the proxy: the path is the same
+        (hub_environ("http://10.0.0.5:10101/services/relay-x/"), "/services/relay-x/students/ada"),
+        (hub_environ("https://hub.example/jh/services/tb", JUPYTERHUB_BASE_URL="/jh/"),
+         "/jh/services/tb/students/ada"),
+        (hub_environ(nowhere(), JUPYTERHUB_USER="a b/c"),
+         "/services/timeback-relay/students/a%20b%2Fc"),
+        (hub_environ("http://relay.internal:8080/"), None),  # not a service path: no link
+        (hub_environ(nowhere(), JUPYTERHUB_USER=""), None),
+        ({"JUPYTERHUB_USER": "ada"}, None),
+    ],
+)  # fmt: skip
+def test_the_relay_page_is_a_path_on_the_hub_never_a_token(environ, page):
+    from timeback_jupyter.server.status import relay_page
+
+    assert relay_page(environ) == page
+
+
 class TestARelaySinkWithoutItsUrl:
     @pytest.fixture
     def timeback_config(self, timeback_config, monkeypatch):

@@ -10,7 +10,15 @@ import { Widget } from '@lumino/widgets';
 
 import type { ServerStatus } from './api';
 import type { Outcome } from './presence';
-import { destination, type Destination, RECORDS, RECORDS_COMMAND, RECORDS_TITLE } from './records';
+import {
+  destination,
+  type Destination,
+  OWN_PAGE_TEXT,
+  ownPage,
+  RECORDS,
+  RECORDS_COMMAND,
+  RECORDS_TITLE
+} from './records';
 
 export function addRecordsCommand(
   app: JupyterFrontEnd,
@@ -31,13 +39,26 @@ export async function showRecords(
   body.node.append(...recordsNodes());
   // The dialog opens at once; where this server sends is added when its status answers.
   void fetchStatus().then(outcome => {
-    const line = destination(outcome.ok ? (outcome.value as Destination) : null);
+    const status = outcome.ok ? (outcome.value as Destination) : null;
+    const line = destination(status);
     if (line !== null && !body.isDisposed) {
       const p = document.createElement('p');
       p.className = 'tb-Records-destination';
       p.dataset.timeback = 'destination';
       p.textContent = line;
       body.node.querySelector('[data-timeback="where"]')?.append(p);
+    }
+    const page = ownPage(status, window.location.origin);
+    if (page !== null && !body.isDisposed) {
+      const p = document.createElement('p');
+      const a = document.createElement('a');
+      a.href = page.href;
+      a.target = '_blank';
+      a.rel = 'noopener';
+      a.dataset.timeback = 'own-page';
+      a.textContent = OWN_PAGE_TEXT;
+      p.append(a);
+      body.node.querySelector('[data-timeback="own"]')?.append(p);
     }
   });
   await showDialog({

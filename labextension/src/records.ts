@@ -8,7 +8,8 @@
  * does, not how one server is set up, so it is the same everywhere, and the student can read it
  * even when the server extension is down or refusing (that is when they may ask). The one fact
  * that depends on the server, where this server sends, is a separate line built from its status
- * (`destination`). Pure (no JupyterLab import): unit-tested.
+ * (`destination`), and so is the link to the student's own page on the hub's relay (`ownPage`).
+ * Pure (no JupyterLab import): unit-tested.
  */
 
 export const RECORDS_TITLE = 'What Timeback records';
@@ -95,6 +96,24 @@ export interface Destination {
   sink?: string;
   environment?: string;
   app?: { name?: string };
+  /** On a hub: the student's own page on the relay, a path on the hub (server/status.py). */
+  relay_page?: string | null;
+}
+
+export const OWN_PAGE_TEXT = 'Your own record on the school’s Timeback relay';
+
+/**
+ * The student's own page on the hub's relay, as a URL on `origin` (the hub's: the page and the
+ * relay share it); null off a hub, or when the server names no page. Only a path on the same
+ * origin is taken (`/services/...`): never a link elsewhere, whatever the status says.
+ */
+export function ownPage(status: Destination | null, origin: string): URL | null {
+  const path = status?.relay_page;
+  if (typeof path !== 'string' || !path.startsWith('/') || path.startsWith('//')) {
+    return null;
+  }
+  const url = new URL(path, origin);
+  return url.origin === new URL(origin).origin ? url : null;
 }
 
 /** Where this server sends, in a sentence; null when its status does not say. */

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 
-import { destination, NOTICE_MESSAGE, noticeDue, RECORDS, RECORDS_VERSION } from '../src/records';
+import {
+  destination,
+  NOTICE_MESSAGE,
+  noticeDue,
+  ownPage,
+  RECORDS,
+  RECORDS_VERSION
+} from '../src/records';
 
 const text = (id: string): string =>
   (RECORDS.find(section => section.id === id)?.paragraphs ?? []).join(' ');
@@ -44,6 +51,22 @@ describe('what Timeback records', () => {
     ).toBe('This server sends to Timeback (staging) under the app “Notebook Academy”.');
     expect(destination({ sink: 'relay' })).toMatch(/relay on this JupyterHub/);
     expect(destination({ sink: 'other' })).toMatch(/“other” sink/);
+  });
+
+  it("links the student's own relay page on the hub's origin only", () => {
+    const hub = 'https://hub.example';
+    expect(ownPage({ relay_page: '/services/timeback-relay/students/ada' }, hub)?.href).toBe(
+      'https://hub.example/services/timeback-relay/students/ada'
+    );
+    expect(ownPage({ relay_page: '/jh/services/tb/students/a%20b' }, hub)?.href).toBe(
+      'https://hub.example/jh/services/tb/students/a%20b'
+    );
+    expect(ownPage(null, hub)).toBeNull();
+    expect(ownPage({ sink: 'relay' }, hub)).toBeNull();
+    expect(ownPage({ relay_page: null }, hub)).toBeNull();
+    expect(ownPage({ relay_page: 'https://evil.example/x' }, hub)).toBeNull();
+    expect(ownPage({ relay_page: '//evil.example/x' }, hub)).toBeNull();
+    expect(ownPage({ relay_page: '/\\evil.example/x' }, hub)).toBeNull();
   });
 
   it('is due until the current version was seen', () => {

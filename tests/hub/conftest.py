@@ -22,7 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from timeback_jupyter.testing.hub import Hub
+from timeback_jupyter.relay.access import (
+    custom_scopes,
+    relay_service_role,
+    service_oauth,
+    teacher_role,
+)
+from timeback_jupyter.testing.hub import RELAY_SERVICE, Hub
 from timeback_jupyter.testing.hub_env import ensure_student, give, student_python
 from timeback_jupyter.testing.standin import StandIn
 
@@ -36,6 +42,20 @@ SOURCED_IDS = {name: f"sid-{name}" for name in STUDENTS}  # the stand-in's OneRo
 CLIENT_ID = "hub-standin-client"
 # Made per session and written to no file: a student finding it anywhere means it leaked.
 CLIENT_SECRET = "hub-secret-" + secrets.token_hex(16)
+CLASS, TEACHER = "class-a", "tb-teacher"  # the students' class and its teacher (no OS user)
+# The relay's pages, as a school adds them (docs/architecture.md): the students' class, its teacher.
+PAGES_CONFIG = f"""
+c.Authenticator.allowed_users.add({TEACHER!r})
+c.JupyterHub.custom_scopes = {custom_scopes(RELAY_SERVICE)!r}
+c.JupyterHub.load_groups = {{{CLASS!r}: {{"users": {list(STUDENTS)!r}}}}}
+c.JupyterHub.load_roles += [
+    {teacher_role("teacher-" + CLASS, [TEACHER], [CLASS], RELAY_SERVICE)!r},
+    {relay_service_role(RELAY_SERVICE)!r},
+]
+relay.update({service_oauth(RELAY_SERVICE)!r})
+# tests in Chromium wait for a notebook's kernel through the app (tests/browser/lab.py)
+c.Spawner.args.append("--LabApp.expose_app_in_browser=True")
+"""
 QUIZ_XP = 5  # the school's catalog: what the fractions quiz is worth, whatever a notebook says
 
 
@@ -126,6 +146,7 @@ def hub(
         relay=True,
         relay_args=[f"--config={config}"],
         server_environment={"JUPYTER_CONFIG_PATH": str(system_config_dir)},
+        extra_config=PAGES_CONFIG,
         environ={
             "TIMEBACK_API_CLIENT_ID": CLIENT_ID,
             "TIMEBACK_API_CLIENT_SECRET": CLIENT_SECRET,

@@ -201,10 +201,12 @@ class RelayProcess:
         self.args = args
         self.log_path = tmp / "relay.log"
         self.proc: subprocess.Popen | None = None
+        self.port = hub.relay_port  # another replica listens on a port of its own
+        self.extra_env: dict[str, str] = {}
 
     @property
     def direct_url(self) -> str:
-        return f"http://127.0.0.1:{self.hub.relay_port}{PREFIX}"
+        return f"http://127.0.0.1:{self.port}{PREFIX}"
 
     def start(self, *, via_hub: bool = True) -> None:
         """Start the relay and wait until it answers (through the hub's proxy, or directly
@@ -217,9 +219,10 @@ class RelayProcess:
             JUPYTERHUB_API_TOKEN=RELAY_HUB_TOKEN,
             JUPYTERHUB_API_URL=self.hub.api_url,
             JUPYTERHUB_SERVICE_NAME=SERVICE,
-            JUPYTERHUB_SERVICE_URL=f"http://127.0.0.1:{self.hub.relay_port}",
+            JUPYTERHUB_SERVICE_URL=f"http://127.0.0.1:{self.port}",
             JUPYTERHUB_SERVICE_PREFIX=PREFIX,
             JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
+            **self.extra_env,
         )
         command = [
             str(BIN / "jupyter"), "timeback", "relay",

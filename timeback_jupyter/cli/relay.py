@@ -10,17 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from typing import Any, ClassVar
 
 from traitlets import TraitError, default
 from traitlets.config import Application
 
 from ..config import Timeback
+from ..relay.logs import setup_logging
 from ..relay.settings import Relay
 from .base import EXIT_USAGE, EXPECTED_ERRORS, CLIError, Command, common_flags, one_line
-
-LOG_FORMAT = "[%(levelname)1.1s %(asctime)s %(name)s] %(message)s"
 
 
 class RelayCommand(Command):
@@ -71,10 +69,6 @@ class RelayCommand(Command):
             ) from None
 
     def start(self) -> None:
-        # A service, not a report: its log is what the hub admin reads.
-        logging.basicConfig(stream=sys.stderr, level=self.log_level, format=LOG_FORMAT, force=True)
-        # Alembic narrates every start (plugins, contexts) at INFO; its upgrades are warnings.
-        logging.getLogger("alembic").setLevel(max(self.log_level, logging.WARNING))
         if self.extra_args:
             self.fail(f"unexpected argument {self.extra_args[0]!r}", EXIT_USAGE)
         try:
@@ -83,6 +77,10 @@ class RelayCommand(Command):
         except TraitError as err:
             self.fail(f"bad setting: {one_line(str(err))}", EXIT_USAGE)
             return
+        # A service, not a report: its log is what the hub admin (or a collector) reads.
+        setup_logging(relay.log_format, self.log_level, relay.replica_id)
+        # Alembic narrates every start (plugins, contexts) at INFO; its upgrades are warnings.
+        logging.getLogger("alembic").setLevel(max(self.log_level, logging.WARNING))
         from ..relay.app import serve  # tornado and jupyterhub: only for this subcommand
 
         try:

@@ -27,10 +27,14 @@ from ..connection import Connection
 from ..core import take_credentials
 from ..delivery import Drainer, Sink, make_sink
 from ..identity import ActorResolver
+from . import health
+from . import metrics as metrics_
 from .catalog import Catalog
+from .cookies import load_cookie_secret, new_cookie_secret
 from .database import RelayDatabase, open_relay_db
-from .handlers import MAX_BODY_BYTES, Face, RelayHandler, routes
+from .handlers import MAX_BODY_BYTES, EventsHandler, Face, RelayHandler, routes
 from .ingest import Relay
+from .metrics import RelayMetrics
 from .pages import routes as page_routes
 from .settings import Relay as RelaySettings
 from .users import UserDirectory
@@ -49,10 +53,19 @@ class RelayConfigError(ConfigError):
 
 def log_request(handler: web.RequestHandler) -> None:
     """Tornado's access log without the query string (a token someone put there must not be
-    written down) and with the hub user the token belonged to."""
+    written down) and with the hub user the token or the pages' login cookie belonged to
+    (every handler that asks the hub sets ``hub_name``); the same as fields for JSON logs."""
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    caller = getattr(handler, "hub_name", None) if isinstance(handler, RelayHandler) else None
+    caller = getattr(handler, "hub_name", None)
+    duration = 1000.0 * handler.request.request_time()
+    fields = {
+        "method": handler.request.method,
+        "path": handler.request.path,
+        "status": status,
+        "duration_ms": round(duration, 1),
+        "user": caller,
+    }
     LOG.log(
         level,
         "%d %s %s (%s) %.1fms",
@@ -60,7 +73,8 @@ def log_request(handler: web.RequestHandler) -> None:
         handler.request.method,
         handler.request.path,
         caller or "-",
-        1000.0 * handler.request.request_time(),
+        duration,
+        extra=fields,
     )
 
 
@@ -119,7 +133,12 @@ def build_parts(
     catalog = Catalog.load(settings.catalog, timeback.environment, timeback.oneroster_url)
     users = UserDirectory(settings.email_template, timeback.oneroster_url, resolver)
     sink = make_sink(timeback, credentials, connection)
-    db = open_relay_db(settings.db_url)
+    db = open_relay_db(
+        settings.db_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+    )
     try:
         relay = Relay(
             db, catalog, users, timeback.xp_policy, unknown_activity=settings.unknown_activity
@@ -151,12 +170,36 @@ def hub_auth(settings: RelaySettings, environ: Mapping[str, str]) -> HubAuth:
     )
 
 
-def make_app(face: Face, prefix: str) -> web.Application:
+def make_app(
+    face: Face,
+    prefix: str,
+    *,
+    cookie_secret: bytes | None = None,
+    metrics: RelayMetrics | None = None,
+    authenticate_prometheus: bool = True,
+) -> web.Application:
+    """The relay's routes. ``cookie_secret`` signs the pages' login cookie (shared by replicas;
+    a new one per process if None); ``metrics`` adds ``metrics`` and counts ingests."""
+    handlers: list[Any] = [
+        *routes(prefix, face),
+        *page_routes(prefix, face),
+        *health.routes(prefix, face.service_name, face.relay.db),
+    ]
+    if metrics is not None:
+        auth = face.auth if authenticate_prometheus else None
+        handlers += metrics_.routes(prefix, metrics, auth)
+
+    def log_function(handler: web.RequestHandler) -> None:
+        if metrics is not None and isinstance(handler, EventsHandler):
+            metrics.observe(handler)
+        log_request(handler)
+
     return web.Application(
-        [*routes(prefix, face), *page_routes(prefix, face)],  # type: ignore[arg-type]
-        log_function=log_request,
+        handlers,
+        log_function=log_function,
         default_handler_class=_NotFound,
         default_handler_args={"face": face},
+        cookie_secret=cookie_secret or new_cookie_secret(),
     )
 
 
@@ -168,11 +211,22 @@ class _NotFound(RelayHandler):
 async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[str, str]) -> None:
     """Run the relay until SIGTERM or SIGINT: listen, deliver, then stop cleanly."""
     auth = hub_auth(settings, environ)
+    cookie_secret = load_cookie_secret(settings.cookie_secret_file, environ)
     parts = build_parts(settings, timeback, environ)
     face = Face(parts.relay, auth, settings.service_name, parts.drainer)
-    server = httpserver.HTTPServer(
-        make_app(face, settings.prefix), xheaders=True, max_body_size=MAX_BODY_BYTES
+    app = make_app(
+        face,
+        settings.prefix,
+        cookie_secret=cookie_secret,
+        metrics=RelayMetrics(parts.db, parts.relay.now),
+        authenticate_prometheus=settings.authenticate_prometheus,
     )
+    if cookie_secret is None:
+        LOG.info(
+            "the pages' login cookie is signed with a secret of this process: run one replica, "
+            "or give all of them c.Relay.cookie_secret_file / $TIMEBACK_RELAY_COOKIE_SECRET"
+        )
+    server = httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES)
     try:
         server.listen(settings.port, settings.ip)
         stopping = asyncio.Event()

@@ -158,8 +158,17 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float) -> tuple[sa.Engine, str]:
     return engine, str(path)
 
 
-def open_relay_db(url: str, *, busy_timeout: float = 5.0) -> RelayDatabase:
+def open_relay_db(
+    url: str,
+    *,
+    busy_timeout: float = 5.0,
+    pool_size: int = 4,
+    max_overflow: int = 4,
+    pool_timeout: float = 10.0,
+) -> RelayDatabase:
     """The relay's store at ``url``, created or upgraded to the newest schema.
+
+    ``pool_*`` size a PostgreSQL connection pool (``c.Relay.db_pool_*``); SQLite ignores them.
 
     Refuses (:class:`RelayStoreError`, nothing changed) a store made by a newer relay and a
     database that has relay tables but not our version table.
@@ -190,6 +199,9 @@ def open_relay_db(url: str, *, busy_timeout: float = 5.0) -> RelayDatabase:
             engine = sa.create_engine(
                 parsed,
                 pool_pre_ping=True,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
                 connect_args={"options": f"-c lock_timeout={int(busy_timeout * 1000)}"},
             )
         except (sa.exc.ArgumentError, ImportError) as err:

@@ -132,6 +132,7 @@ class EventsHandler(RelayHandler):
             # Nothing stored: the server keeps the events and sends them again.
             LOG.warning("relay: envelope of %s not taken: %s", user.name, err)
             raise web.HTTPError(503, "%s", err) from None
+        self.ingested = result  # for the metrics (app.make_app's log function)
         self.answer(result.to_dict())
 
 

@@ -9,14 +9,12 @@ templates shipped beside this module.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import secrets
 import time
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import jinja2
 from jupyterhub.services.auth import (
@@ -29,7 +27,8 @@ from markupsafe import Markup
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from . import charts, views
+from . import charts, filters, live, overview_page, views
+from . import export as export_csv
 from .access import Viewer
 from .handlers import Face
 
@@ -112,6 +111,8 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
+        self.csp_nonce = live.nonce()
+        self.set_header("Content-Security-Policy", live.policy(self.csp_nonce))
 
     async def prepare(self) -> None:
         # Ask the hub asynchronously (HubAuthenticated.get_current_user would block the loop).
@@ -133,7 +134,16 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
     def render_page(self, template: str, **context: Any) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         page = self.pages.templates.get_template(template)
-        self.finish(page.render(prefix=self.pages.prefix, **context))
+        self.finish(
+            page.render(
+                prefix=self.pages.prefix,
+                csp_nonce=self.csp_nonce,
+                live_script=live.script_url(self.pages.prefix),
+                # a script's fetch must send it back: the hub's OAuth takes no cookie without it
+                xsrf_token=self.xsrf_token.decode(),
+                **context,
+            )
+        )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         message = self._reason
@@ -168,63 +178,38 @@ class IndexPage(PageHandler):
 
 
 class ClassPage(PageHandler):
-    """``classes/<group>`` (HTML) and ``classes/<group>/export.csv``: the same rows."""
+    """``classes/<group>`` (HTML) and ``classes/<group>/export.csv``: the same rows under the
+    same filters and sort, read from the same query (``filters.py``)."""
 
-    @web.authenticated
-    async def get(self, group: str, export: str | None = None) -> None:
-        viewer = self.viewer()
-        if not viewer.may_see_class(group):
+    async def class_view(self, group: str) -> views.Overview:
+        """``group``'s overview under this request's filters, if this viewer may see it."""
+        if not self.viewer().may_see_class(group):
             raise web.HTTPError(403, f"you may not see class {group!r}")
         students = await self.pages.members(group)
         if students is None:
             raise web.HTTPError(404, f"the hub has no group {group!r}")
-        face = self.pages.face
-        view = views.overview(face.relay.db, face.relay.catalog, group, students, face.relay.now())
-        sort = self.get_argument("sort", "student")
-        descending = self.get_argument("order", "asc") == "desc"
+        relay = self.pages.face.relay
+        query = {name: self.get_query_arguments(name) for name in filters.NAMES}
         try:
-            rows = view.rows(sort, descending)
-        except ValueError as err:
+            chosen = filters.parse(query, views.catalog_columns(relay.catalog))
+        except filters.FilterError as err:
             raise web.HTTPError(400, "%s", err) from None
+        return views.overview(relay.db, relay.catalog, group, students, relay.now(), chosen)
+
+    @web.authenticated
+    async def get(self, group: str, export: str | None = None) -> None:
+        view = await self.class_view(group)
+        rows = view.rows()
         if export:
-            self._csv(group, view.header(), rows)
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in group)
+            filename = f"timeback-{name}{view.filters.slug()}.csv"
+            self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
+            self.finish(export_csv.csv_text(view.header(), rows))
             return
         base = f"{self.pages.prefix}classes/{quote(group, safe='')}"
-        order_now = "desc" if descending else "asc"
-        header = []
-        for label, key in zip(view.header(), view.sort_keys(), strict=True):
-            active = key == sort
-            order = "asc" if not active or descending else "desc"
-            header.append(
-                {
-                    "label": label,
-                    "url": f"{base}?{urlencode({'sort': key, 'order': order})}",
-                    "aria_sort": (
-                        ("descending" if descending else "ascending") if active else "none"
-                    ),
-                }
-            )
-        states = {s: [view.state(s, i) for i in range(len(view.columns))] for s in view.students}
-        self.render_page(
-            "overview.html",
-            viewer=viewer,
-            view=view,
-            header=header,
-            rows=[{"cells": r, "states": states[r[0]] + [None, None]} for r in rows],
-            sort_label=view.header()[view.sort_keys().index(sort)],
-            descending=descending,
-            csv_url=f"{base}/export.csv?{urlencode({'sort': sort, 'order': order_now})}",
-        )
-
-    def _csv(self, group: str, header: list[str], rows: list[list[str]]) -> None:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(header)
-        writer.writerows(rows)
-        self.set_header("Content-Type", "text/csv; charset=utf-8")
-        name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in group)
-        self.set_header("Content-Disposition", f'attachment; filename="timeback-{name}.csv"')
-        self.finish(out.getvalue())
+        page = overview_page.context(view, rows, base, self.pages.face.relay.catalog)
+        self.render_page("overview.html", viewer=self.viewer(), **page)
 
 
 class StudentPage(PageHandler):
@@ -250,6 +235,10 @@ class StudentPage(PageHandler):
         )
 
 
+class LiveRows(live.Fragments, ClassPage):
+    """``classes/<group>/live``: the overview's rows as JSON, checked as the page is."""
+
+
 class OAuthCallback(HubOAuthCallbackHandler):
     def initialize(self, pages: Pages) -> None:
         self.hub_auth = pages.oauth
@@ -263,5 +252,7 @@ def routes(prefix: str, face: Face) -> list[tuple[str, type[web.RequestHandler],
         (f"{prefix}oauth_callback", OAuthCallback, kw),
         (f"{prefix}classes/([^/]+)", ClassPage, kw),
         (f"{prefix}classes/([^/]+)/(export\\.csv)", ClassPage, kw),
+        (f"{prefix}classes/([^/]+)/live", LiveRows, kw),
+        (f"{prefix}static/(.+)", live.Script, {"path": str(live.STATIC)}),
         (f"{prefix}students/([^/]+)", StudentPage, kw),
     ]

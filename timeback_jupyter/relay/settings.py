@@ -8,15 +8,17 @@ its credentials come from its environment under the official names, as the serve
 from __future__ import annotations
 
 import os
+import socket
 from urllib.parse import urlsplit
 
-from traitlets import Enum, Int, TraitError, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 SERVICE_NAME_ENV = "JUPYTERHUB_SERVICE_NAME"
 SERVICE_URL_ENV = "JUPYTERHUB_SERVICE_URL"
 SERVICE_PREFIX_ENV = "JUPYTERHUB_SERVICE_PREFIX"
 DEFAULT_SERVICE_NAME = "timeback-relay"
+REPLICA_ENV = "HOSTNAME"  # a Kubernetes pod's name
 
 
 class Relay(Configurable):
@@ -33,6 +35,70 @@ class Relay(Configurable):
     @default("db_url")
     def _default_db_url(self) -> str:
         return f"sqlite:///{os.path.abspath('relay.sqlite3')}"
+
+    # PostgreSQL's default max_connections is 100: ten replicas at 4 + 4 leave 20 for the hub,
+    # psql and migrations. A relay needs few: its writes go one transaction at a time (group
+    # commit), the rest are short reads on threads.
+    db_pool_size = Int(
+        4,
+        help="PostgreSQL: connections each relay process keeps open. N replicas hold up to "
+        "N x (db_pool_size + db_max_overflow) of the server's max_connections (default 100); "
+        "the defaults fit ten replicas. Ignored for SQLite.",
+    ).tag(config=True)
+
+    db_max_overflow = Int(
+        4,
+        help="PostgreSQL: connections opened beyond db_pool_size under a burst, closed again "
+        "when returned. Ignored for SQLite.",
+    ).tag(config=True)
+
+    db_pool_timeout = Float(
+        10.0,
+        help="PostgreSQL: seconds a request waits for a free pooled connection before it fails "
+        "(the sender keeps its events and retries; readiness reports it). Ignored for SQLite.",
+    ).tag(config=True)
+
+    @validate("db_pool_size", "db_max_overflow", "db_pool_timeout")
+    def _validate_pool(self, proposal: dict[str, object]) -> object:
+        value = proposal["value"]
+        name = proposal["trait"].name  # type: ignore[attr-defined]
+        least = 1 if name == "db_pool_size" else 0
+        if not isinstance(value, int | float) or value < least:
+            raise TraitError(f"c.Relay.{name} must be at least {least}, got {value!r}")
+        return value
+
+    authenticate_prometheus = Bool(
+        True,
+        help="Ask for a hub token with the 'read:metrics' scope on /metrics (as "
+        "c.JupyterHub.authenticate_prometheus does); False opens the metrics to anyone who "
+        "reaches the relay's port.",
+    ).tag(config=True)
+
+    log_format = Enum(
+        ["text", "json"],
+        default_value="text",
+        help="'text' (one readable line per record) or 'json' (one JSON object per line: time, "
+        "level, logger, message, and for requests method, path, status, duration_ms, user, "
+        "replica), for a log collector.",
+    ).tag(config=True)
+
+    replica_id = Unicode(
+        help="This process's name in JSON logs. Default: $HOSTNAME (a Kubernetes pod's name), "
+        "else the host name and process id."
+    ).tag(config=True)
+
+    @default("replica_id")
+    def _default_replica_id(self) -> str:
+        return os.environ.get(REPLICA_ENV, "").strip() or f"{socket.gethostname()}-{os.getpid()}"
+
+    cookie_secret_file = Unicode(
+        "",
+        help="File holding the secret (hex, at least 32 bytes) that signs the pages' login "
+        "cookie; every replica behind one URL needs the same, or a login made on one is "
+        "refused by the next. Readable by the relay's user only. "
+        "$TIMEBACK_RELAY_COOKIE_SECRET (hex) is used first. Neither set: a new secret per "
+        "process (one replica; a restart asks the hub's OAuth again).",
+    ).tag(config=True)
 
     catalog = Unicode(
         "",

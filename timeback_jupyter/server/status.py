@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
 from ..config import Credentials, Timeback
+from ..config.common import RELAY_URL_ENV
 from ..delivery import Drainer
 from ..store import Store
 from ..tracker import Tracker, TrackerError
@@ -13,6 +18,9 @@ from ..tracker import Tracker, TrackerError
 # An event waiting longer than this (seconds) makes delivery "slow" in the status: the drainer
 # sends each window's event within a second or two of its writing when Timeback answers.
 DELIVERY_SLOW_AFTER = 10.0
+# The relay's own prefix in $TIMEBACK_RELAY_URL: a hub service is served under /services/<name>/
+# (by the proxy, or the service itself when the URL reaches it directly).
+_SERVICE_PATH = re.compile(r"/services/([^/]+)/?$")
 
 
 class Source(Protocol):
@@ -92,11 +100,29 @@ def status_of(
             if relay.get("problem") and not failing:
                 # Still recording (the outbox holds the events), but nothing gets through.
                 out["problem"] = f"relay: {relay['problem']}"
+    if cfg.sink == "relay":
+        out["relay_page"] = relay_page(os.environ)
     if not public:
         out["store_path"] = cfg.store_path
         # it records, but on a disk where it should not (a network file system): the fix
         out["store"]["warning"] = service.store_warning or None
     return out
+
+
+def relay_page(environ: Mapping[str, str]) -> str | None:
+    """The student's own page on the hub's relay, as a path on the hub
+    (``<hub base>/services/<relay>/students/<user>``), for the lab extension to link; None
+    when the environment does not name the relay and the hub user. Only names: never a token.
+
+    The relay's name comes from ``$TIMEBACK_RELAY_URL`` (its address may be internal, the path
+    is the service's); the hub's base from ``$JUPYTERHUB_BASE_URL``, which the hub gives every
+    server it spawns."""
+    user = environ.get("JUPYTERHUB_USER", "").strip()
+    found = _SERVICE_PATH.search(urlsplit(environ.get(RELAY_URL_ENV, "").strip()).path)
+    if not user or not found:
+        return None
+    base = "/" + environ.get("JUPYTERHUB_BASE_URL", "/").strip("/")
+    return f"{base.rstrip('/')}/services/{found.group(1)}/students/{quote(user, safe='')}"
 
 
 def _run_status(service: Source, tracker: Tracker, run_id: str, now: float) -> dict[str, Any]:

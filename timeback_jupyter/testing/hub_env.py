@@ -89,6 +89,12 @@ def _shared_venv(cache: Path, site: Path) -> Path:
         source = Path(sys.prefix) / sub
         if source.is_dir():
             shutil.copytree(source, venv / sub, dirs_exist_ok=True)
+    # JupyterLab's assets and the prebuilt extensions, where Lab looks ({sys.prefix}/share/jupyter)
+    for sub in ("lab", "labextensions"):
+        source = Path(sys.prefix) / "share" / "jupyter" / sub
+        if source.is_dir():
+            (venv / "share" / "jupyter").mkdir(parents=True, exist_ok=True)
+            (venv / "share" / "jupyter" / sub).symlink_to(source)
     _readable_by_all(cache)
     ready.write_text(str(site))
     return python

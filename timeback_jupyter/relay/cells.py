@@ -1,0 +1,91 @@
+"""What every page of the relay says the same way: a run's state, a duration, the catalog's
+activities as columns, which runs are live (no tornado here).
+
+Shared by the class overview (``overview.py``) and the student page (``views.py``), so that a
+state or a duration reads the same on both. Days are UTC days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from .catalog import Catalog
+from .rules import MAX_SPAN_MS
+from .schema import active_spans, received
+
+# A run whose last forwarded active second is this recent is "working now": a server drains
+# its outbox within seconds, and a heartbeat window is at most 16 s.
+LIVE_SECONDS = 90.0
+NOT_STARTED, WORKING, PAUSED, COMPLETED = "not started", "working now", "paused", "completed"
+# Under a day or week filter, a cell with nothing in that period: "not started" would be
+# false for an activity started before it.
+NOTHING = "nothing in period"
+STATE_RANK = {NOTHING: 0, NOT_STARTED: 0, PAUSED: 1, COMPLETED: 2, WORKING: 3}
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class ActivityColumn:
+    course: str  # the course's name as runs.course holds it
+    slug: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        """How a URL names it (``activity=``): the slug is URL-safe, so the last ``/`` splits."""
+        return f"{self.course}/{self.slug}"
+
+
+def catalog_columns(catalog: Catalog) -> list[ActivityColumn]:
+    return [
+        ActivityColumn(course.name, a.id, a.name)
+        for course in catalog.app.courses
+        for a in course.activities
+    ]
+
+
+def duration(seconds: float) -> str:
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def accuracy(outcome: dict[str, Any]) -> float | None:
+    total, correct = outcome.get("total_questions"), outcome.get("correct_questions")
+    if not total or correct is None:
+        return None
+    return correct / total
+
+
+def live_runs(conn: sa.Connection, students: Iterable[str], now: float) -> set[tuple[str, str]]:
+    """(user, run) whose forwarded active time reaches into the last LIVE_SECONDS."""
+    since = int((now - LIVE_SECONDS) * 1000)
+    names = list(students)
+    rows = conn.execute(
+        sa.select(received.c.user_name, received.c.run_id)
+        .join(active_spans, active_spans.c.event_key == received.c.key)
+        .where(
+            active_spans.c.user_name.in_(names),
+            # no span is longer than MAX_SPAN_MS: a range of the (user, start) index
+            active_spans.c.start_ms >= since - MAX_SPAN_MS,
+            active_spans.c.end_ms >= since,
+        )
+        .distinct()
+    ).all()
+    return {(r.user_name, r.run_id) for r in rows}
+
+
+def day(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date().isoformat()
+
+
+def moment(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,231 @@
+"""Prometheus metrics at ``<prefix>metrics`` (and ``/metrics`` for a scraper that reaches the
+pod directly).
+
+Two kinds, and the difference matters with several replicas:
+
+- per process, counted as this replica serves: envelopes and events by outcome, ingest latency,
+  seconds cut as overlapping, database errors. Sum them over replicas.
+- of the shared store, read at scrape by a few indexed queries: outbox depth, the age of the
+  oldest pending event, Timeback's jobs pending and failed, dead letters. Every replica reports
+  the same value; take ``max`` over replicas, never ``sum``.
+
+By default a scrape needs a hub token with ``read:metrics`` (as the hub's own ``/hub/metrics``
+with ``c.JupyterHub.authenticate_prometheus``); ``c.Relay.authenticate_prometheus = False``
+opens it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from jupyterhub.services.auth import HubAuth
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from tornado import web
+
+from .database import RelayDatabase
+from .schema import dead_letters, jobs, outbox
+
+LOG = logging.getLogger("timeback_jupyter.relay")
+METRICS_SCOPE = "read:metrics"
+# Ingest answers within the 100 ms target land in the first buckets; the tail shows a stall.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ENVELOPE_OUTCOMES = {200: "stored", 400: "invalid", 401: "unauthorized", 403: "forbidden",
+                     413: "too_large", 503: "unavailable"}  # fmt: skip
+SCRAPE_TIMEOUT = 5.0
+
+
+class RelayMetrics:
+    """This process's metrics, in a registry of its own (a test may run several relays)."""
+
+    def __init__(self, db: RelayDatabase, now: Callable[[], float] = time.time) -> None:
+        self.db, self.now = db, now
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        r = self.registry
+        self.envelopes = Counter(
+            "timeback_relay_envelopes",
+            "Envelopes POSTed to api/events by this replica, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.events = Counter(
+            "timeback_relay_events",
+            "Events in stored envelopes, by the relay's answer (accepted, duplicate, refused)",
+            ["status"],
+            registry=r,
+        )
+        self.ingest_seconds = Histogram(
+            "timeback_relay_ingest_duration_seconds",
+            "Time to answer a POST to api/events (hub auth, rules, commit)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cut_seconds = Counter(
+            "timeback_relay_cut_seconds",
+            "Active seconds this replica cut as overlapping the user's forwarded time",
+            registry=r,
+        )
+        self.db_errors = Counter(
+            "timeback_relay_db_errors",
+            "Errors raised by the database driver in this replica, by SQLAlchemy's class",
+            ["kind"],
+            registry=r,
+        )
+        self.outbox_events = Gauge(
+            "timeback_relay_outbox_events",
+            "Events in the shared outbox not yet delivered, by status (store-wide)",
+            ["status"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "timeback_relay_outbox_oldest_pending_age_seconds",
+            "Age of the oldest event waiting to be sent, 0 when none (store-wide)",
+            registry=r,
+        )
+        self.jobs = Gauge(
+            "timeback_relay_jobs",
+            "Timeback jobs pending and failed (store-wide; failed only grows)",
+            ["state"],
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            "timeback_relay_dead_letters",
+            "Events Timeback refused for good, kept for an admin (store-wide)",
+            registry=r,
+        )
+        self.store_up = Gauge(
+            "timeback_relay_store_up",
+            "1 if the store answered this scrape's queries, else 0 (the store-wide gauges "
+            "then keep their last values)",
+            registry=r,
+        )
+        for status in ("accepted", "duplicate", "refused"):
+            self.events.labels(status)
+        for state in ("pending", "failed"):
+            self.jobs.labels(state)
+        # Every driver error of this process, whoever ran the statement: no part of the relay
+        # needs to remember to count.
+        sa.event.listen(db.engine, "handle_error", self._db_error)
+
+    def _db_error(self, context: Any) -> None:
+        # SQLAlchemy's class (OperationalError, IntegrityError...): the same few names for
+        # both drivers, where psycopg's own are hundreds.
+        err = context.sqlalchemy_exception or context.original_exception
+        self.db_errors.labels(type(err).__name__).inc()
+
+    def observe(self, handler: web.RequestHandler) -> None:
+        """An answered POST to api/events: its outcome, latency and events."""
+        status = handler.get_status()
+        self.envelopes.labels(ENVELOPE_OUTCOMES.get(status, str(status))).inc()
+        self.ingest_seconds.observe(handler.request.request_time())
+        result = getattr(handler, "ingested", None)
+        if result is None:
+            return
+        cut = 0.0
+        for event in result.events:
+            self.events.labels(event["status"]).inc()
+            cut += float(event.get("cut_seconds") or 0.0)
+        if cut:
+            self.cut_seconds.inc(cut)
+
+    def refresh_store(self) -> None:
+        """The store-wide gauges, by queries that read an index, not the tables."""
+        with self.db.read() as conn:
+            waiting = dict.fromkeys(("pending", "inflight"), 0)
+            for status, count in conn.execute(
+                sa.select(outbox.c.status, sa.func.count())
+                .where(outbox.c.status.in_(tuple(waiting)))
+                .group_by(outbox.c.status)
+            ):
+                waiting[status] = int(count)
+            oldest = conn.execute(
+                sa.select(outbox.c.created_at)
+                .where(outbox.c.status == "pending")
+                .order_by(outbox.c.seq)
+                .limit(1)
+            ).scalar()
+            settled = dict.fromkeys(("pending", "failed"), 0)
+            for state, count in conn.execute(
+                sa.select(jobs.c.state, sa.func.count())
+                .where(jobs.c.state.in_(tuple(settled)))
+                .group_by(jobs.c.state)
+            ):
+                settled[state] = int(count)
+            dead = conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar()
+        for status, count in waiting.items():
+            self.outbox_events.labels(status).set(count)
+        self.oldest_pending.set(0.0 if oldest is None else max(0.0, self.now() - oldest))
+        for state, count in settled.items():
+            self.jobs.labels(state).set(count)
+        self.dead_letters.set(int(dead or 0))
+
+    async def scrape(self) -> bytes:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.refresh_store), SCRAPE_TIMEOUT)
+        except Exception as err:  # the process's own metrics still go out
+            LOG.warning("metrics: the store's gauges not refreshed (%s)", type(err).__name__)
+            self.store_up.set(0)
+        else:
+            self.store_up.set(1)
+        return generate_latest(self.registry)
+
+
+class MetricsHandler(web.RequestHandler):
+    def initialize(self, metrics: RelayMetrics, auth: HubAuth | None) -> None:
+        self.metrics, self.auth = metrics, auth
+        self.hub_name: str | None = None  # for the access log
+
+    def check_xsrf_cookie(self) -> None:
+        """Token only, no cookie read."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        err = kwargs.get("exc_info", (None, None))[1]
+        message = err.log_message if isinstance(err, web.HTTPError) and err.log_message else ""
+        self.finish(f"{status_code} {self._reason}: {message}\n")
+
+    async def get(self) -> None:
+        if self.auth is not None:
+            await self._authenticate(self.auth)
+        body = await self.metrics.scrape()
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+    async def _authenticate(self, auth: HubAuth) -> None:
+        match = auth.auth_header_pat.match(self.request.headers.get("Authorization", ""))
+        if match is None:
+            raise web.HTTPError(
+                401,
+                f"send a hub token with the {METRICS_SCOPE!r} scope as 'Authorization: "
+                "Bearer ...' (or set c.Relay.authenticate_prometheus = False)",
+            )
+        model = await auth.user_for_token(match.group(1).strip(), sync=False)
+        if not model:
+            raise web.HTTPError(401, "the hub does not know this token")
+        self.hub_name = f"{model.get('kind', 'user')}:{model.get('name')}"
+        if not auth.check_scopes({METRICS_SCOPE}, model):
+            raise web.HTTPError(403, f"this token lacks the {METRICS_SCOPE!r} scope")
+
+
+def routes(
+    prefix: str, metrics: RelayMetrics, auth: HubAuth | None
+) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
+    kw = {"metrics": metrics, "auth": auth}
+    paths = dict.fromkeys((f"{prefix}metrics", "/metrics"))  # the prefix may be "/"
+    return [(path, MetricsHandler, kw) for path in paths]
