@@ -14,6 +14,8 @@ is made readable.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -21,6 +23,9 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 # The comment (GECOS) of the OS users the harness makes: a home is only ever wiped for them.
@@ -125,6 +130,35 @@ def _readable_by_all(root: Path) -> None:
 def _x(path: Path) -> int:
     mode = path.stat().st_mode
     return stat.S_IXOTH | stat.S_IXGRP if path.is_dir() or mode & stat.S_IXUSR else 0
+
+
+# The students are OS users of the whole machine: two test sessions at once (two checkouts)
+# would empty each other's homes and kill each other's servers. One session at a time holds this.
+STUDENTS_LOCK = Path(tempfile.gettempdir()) / "timeback-hub-students.lock"
+
+
+@contextlib.contextmanager
+def students_lock(timeout: float = 3600, path: Path = STUDENTS_LOCK) -> Iterator[None]:
+    """Hold the machine's hub-students lock (waiting up to ``timeout`` seconds for another
+    session to finish; it says so while it waits)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another hub test session held {path} too long") from None
+                if not told:
+                    print(f"waiting for another hub test session ({path})", file=sys.stderr)
+                    told = True
+                time.sleep(1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def ensure_student(name: str) -> pwd.struct_passwd:
