@@ -30,6 +30,9 @@ from pathlib import Path
 
 # The comment (GECOS) of the OS users the harness makes: a home is only ever wiped for them.
 STUDENT_MARK = "timeback-jupyter test student"
+# The recipe of the shared copy below: raise it when the copy changes (2: JupyterLab's assets
+# and the built extensions linked in), so a cache made before is not taken as ready.
+LAYOUT = 2
 _STDLIB_SKIPPED = frozenset({"test", "site-packages", "idlelib", "tkinter", "turtledemo"})
 
 
@@ -66,7 +69,8 @@ def _shared_venv(cache: Path, site: Path) -> Path:
     venv = cache / "venv"
     python = venv / "bin" / "python"
     ready = venv / ".ready"
-    if ready.exists() and ready.read_text() == str(site):
+    made_for = f"{site}\nlayout {LAYOUT}"  # a copy made by an older recipe is made again
+    if ready.exists() and ready.read_text() == made_for:
         return python
     shutil.rmtree(cache, ignore_errors=True)
     base = Path(sys.base_prefix)
@@ -101,7 +105,7 @@ def _shared_venv(cache: Path, site: Path) -> Path:
             (venv / "share" / "jupyter").mkdir(parents=True, exist_ok=True)
             (venv / "share" / "jupyter" / sub).symlink_to(source)
     _readable_by_all(cache)
-    ready.write_text(str(site))
+    ready.write_text(made_for)
     return python
 
 
