@@ -11,6 +11,7 @@ from collections.abc import Callable
 from . import (
     accuracy,
     checkpoint,
+    dashboard,
     drills,
     event_path,
     kernel_overhead,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "soak": soak.run,
     "openwindows": open_windows.run,
     "relay": relay_ingest.run,
+    "dashboard": dashboard.run,
 }
 
 

@@ -7,15 +7,20 @@ store (a real SQLite file, WAL, as the server opens it) in the same directory:
   events in the outbox) with the events built beforehand, out of the timing.
 - **now**: what the product does per window: the event written directly
   (``caliper.time_spent_event``), the same commit, then the real ``Drainer.drain_once`` with
-  the ``LocalSink`` (claim, envelope, the sink's check, ack).
+  the ``LocalSink`` (the batch read and acked on the drainer's store thread, the envelope and
+  the sink's check on the loop).
+- **loop**: the same with every store call of the drain on the event loop (a store that does
+  not declare itself thread-safe), as the drainer did before it had its store thread.
 - **before**: the path this replaced: each event built through the official factories and
   models (``caliper.official_time_spent_event``), the same commit, then the same drainer with a
   sink that does what the local sink and the drainer did before (the SDK's envelope model, and
   every event parsed again with the official models).
 
-CPU is the process's (``time.process_time``: the store's checkpoint thread included), per
-event. The event loop's hold is the drain of one batch of 50 (all synchronous: the local sink
-never waits), and within it the envelope and the sink's check ("validation"), as wall and CPU.
+CPU is the building thread's plus the drainer's store thread's, per event (the process's,
+checkpoint thread included, beside it). The event loop's hold by the drain of one batch of 50:
+the loop thread's CPU over the drain, and its longest synchronous step (wall: from one
+suspension of the drain to the next, the time every other request waits at most); within it
+the envelope and the sink's check ("validation").
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ BATCH = 50
 RUNS = 10
 SENSOR = "https://notebooks.example.edu"
 T0 = 1_768_471_200.0
-ARMS = ("commit", "now", "before")
+ARMS = ("commit", "now", "loop", "before")
 ACTOR = caliper.Actor(
     "https://api.staging.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/s-1",
     "student@example.edu",
@@ -70,6 +75,43 @@ class BeforeSink(LocalSink):
         self.accepted += len(data)
 
 
+class LoopStore(Store):
+    """The store as the drainer treated it before its store thread: every call on the loop."""
+
+    thread_safe = False
+
+
+async def stepped(coro: Any) -> tuple[Any, float]:
+    """Run ``coro`` as its task would, one synchronous step at a time; its result and the
+    longest step's wall time (what it held the event loop for at once)."""
+    longest = 0.0
+    while True:
+        started = time.perf_counter()
+        try:
+            waited = coro.send(None)
+        except StopIteration as done:
+            return done.value, max(longest, time.perf_counter() - started)
+        longest = max(longest, time.perf_counter() - started)
+        if waited is None:
+            await asyncio.sleep(0)
+        else:
+            await asyncio.wait([waited])
+
+
+async def probed(coro: Any, every: float = 0.0002) -> tuple[Any, float]:
+    """Run ``coro`` as a task while a probe on the same loop asks to run every ``every``
+    seconds; its result and the probe's longest lateness: how long any other callback waited
+    at most, for a drain step on the loop or for the GIL while the store thread held it."""
+    task = asyncio.ensure_future(coro)
+    late = 0.0
+    loop = asyncio.get_running_loop()
+    while not task.done():
+        due = loop.time() + every
+        await asyncio.sleep(every)
+        late = max(late, loop.time() - due)
+    return task.result(), late
+
+
 def _target(activity: Activity) -> caliper.Target:
     course = Course("Math", 3, None, {"staging": "math-3-stg"}, SENSOR)
     return caliper.Target(
@@ -80,7 +122,7 @@ def _target(activity: Activity) -> caliper.Target:
 class Arm:
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
-        self.store = Store(path)
+        self.store = (LoopStore if name in ("loop", "before") else Store)(path)
         self.runs: list[tuple[Run, caliper.Target]] = []
         for i in range(RUNS):
             activity = Activity(f"lesson-{i}", f"Lesson {i}", CourseRef("Math", 3))
@@ -94,6 +136,8 @@ class Arm:
         self.k = 0
         self.cpu: dict[str, list[float]] = {"build": [], "commit": [], "drain": []}
         self.hold_ms: list[float] = []
+        self.late_ms: list[float] = []  # a probe's longest wait on the loop during a drain
+        self.rounds = 0
         self.hold_cpu_ms: list[float] = []
         # with the store's checkpoint thread: its copies land in whichever arm runs then
         self.process_cpu: list[float] = []
@@ -127,18 +171,27 @@ class Arm:
         b = clock()
         self.store.record_windows(items)
         d = clock()
+        off = 0.0  # CPU of the drainer's store thread
         if self.drainer is not None:
-            w = time.perf_counter()
-            report = loop.run_until_complete(self.drainer.drain_once())
-            self.hold_ms.append((time.perf_counter() - w) * 1000)
+            thread = self.drainer.store_thread
+            before = thread.cpu
+            report, longest = loop.run_until_complete(stepped(self.drainer.drain_once()))
+            off = thread.cpu - before
+            self.hold_ms.append(longest * 1000)
             self.hold_cpu_ms.append((clock() - d) * 1000)
             if report.sent != BATCH:
                 raise RuntimeError(f"{self.name}: drained {report}, not {BATCH} events")
         e = clock()
         self.cpu["build"].append((b - c) / BATCH)
         self.cpu["commit"].append((d - b) / BATCH)
-        self.cpu["drain"].append((e - d) / BATCH)
+        self.cpu["drain"].append((e - d + off) / BATCH)
         self.process_cpu.append((time.process_time() - p0) / BATCH)
+        self.rounds += 1
+        if self.drainer is not None and self.rounds % 2 == 0:
+            # Out of the timing above: one more batch, its drain probed (see probed).
+            self.store.record_windows(self.build(self.windows()))
+            _, late = loop.run_until_complete(probed(self.drainer.drain_once()))
+            self.late_ms.append(late * 1000)
 
     def close(self) -> None:
         self.store.close()
@@ -192,6 +245,7 @@ def measure(workdir: Path, rounds: int) -> dict[str, Any]:
             for values in arm.cpu.values():
                 values.clear()
             arm.hold_ms.clear()
+            arm.late_ms.clear()
             arm.hold_cpu_ms.clear()
             arm.process_cpu.clear()
         order = list(ARMS)
@@ -213,8 +267,11 @@ def measure(workdir: Path, rounds: int) -> dict[str, Any]:
             "cpu_us_per_event": {**parts, "total": statistics.median(total) * 1e6},
             "cpu_us_per_event_mean": sum(total) / len(total) * 1e6,
             "process_cpu_us_per_event": statistics.median(arm.process_cpu) * 1e6,
-            "drain_batch_wall_ms": summary(arm.hold_ms, 1) if arm.hold_ms else None,
+            # the longest synchronous step of a drain (wall) and the loop thread's CPU over it
+            "drain_batch_step_ms": summary(arm.hold_ms, 1) if arm.hold_ms else None,
             "drain_batch_cpu_ms": summary(arm.hold_cpu_ms, 1) if arm.hold_cpu_ms else None,
+            # a probe's longest wait on the loop during a drain (GIL waits included)
+            "drain_batch_probe_late_ms": summary(arm.late_ms, 1) if arm.late_ms else None,
         }
     return out
 
@@ -256,17 +313,23 @@ def run(quick: bool = False) -> Result:
         },
         notes=[
             "CPU is the CPU time of the thread that builds, commits and drains (what the server's "
-            "event loop spends), divided by the 50 events of a round; each figure is the median "
-            "over the rounds. The store's checkpoint thread copies the WAL for all three arms "
+            "event loop spends) plus that of the drainer's store thread (the now row reads and "
+            "acks its batch there), divided by the 50 events of a round; each figure is the "
+            "median over the rounds. The store's checkpoint thread copies the WAL for every arm "
             "alike and is left out of the split (its copies land in whichever arm runs at the "
             "time); the process's CPU, thread included, is in the last column. Wall time would "
             "count the other processes of a shared machine; CPU time does not (it still grows a "
             "little when they share the caches).",
-            "The event-loop hold of a drain is its wall time: the local sink never suspends, so "
-            "a drain of one batch runs from its read to its ack without yielding to the loop. "
-            "With the local sink (nothing leaves the store) the batch is read, not claimed: one "
-            "write transaction per batch (the ack, one statement) instead of two. The before "
-            "row still claims each batch first (mark inflight, commit), as every drain did.",
+            "The event-loop hold of a drain: the CPU the loop's thread spends on the drain of "
+            "one batch, and the longest synchronous step of the drain (wall time from one "
+            "suspension to the next: what any other request waits for at most). With its store "
+            "on the loop (the loop and before rows) the local sink never suspends, so one step "
+            "runs from the batch's read to its ack. Now the read (rows and their JSON) and the "
+            "ack (50 rows rewritten, one commit) run on the drainer's store thread, where SQLite "
+            "releases the GIL; the loop keeps the envelope and the sink's check. With the local "
+            "sink (nothing leaves the store) the batch is read, not claimed: one write "
+            "transaction per batch (the ack, one statement) instead of two. The before row "
+            "still claims each batch first (mark inflight, commit), as every drain did.",
         ],
     )
 
@@ -277,12 +340,15 @@ def render(r: dict[str, Any]) -> str:
 
     def row(label: str, arm: dict[str, Any]) -> str:
         c = arm["cpu_us_per_event"]
-        cpu, wall = arm["drain_batch_cpu_ms"], arm["drain_batch_wall_ms"]
-        hold = (
-            ""
-            if cpu is None
-            else f"{cpu['median']:.2f} / {cpu['p99']:.2f} ms ({wall['median']:.2f} ms wall)"
-        )
+        cpu = arm["drain_batch_cpu_ms"]
+        step = arm.get("drain_batch_step_ms")
+        hold = "" if cpu is None else f"{cpu['median']:.2f} / {cpu['p99']:.2f} ms"
+        if step is not None:
+            hold += f" | {step['median']:.2f} / {step['p99']:.2f} ms"
+        elif cpu is not None:  # results saved before the longest step was measured
+            hold += " | n/a"
+        else:
+            hold += " |"
         return (
             f"| {label} | {c['build']:.0f} µs | {c['commit']:.0f} µs | {c['drain']:.0f} µs | "
             f"**{c['total']:.0f} µs** | {c['total'] / m['floor_cpu_us']:.2f}x | {hold} | "
@@ -294,11 +360,16 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(
         [
             "| CPU per heartbeat event | build | commit | drain | total | over the floor | "
-            "drain of a batch of 50 (event-loop hold), CPU median / p99 | process CPU, "
-            "checkpoint thread included |",
-            "|---|---|---|---|---|---|---|---|",
+            "drain of a batch of 50: the loop's CPU, median / p99 | its longest step on the "
+            "loop (wall), median / p99 | process CPU, checkpoint thread included |",
+            "|---|---|---|---|---|---|---|---|---|",
             row("bare commit (the floor)", a["commit"]),
-            row("**now**: written directly, local sink's quick check", a["now"]),
+            row("**now**: written directly, local sink's quick check, store thread", a["now"]),
+            *(
+                [row("the same with the drain's store calls on the loop", a["loop"])]
+                if "loop" in a
+                else []
+            ),
             row("before: official factories and models, parsed again to drain", a["before"]),
             "",
             f"The envelope and the sink's check of one batch of {r['params']['batch']} events "
@@ -308,6 +379,30 @@ def render(r: dict[str, Any]) -> str:
             f"(wall median now {v['now']['wall_ms']['median']:.2f} ms, before "
             f"{v['before']['wall_ms']['median']:.2f} ms).",
             "",
+            *(
+                [
+                    "A probe on the loop beside a drain (a callback due every 0.2 ms), its "
+                    "longest wait per drain, median / p99 (wall: the store thread's hold of the "
+                    "GIL included, and so is the machine's scheduling of this process): "
+                    + "; ".join(
+                        f"{label} {p['median']:.2f} / {p['p99']:.2f} ms"
+                        for label, p in (
+                            (label, a[name].get("drain_batch_probe_late_ms"))
+                            for label, name in (
+                                ("now", "now"),
+                                ("store on the loop", "loop"),
+                                ("before", "before"),
+                            )
+                            if name in a
+                        )
+                        if p is not None
+                    )
+                    + ".",
+                    "",
+                ]
+                if a["now"].get("drain_batch_probe_late_ms")
+                else []
+            ),
             f"{r['params']['rounds']} rounds of {r['params']['batch']} windows per arm over "
             f"{r['params']['runs']} runs, arms interleaved; load average {load['start']} at the "
             f"start, {load['end']} at the end (other work on the machine).",

@@ -13,8 +13,8 @@ from .test_server import kernel_client, open_notebook, started
 
 @pytest.fixture
 def timeback_config(timeback_config):
-    # Reconcile (every third of a heartbeat) out of the way: only the cells' signals can start
-    # the run within the test's waits.
+    # Reconcile runs when a session changes (and once a minute): only the cells' signals can
+    # start the run within the test's waits once the notebook is open.
     return {**timeback_config, "heartbeat_interval": 600.0}
 
 
@@ -23,8 +23,6 @@ async def test_cells_of_a_notebook_without_activity_are_not_a_read_each(
 ):
     ext = await started(jp_serverapp)
     path = write_notebook(jp_root_dir, "plain.ipynb")
-    session = await open_notebook(jp_fetch, path)
-    kernel_id = session["kernel"]["id"]
     notebooks = ext.binding._notebooks
     reads: list[str] = []
     last_modified = notebooks.last_modified
@@ -34,6 +32,9 @@ async def test_cells_of_a_notebook_without_activity_are_not_a_read_each(
         return await last_modified(p)
 
     notebooks.last_modified = counted
+    # The session's creation is caught up with at once: the notebook is looked at then.
+    session = await open_notebook(jp_fetch, path)
+    kernel_id = session["kernel"]["id"]
     client = kernel_client(jp_serverapp, kernel_id)
     try:
         client.execute_interactive("1 + 1", timeout=60)

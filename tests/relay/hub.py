@@ -192,8 +192,13 @@ c.JupyterHub.extra_user_scopes = {{{SCOPE!r}}}
 class RelayProcess:
     """``jupyter timeback relay`` as the hub's external service, delivering to ``standin``."""
 
-    def __init__(self, tmp: Path, hub: Hub, standin: StandIn, *args: str) -> None:
+    def __init__(
+        self, tmp: Path, hub: Hub, standin: StandIn, *args: str, port: int | None = None
+    ) -> None:
+        """``port``: where it listens; default the hub's relay port (another: a replica the
+        hub does not route to, reached directly)."""
         self.tmp, self.hub, self.standin = tmp, hub, standin
+        self.port = port or hub.relay_port
         tmp.mkdir(parents=True, exist_ok=True)
         self.catalog = tmp / "timeback.config.json"
         self.catalog.write_text(json.dumps(CATALOG))
@@ -201,7 +206,6 @@ class RelayProcess:
         self.args = args
         self.log_path = tmp / "relay.log"
         self.proc: subprocess.Popen | None = None
-        self.port = hub.relay_port  # another replica listens on a port of its own
         self.extra_env: dict[str, str] = {}
 
     @property

@@ -127,6 +127,7 @@ def test_the_wheel_ships_the_migrations():
         "versions/0001_initial.py",
         "versions/0002_jobs.py",
         "versions/0003_spans_never_overlap.py",
+        "versions/0004_replicas.py",
     ):
         assert f"timeback_jupyter/relay/migrations/{name}" in names
 
@@ -172,7 +173,7 @@ def _rows(path: Path) -> dict[str, list[tuple]]:
         return {
             name: raw.execute(f"SELECT {first.get(name, '*')} FROM {name} ORDER BY 1, 2").fetchall()
             for name in TABLES
-            if name != "jobs"
+            if name not in ("jobs", "relay_tokens")  # made by later revisions
         }
     finally:
         raw.close()

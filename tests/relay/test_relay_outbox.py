@@ -163,10 +163,11 @@ def test_both_outboxes_are_what_the_drainer_asks_for(relay, tmp_path):
     with Store(tmp_path / "server.sqlite3") as store:
         assert isinstance(store, OutboxPort)
     assert isinstance(relay.outbox, OutboxPort)
-    # the drainer's lease lives beside it: the SQLite file, or a name made from the URL
-    assert relay.outbox.path == relay.db.path
+    # the drainer's lease lives beside the SQLite file; PostgreSQL's replicas need none
     if relay.db.dialect == "sqlite":
-        assert relay.outbox.path == str(tmp_path / "relay.db")
+        assert relay.outbox.path == relay.db.path == str(tmp_path / "relay.db")
+    else:
+        assert relay.outbox.path == "" and relay.outbox.replica.key is not None
 
 
 def test_the_claim_skips_locked_rows_where_the_database_can():

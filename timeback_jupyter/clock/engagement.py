@@ -17,6 +17,7 @@ from .runs import (
     as_time,
     eligible,
     lapses_at,
+    next_end,
     rank,
     recent_until,
     restart,
@@ -260,6 +261,16 @@ class EngagementClock:
 
     def runs(self) -> list[str]:
         return list(self._runs)
+
+    def next_window_end(self) -> float | None:
+        """The earliest instant a window of a run not paused closes, as the last call or tick
+        left the runs (it may be past: a tick then closes it); None when every run is paused,
+        or none is open: then nothing changes until a call. What the server ticks by."""
+        interval = self.rules.heartbeat_interval
+        return min(
+            (next_end(run, interval) for run in self._runs.values() if not run.paused),
+            default=None,
+        )
 
     # ---- integration ---------------------------------------------------------------------
     #

@@ -29,6 +29,7 @@ from .jobs import (
     check_positive,
 )
 from .lease import Lease
+from .offload import StoreThread
 from .ports import OutboxPort
 from .report import DrainReport, delivery_status
 from .settle import Settler
@@ -55,6 +56,7 @@ class Drainer:
         retry_initial: float = 1.0,
         retry_max: float = 300.0,
         idle_interval: float = 2.0,
+        quiet_interval: float | None = None,
         stop_timeout: float = 10.0,
         batch_pause: float = BATCH_PAUSE,
         job_timeout: float = JOB_TIMEOUT,
@@ -68,7 +70,8 @@ class Drainer:
         log: logging.Logger = LOG,
     ) -> None:
         """``wall`` is the store's clock (durable times are compared with it); ``now`` and
-        ``sleep`` time the waits."""
+        ``sleep`` time the waits. Idle, it looks every ``idle_interval`` s, or every
+        ``quiet_interval`` if every write calls :meth:`notify` (a server's own store)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DeliveryError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         for name, value in (
@@ -79,6 +82,8 @@ class Drainer:
             ("job_timeout", job_timeout),
         ):
             check_positive(name, value)
+        if quiet_interval is not None:
+            check_positive("quiet_interval", quiet_interval)
         if retry_max < retry_initial:
             raise DeliveryError("retry_max must not be less than retry_initial")
         if not (isinstance(batch_pause, int | float) and 0 <= batch_pause < 1):
@@ -90,12 +95,15 @@ class Drainer:
         self.retry_initial = float(retry_initial)
         self.retry_max = float(retry_max)
         self.idle_interval = float(idle_interval)
+        self.quiet_interval = None if quiet_interval is None else float(quiet_interval)
+        self.looks = 0  # drain steps taken by run(), for tests and benchmarks
         self.stop_timeout = float(stop_timeout)
         self._now = now
         self._sleep = sleep
         self._wall = wall
         self._log = log
         self._lease = Lease(store.path)
+        self.store_thread = StoreThread(store)  # a batch's read and ack, off the event loop
         self._backoff = Backoff(self.retry_initial, self.retry_max, now=now, rng=rng)
         self._jobs = JobWatcher(
             store, sink, (job_poll_initial, job_poll_max), job_failures_max, now=now, log=log
@@ -173,14 +181,14 @@ class Drainer:
                 # A send whose outcome is unknown is not settled yet: nothing newer goes out
                 # before it (its events may still be stored, or go again in their place).
                 return replace(done, idle=True)
-            batch = self._take(self.batch_size)
+            batch = await self._take(self.batch_size)
             if not batch:
                 return replace(done, idle=True)
             report = await self._deliver(batch)
             waits += [report.waiting] if report.waiting is not None else []
             return replace(done + report, waiting=min(waits) if waits else None)
 
-    def _take(self, limit: int) -> list[OutboxItem]:
+    async def _take(self, limit: int) -> list[OutboxItem]:
         """The next batch: claimed (marked inflight and committed) before a send that leaves
         the process, so a crash cannot send it twice unknowingly. A sink whose accepting has no
         effect outside this store (``remote = False``: the local sink) gets it read without
@@ -190,8 +198,8 @@ class Drainer:
         if vars(type(self.sink)).get("remote", True) is False:
             pending_batch = getattr(self.store, "pending_batch", None)
             if pending_batch is not None:
-                return list(pending_batch(limit))
-        return self.store.claim_batch(limit)
+                return list(await self.store_thread.call(pending_batch, limit))
+        return await self.store_thread.call(self.store.claim_batch, limit)
 
     async def _deliver(self, batch: list[OutboxItem]) -> DrainReport:
         ids = [item.event_id for item in batch]
@@ -216,11 +224,11 @@ class Drainer:
         self._backoff.succeeded()
         self._last_error = None
         if not job_id:
-            self.store.ack(ids)  # delivered when accepted: no job follows
+            await self.store_thread.call(self.store.ack, ids)  # delivered when accepted: no job
             return DrainReport(sent=len(ids))
         # Accepted: delivered once Timeback's job completes. Should this write fail, the
         # batch stays inflight without a job and is settled as a send of unknown outcome.
-        self.store.record_job(ids, job_id)
+        await self.store_thread.call(self.store.record_job, ids, job_id)
         self._jobs.submitted(job_id)
         return DrainReport(queued=len(ids), waiting=self._jobs.initial)
 
@@ -293,6 +301,7 @@ class Drainer:
             try:
                 if not self._recovered:
                     await self.recover()
+                self.looks += 1
                 report = await self.drain_once()
             except DrainerBusy as err:
                 # Not a failure: the owner delivers our events too (one outbox). Check back.
@@ -318,10 +327,13 @@ class Drainer:
                 await self._wait(report.delay, wake_on_notify=False)
             elif report.idle:
                 # Until the next look at a job or an unknown send is due, or something new.
-                wait = min(self.idle_interval, _or_inf(report.waiting))
+                wait = min(self._idle_wait(), _or_inf(report.waiting))
                 await self._wait(max(wait, self.batch_pause), wake_on_notify=True)
             else:
                 await asyncio.sleep(self.batch_pause)  # see BATCH_PAUSE
+
+    def _idle_wait(self) -> float:
+        return max(self.idle_interval, self.quiet_interval or 0.0)
 
     async def stop(self) -> None:
         """Let the batch in flight finish (at most ``stop_timeout``), then return."""
@@ -339,6 +351,7 @@ class Drainer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self.store_thread.close()
         self._lease.release()
 
     async def flush(self, timeout: float) -> DrainReport:

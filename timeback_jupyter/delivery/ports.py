@@ -16,7 +16,8 @@ from ..store import Job, OutboxItem
 
 @runtime_checkable
 class OutboxPort(Protocol):
-    # The drainer's lease (one drainer per outbox across processes) is a lock file beside it.
+    # The drainer's lease (one drainer per outbox across processes) is a lock file beside it;
+    # "" for an outbox whose drainers share it safely themselves (the relay on PostgreSQL).
     path: str
 
     def claim_batch(self, limit: int) -> list[OutboxItem]:

@@ -37,6 +37,7 @@ from .ingest import Relay
 from .metrics import RelayMetrics
 from .pages import routes as page_routes
 from .settings import Relay as RelaySettings
+from .tokens import share_tokens
 from .users import UserDirectory
 
 LOG = logging.getLogger("timeback_jupyter.relay")
@@ -144,6 +145,8 @@ def build_parts(
             db, catalog, users, timeback.xp_policy, unknown_activity=settings.unknown_activity
         )
         drainer = Drainer.from_config(relay.outbox, sink, timeback)
+        if connection is not None:
+            share_tokens(connection, db)  # one OAuth token for every replica on this database
     except BaseException:
         db.close()
         raise

@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,27 @@ class RelayStoreError(StoreError):
     """
 
 
+class RelayDatabaseUnavailable(RelayStoreError):
+    """The database cannot be reached now (down, restarting, connection lost): nothing was
+    stored; the same request later will do (the face answers 503 with Retry-After)."""
+
+
+# SQLSTATE classes of a server going away: 08 connection exception, 57P admin shutdown /
+# crash shutdown / cannot connect now (starting up).
+_GONE_STATES = ("08", "57P")
+
+
+def _unreachable(err: sa.exc.SQLAlchemyError) -> bool:
+    if isinstance(err, sa.exc.DBAPIError) and err.connection_invalidated:
+        return True
+    orig = getattr(err, "orig", None)
+    state = getattr(orig, "sqlstate", None) or ""
+    if state.startswith(_GONE_STATES):
+        return True
+    # psycopg raises a bare OperationalError without a SQLSTATE when it cannot connect.
+    return isinstance(err, sa.exc.OperationalError | sa.exc.InterfaceError) and not state
+
+
 def alembic_config() -> Config:
     """Alembic's config, built in code: users need no alembic.ini."""
     config = Config()
@@ -72,6 +93,11 @@ class RelayDatabase:
         # The drainer's lease lives beside this path (delivery.lease): the SQLite file itself,
         # or a name in the temp dir derived from the URL for a server database.
         self.path = path
+        self._closers: list[Callable[[], None]] = []
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Call ``closer`` when the store closes (a connection held outside the pool)."""
+        self._closers.append(closer)
 
     @property
     def dialect(self) -> str:
@@ -82,6 +108,14 @@ class RelayDatabase:
         orig = getattr(err, "orig", None)
         if isinstance(orig, sqlite3.Error):
             return RelayStoreError(explain(orig, self.where))
+        if self.dialect == "postgresql" and _unreachable(err):
+            # Down, restarting, or the connection cut: the pool pings (pool_pre_ping) and
+            # reconnects on the next use; nothing here needs restarting.
+            first = str(orig or err).strip().splitlines()[0] if str(orig or err).strip() else ""
+            return RelayDatabaseUnavailable(
+                f"{self.where}: the relay's database cannot be reached now ({first}); "
+                "nothing was stored, try again shortly"
+            )
         return RelayStoreError(f"{self.where}: {type(orig or err).__name__}: {orig or err}")
 
     @contextlib.contextmanager
@@ -111,7 +145,11 @@ class RelayDatabase:
         return heads[0] if heads else None
 
     def close(self) -> None:
-        self.engine.dispose()
+        try:
+            for closer in self._closers:
+                closer()
+        finally:
+            self.engine.dispose()
 
     def __enter__(self) -> RelayDatabase:
         return self

@@ -25,6 +25,7 @@ from .users import HubUser
 LOG = logging.getLogger("timeback_jupyter.relay")
 # A Caliper envelope of a server's batch is tens of kB; anything this big is not one.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+RETRY_AFTER_SECONDS = 2  # a 503's advice: a database restart or failover takes seconds
 
 
 @dataclass
@@ -76,6 +77,10 @@ class RelayHandler(web.RequestHandler):
             err = exc_info[1]
             if isinstance(err, web.HTTPError) and err.log_message:
                 message = err.log_message % err.args if err.args else err.log_message
+        if status_code == 503:
+            # Nothing was stored (the database or OneRoster cannot be reached now): a sender
+            # keeps the events and tries again after this long (RelaySink honours it).
+            self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
         self.finish(json.dumps({"message": message, "reason": reason}))
 
     def answer(self, body: Any) -> None:
@@ -139,7 +144,10 @@ class EventsHandler(RelayHandler):
 class EventHandler(RelayHandler):
     async def get(self, event_id: str) -> None:
         user = await self.hub_user()
-        found = self.face.relay.lookup(user, event_id)
+        try:
+            found = self.face.relay.lookup(user, event_id)
+        except StoreError as err:  # the database is down: "ask again", not a traceback
+            raise web.HTTPError(503, "%s", err) from None
         if found is None:
             # The id in the body tells the server's sink this is the relay's own answer,
             # not the hub proxy's 404 for a relay that is not there.
@@ -152,7 +160,10 @@ class EventHandler(RelayHandler):
 class MeHandler(RelayHandler):
     async def get(self) -> None:
         user = await self.hub_user()
-        self.answer(self.face.relay.record(user))
+        try:
+            self.answer(self.face.relay.record(user))
+        except StoreError as err:
+            raise web.HTTPError(503, "%s", err) from None
 
 
 class StatusHandler(RelayHandler):

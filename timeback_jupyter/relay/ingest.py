@@ -49,7 +49,7 @@ from ..xp import XpPolicy
 from . import incoming, records
 from .batching import GroupCommit
 from .catalog import Catalog
-from .database import RelayDatabase
+from .database import RelayDatabase, RelayDatabaseUnavailable
 from .outbox import RelayOutbox
 from .rules import MAX_SPAN_MS, Rules, Turn, UnknownActivity, apply, lock_user
 from .users import HubUser, UserDirectory
@@ -173,7 +173,13 @@ class Relay:
                     with conn.begin_nested():
                         out.append([apply(self.rules, turn, event) for event in data])
                 except sa.exc.SQLAlchemyError as err:
-                    out.append(self.db.error(err))
+                    failed = self.db.error(err)
+                    if isinstance(failed, RelayDatabaseUnavailable):
+                        # The connection is gone, and the transaction with it: no envelope
+                        # of this batch is stored; all hear "unavailable", none a rollback
+                        # error of the next statement on a dead connection.
+                        raise failed from err
+                    out.append(failed)
                 except Exception as err:
                     LOG.exception("the relay failed on an envelope of %s", user)
                     out.append(err)

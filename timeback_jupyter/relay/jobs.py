@@ -97,11 +97,16 @@ class RelayJobs:
         found = set(checked_ids(landed))
         reason = require_text(reason, "reason", ERROR_LENGTH)
         now = self._now()
+        carried = sa.and_(outbox.c.job_id == job_id, outbox.c.status == "inflight")
         with self.db.write() as conn:
+            # Locked: two replicas hearing of the same failed job must not both count it and
+            # both put its events back (the second would re-queue what a third is sending).
+            # The second waits here, then finds the rows no longer carried by the job.
             rows = conn.execute(
                 sa.select(outbox.c.event_id, outbox.c.job_failures)
-                .where(outbox.c.job_id == job_id, outbox.c.status == "inflight")
+                .where(carried)
                 .order_by(outbox.c.seq)
+                .with_for_update()
             ).all()
             stored = [event_id for event_id, _ in rows if event_id in found]
             lost = [(event_id, n + 1) for event_id, n in rows if event_id not in found]
@@ -110,17 +115,13 @@ class RelayJobs:
             if stored:
                 conn.execute(
                     sa.update(outbox)
-                    .where(
-                        outbox.c.event_id.in_(stored),
-                        outbox.c.job_id == job_id,
-                        outbox.c.status == "inflight",
-                    )
+                    .where(outbox.c.event_id.in_(stored), carried)
                     .values(status="sent", sent_at=now, last_error=None)
                 )
             if again:
                 conn.execute(
                     sa.update(outbox)
-                    .where(outbox.c.event_id.in_(again))
+                    .where(outbox.c.event_id.in_(again), carried)
                     .values(
                         status="pending",
                         job_id=None,

@@ -28,6 +28,7 @@ from ..store import OUTBOX_STATUSES, DeadLetter, OutboxItem
 from .database import RelayDatabase
 from .jobs import RelayJobs
 from .letters import ERROR_LENGTH, checked_ids, move_to_dead_letters
+from .replicas import Replica
 from .schema import dead_letters, outbox
 
 INSERT = sa.insert(outbox)  # built once: see statements.py
@@ -94,7 +95,11 @@ class RelayOutbox(RelayJobs):
 
     def __init__(self, db: RelayDatabase, *, now: Callable[[], float] = time.time) -> None:
         self.db = db
-        self.path = db.path
+        self.replica = Replica(db)
+        # The drainer's lease is a lock file beside a SQLite store: one drainer per store. On
+        # PostgreSQL the replicas' drainers run side by side (SKIP LOCKED, claims stamped with
+        # the replica's key): no lease, which on one host would idle all but one.
+        self.path = "" if self.replica.key is not None else db.path
         self._now = now
 
     def claim_batch(self, limit: int) -> list[OutboxItem]:
@@ -105,6 +110,7 @@ class RelayOutbox(RelayJobs):
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
+        self._alive()
         with self.db.write() as conn:
             # The first row another claimer does not hold: its sensor is the batch's.
             first = conn.execute(
@@ -127,6 +133,7 @@ class RelayOutbox(RelayJobs):
                         attempts=outbox.c.attempts + 1,
                         claimed_at=now,
                         job_id=None,
+                        claimed_by=self.replica.key,
                     )
                 )
         return [replace(_item(r), attempts=r.attempts + 1, claimed_at=now) for r in rows]
@@ -134,14 +141,28 @@ class RelayOutbox(RelayJobs):
     def inflight(self) -> list[OutboxItem]:
         """Claimed events no job of Timeback's carries yet: being sent, or sent with an
         unknown outcome (a timeout, a crash mid-send). Those with a job are in
-        :meth:`jobs_pending`."""
+        :meth:`jobs_pending`.
+
+        With replicas (PostgreSQL), only this replica's and those of replicas gone: another
+        live replica's send is its own to settle (:mod:`.replicas`)."""
+        self._alive()
         with self.db.read() as conn:
             rows = conn.execute(
                 sa.select(outbox)
-                .where(outbox.c.status == "inflight", outbox.c.job_id.is_(None))
+                .where(
+                    outbox.c.status == "inflight",
+                    outbox.c.job_id.is_(None),
+                    self.replica.mine_or_orphaned(),
+                )
                 .order_by(outbox.c.seq)
             ).all()
         return [_item(r) for r in rows]
+
+    def _alive(self) -> None:
+        try:
+            self.replica.alive()
+        except sa.exc.SQLAlchemyError as err:
+            raise self.db.error(err) from err
 
     def ack(self, event_ids: Iterable[str]) -> None:
         ids = checked_ids(event_ids)
@@ -159,6 +180,8 @@ class RelayOutbox(RelayJobs):
 
         An event a pending job of Timeback's carries is left alone: that job may still store
         it, and sending it again would store it twice (:meth:`job_failed` releases those).
+        So is one another live replica claimed meanwhile (two replicas settling a dead one's
+        send: the first released it, a third claimed it and is sending it now).
         """
         ids = checked_ids(event_ids)
         if not ids:
@@ -170,6 +193,7 @@ class RelayOutbox(RelayJobs):
                     outbox.c.event_id.in_(ids),
                     outbox.c.status == "inflight",
                     outbox.c.job_id.is_(None),
+                    self.replica.mine_or_orphaned(),
                 )
                 .values(status="pending", last_error=str(error)[:ERROR_LENGTH])
             )

@@ -27,7 +27,7 @@ from markupsafe import Markup
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from . import charts, filters, live, overview_page, views
+from . import activity_view, charts, filters, live, overview_page, views
 from . import export as export_csv
 from .access import Viewer
 from .handlers import Face
@@ -239,6 +239,54 @@ class LiveRows(live.Fragments, ClassPage):
     """``classes/<group>/live``: the overview's rows as JSON, checked as the page is."""
 
 
+class ActivityPage(PageHandler):
+    """``activities/<id>``: time to completion against the expected XP, over the students of
+    the classes the viewer may see (every student for an admin). Students get 403: a
+    distribution of a few classmates all but names them, and their own runs are on their page."""
+
+    @web.authenticated
+    async def get(self, slug: str) -> None:
+        viewer = self.viewer()
+        if not viewer.teaches:
+            raise web.HTTPError(
+                403, "the activity pages are for teachers; your own runs are on your page"
+            )
+        relay = self.pages.face.relay
+        try:
+            course, listed = activity_view.find(
+                relay.catalog, slug, self.get_argument("course", None)
+            )
+        except activity_view.NotFound as err:
+            raise web.HTTPError(404, "%s", err) from None
+        except activity_view.Ambiguous as err:
+            raise web.HTTPError(400, "%s", err) from None
+        students: set[str] | None = None
+        scope = "every student the relay has recorded (you may see every class)"
+        if viewer.groups is not None:
+            classes = sorted(viewer.groups)
+            students = set()
+            for group in classes:
+                students.update(await self.pages.members(group) or ())
+            plural = "" if len(students) == 1 else "s"
+            scope = f"the {len(students)} student{plural} of {', '.join(classes)}"
+        view = activity_view.activity(
+            relay.db, course, listed, students, scope=scope, policy=relay.rules.policy
+        )
+        quartiles = view.quartiles()
+        chart = charts.histogram(
+            [(b.low, b.high, b.count) for b in view.bins],
+            [(view.expected_xp, "expected"), (view.wasteful_minutes, "wasteful")],
+            f"Active minutes to completion of {view.name}",
+        )
+        self.render_page(
+            "activity.html",
+            viewer=viewer,
+            view=view,
+            chart=Markup(chart),  # built by charts.py, every value escaped there
+            quartiles=None if quartiles is None else [activity_view.minutes(q) for q in quartiles],
+        )
+
+
 class OAuthCallback(HubOAuthCallbackHandler):
     def initialize(self, pages: Pages) -> None:
         self.hub_auth = pages.oauth
@@ -255,4 +303,5 @@ def routes(prefix: str, face: Face) -> list[tuple[str, type[web.RequestHandler],
         (f"{prefix}classes/([^/]+)/live", LiveRows, kw),
         (f"{prefix}static/(.+)", live.Script, {"path": str(live.STATIC)}),
         (f"{prefix}students/([^/]+)", StudentPage, kw),
+        (f"{prefix}activities/([^/]+)", ActivityPage, kw),
     ]

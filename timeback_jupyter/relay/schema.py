@@ -114,6 +114,8 @@ outbox = sa.Table(
     # When its last send began: after an unknown outcome, how long a job may still store it.
     sa.Column("claimed_at", sa.Double, nullable=True),
     sa.Column("job_failures", sa.Integer, nullable=False, server_default="0"),
+    # The replica that claimed it (relay/replicas.py); NULL on SQLite or before 0004.
+    sa.Column("claimed_by", sa.Integer, nullable=True),
     sa.Index("ix_outbox_status_seq", "status", "seq"),
     sa.Index("ix_outbox_job_id", "job_id"),
 )
@@ -130,6 +132,17 @@ jobs = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),  # why it failed
     sa.CheckConstraint("state IN ('pending', 'completed', 'failed')", name="ck_jobs_state"),
     sa.Index("ix_jobs_state_submitted", "state", "submitted_at"),
+)
+
+# One OAuth access token per (token URL, client) for every replica (relay/tokens.py).
+relay_tokens = sa.Table(
+    "relay_tokens",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # sha256 of token URL + client id
+    sa.Column("access_token", sa.Text, nullable=True),
+    sa.Column("expires_at", sa.Double, nullable=False, server_default="0"),
+    # A replica fetching the next token until then; the others wait for it.
+    sa.Column("fetching_until", sa.Double, nullable=False, server_default="0"),
 )
 
 dead_letters = sa.Table(

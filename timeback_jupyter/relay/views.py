@@ -105,6 +105,7 @@ def student(
         run_list.append(
             {
                 "activity": activity[r.run_id],
+                "slug": r.activity,
                 "course": r.course,
                 "attempt": r.attempt,
                 "started": _time(r.first_seen),

@@ -1,6 +1,7 @@
 """The jupyter_server extension: builds the service and wires it to Jupyter's kernels,
 sessions, contents and event loop. What it does lives in :mod:`.service` (operations),
-:mod:`.binding` (kernels and notebooks), :mod:`.loops` (the tick) and :mod:`.routes` (the API).
+:mod:`.binding` (kernels and notebooks), :mod:`.loops` (the tick and the catch-up with
+sessions) and :mod:`.routes` (the API).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..tracker import Tracker
 from .binding import KernelBinding
 from .bridge import KernelTokens
 from .kernels import KERNEL_ACTIONS_SCHEMA
-from .loops import tick_loop
+from .loops import Reconciler, Ticker, store_failed
 from .notebooks import ContentsNotebooks
 from .presence_socket import PresenceSockets
 from .routes import routes
@@ -51,6 +52,8 @@ EVENT_IMPORTS = (
 # What httpx itself imports only when its first client is made: the Timeback sink's first send
 # or the student lookup would pay for it on the loop. Unused by the local sink.
 NETWORK_IMPORTS = ("httpcore", "h11", "anyio._backends._asyncio", "anyio.streams.tls", "certifi")
+# Seconds between two looks at an empty outbox when nothing said it changed (a fallback).
+DRAIN_QUIET = 60.0
 # Seconds between a second server's tries to become the store's owner (see _take_over).
 OWNER_RETRY = 5.0
 
@@ -92,6 +95,8 @@ class TimebackApp(ExtensionApp):
             tasks=self.tasks,
             log=self.log,
         )
+        self.ticker = Ticker(self.service, self.problem_once)
+        self.reconciler: Reconciler | None = None
         self._core: Core | None = None
         self.owner = StoreOwner(self.timeback.store_path)
         self.waiting_for_owner = False  # another process owns the store (see _take_over)
@@ -166,6 +171,9 @@ class TimebackApp(ExtensionApp):
         except DeliveryError as err:  # the timeback sink without credentials, bad knobs
             raise ConfigError(str(err)) from None
         self._core = core
+        # Only this process records into its store (it owns it), and the tracker notifies
+        # the drainer of each write: an empty outbox needs no look every drain_interval.
+        core.drainer.quiet_interval = DRAIN_QUIET
         service.store, service.drainer = core.store, core.drainer
         if core.actor is not None:
             self._make_tracker(core.actor)
@@ -178,6 +186,7 @@ class TimebackApp(ExtensionApp):
         self.service.tracker = self._core.tracker(
             actor, notebook_changed=self.service.notebook_changed
         )
+        self.ticker.wake()
 
     async def _resolve_actor(self, resolver: identity.ActorResolver) -> None:
         assert self._core is not None and self._core.student is not None
@@ -252,10 +261,17 @@ class TimebackApp(ExtensionApp):
         loop = asyncio.get_running_loop()
         self.tasks.spawn(loop.run_in_executor(None, _warm_imports, self.timeback.sink != "local"))
         await self.drainer.recover()
-        ticker = tick_loop(self.service, self.binding.reconcile, self.problem_once)
+        self.reconciler = Reconciler(
+            self.binding.reconcile,
+            self.problem_once,
+            on_error=lambda err: store_failed(self.service, err),
+        )
+        self.binding.sessions_changed = self.reconciler.request
+        self.binding.watch_sessions()
         self._loops += [
             asyncio.create_task(self.drainer.run(), name="timeback-drainer"),
-            asyncio.create_task(ticker, name="timeback-ticker"),
+            asyncio.create_task(self.ticker.run(), name="timeback-ticker"),
+            asyncio.create_task(self.reconciler.run(), name="timeback-reconciler"),
         ]
         watch = getattr(self.drainer.sink, "watch", None)
         if watch is not None:  # the relay sink: its health on the status before any event
@@ -279,6 +295,8 @@ class TimebackApp(ExtensionApp):
                 await self.drainer.stop()
         for task in self._loops:
             task.cancel()
+        if self.reconciler is not None:
+            self.reconciler.cancel()
         self.tasks.cancel_all()
         self.binding.detach_all(self.serverapp.kernel_manager.list_kernel_ids())
         if self._resolver is not None:

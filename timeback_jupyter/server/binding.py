@@ -6,8 +6,10 @@ run when the kernel shuts down)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tornado import web
@@ -56,6 +58,11 @@ class KernelBinding:
         # notebook path -> the start under way: a first cell's two signals and the reconcile
         # loop wait for the one start (one read, one write) instead of making their own
         self._starting: dict[str, asyncio.Task[bool]] = {}
+        # Asks for a reconcile soon (optionally after a delay in seconds): the app's
+        # Reconciler. Jupyter's sessions change without events of their own, so their
+        # manager's methods tell us (watch_sessions), and so do kernels' lifecycles.
+        self.sessions_changed: Callable[[float], None] = lambda delay: None
+        self._unwatch: list[Callable[[], None]] = []
 
     # ---- kernels -------------------------------------------------------------------------------
 
@@ -78,6 +85,8 @@ class KernelBinding:
             self.kernel_started(kernel_id)
         elif action == "shutdown":
             self._kernel_gone(kernel_id)
+        if action in ("start", "restart", "shutdown"):
+            self.sessions_changed(0.0)
 
     def _kernel_gone(self, kernel_id: str) -> None:
         """Shut down, or died and removed by Jupyter: forget it and close its notebook's run."""
@@ -110,8 +119,30 @@ class KernelBinding:
                 if path == old or path.startswith(old + "/"):  # the notebook, or its directory
                     self.kernel_paths[kernel_id] = new + path[len(old) :]
 
+    def watch_sessions(self) -> None:
+        """Hear of every session made, changed (a rename, another kernel) or deleted:
+        jupyter_server emits no event for them, so each of its session manager's methods that
+        changes one asks for a reconcile once it has returned (its row is saved by then)."""
+        for name in ("create_session", "update_session", "delete_session"):
+            original = getattr(self._sessions, name, None)
+            if original is None or not asyncio.iscoroutinefunction(original):
+                continue  # another session manager: the reconciler's fallback catches up
+
+            @functools.wraps(original)
+            async def told(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                try:
+                    return await _original(*args, **kwargs)
+                finally:
+                    self.sessions_changed(0.0)
+
+            setattr(self._sessions, name, told)
+            self._unwatch.append(functools.partial(vars(self._sessions).pop, name, None))
+
     def detach_all(self, kernel_ids: list[str]) -> None:
         """The server stops: no more watching, and no kernel can reach us any more."""
+        for unwatch in self._unwatch:
+            unwatch()
+        self._unwatch.clear()
         self.watcher.detach_all()
         for kernel_id in list(self.kernel_paths) + kernel_ids:
             self.tokens.withdraw(kernel_id)
@@ -160,8 +191,9 @@ class KernelBinding:
 
     def on_kernel_signal(self, kernel_id: str, kind: str, at: float) -> None:
         """A cell ran or a widget was touched, or the kernel died (see :mod:`.kernels`)."""
-        if kind == "kernel_reset":
+        if kind == "kernel_reset":  # the kernel died: restarted (maybe on new ports) or gone
             self.kernel_reset(kernel_id, at)
+            self.sessions_changed(1.0)  # once Jupyter has restarted it, or let it go
             return
         if not self.service.recording:
             return
@@ -206,7 +238,7 @@ class KernelBinding:
         try:
             result = await self.service.start(path)
         except StoreFailure:
-            raise  # the tick loop says so, once, and tries again later
+            raise  # the reconciler says so, once, and tries again later
         except ServiceError as err:
             self._log.warning("timeback: %s: %s", path, err)
             result = None

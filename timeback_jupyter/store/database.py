@@ -30,6 +30,10 @@ from .errors import StoreError, explain
 class Database:
     """One SQLite file in WAL mode. Safe to share between threads of one process."""
 
+    # One connection behind one lock (check_same_thread off): the drainer reads and acks its
+    # batches on a thread of its own (delivery/offload.py).
+    thread_safe = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

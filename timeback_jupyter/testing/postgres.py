@@ -63,7 +63,8 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    """One cluster: ``start()``, ``create_database(name)`` -> URL, ``stop()``."""
+    """One cluster: ``start()``, ``create_database(name)`` -> URL, ``restart()`` (or
+    ``halt()`` then ``resume()``) for drills, ``stop()``."""
 
     host = "127.0.0.1"
 
@@ -114,16 +115,8 @@ class PostgresServer:
             pwfile.unlink(missing_ok=True)
         for attempt in range(3):  # a free port can be taken between our look and its bind
             self.port = free_port()
-            options = (
-                f"-c listen_addresses={self.host} -c port={self.port} -c fsync=on "
-                f"-c synchronous_commit=on -c unix_socket_directories={self.root} "
-                "-c max_connections=200"
-            )
             try:
-                self._run(
-                    str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                    "-w", "-t", "60", "-o", options, "start",
-                )  # fmt: skip
+                self._start_server()
                 break
             except PostgresUnavailable:
                 if attempt == 2:
@@ -134,6 +127,35 @@ class PostgresServer:
                 f"CREATE ROLE {RELAY_ROLE} LOGIN PASSWORD '{self.relay_password}'"  # type: ignore[arg-type]
             )
         return self
+
+    def _start_server(self) -> None:
+        options = (
+            f"-c listen_addresses={self.host} -c port={self.port} -c fsync=on "
+            f"-c synchronous_commit=on -c unix_socket_directories={self.root} "
+            "-c max_connections=200"
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            "-w", "-t", "60", "-o", options, "start",
+        )  # fmt: skip
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data and port (``fast``: sessions cut, a clean
+        shutdown; ``immediate``: as a crash, recovered from the WAL at the next start)."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"pg_ctl stop modes are smart, fast, immediate; not {mode!r}")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+                  "-t", "60", "stop")  # fmt: skip
+
+    def resume(self) -> None:
+        """Start a halted server again, on the same port with the same settings."""
+        self._start_server()
+
+    def restart(self, mode: str = "fast", *, down_for: float = 0.0) -> None:
+        """pg_ctl stop -m ``mode``, ``down_for`` seconds with no server, start again."""
+        self.halt(mode)
+        time.sleep(down_for)
+        self.resume()
 
     def stop(self) -> None:
         if self.data.exists() and self.port:

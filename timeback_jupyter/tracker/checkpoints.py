@@ -11,7 +11,8 @@ whose time is already recorded is skipped, so no second counts twice.
 Gone means: on this host, its process no longer exists (a restart after a kill -9 recovers at
 its first tick); anywhere, its checkpoint has not been rewritten for :data:`STALE_AFTER`
 checkpoint intervals (a store shared across hosts; a live owner rewrites it every interval
-while it has a window with time).
+while it has a window with time). A server ticks only while it has work (see
+:meth:`Tracker.next_tick`): it looks once at start, then whenever it has a run not paused.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..store import Store, StoreError
 log = logging.getLogger("timeback_jupyter.tracker")
 
 STALE_AFTER = 5  # checkpoint intervals without a rewrite before another host's rows are taken
-CHECKPOINT_SLACK = 0.9  # a tick due a hair early still checkpoints (ticks come every second)
+CHECKPOINT_SLACK = 0.9  # a tick due a hair early still checkpoints (a timer may fire early)
 
 
 def owner_tag() -> str:
@@ -82,12 +83,23 @@ class Checkpoints:
     def due(self, now: float) -> bool:
         return self._last is None or now - self._last >= self.interval * CHECKPOINT_SLACK
 
-    def step(self, now: float, actor: caliper.Actor) -> None:
+    def next_due(self, live: bool) -> float | None:
+        """When the next checkpoint is due: at once before the first one (it recovers what a
+        process gone left), then every ``interval`` while ``live`` (a run not paused: its
+        window holds time) or while our rows in the store still need clearing; None when
+        there is nothing to write."""
+        if self._last is None:
+            return float("-inf")
+        if live or self._saved:
+            return self._last + self.interval
+        return None
+
+    def step(self, now: float, actor: caliper.Actor) -> bool:
         """Right after the clock's tick to ``now``: recover what processes gone left, then
-        write our runs' open windows, if ``interval`` has passed. A failing store is logged
-        once; the next tick tries again."""
+        write our runs' open windows, if ``interval`` has passed (True then). A failing store
+        is logged once; the next tick tries again."""
         if not self.due(now):
-            return
+            return False
         self._last = now
         # Each its own try: another's unreadable checkpoint must not stop ours.
         with self._said_once("recovering the open windows of a server gone"):
@@ -99,6 +111,7 @@ class Checkpoints:
                 self.store.save_open_windows(self.owner, windows, now)
                 self._saved = bool(windows)
                 self.saved += 1
+        return True
 
     @contextlib.contextmanager
     def _said_once(self, what: str) -> Iterator[None]:

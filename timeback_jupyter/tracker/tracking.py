@@ -27,6 +27,7 @@ from .notebooks import NotebookRuns
 from .pending import PendingWindows
 from .results import CompletionResult, StartResult, TrackerError
 from .resume import RunChooser
+from .ticks import Ticks
 
 log = logging.getLogger("timeback_jupyter.tracker")
 
@@ -72,6 +73,7 @@ class Tracker:
         self.checkpoints = Checkpoints(
             store, self.clock, settings.checkpoint_interval, target_of=self.target_for
         )
+        self.ticks = Ticks(self.clock, self.checkpoints, self._pending, now)
         # Confirmed heartbeat events leave the store after retention_days (store/retention.py).
         store.retain(settings.retention_days * DAY)
 
@@ -130,6 +132,7 @@ class Tracker:
         run, resumed, note = self._chooser.choose(activity, path, metadata_run, now)
         self._targets[run.id] = target
         self.clock.open(run.id, self.student.key, now)
+        self.ticks.called()  # the ticker may wait for a call (see Ticks)
         if path is not None:
             self._notebooks.bind(path, run.id)
             self._notebook_changed(path)
@@ -181,6 +184,7 @@ class Tracker:
     def signal(self, run_id: str, kind: str, now: float | None = None) -> None:
         self._live(run_id)
         self.clock.signal(run_id, self._now() if now is None else now, kind)
+        self.ticks.called()  # the ticker may wait for a call (see Ticks)
 
     def presence(
         self,
@@ -199,10 +203,12 @@ class Tracker:
         self.clock.presence(
             run_id, source, now, visible=visible, focused=focused, last_input=last_input
         )
+        self.ticks.called()  # the ticker may wait for a call (see Ticks)
 
     def leave(self, run_id: str, source: str, now: float | None = None) -> None:
         self._live(run_id)
         self.clock.leave(run_id, source, self._now() if now is None else now)
+        self.ticks.called()  # the ticker may wait for a call (see Ticks)
 
     # ---- windows -------------------------------------------------------------------------
 
@@ -218,8 +224,10 @@ class Tracker:
         self._pending.add((w, self._targets[w.run_id]) for w in windows if not w.empty)
         if record:
             self._record(None)
-        # the open windows so far, every checkpoint_interval: what a kill -9 can lose
-        self.checkpoints.step(now, self.actor)
+        recovered = self.checkpoints.recovered
+        self.checkpoints.step(now, self.actor)  # open windows so far: what a kill -9 can lose
+        if self.checkpoints.recovered > recovered:  # a process gone's windows, now queued
+            self._notify()
         return windows
 
     def record_pending(self, limit: int) -> int:
@@ -237,6 +245,8 @@ class Tracker:
             self._pending.add([(window, self._targets[window.run_id])])
         if self._pending.write(self.store, self.actor, limit):
             self._notify()
+        if self._pending:  # the store failed: the ticker retries them, even with no run left
+            self.ticks.called()
 
     @property
     def unrecorded(self) -> int:

@@ -1,0 +1,157 @@
+"""Replicas of the relay on one store: one OAuth token between them (fetched by whichever finds
+it expired, dropped after a 401 only if still the refused one), and each replica settles only
+its own sends of unknown outcome and those of replicas gone, never a live one's in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from timeback_jupyter.config import Credentials
+from timeback_jupyter.connection import Connection
+from timeback_jupyter.relay import outbox as ob
+from timeback_jupyter.relay.database import open_relay_db
+from timeback_jupyter.relay.outbox import RelayOutbox
+from timeback_jupyter.relay.schema import relay_tokens
+from timeback_jupyter.relay.tokens import share_tokens
+from timeback_jupyter.testing.standin import TOKEN_PATH, StandIn
+
+from .conftest import T0
+from .hub import wait_until
+
+
+@pytest.fixture
+def standin():
+    with StandIn("relay-client", "relay-secret", token_ttl=3600) as api:
+        yield api
+
+
+def connection(standin: StandIn) -> Connection:
+    return Connection(
+        Credentials("relay-client", "relay-secret"),
+        base_url=standin.url,
+        auth_url=standin.token_url,
+        oneroster_base_url=standin.url,
+    )
+
+
+def token_requests(standin: StandIn) -> int:
+    return sum(1 for r in standin.requests if r.path == TOKEN_PATH)
+
+
+@pytest.mark.asyncio
+async def test_replicas_share_one_token(relay_db_url, standin):
+    url = relay_db_url()
+    dbs = [open_relay_db(url) for _ in range(3)]
+    try:
+        managers = [share_tokens(connection(standin), db) for db in dbs]
+        tokens = await asyncio.gather(*(m.get_token() for m in managers for _ in range(3)))
+        assert len(set(tokens)) == 1
+        assert token_requests(standin) == 1
+        assert sum(m.fetched for m in managers) == 1
+        # the Caliper client and the OneRoster lookup of a connection take this manager
+        conn = connection(standin)
+        shared = share_tokens(conn, dbs[0])
+        assert conn.token_manager("caliper") is shared
+        assert conn.provider().get_token_manager("oneroster") is shared
+        # expired in the store: the next replica asking fetches one, the others take it
+        with dbs[0].write() as c:
+            c.execute(sa.update(relay_tokens).values(expires_at=0.0))
+        for m in managers:
+            m._token_expiry = 0.0  # their own caches expired too
+        renewed = [await m.get_token() for m in managers]
+        assert len(set(renewed)) == 1 and renewed[0] != tokens[0]
+        assert token_requests(standin) == 2
+    finally:
+        for db in dbs:
+            db.close()
+
+
+@pytest.mark.asyncio
+async def test_a_refused_token_is_dropped_only_if_still_the_stored_one(relay_db_url, standin):
+    url = relay_db_url()
+    with open_relay_db(url) as one, open_relay_db(url) as two:
+        first = share_tokens(connection(standin), one)
+        second = share_tokens(connection(standin), two)
+        old = await first.get_token()
+        assert await second.get_token() == old
+        first.invalidate()  # a 401 on replica one: refetched once, by the next asker
+        assert await second.get_token() == old  # its own cache is still valid: no request
+        renewed = await first.get_token()
+        assert renewed != old and token_requests(standin) == 2
+        # two is refused its (old) token now: the store keeps the renewed one, not dropped
+        second.invalidate()
+        assert await second.get_token() == renewed
+        assert token_requests(standin) == 2
+
+
+def _claim_in_another_process(url: str) -> int:
+    """A replica in its own process claims one event and stays alive; returns its pid."""
+    code = (
+        "import sys, time\n"
+        "from timeback_jupyter.relay.database import open_relay_db\n"
+        "from timeback_jupyter.relay.outbox import RelayOutbox\n"
+        "out = RelayOutbox(open_relay_db(sys.argv[1]))\n"
+        "print([i.event_id for i in out.claim_batch(1)], out.replica.key, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True)  # type: ignore[return-value]
+
+
+def test_a_live_replicas_send_is_its_own_a_dead_ones_is_anyones(postgres_stores):
+    url = postgres_stores()
+    mine = RelayOutbox(open_relay_db(url))
+    try:
+        with mine.db.write() as conn:
+            for i in range(3):
+                ob.enqueue(conn, {"id": f"urn:uuid:{i}"}, user="ada", run_id=None,
+                           kind="time_spent", sensor="https://a.edu", at=T0 + i)  # fmt: skip
+        other = _claim_in_another_process(url)
+        try:
+            line = other.stdout.readline()
+            assert "urn:uuid:0" in line, line
+            # mid-send on a live replica: not this one's to settle, nor to put back
+            assert [i.event_id for i in mine.claim_batch(1)] == ["urn:uuid:1"]
+            assert [i.event_id for i in mine.inflight()] == ["urn:uuid:1"]
+            mine.release(["urn:uuid:0"], "not mine")
+            assert mine.stats()["inflight"] == 2
+        finally:
+            other.kill()
+            other.wait(30)
+
+        # gone (its lock went with its session): its send is settled by whoever looks
+        def orphaned() -> list[str]:
+            return [i.event_id for i in mine.inflight()]
+
+        wait_until(lambda: orphaned() == ["urn:uuid:0", "urn:uuid:1"], "the lock to go")
+        mine.release(["urn:uuid:0"], "its replica died; not found upstream")
+        assert [i.event_id for i in mine.claim_batch(5)] == ["urn:uuid:0", "urn:uuid:2"]
+    finally:
+        mine.db.close()
+
+
+def test_a_replica_takes_its_lock_again_after_the_database_cut_its_session(postgres_stores):
+    url = postgres_stores()
+    out = RelayOutbox(open_relay_db(url))
+    try:
+        out.inflight()
+        key = out.replica.key
+        with out.db.write() as conn:  # what a restart does to every session
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                f"WHERE locktype = 'advisory' AND objid = {key} AND objsubid = 2"
+            )
+        out.replica._checked = 0.0  # due for its ping now
+        out.inflight()
+        with out.db.read() as conn:
+            held = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                f"AND objid = {out.replica.key} AND objsubid = 2 AND granted"
+            ).scalar_one()
+        assert held == 1
+    finally:
+        out.db.close()
