@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from timeback_jupyter.store import owner
 from timeback_jupyter.testing.standin import TOKEN_PATH, VALIDATE_PATH, Fault, StandIn
 
 from .test_cli import SECRET, SENSOR, cli, filled_store, jupyter, make_env
@@ -50,7 +52,7 @@ def marks(out: str) -> dict[str, str]:
     found = {}
     for line in out.splitlines():
         mark, _, rest = line.partition(" ")
-        if mark in ("\u2713", "\u2717", "-"):
+        if mark in ("\u2713", "\u2717", "-", "!"):
             found[rest.split(":", 1)[0]] = mark
     return found
 
@@ -175,6 +177,26 @@ def test_doctor_on_the_local_sink_needs_no_credentials(env, capsys):
     assert found["credentials"] == "-" and found["store"] == "\u2713"
     assert "validates with the official timeback-caliper models (local)" in result.out
     assert "3 runs, 4 pending, 1 dead letters" in result.out
+
+
+def test_doctor_warns_of_a_store_on_a_network_file_system(env, capsys, monkeypatch):
+    filled_store(env.store)
+    mountinfo = env.tmp / "mountinfo"
+    mountinfo.write_text(
+        Path("/proc/self/mountinfo").read_text()
+        + f"90 27 0:70 / {env.store.parent} rw,relatime - nfs4 fs1:/export/home rw,vers=4.2\n"
+    )
+    monkeypatch.setattr(owner, "MOUNTINFO", str(mountinfo))
+    result = cli(capsys, "doctor")
+    assert result.code == 0, result  # the server records there too: the admin should move it
+    found = marks(result.out)
+    assert found["store"] == "\u2713" and found["store disk"] == "!"
+    assert (
+        f"! store disk: the store {env.store} is on a network file system (nfs4): SQLite's WAL "
+        "and file locks are unreliable there" in result.out
+    )
+    assert "c.Timeback.store_path" in result.out
+    assert result.out.splitlines()[-1].endswith("checks passed (1 with a warning)")
 
 
 MATHZ = {"id": "has spaces!", "name": "Quiz", "course": {"subject": "Mathz", "grade": "three"}}

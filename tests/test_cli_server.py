@@ -50,7 +50,7 @@ def test_after_the_quiz_the_cli_reports_it_and_flushes_through_the_server(env):
         assert flushed.out.startswith(
             f"flushed through the Jupyter server at {server.url}/ (pid {server.proc.pid})"
         )
-        assert "to the local sink" in flushed.out and "0 left in the outbox" in flushed.out
+        assert "to the local sink" in flushed.out and "0 left to send" in flushed.out
 
         # Configured for Timeback but without credentials here: only the server can deliver.
         asked = jupyter(env, "flush", "--Timeback.sink=timeback")

@@ -3,6 +3,7 @@ no time counts twice; it takes over when the first stops. A store on a network f
 found and warned about."""
 
 import itertools
+import json
 import os
 import sqlite3
 import time
@@ -81,7 +82,9 @@ def timeback_config(nfs_store):
     return {"store_path": str(nfs_store), "student_email": "ada@school.edu"}
 
 
-async def test_a_store_on_nfs_is_warned_about_with_the_fix(capfd, nfs_store, jp_serverapp):
+async def test_a_store_on_nfs_is_warned_about_with_the_fix(
+    capfd, nfs_store, jp_serverapp, jp_fetch
+):
     await jp_serverapp._post_start()
     ext = jp_serverapp.web_app.settings["timeback"]
     assert not ext.problem  # it still records: the warning is the admin's to act on
@@ -92,6 +95,9 @@ async def test_a_store_on_nfs_is_warned_about_with_the_fix(capfd, nfs_store, jp_
     assert ext.store_warning.startswith(warning)
     assert "c.Timeback.store_path" in ext.store_warning
     assert f"TimebackApp] timeback: {warning}" in capfd.readouterr().err  # in the server log
+    status = json.loads((await jp_fetch("timeback", "api", "status")).body)
+    assert status["store"] == {"error": None, "warning": ext.store_warning}
+    assert status["recording"] is True
 
 
 def _runs(store: Path) -> list[tuple[str, int, float, float]]:

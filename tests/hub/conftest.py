@@ -29,7 +29,7 @@ from timeback_jupyter.relay.access import (
     teacher_role,
 )
 from timeback_jupyter.testing.hub import RELAY_SERVICE, Hub
-from timeback_jupyter.testing.hub_env import ensure_student, give, student_python
+from timeback_jupyter.testing.hub_env import ensure_student, give, student_python, students_lock
 from timeback_jupyter.testing.standin import StandIn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,10 +103,11 @@ def chp() -> Path:
 
 
 @pytest.fixture(scope="session")
-def hub_students() -> dict[str, pwd.struct_passwd]:
+def hub_students() -> Iterator[dict[str, pwd.struct_passwd]]:
     if os.geteuid() != 0:
         pytest.fail("the hub tests run as root: the hub starts each student's server as them")
-    return {name: ensure_student(name) for name in STUDENTS}
+    with students_lock():  # the students are the machine's: one session at a time
+        yield {name: ensure_student(name) for name in STUDENTS}
 
 
 @pytest.fixture(scope="session")

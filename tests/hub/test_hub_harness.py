@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from timeback_jupyter.testing.hub import Hub
+from timeback_jupyter.testing.hub_env import students_lock
 
 pytestmark = pytest.mark.slow
 
@@ -48,3 +49,15 @@ def test_each_student_runs_as_their_own_os_user_and_reads_no_one_elses_files(
         "root_home": "PermissionError",
     }
     assert bob.pw_uid != alice.pw_uid
+
+
+def test_one_hub_test_session_at_a_time_holds_the_students(tmp_path) -> None:
+    lock = tmp_path / "students.lock"
+    with (
+        students_lock(path=lock),
+        pytest.raises(TimeoutError, match="another hub test session"),
+        students_lock(timeout=0.3, path=lock),
+    ):
+        pass
+    with students_lock(timeout=0.3, path=lock):  # free again once the first session ends
+        pass

@@ -28,10 +28,11 @@ from ..connection import Connection
 from ..identity import ActorResolver, IdentityError, Student, actor_for
 from ..model import Activity, CourseRef, Window
 from ..store import Store, StoreError
+from ..store.owner import network_filesystem, network_warning
 from .base import Command
 from .notebook_check import check_notebooks
 
-OK, FAIL, SKIP = "\u2713", "\u2717", "-"
+OK, FAIL, SKIP, WARN = "\u2713", "\u2717", "-", "!"
 SAMPLE_ACTIVITY = "timeback-doctor-sample"
 
 
@@ -46,6 +47,10 @@ class Checks:
     @property
     def failed(self) -> int:
         return sum(1 for mark, _, _ in self.lines if mark == FAIL)
+
+    @property
+    def warned(self) -> int:
+        return sum(1 for mark, _, _ in self.lines if mark == WARN)
 
 
 # Takes the client secret (and its Basic form) out of text that came from elsewhere.
@@ -146,7 +151,8 @@ class DoctorCommand(Command):
         if checks.failed:
             print(f"{checks.failed} of {total} checks failed")
             return 1
-        print(f"all {total} checks passed")
+        warned = f" ({checks.warned} with a warning)" if checks.warned else ""
+        print(f"all {total} checks passed{warned}")
         return 0
 
     async def _check(self, checks: Checks) -> None:
@@ -229,6 +235,13 @@ class DoctorCommand(Command):
         return app
 
     def _check_store(self, checks: Checks) -> None:
+        self._check_store_file(checks)
+        # A warning, not a failure: the server records there too, but the admin should move it.
+        fstype = network_filesystem(str(self.store_path))
+        if fstype is not None:
+            checks.add(WARN, "store disk", network_warning(str(self.store_path), fstype))
+
+    def _check_store_file(self, checks: Checks) -> None:
         path = self.store_path
         if path.is_dir():
             checks.add(FAIL, "store", f"{path} is a directory, not a store file")

@@ -29,6 +29,7 @@ from .notebooks import ContentsNotebooks
 from .presence_socket import PresenceSockets
 from .routes import routes
 from .service import TimebackService
+from .sigint import GracefulSigint
 from .tasks import TaskSet
 
 CONTENTS_SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1"
@@ -99,7 +100,6 @@ class TimebackApp(ExtensionApp):
         self._core: Core | None = None
         self.owner = StoreOwner(self.timeback.store_path)
         self.waiting_for_owner = False  # another process owns the store (see _take_over)
-        self.store_warning = ""  # the store is on a network file system
         try:
             self._build_core()
         except (StoreError, ConfigError, identity.IdentityError) as err:
@@ -130,6 +130,10 @@ class TimebackApp(ExtensionApp):
     def problem(self) -> str:
         return self.service.problem
 
+    @property
+    def store_warning(self) -> str:
+        return self.service.store_warning
+
     def _build_core(self) -> None:
         cfg = self.timeback
         service = self.service
@@ -137,8 +141,8 @@ class TimebackApp(ExtensionApp):
         service.credentials = take_credentials(os.environ, scrub=True, settings=cfg)
         fstype = network_filesystem(cfg.store_path)
         if fstype is not None:
-            self.store_warning = network_warning(cfg.store_path, fstype)
-            self.log.warning("timeback: %s", self.store_warning)
+            service.store_warning = network_warning(cfg.store_path, fstype)
+            self.log.warning("timeback: %s", service.store_warning)
         # One store, one owner: a second server records nothing (see store/owner.py), Jupyter
         # works as usual and the status says why; it takes over when the owner stops.
         try:
@@ -217,6 +221,9 @@ class TimebackApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         self.tokens.url = serverapp.connection_url
+        # a hub stops servers with SIGINT: let it run stop_extension below (see sigint.py)
+        self.sigint = GracefulSigint(serverapp, self.log)
+        self.sigint.install()
         logger = serverapp.event_logger
         logger.add_listener(schema_id=KERNEL_ACTIONS_SCHEMA, listener=self.binding.on_kernel_action)
         logger.add_listener(schema_id=CONTENTS_SCHEMA, listener=self.binding.on_contents_event)
@@ -298,6 +305,9 @@ class TimebackApp(ExtensionApp):
         if self.store is not None:
             self.store.close()
         self.owner.release()  # after the last write: the next owner starts from all of it
+        sigint = getattr(self, "sigint", None)
+        if sigint is not None:
+            sigint.restore()
 
     def problem_once(self, message: str) -> None:
         # Logged once per distinct message: a broken disk must not flood the server log.

@@ -75,6 +75,7 @@ class TimebackService:
         self.credentials: Credentials | None = None
         self.problem = ""  # why nothing records (misconfigured, student not found yet)
         self.store_error = ""  # the store failing at run time (locked, full...), until it works
+        self.store_warning = ""  # on a network file system: recording, but it should move
         self.store_error_types: tuple[type[BaseException], ...] = (StoreError, sqlite3.Error)
         # notebooks a browser tab looks after, most recent last (see _browser_saw)
         self.browser_paths: dict[str, None] = {}

@@ -30,6 +30,7 @@ class Source(Protocol):
     credentials: Credentials | None
     problem: str
     store_error: str
+    store_warning: str
     store_error_types: tuple[type[BaseException], ...]
     tracker: Tracker | None
     store: Store | None
@@ -103,6 +104,8 @@ def status_of(
         out["relay_page"] = relay_page(os.environ)
     if not public:
         out["store_path"] = cfg.store_path
+        # it records, but on a disk where it should not (a network file system): the fix
+        out["store"]["warning"] = service.store_warning or None
     return out
 
 

@@ -230,8 +230,11 @@ c.JupyterHub.spawner_class = "localprocess"
 c.JupyterHub.allow_named_servers = True
 c.Spawner.cmd = {spawner_cmd!r}
 c.Spawner.args = {list(self.server_args)!r}
-# SIGTERM at once on stop (a server's SIGINT handler waits on a console that is not there)
-c.LocalProcessSpawner.interrupt_timeout = 0
+# A server stops on SIGINT with Jupyter's cleanup (timeback_jupyter/server/sigint.py): 2 s of
+# flush, up to 10 s for a send in flight (a relay away), the kernels; JupyterHub's own 30 s of
+# interrupt_timeout covers that. One still running then is stuck: SIGTERM, 5 s, SIGKILL.
+c.LocalProcessSpawner.interrupt_timeout = 30
+c.LocalProcessSpawner.term_timeout = 5
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180
 c.JupyterHub.init_spawners_timeout = 1  # don't hold the start for servers left running

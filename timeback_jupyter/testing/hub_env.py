@@ -14,6 +14,8 @@ is made readable.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -21,10 +23,16 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 # The comment (GECOS) of the OS users the harness makes: a home is only ever wiped for them.
 STUDENT_MARK = "timeback-jupyter test student"
+# The recipe of the shared copy below: raise it when the copy changes (2: JupyterLab's assets
+# and the built extensions linked in), so a cache made before is not taken as ready.
+LAYOUT = 2
 _STDLIB_SKIPPED = frozenset({"test", "site-packages", "idlelib", "tkinter", "turtledemo"})
 
 
@@ -61,7 +69,8 @@ def _shared_venv(cache: Path, site: Path) -> Path:
     venv = cache / "venv"
     python = venv / "bin" / "python"
     ready = venv / ".ready"
-    if ready.exists() and ready.read_text() == str(site):
+    made_for = f"{site}\nlayout {LAYOUT}"  # a copy made by an older recipe is made again
+    if ready.exists() and ready.read_text() == made_for:
         return python
     shutil.rmtree(cache, ignore_errors=True)
     base = Path(sys.base_prefix)
@@ -96,7 +105,7 @@ def _shared_venv(cache: Path, site: Path) -> Path:
             (venv / "share" / "jupyter").mkdir(parents=True, exist_ok=True)
             (venv / "share" / "jupyter" / sub).symlink_to(source)
     _readable_by_all(cache)
-    ready.write_text(str(site))
+    ready.write_text(made_for)
     return python
 
 
@@ -125,6 +134,35 @@ def _readable_by_all(root: Path) -> None:
 def _x(path: Path) -> int:
     mode = path.stat().st_mode
     return stat.S_IXOTH | stat.S_IXGRP if path.is_dir() or mode & stat.S_IXUSR else 0
+
+
+# The students are OS users of the whole machine: two test sessions at once (two checkouts)
+# would empty each other's homes and kill each other's servers. One session at a time holds this.
+STUDENTS_LOCK = Path(tempfile.gettempdir()) / "timeback-hub-students.lock"
+
+
+@contextlib.contextmanager
+def students_lock(timeout: float = 3600, path: Path = STUDENTS_LOCK) -> Iterator[None]:
+    """Hold the machine's hub-students lock (waiting up to ``timeout`` seconds for another
+    session to finish; it says so while it waits)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another hub test session held {path} too long") from None
+                if not told:
+                    print(f"waiting for another hub test session ({path})", file=sys.stderr)
+                    told = True
+                time.sleep(1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def ensure_student(name: str) -> pwd.struct_passwd:

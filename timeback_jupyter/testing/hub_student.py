@@ -19,15 +19,11 @@ import httpx
 import nbformat
 import websocket
 
-from .kernel import CompletionWidget, Execution, KernelDriver, plain
+from .kernel import CompletionWidget, Execution, Reading, WidgetModels
 
 
-class WebSocketKernel:
+class WebSocketKernel(WidgetModels):
     """One kernel over ``/api/kernels/<id>/channels``: ``execute``, ``click``, widgets."""
-
-    # the widget bookkeeping of the ZMQ driver, shared as is
-    completion_widgets = KernelDriver.completion_widgets
-    _note_widget = KernelDriver._note_widget
 
     def __init__(self, url: str, token: str, *, ready_timeout: float = 120) -> None:
         self._models: dict[str, dict[str, Any]] = {}
@@ -98,27 +94,13 @@ class WebSocketKernel:
         return False
 
     def _until_idle(self, msg_id: str, deadline: float) -> Execution:
-        out: list[str] = []
-        err: list[str] = []
-        error: str | None = None
-        traceback = ""
+        reading = Reading(msg_id)
         while True:
             msg = self._next(deadline)
             if msg is None:
                 raise TimeoutError("the kernel did not finish in time")
-            if msg.get("channel") != "iopub":
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            self._note_widget(kind, content)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if kind == "stream":
-                (out if content.get("name") == "stdout" else err).append(content.get("text", ""))
-            elif kind == "error":
-                error = f"{content.get('ename')}: {content.get('evalue')}"
-                traceback = plain("\n".join(content.get("traceback") or ()))
-            elif kind == "status" and content.get("execution_state") == "idle":
-                return Execution("".join(out), "".join(err), error, traceback)
+            if msg.get("channel") == "iopub" and (done := self._read(reading, msg)) is not None:
+                return done
 
 
 @dataclass(frozen=True)

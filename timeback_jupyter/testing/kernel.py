@@ -54,7 +54,80 @@ class CompletionWidget:
     button_id: str  # the button's widget model id (what a click is sent to)
 
 
-class KernelDriver:
+class Reading:
+    """One request's output, read from its kernel's iopub messages until the kernel is idle."""
+
+    def __init__(self, msg_id: str) -> None:
+        self.msg_id = msg_id
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._error: str | None = None
+        self._traceback = ""
+
+    def add(self, msg: dict[str, Any]) -> Execution | None:
+        """Take one iopub message (of any request); the execution once the request is done."""
+        if msg["parent_header"].get("msg_id") != self.msg_id:
+            return None
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            target = self._out if content.get("name") == "stdout" else self._err
+            target.append(content.get("text", ""))
+        elif kind == "error":
+            self._error = f"{content.get('ename')}: {content.get('evalue')}"
+            self._traceback = plain("\n".join(content.get("traceback") or ()))
+        elif kind == "status" and content.get("execution_state") == "idle":
+            return Execution("".join(self._out), "".join(self._err), self._error, self._traceback)
+        return None
+
+
+class WidgetModels:
+    """The kernel's ipywidgets models as its iopub messages make them (each one is read, not
+    only a request's own: a click's handler updates widgets under the click's header), and the
+    completion widgets among them. For a kernel client over ZMQ or the WebSocket alike."""
+
+    _models: dict[str, dict[str, Any]]  # widget states by comm id
+
+    def completion_widgets(self) -> list[CompletionWidget]:
+        """The notebook's completion widgets, in the order they were made."""
+        found = []
+        for box in self._models.values():
+            if WIDGET_CLASS not in (box.get("_dom_classes") or ()):
+                continue
+            ids = [str(c).removeprefix("IPY_MODEL_") for c in box.get("children") or ()]
+            parts = [self._models.get(i, {}) for i in ids]
+            if len(parts) < 4:
+                continue
+            title, details, button, message = parts[:4]
+            found.append(
+                CompletionWidget(
+                    title=plain(str(title.get("value", ""))),
+                    details=plain(str(details.get("value", ""))),
+                    button=str(button.get("description", "")),
+                    disabled=bool(button.get("disabled")),
+                    message=plain(str(message.get("value", ""))),
+                    button_id=ids[2],
+                )
+            )
+        return found
+
+    def _read(self, reading: Reading, msg: dict[str, Any]) -> Execution | None:
+        """One iopub message: the widgets it changes noted, the request's output added."""
+        self._note_widget(msg["msg_type"], msg["content"])
+        return reading.add(msg)
+
+    def _note_widget(self, kind: str, content: dict[str, Any]) -> None:
+        data = content.get("data") or {}
+        if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
+            self._models[content["comm_id"]] = dict(data.get("state") or {})
+        elif kind == "comm_msg" and data.get("method") in ("update", "echo_update"):
+            model = self._models.get(content.get("comm_id", ""))
+            if model is not None:
+                model.update(data.get("state") or {})
+        elif kind == "comm_close":
+            self._models.pop(content.get("comm_id", ""), None)
+
+
+class KernelDriver(WidgetModels):
     """A blocking client of one kernel, run from one thread of its own."""
 
     def __init__(self, connection_info: dict[str, Any], *, ready_timeout: float = 60) -> None:
@@ -86,29 +159,6 @@ class KernelDriver:
         result: Execution = await self._call(self._click, button_id, timeout)
         return result
 
-    def completion_widgets(self) -> list[CompletionWidget]:
-        """The notebook's completion widgets, in the order they were made."""
-        found = []
-        for box in self._models.values():
-            if WIDGET_CLASS not in (box.get("_dom_classes") or ()):
-                continue
-            ids = [str(c).removeprefix("IPY_MODEL_") for c in box.get("children") or ()]
-            parts = [self._models.get(i, {}) for i in ids]
-            if len(parts) < 4:
-                continue
-            title, details, button, message = parts[:4]
-            found.append(
-                CompletionWidget(
-                    title=plain(str(title.get("value", ""))),
-                    details=plain(str(details.get("value", ""))),
-                    button=str(button.get("description", "")),
-                    disabled=bool(button.get("disabled")),
-                    message=plain(str(message.get("value", ""))),
-                    button_id=ids[2],
-                )
-            )
-        return found
-
     async def stop(self) -> None:
         await self._call(self.client.stop_channels)
         self._thread.shutdown()
@@ -131,10 +181,7 @@ class KernelDriver:
         return self._until_idle(msg["header"]["msg_id"], time.monotonic() + timeout)
 
     def _until_idle(self, msg_id: str, deadline: float) -> Execution:
-        out: list[str] = []
-        err: list[str] = []
-        error: str | None = None
-        traceback = ""
+        reading = Reading(msg_id)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -143,25 +190,6 @@ class KernelDriver:
                 msg = self.client.get_iopub_msg(timeout=left)
             except queue.Empty:
                 continue  # the deadline check above words it
-            kind, content = msg["msg_type"], msg["content"]
-            self._note_widget(kind, content)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if kind == "stream":
-                (out if content.get("name") == "stdout" else err).append(content.get("text", ""))
-            elif kind == "error":
-                error = f"{content.get('ename')}: {content.get('evalue')}"
-                traceback = plain("\n".join(content.get("traceback") or ()))
-            elif kind == "status" and content.get("execution_state") == "idle":
-                return Execution("".join(out), "".join(err), error, traceback)
-
-    def _note_widget(self, kind: str, content: dict[str, Any]) -> None:
-        data = content.get("data") or {}
-        if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
-            self._models[content["comm_id"]] = dict(data.get("state") or {})
-        elif kind == "comm_msg" and data.get("method") in ("update", "echo_update"):
-            model = self._models.get(content.get("comm_id", ""))
-            if model is not None:
-                model.update(data.get("state") or {})
-        elif kind == "comm_close":
-            self._models.pop(content.get("comm_id", ""), None)
+            done = self._read(reading, msg)
+            if done is not None:
+                return done
