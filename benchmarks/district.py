@@ -84,9 +84,10 @@ NOTES = [
     "envelope costs configurable-http-proxy ~1 ms of CPU more: 'Relay ingest').",
     f"HubAuth's cache is {AUTH_CACHE} s here (c.Relay.auth_cache_seconds), longer than "
     "the run: every token's lookup is in the first phase, measured on its own.",
-    "One forwarder delivers for both replicas: the drainer's lease is a lock file "
-    "named after the database (delivery.lease), and both replicas share this "
-    "machine's /tmp; in separate pods each would deliver (FOR UPDATE SKIP LOCKED).",
+    "Each replica forwards its own claims (FOR UPDATE SKIP LOCKED, stamped with the "
+    "replica's advisory lock: relay/replicas.py). The figures of 2026-12-03 were "
+    "measured before that change, when one lock file per database let only one of "
+    "the two replicas on this machine forward.",
     f"A completion rides with every {COMPLETION_EVERY}th heartbeat of a student (a "
     "10-minute activity), with a new run after it.",
     "CPU shares are each group's user+system time over the phase (relays: both "
