@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.chromium import CHROMIUM, jp_asyncio_loop, jp_server_cleanup  # noqa: F401  (autouse)
 from timeback_jupyter.testing.hub import RELAY_SERVICE, Hub
 
 from ..browser.lab import KERNEL_READY_JS
@@ -20,7 +19,6 @@ from .conftest import CLASS, REPO, TEACHER
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update"]  # fmt: skip
 ARTIFACTS = REPO / "test-artifacts"
@@ -43,17 +41,6 @@ def log_in(page: Any, hub: Hub, path: str, name: str) -> None:
     page.fill("input[name=username]", name)
     page.fill("input[name=password]", "any")
     page.keyboard.press("Enter")
-
-
-# pytest-jupyter's autouse fixtures would close Playwright's event loop (tests/browser too).
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield
 
 
 def test_a_teacher_sees_a_students_time_grow_live(hub: Hub, quiz_for: Any) -> None:

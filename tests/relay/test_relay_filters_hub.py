@@ -15,12 +15,12 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 
+from tests.chromium import jp_asyncio_loop, jp_server_cleanup  # noqa: F401  (autouse)
 from timeback_jupyter import caliper
 from timeback_jupyter.relay.access import (
     custom_scopes,
@@ -200,18 +200,6 @@ def test_every_filtered_view_exports_its_rows_and_bad_filters_are_400(hub, worke
                 answer = tina.get(f"{PREFIX}{path}?{query}")
                 assert answer.status_code == 400, (path, query, answer.text)
                 assert message in answer.text, (query, answer.text)
-
-
-# pytest-jupyter's autouse fixtures would close Playwright's event loop (tests/browser does
-# the same).
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield
 
 
 def test_in_chromium_a_teacher_filters_with_the_form(hub, worked):

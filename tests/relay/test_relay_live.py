@@ -10,12 +10,12 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from tests.chromium import jp_asyncio_loop, jp_server_cleanup  # noqa: F401  (autouse)
 from timeback_jupyter import caliper
 from timeback_jupyter.testing.standin import SENSOR, completion_event, time_spent_events
 
@@ -148,17 +148,6 @@ def status_says(page, pattern: str, timeout: float = 60_000) -> None:
         arg=[pattern],
         timeout=timeout,
     )
-
-
-# pytest-jupyter's autouse fixtures would close Playwright's event loop.
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield
 
 
 def test_in_chromium_the_overview_follows_work_without_a_reload(hub, worked):

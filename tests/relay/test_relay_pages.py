@@ -9,7 +9,6 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, jp_asyncio_loop, jp_server_cleanup  # noqa: F401  (autouse)
 from timeback_jupyter import caliper
 from timeback_jupyter.relay.access import (
     custom_scopes,
@@ -32,8 +32,6 @@ from .hub import PREFIX, SCOPE, SERVICE, Hub, RelayProcess, free_port
 standin = hub_fixtures.standin
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CLASSES = {"class-a": ["ada"], "class-b": ["bob"]}
 # The hub config a school adds for the pages (docs/architecture.md shows the same).
@@ -217,18 +215,6 @@ def test_a_hub_admin_sees_every_class(browsers):
     assert page.status_code == 200 and [r[0] for r in table_rows(page.text)] == ["bob"]
     assert principal.get(f"{PREFIX}classes/no-such-class").status_code == 404
     assert principal.get(f"{PREFIX}classes/class-b", params={"sort": "x"}).status_code == 400
-
-
-# pytest-jupyter's autouse fixtures would close Playwright's event loop (tests/browser does
-# the same).
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield
 
 
 def test_in_chromium_a_teacher_logs_in_and_sorts_by_keyboard(hub, worked):
