@@ -251,18 +251,16 @@ WHY_MISSED = {
         "requests, each waiting for the ones ahead."
     ),
     "dashboard": (
-        "The wall clock here is mostly waiting for a core: the same generated store (copied "
-        "after a fill, 2026-12-03 07:52, load average 16 on 2 cores) rendered 20 times a page "
-        "took a median of 69.5 ms of the process's CPU for the overview (wall 456 ms), 50.2 ms "
-        "for the CSV (318 ms), 17.3 ms for a student's page (102 ms) and 5.3 ms for an "
-        "activity page (32 ms): within the budget in CPU, 5 to 7 times over it in wall time "
-        "on this shared machine. The overview's CPU is reading the class's rows (1,585 runs, "
-        "1,101 completions, each completion's JSON outcome parsed) and the 800 cells of the "
-        "template; the CSV is the same query without the template. Before this benchmark a "
-        "student's page took 42 s on this store (views._live_runs scanned every span for each "
-        "of the student's events); fixed in the same change. Next for the overview: sum the "
-        "cells in SQL instead of reading every run and completion into Python, or keep the "
-        "overview per class between ingests; then measure again, CPU columns included."
+        "On a quiet machine (this run) the student and activity pages are far inside the "
+        "budget, and the overview and CSV have medians inside it (62 and 58 ms on SQLite, 83 "
+        "and 89 ms on PostgreSQL) but tails over it, and the CPU column shows the tail is CPU, "
+        "not waiting for a core: the overview reads every run and completion of the class "
+        "into Python (1,585 runs, 1,101 completions, each completion's JSON outcome parsed) "
+        "and renders 800 cells. Next: sum the cells in SQL, or keep a class's overview "
+        "between ingests (the live view asks for it every 5 s per open tab). Under load "
+        "(2026-12-03 07:52, load average 16) the same pages took 5 to 7 times their CPU in "
+        "wall time. Before this benchmark a student's page took 42 s on this store (the "
+        "live-runs query scanned every span for each of the student's events); fixed."
     ),
     "startup": (
         "Read the rows from the bottom: the import and the extension's own steps are timed "
