@@ -53,11 +53,14 @@ def test_each_student_runs_as_their_own_os_user_and_reads_no_one_elses_files(
 
 def test_one_hub_test_session_at_a_time_holds_the_students(tmp_path) -> None:
     lock = tmp_path / "students.lock"
-    with (
-        students_lock(path=lock),
-        pytest.raises(TimeoutError, match="another hub test session"),
-        students_lock(timeout=0.3, path=lock),
-    ):
-        pass
+    entered: list[str] = []
+    with students_lock(path=lock):
+        entered.append("first")
+        with (
+            pytest.raises(TimeoutError, match="another hub test session"),
+            students_lock(timeout=0.3, path=lock),
+        ):
+            entered.append("second, while the first held it")
     with students_lock(timeout=0.3, path=lock):  # free again once the first session ends
-        pass
+        entered.append("third, after the first")
+    assert entered == ["first", "third, after the first"]

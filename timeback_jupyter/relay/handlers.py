@@ -28,6 +28,16 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 RETRY_AFTER_SECONDS = 2  # a 503's advice: a database restart or failover takes seconds
 
 
+def error_message(reason: str, exc_info: Any) -> str:
+    """The specific message of the ``HTTPError`` being written (``write_error``'s
+    ``exc_info``), else ``reason``: one rule for the API's, the pages' and the live answers."""
+    err = exc_info[1] if exc_info is not None else None
+    if isinstance(err, web.HTTPError) and err.log_message:
+        # tornado doubles every % of an argument-less message: formatting undoes it
+        return err.log_message % err.args
+    return reason
+
+
 @dataclass
 class Face:
     """What the handlers share: the relay's core, the hub's auth, the service's name."""
@@ -71,12 +81,7 @@ class RelayHandler(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         reason = self._reason
-        message = reason
-        exc_info = kwargs.get("exc_info")
-        if exc_info is not None:
-            err = exc_info[1]
-            if isinstance(err, web.HTTPError) and err.log_message:
-                message = err.log_message % err.args if err.args else err.log_message
+        message = error_message(reason, kwargs.get("exc_info"))
         if status_code == 503:
             # Nothing was stored (the database or OneRoster cannot be reached now): a sender
             # keeps the events and tries again after this long (RelaySink honours it).

@@ -28,6 +28,8 @@ from typing import Any
 
 from tornado import web
 
+from .handlers import error_message
+
 STATIC = Path(__file__).with_name("static")
 SCRIPT = "live.js"
 # The blocks of overview.html a live answer carries: JSON key -> block name.
@@ -89,11 +91,6 @@ class Fragments(web.RequestHandler):
         self.finish(json.dumps(body))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = self._reason
-        exc_info = kwargs.get("exc_info")
-        if exc_info is not None:
-            err = exc_info[1]
-            if isinstance(err, web.HTTPError) and err.log_message:
-                message = err.log_message % err.args if err.args else err.log_message
+        message = error_message(self._reason, kwargs.get("exc_info"))
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"status": status_code, "error": message}))

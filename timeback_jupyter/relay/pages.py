@@ -30,7 +30,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from . import activity_view, charts, filters, live, overview_page, views
 from . import export as export_csv
 from .access import Viewer
-from .handlers import Face
+from .handlers import Face, error_message
 
 LOG = logging.getLogger("timeback_jupyter.relay")
 GROUPS_CACHE_SECONDS = 30.0
@@ -146,12 +146,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
         )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = self._reason
-        exc_info = kwargs.get("exc_info")
-        if exc_info is not None:
-            err = exc_info[1]
-            if isinstance(err, web.HTTPError) and err.log_message:
-                message = err.log_message % err.args if err.args else err.log_message
+        message = error_message(self._reason, kwargs.get("exc_info"))
         self.set_header("Content-Type", "text/html; charset=utf-8")
         page = self.pages.templates.get_template("error.html")
         self.finish(
