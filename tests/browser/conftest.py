@@ -15,19 +15,10 @@ import pytest
 
 from timeback_jupyter.testing.standin import StandIn
 
+from ..chromium import CHROMIUM, CHROMIUM_ARGS, jp_asyncio_loop, jp_server_cleanup  # noqa: F401
 from ..conftest import STUDENT
 from .lab import CLIENT_ID, SECRET, SOURCED_ID, Lab
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -44,18 +35,6 @@ def _why_no_browser() -> str | None:
     except ImportError:
         return "the playwright package is missing (pip install -e '.[test]')"
     return None
-
-
-# pytest-jupyter's autouse fixtures would close Playwright's event loop, and clean up an
-# in-process server these tests never start (their servers are subprocesses).
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield
 
 
 # Per module, not per session: a running Playwright holds an asyncio loop in this thread, and
