@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import pwd
+import signal
+import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
 from timeback_jupyter.testing.hub import Hub
 from timeback_jupyter.testing.hub_env import students_lock
+
+from .conftest import DOCS_CONFIG, chp
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +71,38 @@ def test_one_hub_test_session_at_a_time_holds_the_students(tmp_path) -> None:
     with students_lock(timeout=0.3, path=lock):  # free again once the first session ends
         entered.append("third, after the first")
     assert entered == ["first", "third, after the first"]
+
+
+def test_a_hub_killed_before_it_stops_its_proxy_leaves_no_proxy_behind(tmp_path) -> None:
+    # JupyterHub starts configurable-http-proxy in a session of its own: a hub killed outright
+    # never stops it, and a proxy left holding its ports broke later benchmark runs.
+    workdir = tmp_path / "hub"
+    hub = Hub(
+        workdir,
+        students=(),
+        python=Path(sys.executable),
+        chp=chp(),
+        docs_config=DOCS_CONFIG,
+        relay=False,
+        environ={"TIMEBACK_API_CLIENT_ID": "unused", "TIMEBACK_API_CLIENT_SECRET": "unused"},
+    ).start()
+    try:
+        assert hub.proc is not None
+        proxy = int((workdir / "jupyterhub-proxy.pid").read_text())
+        assert b"configurable-http-proxy" in Path(f"/proc/{proxy}/cmdline").read_bytes()
+        os.kill(hub.proc.pid, signal.SIGKILL)  # only the hub: its proxy lives on
+        hub.proc.wait(10)
+        assert Path(f"/proc/{proxy}").exists()
+    finally:
+        hub.close()
+    deadline = time.monotonic() + 10
+    while _running(proxy) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(proxy)
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie (killed, not yet reaped by init) no longer runs
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -168,11 +168,26 @@ class Hub:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(180)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the proxy, if the hub left it
+            os.killpg(self.proc.pid, signal.SIGKILL)  # a relay or server the hub left
         self.proc.wait(10)
+        self._stop_left_proxy()
         self.proc = None
         self._log.close()
         self._user_tokens.clear()
+
+    def _stop_left_proxy(self) -> None:
+        """JupyterHub starts configurable-http-proxy in a session of its own, so a hub that dies
+        before stopping it leaves it out of reach of the kill above, holding the ports."""
+        pid_file = self.workdir / "jupyterhub-proxy.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return  # stopped by the hub (it removes the file) or already gone
+        if b"configurable-http-proxy" in cmdline:  # not a pid reused by another process
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
 
     def restart(self) -> Hub:
         self.stop()
