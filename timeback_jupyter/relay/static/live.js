@@ -12,15 +12,18 @@
   var ANNOUNCED_AT_MOST = 5; // changes read out at once; the rest are counted
 
   var script = document.currentScript;
-  var table = document.getElementById('overview');
-  if (!script || !table || !table.tBodies.length || !window.fetch) {
+  var found = /** @type {HTMLTableElement | null} */ (document.getElementById('overview'));
+  if (!script || !found || !found.tBodies.length || !window.fetch) {
     return;
   }
+  /** @type {HTMLTableElement} */
+  var table = found;
   var url = script.getAttribute('data-live') + window.location.search;
   var xsrf = script.getAttribute('data-xsrf') || '';
   var body = table.tBodies[0];
   var delay = EVERY_MS;
-  var timer = null;
+  /** @type {number | undefined} */
+  var timer;
   var asking = false;
   var stopped = false;
 
@@ -40,32 +43,37 @@
   announcer.style.overflow = 'hidden';
   announcer.style.clipPath = 'inset(50%)';
   announcer.style.whiteSpace = 'nowrap';
-  table.parentNode.insertBefore(status, table);
-  table.parentNode.insertBefore(announcer, table);
+  table.before(status, announcer);
 
+  /** @param {number} n */
   function two(n) {
     return (n < 10 ? '0' : '') + n;
   }
 
+  /** @param {Date} date */
   function clock(date) {
     return two(date.getHours()) + ':' + two(date.getMinutes()) + ':' + two(date.getSeconds());
   }
 
+  /** @param {string} text */
   function say(text) {
     status.textContent = text;
   }
 
+  /** @param {string} html */
   function parse(html) {
     var template = document.createElement('template');
     template.innerHTML = html;
     return template.content;
   }
 
+  /** @param {HTMLTableRowElement} row */
   function keyOf(row) {
     var head = row.cells.length ? row.cells[0] : null;
-    return head ? head.textContent.trim() : '';
+    return head ? (head.textContent || '').trim() : '';
   }
 
+  /** @param {HTMLTableCellElement} cell */
   function stateOf(cell) {
     var match = /(?:^|\s)state-(\S+)/.exec(cell.className);
     return match ? match[1].replace(/-/g, ' ') : '';
@@ -73,8 +81,8 @@
 
   function headings() {
     var cells = table.tHead ? table.tHead.rows[0].cells : [];
-    return Array.prototype.map.call(cells, function (cell) {
-      return cell.textContent.trim();
+    return Array.from(cells, function (cell) {
+      return (cell.textContent || '').trim();
     });
   }
 
@@ -84,21 +92,23 @@
     if (!active || !body.contains(active)) {
       return null;
     }
-    var cell = active.closest('td, th');
-    var row = active.closest('tr');
+    var cell = /** @type {HTMLTableCellElement | null} */ (active.closest('td, th'));
+    var row = /** @type {HTMLTableRowElement | null} */ (active.closest('tr'));
     return row && cell ? { key: keyOf(row), index: cell.cellIndex } : null;
   }
 
+  /** @param {{ key: string, index: number } | null} place */
   function restoreFocus(place) {
     if (!place || body.contains(document.activeElement)) {
       return;
     }
-    Array.prototype.some.call(body.rows, function (row) {
-      if (keyOf(row) !== place.key || !row.cells[place.index]) {
+    var at = place;
+    Array.from(body.rows).some(function (row) {
+      if (keyOf(row) !== at.key || !row.cells[at.index]) {
         return false;
       }
-      var cell = row.cells[place.index];
-      var target = cell.querySelector('a, button, [tabindex]') || cell;
+      var cell = row.cells[at.index];
+      var target = /** @type {HTMLElement} */ (cell.querySelector('a, button, [tabindex]') || cell);
       if (target === cell) {
         cell.setAttribute('tabindex', '-1');
       }
@@ -107,20 +117,28 @@
     });
   }
 
+  /**
+   * @param {ArrayLike<HTMLTableRowElement>} oldRows
+   * @param {ArrayLike<HTMLTableRowElement>} newRows
+   * @returns {string[]}
+   */
   function changesOf(oldRows, newRows) {
     var labels = headings();
-    var before = {};
-    Array.prototype.forEach.call(oldRows, function (row) {
-      before[keyOf(row)] = row;
+    /** @type {Map<string, HTMLTableRowElement>} */
+    var before = new Map();
+    Array.from(oldRows).forEach(function (row) {
+      before.set(keyOf(row), row);
     });
+    /** @type {string[]} */
     var changes = [];
-    Array.prototype.forEach.call(newRows, function (row) {
-      var old = before[keyOf(row)];
+    Array.from(newRows).forEach(function (row) {
+      var old = before.get(keyOf(row));
       if (!old) {
         return;
       }
-      Array.prototype.forEach.call(row.cells, function (cell, i) {
-        var was = old.cells[i] ? stateOf(old.cells[i]) : '';
+      var oldRow = old;
+      Array.from(row.cells).forEach(function (cell, i) {
+        var was = oldRow.cells[i] ? stateOf(oldRow.cells[i]) : '';
         var now = stateOf(cell);
         if (now && was !== now) {
           changes.push(keyOf(row) + ', ' + (labels[i] || 'column ' + (i + 1)) + ': ' + now);
@@ -130,6 +148,7 @@
     return changes;
   }
 
+  /** @param {string} html */
   function replaceRows(html) {
     var fresh = parse(html).querySelectorAll('tr');
     var rows = body.rows;
@@ -137,23 +156,24 @@
     var place = focusPlace();
     var sameRows =
       rows.length === fresh.length &&
-      Array.prototype.every.call(rows, function (row, i) {
+      Array.from(rows).every(function (row, i) {
         return keyOf(row) === keyOf(fresh[i]);
       });
     if (sameRows) {
       // Only the rows that changed: the rest (and a focus in them) stay as they are.
-      Array.prototype.slice.call(rows).forEach(function (row, i) {
+      Array.from(rows).forEach(function (row, i) {
         if (row.outerHTML !== fresh[i].outerHTML) {
           row.replaceWith(fresh[i]);
         }
       });
     } else {
-      body.replaceChildren.apply(body, Array.prototype.slice.call(fresh));
+      body.replaceChildren.apply(body, Array.from(fresh));
     }
     restoreFocus(place);
     return changes;
   }
 
+  /** @param {string} html */
   function replaceWorking(html) {
     var now = document.getElementById('working-now');
     var fresh = parse(html).getElementById('working-now');
@@ -162,6 +182,7 @@
     }
   }
 
+  /** @param {string[]} changes */
   function announce(changes) {
     if (!changes.length) {
       return;
@@ -171,12 +192,14 @@
     announcer.textContent = told.join('; ') + (more > 0 ? '; and ' + more + ' more' : '') + '.';
   }
 
+  /** @param {string} text */
   function stop(text) {
     stopped = true;
     window.clearTimeout(timer);
     say(text);
   }
 
+  /** @param {number} ms */
   function schedule(ms) {
     window.clearTimeout(timer);
     if (stopped || document.hidden) {
@@ -226,8 +249,11 @@
       .catch(function () {
         delay = Math.min(delay * 2, LONGEST_MS);
         say(
-          'Live updates failed at ' + clock(new Date()) + '; trying again in ' +
-            Math.round(delay / 1000) + ' s. The table may be out of date.'
+          'Live updates failed at ' +
+            clock(new Date()) +
+            '; trying again in ' +
+            Math.round(delay / 1000) +
+            ' s. The table may be out of date.'
         );
       })
       .then(function () {
