@@ -12,15 +12,11 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def bar_chart(points: list[tuple[str, float]], title: str, chart_id: str = "chart") -> str:
-    """Bars of seconds per label (labels are dates YYYY-MM-DD; the axis shows MM-DD)."""
-    top = max((v for _, v in points), default=0.0)
-    scale_max = max(top, 60.0)
-    inner_w = WIDTH - PAD_LEFT - 8
+def _opening(chart_id: str, title: str, desc: str, top_label: str) -> list[str]:
+    """The chart's element, its accessible name and description, the base line and the scale's
+    two ticks (its top, labelled, and 0)."""
     inner_h = HEIGHT - PAD_TOP - PAD_BOTTOM
-    step = inner_w / max(len(points), 1)
-    desc = "; ".join(f"{label}: {_minutes(v)}" for label, v in points)
-    out = [
+    return [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="100%" role="img" aria-labelledby="{chart_id}-title {chart_id}-desc" '
         f'class="chart">',
@@ -29,9 +25,20 @@ def bar_chart(points: list[tuple[str, float]], title: str, chart_id: str = "char
         f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + inner_h}" x2="{WIDTH - 8}" '
         f'y2="{PAD_TOP + inner_h}" class="axis"/>',
         f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + 4}" text-anchor="end" class="tick">'
-        f"{escape(_minutes(scale_max))}</text>",
+        f"{escape(top_label)}</text>",
         f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + inner_h}" text-anchor="end" class="tick">0</text>',
     ]
+
+
+def bar_chart(points: list[tuple[str, float]], title: str, chart_id: str = "chart") -> str:
+    """Bars of seconds per label (labels are dates YYYY-MM-DD; the axis shows MM-DD)."""
+    top = max((v for _, v in points), default=0.0)
+    scale_max = max(top, 60.0)
+    inner_w = WIDTH - PAD_LEFT - 8
+    inner_h = HEIGHT - PAD_TOP - PAD_BOTTOM
+    step = inner_w / max(len(points), 1)
+    desc = "; ".join(f"{label}: {_minutes(v)}" for label, v in points)
+    out = _opening(chart_id, title, desc, _minutes(scale_max))
     for i, (label, value) in enumerate(points):
         h = inner_h * value / scale_max
         x = PAD_LEFT + i * step + step * 0.15
@@ -74,18 +81,7 @@ def histogram(
     )
     if shown:
         desc += ". " + "; ".join(f"{label} at {m:g} min" for m, label in shown)
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="100%" role="img" aria-labelledby="{chart_id}-title {chart_id}-desc" '
-        f'class="chart">',
-        f'<title id="{chart_id}-title">{escape(title)}</title>',
-        f'<desc id="{chart_id}-desc">{escape(desc)}</desc>',
-        f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + inner_h}" x2="{WIDTH - 8}" '
-        f'y2="{PAD_TOP + inner_h}" class="axis"/>',
-        f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + 4}" text-anchor="end" class="tick">'
-        f"{scale_max}</text>",
-        f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + inner_h}" text-anchor="end" class="tick">0</text>',
-    ]
+    out = _opening(chart_id, title, desc, str(scale_max))
     for i, (low, high, count) in enumerate(bins):
         h = inner_h * count / scale_max
         x = PAD_LEFT + i * step
