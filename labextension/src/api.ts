@@ -28,6 +28,8 @@ export interface ServerStatus {
   /** The server's clock (POSIX seconds) when it made this answer. */
   as_of?: number;
   outbox?: { pending?: number; inflight?: number; sent?: number; dead?: number; error?: string };
+  /** The store: why it fails (error) or where it should not be (warning: a network file system). */
+  store?: { error?: string | null; warning?: string | null };
   delivery?: {
     state: string;
     last_error: string | null;

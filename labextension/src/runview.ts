@@ -258,6 +258,32 @@ export function describeXp(completion: RunCompletion): string {
   return reasons.length > 0 ? reasons.join('; ') : `${Math.round(xp * 10) / 10} XP`;
 }
 
+/** A line under the panel's table: something wrong, or something to fix that still records. */
+export interface PanelNote {
+  kind: 'error' | 'warning';
+  text: string;
+}
+
+/**
+ * The panel's notes: each error once (the run's, the server's problem, the status request's),
+ * then the store's warning (recording, but on a disk where it should not be).
+ */
+export function panelNotes(
+  snapshotError: string | null | undefined,
+  status: ServerStatus | null,
+  statusError: string | null
+): PanelNote[] {
+  const errors = [snapshotError, status?.problem, statusError].filter(
+    (e): e is string => typeof e === 'string' && e.length > 0
+  );
+  const notes: PanelNote[] = [...new Set(errors)].map(text => ({ kind: 'error', text }));
+  const warning = status?.store?.warning;
+  if (typeof warning === 'string' && warning.length > 0) {
+    notes.push({ kind: 'warning', text: warning });
+  }
+  return notes;
+}
+
 /** Epoch ms of the last local midnight: "today" is the student's day, not the server's. */
 export function localMidnight(now: Date = new Date()): number {
   return new Date(now.getFullYear(), now.getMonth(), now.getDate()).getTime();

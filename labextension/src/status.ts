@@ -23,6 +23,7 @@ import {
   describeXp,
   formatDuration,
   label,
+  panelNotes,
   shown,
   type RunFigures,
   type Shown
@@ -345,15 +346,12 @@ export class RunPanel extends Widget {
     if (typeof status?.as_of === 'number') {
       table.dataset.asOf = String(status.as_of);
     }
-    const errors = [s?.error, status?.problem, statusError].filter(
-      (e): e is string => typeof e === 'string' && e.length > 0
-    );
     const children: HTMLElement[] = [title, table];
-    for (const error of new Set(errors)) {
+    for (const note of panelNotes(s?.error, status, statusError)) {
       const div = document.createElement('div');
-      div.className = 'tb-RunPanel-error';
-      div.dataset.timeback = 'error';
-      div.textContent = error;
+      div.className = `tb-RunPanel-${note.kind}`;
+      div.dataset.timeback = note.kind;
+      div.textContent = note.text;
       children.push(div);
     }
     if (this._showRecords !== null) {

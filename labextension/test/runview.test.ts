@@ -10,6 +10,7 @@ import {
   formatDuration,
   label,
   localMidnight,
+  panelNotes,
   sameJson,
   shown,
   type RunFigures
@@ -229,5 +230,36 @@ describe('declaresActivity', () => {
     expect(declaresActivity({ activity: { id: 'a' } })).toBe(true);
     expect(declaresActivity('not-a-dict')).toBe(true);
     expect(declaresActivity([1])).toBe(true);
+  });
+});
+
+describe('panelNotes', () => {
+  const status = (over: Partial<ServerStatus> = {}): ServerStatus => ({
+    recording: true,
+    problem: null,
+    sink: 'local',
+    ...over
+  });
+
+  it('says each error once, the store warning after them', () => {
+    const notes = panelNotes(
+      'the store is locked',
+      status({
+        problem: 'the store is locked',
+        store: { error: null, warning: 'the store is on nfs4: move it to a local disk' }
+      }),
+      'status: HTTP 500'
+    );
+    expect(notes).toEqual([
+      { kind: 'error', text: 'the store is locked' },
+      { kind: 'error', text: 'status: HTTP 500' },
+      { kind: 'warning', text: 'the store is on nfs4: move it to a local disk' }
+    ]);
+  });
+
+  it('is empty when all is well or the server said nothing of its store', () => {
+    expect(panelNotes(null, status({ store: { error: null, warning: null } }), null)).toEqual([]);
+    expect(panelNotes(undefined, status(), null)).toEqual([]);
+    expect(panelNotes('', null, '')).toEqual([]);
   });
 });
