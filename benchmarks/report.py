@@ -219,17 +219,15 @@ WHY_MISSED = {
     ),
     "events": (
         "Read the columns of the now row: building an event is no longer the cost (a few "
-        "dicts, no pydantic), nor is the sink's check (a few µs for our own shape). The drain "
-        "of a batch is one read (the local sink's batches are no longer claimed: nothing "
-        "leaves the store, so a crash only means they are checked again), a json.loads of "
-        "each stored payload, the envelope and the check, and one ack: a single statement "
-        "and its commit, most of it SQLite rewriting each event's row (payload included) and "
-        "moving its index entries. Those two, the parse of the stored payloads and the store's "
-        "per-row cost of marking them sent, are what is left above the floor. Both now run "
-        "on the drainer's store thread, which halves what a drain holds the event loop for "
-        "and costs its own CPU: compare the now row with the row that keeps them on the "
-        "loop, measured in the same run (the handoffs and the thread's cold caches, about "
-        "10 µs per event on this loaded machine)."
+        "dicts, no pydantic), nor is the drain's envelope and check (the events our builder "
+        "made are marked so in the outbox and accepted as stored, their JSON never parsed "
+        "again). What is left of a drain is one read of the batch's rows, one ack (a single "
+        "statement and its commit, most of it SQLite rewriting each event's row, payload "
+        "included, to mark it sent) and the one handoff of the batch to the drainer's store "
+        "thread and back (its wake-ups cost the loop's thread CPU too); compare the now row "
+        "with the row that keeps the drain on the loop, measured in the same run. A narrower "
+        "ack (the status apart from the payload) would take an extra row per enqueue, on the "
+        "commit every heartbeat pays."
     ),
     "outbox": (
         "Compare the rows: a commit takes a fraction of a millisecond of CPU, the CPU spin "

@@ -3,6 +3,7 @@
 
 import asyncio
 import base64
+import json
 import logging
 import time
 import uuid
@@ -394,6 +395,9 @@ async def test_flush_is_bounded_in_real_time_too(store):
 @pytest.mark.asyncio
 async def test_local_sink_dead_letters_only_the_invalid_event(store, fake):
     good1, bad, good2 = time_spent_events(str(uuid.uuid4()), 3)
+    # An event from elsewhere (a plain dict): one our builder made is stored as checked, and
+    # changing it afterwards is the caller's bug (caliper.BuiltEvent).
+    bad = json.loads(json.dumps(bad))
     bad["generated"]["items"][0]["type"] = "sleeping"
     for e in (good1, bad, good2):
         store.enqueue(e, run_id=None, kind=KIND_TIME_SPENT, sensor=SENSOR)

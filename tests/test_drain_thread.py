@@ -31,9 +31,9 @@ class Watched(Store):
     def _note(self, name: str) -> None:
         self.threads.setdefault(name, set()).add(threading.current_thread().name)
 
-    def pending_batch(self, limit: int):  # type: ignore[no-untyped-def]
-        self._note("pending_batch")
-        return super().pending_batch(limit)
+    def stored_batch(self, limit: int):  # type: ignore[no-untyped-def]
+        self._note("stored_batch")
+        return super().stored_batch(limit)
 
     def ack(self, event_ids):  # type: ignore[no-untyped-def]
         self._note("ack")
@@ -71,6 +71,6 @@ def test_a_batch_is_read_and_acked_on_the_store_thread_only_if_the_store_allows(
     assert store.depth() == 0
     loop_thread = threading.current_thread().name
     expected = {"timeback-outbox"} if thread_safe else {loop_thread}
-    assert store.threads == {"pending_batch": expected, "ack": expected}
+    assert store.threads == {"stored_batch": expected, "ack": expected}
     assert drainer.store_thread.cpu > 0 if thread_safe else drainer.store_thread.cpu == 0
     store.close()

@@ -3,6 +3,7 @@ a batch at a time, while runs, windows and completions stay; every event is read
 time. Real SQLite throughout, time injected."""
 
 import io
+import json
 import sqlite3
 import time
 import tracemalloc
@@ -205,10 +206,17 @@ def test_a_version_3_store_gains_the_checkpoints_and_the_index_keeping_its_rows(
         with Store(path) as old:
             run = new_run()
             old.insert_run(run)
-            e = event()
-            old.enqueue(e, run_id=run.id, kind="time_spent", sensor=SENSOR)
+    e = event()
+    raw = sqlite3.connect(path)
+    with raw:  # as a release of version 3 wrote it (no later column)
+        raw.execute(
+            "INSERT INTO outbox (event_id, run_id, kind, sensor, payload, created_at) "
+            "VALUES (?, ?, 'time_spent', ?, ?, 1.0)",
+            (e["id"], run.id, SENSOR, json.dumps(e)),
+        )
+    raw.close()
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION >= 4
         assert [x["id"] for x in store.events()] == [e["id"]]
         assert store.open_windows() == []
         store.save_open_windows("me", [(run.id, 15.0, 20.0, 5.0, 0.0)], 20.0)

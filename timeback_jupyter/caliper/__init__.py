@@ -5,8 +5,14 @@ imports the SDK on first use: the golden reference, ``doctor``'s check) and the 
 makes before accepting an event (:mod:`.checks`)."""
 
 from .checks import check_event, is_built_shape
-from .events import completion_event, envelope, time_spent_event
-from .inputs import CALIPER_DATA_VERSION
+from .events import (
+    StoredEnvelope,
+    completion_event,
+    envelope,
+    stored_envelope,
+    time_spent_event,
+)
+from .inputs import CALIPER_DATA_VERSION, BuiltEvent
 from .reference import (
     official_completion_event,
     official_envelope,
@@ -18,7 +24,9 @@ from .targets import Actor, CaliperInputError, Target, activity_url, course_url,
 __all__ = [
     "CALIPER_DATA_VERSION",
     "Actor",
+    "BuiltEvent",
     "CaliperInputError",
+    "StoredEnvelope",
     "Target",
     "activity_url",
     "check_event",
@@ -30,6 +38,7 @@ __all__ = [
     "official_completion_event",
     "official_envelope",
     "official_time_spent_event",
+    "stored_envelope",
     "time_spent_event",
     "user_url",
     "validate_event",

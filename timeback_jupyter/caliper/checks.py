@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from ..model import SUBJECTS
-from .inputs import CALIPER_DATA_VERSION
+from .inputs import CALIPER_DATA_VERSION, BuiltEvent
 
 _HEAD = {"@context", "id", "type", "action", "actor", "object", "eventTime", "profile"}
 _TAIL = {"generated", "session", "extensions"}
@@ -50,6 +50,7 @@ _ACE_GENERATED = frozenset({"id", "type", "items", "attempt"})
 _ACE_GENERATED_EXT = frozenset({"id", "type", "items", "attempt", "extensions"})
 _PCT_KEYS = frozenset({"pctCompleteApp"})
 _isfinite = math.isfinite
+_EVENT_TYPES = (dict, BuiltEvent)
 
 
 def _text(value: Any) -> bool:
@@ -63,7 +64,7 @@ def is_built_shape(event: Any) -> bool:
     surprise (a list where a dict belongs, an unhashable value) is simply not our shape.
     """
     try:
-        if type(event) is not dict or event.keys() != _KEYS:
+        if type(event) not in _EVENT_TYPES or event.keys() != _KEYS:
             return False
         kind = event["type"]
         actor, obj, ext, g = (

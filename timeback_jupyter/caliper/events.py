@@ -15,12 +15,15 @@ does not pay the SDK's import.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..model import Completion, Window
 from .inputs import (
     CALIPER_DATA_VERSION,
+    BuiltEvent,
     checked_attempt,
     checked_run_id,
     completion_metrics,
@@ -42,19 +45,21 @@ def _object(target: Target) -> dict[str, Any]:
     }
 
 
-def _head(kind: str, action: str, the_id: str, actor: Actor, target: Target) -> dict[str, Any]:
+def _head(kind: str, action: str, the_id: str, actor: Actor, target: Target) -> BuiltEvent:
     if not isinstance(actor, Actor):
         raise CaliperInputError("actor", "must be a caliper.Actor")
     if not isinstance(target, Target):
         raise CaliperInputError("target", "must be a caliper.Target")
-    return {
-        "@context": CALIPER_DATA_VERSION,
-        "id": the_id,
-        "type": kind,
-        "action": action,
-        "actor": {"id": actor.id, "type": "TimebackUser", "email": actor.email},
-        "object": _object(target),
-    }
+    return BuiltEvent(
+        {
+            "@context": CALIPER_DATA_VERSION,
+            "id": the_id,
+            "type": kind,
+            "action": action,
+            "actor": {"id": actor.id, "type": "TimebackUser", "email": actor.email},
+            "object": _object(target),
+        }
+    )
 
 
 def time_spent_event(
@@ -65,7 +70,7 @@ def time_spent_event(
     *,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """One heartbeat window as a TimeSpentEvent (a plain JSON-able dict)."""
+    """One heartbeat window as a TimeSpentEvent (a JSON-able dict, a :class:`BuiltEvent`)."""
     if not isinstance(window, Window):
         raise CaliperInputError("window", "must be a model.Window")
     run = checked_run_id(run_id, window.run_id, "window.run_id")
@@ -96,7 +101,7 @@ def completion_event(
     *,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """A run's completion as an ActivityEvent/Completed (a plain JSON-able dict)."""
+    """A run's completion as an ActivityEvent/Completed (a JSON-able dict, a BuiltEvent)."""
     if not isinstance(completion, Completion):
         raise CaliperInputError("completion", "must be a model.Completion")
     run = checked_run_id(run_id, completion.run_id, "completion.run_id")
@@ -133,3 +138,34 @@ def envelope(events: list[dict[str, Any]], sensor: str, send_time: float) -> dic
         "dataVersion": CALIPER_DATA_VERSION,
         "data": [dict(e) for e in events],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEnvelope:
+    """An envelope of events kept as the JSON text the outbox stored, not parsed: what a sink
+    that only checks needs (the local sink: just the events in ``unchecked``, the indexes of
+    those no builder of ours made), and a body to post as it is (:meth:`text`)."""
+
+    sensor: str
+    send_time: str
+    texts: list[str]
+    unchecked: list[int]
+
+    def text(self) -> str:
+        """The envelope's JSON: the stored texts spliced in, no event parsed or dumped again
+        (parsed, equal to :func:`envelope` of the parsed events)."""
+        head = {"sensor": self.sensor, "sendTime": self.send_time}
+        head["dataVersion"] = CALIPER_DATA_VERSION
+        text = json.dumps(head, separators=(",", ":"))
+        return f'{text[:-1]},"data":[{",".join(self.texts)}]}}'
+
+
+def stored_envelope(
+    texts: list[str], sensor: str, send_time: float, unchecked: list[int]
+) -> StoredEnvelope:
+    """:func:`envelope` for events as stored (JSON texts), with the same checks of its head."""
+    if not isinstance(texts, list) or not texts or not all(type(t) is str for t in texts):
+        raise CaliperInputError("events", "must be a non-empty list of stored events")
+    return StoredEnvelope(
+        absolute_url(sensor, "sensor"), iso_time(send_time, "send_time"), texts, list(unchecked)
+    )

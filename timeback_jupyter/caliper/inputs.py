@@ -10,6 +10,17 @@ import uuid
 from ..model import Completion, InvalidInput, parse_run_id
 from .targets import CaliperInputError
 
+
+class BuiltEvent(dict):  # type: ignore[type-arg]
+    """An event as :mod:`.events` built it from checked inputs: valid by construction (the
+    golden test holds it equal to the SDK's own output). The outbox records that it was built
+    so (``outbox.checked``), and a sink need not check such an event again. A copy (``dict(e)``,
+    a JSON round trip) is a plain dict again and is checked like any other event; the builders'
+    callers hand their events to the store unchanged."""
+
+    __slots__ = ()
+
+
 # The data version the SDK 0.4 sends (timeback_caliper.CALIPER_DATA_VERSION; a test checks it).
 CALIPER_DATA_VERSION = "http://purl.imsglobal.org/ctx/caliper/v1p2"
 # The official server SDK's datetime check for endedAt (handlers/activity/schema.py).

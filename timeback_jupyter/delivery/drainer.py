@@ -34,6 +34,7 @@ from .ports import OutboxPort
 from .report import DrainReport, delivery_status
 from .settle import Settler
 from .sink import Sink
+from .stored import deliver_stored, takes_stored
 
 LOG = logging.getLogger("timeback_jupyter.delivery")
 
@@ -74,13 +75,9 @@ class Drainer:
         ``quiet_interval`` if every write calls :meth:`notify` (a server's own store)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DeliveryError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        for name, value in (
-            ("retry_initial", retry_initial),
-            ("retry_max", retry_max),
-            ("idle_interval", idle_interval),
-            ("stop_timeout", stop_timeout),
-            ("job_timeout", job_timeout),
-        ):
+        for name, value in (("retry_initial", retry_initial), ("retry_max", retry_max),
+                            ("idle_interval", idle_interval), ("stop_timeout", stop_timeout),
+                            ("job_timeout", job_timeout)):  # fmt: skip
             check_positive(name, value)
         if quiet_interval is not None:
             check_positive("quiet_interval", quiet_interval)
@@ -89,21 +86,15 @@ class Drainer:
         if not (isinstance(batch_pause, int | float) and 0 <= batch_pause < 1):
             raise DeliveryError(f"batch_pause must be in [0, 1) seconds, got {batch_pause!r}")
         self.batch_pause = float(batch_pause)
-        self.store = store
-        self.sink = sink
-        self.batch_size = batch_size
-        self.retry_initial = float(retry_initial)
-        self.retry_max = float(retry_max)
+        self.store, self.sink, self.batch_size = store, sink, batch_size
+        self.retry_initial, self.retry_max = float(retry_initial), float(retry_max)
         self.idle_interval = float(idle_interval)
         self.quiet_interval = None if quiet_interval is None else float(quiet_interval)
-        self.looks = 0  # drain steps taken by run(), for tests and benchmarks
-        self.stop_timeout = float(stop_timeout)
-        self._now = now
-        self._sleep = sleep
-        self._wall = wall
-        self._log = log
+        self.looks, self.stop_timeout = 0, float(stop_timeout)  # looks: drain steps by run()
+        self._now, self._sleep, self._wall, self._log = now, sleep, wall, log
         self._lease = Lease(store.path)
         self.store_thread = StoreThread(store)  # a batch's read and ack, off the event loop
+        self._stored = takes_stored(sink, store)  # batches as stored, in one call (.stored)
         self._backoff = Backoff(self.retry_initial, self.retry_max, now=now, rng=rng)
         self._jobs = JobWatcher(
             store, sink, (job_poll_initial, job_poll_max), job_failures_max, now=now, log=log
@@ -181,36 +172,57 @@ class Drainer:
                 # A send whose outcome is unknown is not settled yet: nothing newer goes out
                 # before it (its events may still be stored, or go again in their place).
                 return replace(done, idle=True)
-            batch = await self._take(self.batch_size)
-            if not batch:
+            if self._stored:
+                report = await self._deliver_stored()
+            else:
+                batch = await self._take(self.batch_size)
+                report = await self._deliver(batch) if batch else None
+            if report is None:
                 return replace(done, idle=True)
-            report = await self._deliver(batch)
             waits += [report.waiting] if report.waiting is not None else []
             return replace(done + report, waiting=min(waits) if waits else None)
 
     async def _take(self, limit: int) -> list[OutboxItem]:
-        """The next batch: claimed (marked inflight and committed) before a send that leaves
-        the process, so a crash cannot send it twice unknowingly. A sink whose accepting has no
-        effect outside this store (``remote = False``: the local sink) gets it read without
-        the claim: after a crash its events are simply checked again, and the drain of a batch
-        is one write transaction (the ack) instead of two. The promise is the class's own: a
-        subclass (another send, one that may suspend) is claimed for unless it says so too."""
+        """The next batch: claimed (marked inflight, committed) before a send that leaves the
+        process, so a crash cannot send it twice unknowingly. A sink whose class says accepting
+        has no effect outside this store (``remote = False``) gets it read, not claimed: after
+        a crash its events are simply checked again (a subclass must say so too)."""
         if vars(type(self.sink)).get("remote", True) is False:
             pending_batch = getattr(self.store, "pending_batch", None)
             if pending_batch is not None:
                 return list(await self.store_thread.call(pending_batch, limit))
         return await self.store_thread.call(self.store.claim_batch, limit)
 
+    async def _deliver_stored(self) -> DrainReport | None:
+        """The batch as stored, in one call on the store thread (:mod:`.stored`)."""
+        step = await self.store_thread.call(
+            deliver_stored, self.store, self.sink, self.batch_size, self._wall
+        )
+        if not step.event_ids:
+            return None
+        if step.rejected is not None:
+            return self._reject(step.event_ids, step.rejected)
+        if step.failed is not None:  # kept "inflight": the batch was only read, still pending
+            return self._retry(step.event_ids, step.failed, None, keep_inflight=True)
+        self._delivered()
+        return DrainReport(sent=len(step.event_ids))
+
+    def _delivered(self) -> None:
+        if self._backoff.failures:
+            self._log.info("delivery to %s works again", self.sink.name)
+        self._backoff.succeeded()
+        self._last_error = None
+
     async def _deliver(self, batch: list[OutboxItem]) -> DrainReport:
         ids = [item.event_id for item in batch]
         try:
             envelope = caliper.envelope([i.payload for i in batch], batch[0].sensor, self._wall())
         except caliper.CaliperInputError as err:
-            return self._reject(batch, RejectedError(f"cannot build the envelope: {err}"))
+            return self._reject(ids, RejectedError(f"cannot build the envelope: {err}"))
         try:
             job_id = await self.sink.send(envelope)
         except RejectedError as err:
-            return self._reject(batch, err)
+            return self._reject(ids, err)
         except RetryableError as err:
             return self._retry(ids, str(err), err.retry_after, keep_inflight=err.maybe_delivered)
         except asyncio.CancelledError:
@@ -219,10 +231,7 @@ class Drainer:
         except Exception as err:
             self._log.exception("the %s sink failed unexpectedly", self.sink.name)
             return self._retry(ids, f"{type(err).__name__}: {err}", None, keep_inflight=True)
-        if self._backoff.failures:
-            self._log.info("delivery to %s works again", self.sink.name)
-        self._backoff.succeeded()
-        self._last_error = None
+        self._delivered()
         if not job_id:
             await self.store_thread.call(self.store.ack, ids)  # delivered when accepted: no job
             return DrainReport(sent=len(ids))
@@ -243,16 +252,11 @@ class Drainer:
         self._last_error = error
         self._log.warning(
             "sending %d event(s) to %s failed (%s); retry #%d in %.1fs",
-            len(ids),
-            self.sink.name,
-            error,
-            self._backoff.failures,
-            delay,
-        )
+            len(ids), self.sink.name, error, self._backoff.failures, delay,
+        )  # fmt: skip
         return DrainReport(retried=len(ids), delay=delay, error=error)
 
-    def _reject(self, batch: list[OutboxItem], err: RejectedError) -> DrainReport:
-        ids = [item.event_id for item in batch]
+    def _reject(self, ids: list[str], err: RejectedError) -> DrainReport:
         named = [i for i in (err.event_ids or []) if i in ids]
         culprits = named or ids
         self.store.dead_letter(culprits, err.reason)
@@ -265,10 +269,8 @@ class Drainer:
         self._last_error = err.reason
         self._log.error(
             "%s rejected %d event(s), moved to dead letters: %s",
-            self.sink.name,
-            len(culprits),
-            err.reason,
-        )
+            self.sink.name, len(culprits), err.reason,
+        )  # fmt: skip
         return DrainReport(rejected=len(culprits), retried=len(rest), error=err.reason)
 
     # -- the loop --------------------------------------------------------------------------

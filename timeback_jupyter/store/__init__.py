@@ -27,6 +27,7 @@ from .outbox import (
     DeadLetter,
     OutboxItem,
     OutboxStore,
+    StoredBatch,
 )
 from .retention import DAY, RetentionStore
 from .runs import RunStore
@@ -46,6 +47,7 @@ __all__ = [
     "OutboxItem",
     "Store",
     "StoreError",
+    "StoredBatch",
 ]
 
 

@@ -17,7 +17,7 @@ import sqlite3
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # MIGRATIONS[n] takes a store from schema version n to n + 1; append, never edit.
 MIGRATIONS: list[list[str]] = [
@@ -135,6 +135,13 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX outbox_prunable ON outbox (sent_at) "
         "WHERE status = 'sent' AND kind = 'time_spent'",
+    ],
+    # 4 -> 5: whether an event was built by our builder from checked inputs (1) or came from
+    # elsewhere (0: a generic enqueue, every row of an older release), so a sink that only
+    # checks (the local sink) accepts the first kind as stored, unparsed (``StoredBatch``).
+    # A column with a default: SQLite adds it without rewriting a row.
+    [
+        "ALTER TABLE outbox ADD COLUMN checked INTEGER NOT NULL DEFAULT 0",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from ..caliper.inputs import BuiltEvent
 from ..model import InvalidInput, require_text
 from .database import Database, dump
 from .errors import StoreError, explain
@@ -37,6 +38,17 @@ class OutboxItem:
     payload: dict[str, Any]
     attempts: int
     claimed_at: float | None = None  # when its last send began (store clock)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A batch as stored, not parsed: the events' JSON texts, and which of them our builder
+    did not make (``unchecked``: their indexes), for a sink that only needs to check them."""
+
+    sensor: str
+    event_ids: list[str]
+    texts: list[str]
+    unchecked: list[int]
 
 
 @dataclass(frozen=True)
@@ -76,10 +88,12 @@ def insert_event(
         payload = dump(event)
     except (TypeError, ValueError) as err:
         raise InvalidInput("event", f"is not JSON-serializable ({err})") from None
+    # Built by caliper's builders, as they built it: no sink needs to check it again.
+    checked = type(event) is BuiltEvent
     cur = db.execute(
-        "INSERT INTO outbox (event_id, run_id, kind, sensor, payload, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (event_id, run_id, kind, sensor, payload, at),
+        "INSERT INTO outbox (event_id, run_id, kind, sensor, payload, created_at, checked) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (event_id, run_id, kind, sensor, payload, at, checked),
     )
     return int(cur.lastrowid or 0)
 
@@ -201,6 +215,27 @@ class OutboxStore(Database):
             OutboxItem(seq, event_id, run_id, kind, sensor, loads(payload), attempts, None)
             for seq, event_id, run_id, kind, sensor, payload, attempts in rows
         ]
+
+    def stored_batch(self, limit: int) -> StoredBatch | None:
+        """The batch :meth:`pending_batch` reads, as stored: no payload parsed (most need no
+        parse: see :class:`StoredBatch`). None when nothing is pending."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT event_id, sensor, payload, checked FROM outbox "
+                    "WHERE status = 'pending' AND sensor = (SELECT sensor FROM outbox "
+                    "WHERE status = 'pending' ORDER BY seq LIMIT 1) ORDER BY seq LIMIT ?",
+                    (limit,),
+                ).fetchall()
+            except sqlite3.Error as err:
+                raise StoreError(explain(err, self.path)) from None
+        if not rows:
+            return None
+        ids, _, texts, checked = (list(c) for c in zip(*rows, strict=True))
+        unchecked = [i for i, ok in enumerate(checked) if not ok]
+        return StoredBatch(rows[0][1], ids, texts, unchecked)
 
     def inflight(self) -> list[OutboxItem]:
         """Claimed events no job of Timeback's carries yet: being sent, or sent with an
