@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..model import InvalidInput
 from ..store import OUTBOX_STATUSES, DeadLetter, OutboxItem
+from . import outbox_sql as sql
 from .database import RelayDatabase
 from .jobs import RelayJobs
 from .letters import ERROR_LENGTH, checked_ids, move_to_dead_letters
@@ -113,30 +113,20 @@ class RelayOutbox(RelayJobs):
         self._alive()
         with self.db.write() as conn:
             # The first row another claimer does not hold: its sensor is the batch's.
-            first = conn.execute(
-                sa.select(outbox.c.sensor)
-                .where(outbox.c.status == "pending")
-                .order_by(outbox.c.seq)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            first = conn.execute(sql.FIRST_SENSOR).first()
             if first is None:
                 return []
-            rows = conn.execute(claim_query(first.sensor, limit)).all()
-            now = self._now()
-            if rows:
-                conn.execute(
-                    sa.update(outbox)
-                    .where(outbox.c.seq.in_([r.seq for r in rows]))
-                    .values(
-                        status="inflight",
-                        attempts=outbox.c.attempts + 1,
-                        claimed_at=now,
-                        job_id=None,
-                        claimed_by=self.replica.key,
-                    )
-                )
-        return [replace(_item(r), attempts=r.attempts + 1, claimed_at=now) for r in rows]
+            rows = conn.execute(
+                sql.CLAIM,
+                {
+                    "p_sensor": first.sensor,
+                    "p_limit": limit,
+                    "p_now": self._now(),
+                    "p_key": self.replica.key,
+                },
+            ).all()
+        rows.sort(key=lambda r: r.seq)
+        return [_item(r) for r in rows]
 
     def inflight(self) -> list[OutboxItem]:
         """Claimed events no job of Timeback's carries yet: being sent, or sent with an
@@ -169,11 +159,7 @@ class RelayOutbox(RelayJobs):
         if not ids:
             return
         with self.db.write() as conn:
-            conn.execute(
-                sa.update(outbox)
-                .where(outbox.c.event_id.in_(ids), outbox.c.status != "sent")
-                .values(status="sent", sent_at=self._now(), last_error=None)
-            )
+            conn.execute(sql.ACK[self.db.dialect], {"p_ids": ids, "p_now": self._now()})
 
     def release(self, event_ids: Iterable[str], error: str) -> None:
         """Back to pending after a failed attempt; the seq, and so the order, is kept.
