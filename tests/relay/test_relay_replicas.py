@@ -191,3 +191,37 @@ def test_a_replica_follows_its_own_jobs_and_a_dead_ones(postgres_stores):
         assert followed() == {"job-mine", "job-carrying-nothing"}
     finally:
         mine.db.close()
+
+
+def test_a_replica_with_no_send_of_its_own_open_looks_for_orphans_only_now_and_then(
+    postgres_stores, monkeypatch
+):
+    url = postgres_stores()
+    mine = RelayOutbox(open_relay_db(url))
+    try:
+        with mine.db.write() as conn:
+            for i in range(3):
+                ob.enqueue(conn, {"id": f"urn:uuid:{i}"}, user="ada", run_id=None,
+                           kind="time_spent", sensor="https://a.edu", at=T0 + i)  # fmt: skip
+        assert mine.inflight() == []
+        other = _claim_in_another_process(url)
+        assert "urn:uuid:0" in other.stdout.readline()
+        other.kill()
+        other.wait(30)
+        locks = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND "
+            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        with mine.db.read() as conn:  # its lock gone with its session: only this one's left
+            wait_until(lambda: conn.exec_driver_sql(locks).scalar_one() == 1, "the lock to go")
+        monkeypatch.setattr(ob, "ORPHANS_EVERY", 3600.0)
+        assert mine.inflight() == []  # none of its own open: not asked again yet
+        # a send of its own open: the store is asked, and the orphan is found with it
+        [own] = mine.claim_batch(1)
+        assert [i.event_id for i in mine.inflight()] == ["urn:uuid:0", own.event_id]
+        mine.record_job([own.event_id], "job-1")
+        assert mine.inflight() == []  # settled: back to looking now and then
+        monkeypatch.setattr(ob, "ORPHANS_EVERY", 0.0)
+        assert [i.event_id for i in mine.inflight()] == ["urn:uuid:0"]
+    finally:
+        mine.db.close()

@@ -16,6 +16,7 @@ store it (:mod:`.jobs`); one without is being sent, or its send's outcome is unk
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,6 +33,9 @@ from .replicas import Replica
 from .schema import dead_letters, outbox
 
 INSERT = sa.insert(outbox)  # built once: see statements.py
+# With replicas: seconds between looks for a dead replica's sends while this one has none of
+# its own to settle (the settle asks at every drain step; one read a batch for nothing).
+ORPHANS_EVERY = 1.0
 
 
 def enqueue(
@@ -101,6 +105,11 @@ class RelayOutbox(RelayJobs):
         # the replica's key): no lease, which on one host would idle all but one.
         self.path = "" if self.replica.key is not None else db.path
         self._now = now
+        # With replicas, this one's claims not yet settled (sent with a job, acked, released,
+        # dead-lettered): its own inflight events are known here, so with none of them the
+        # store is asked only every ORPHANS_EVERY s, for dead replicas' (:meth:`inflight`).
+        self._open: set[str] = set()
+        self._looked = -math.inf
 
     def claim_batch(self, limit: int) -> list[OutboxItem]:
         """The oldest pending events sharing the first one's sensor, marked inflight.
@@ -126,6 +135,7 @@ class RelayOutbox(RelayJobs):
                 },
             ).all()
         rows.sort(key=lambda r: r.seq)
+        self._open.update(r.event_id for r in rows)
         return [_item(r) for r in rows]
 
     def inflight(self) -> list[OutboxItem]:
@@ -134,8 +144,15 @@ class RelayOutbox(RelayJobs):
         :meth:`jobs_pending`.
 
         With replicas (PostgreSQL), only this replica's and those of replicas gone: another
-        live replica's send is its own to settle (:mod:`.replicas`)."""
-        self._alive()
+        live replica's send is its own to settle (:mod:`.replicas`). Those of a replica
+        gone are found within ORPHANS_EVERY s while this one has no send of its own open."""
+        self._alive()  # the lock taken again first, if the database dropped it (replicas.py)
+        if (
+            self.replica.key is not None
+            and not self._open
+            and time.monotonic() - self._looked < ORPHANS_EVERY
+        ):
+            return []
         with self.db.read() as conn:
             rows = conn.execute(
                 sa.select(outbox)
@@ -146,6 +163,9 @@ class RelayOutbox(RelayJobs):
                 )
                 .order_by(outbox.c.seq)
             ).all()
+        self._looked = time.monotonic()
+        # What is no longer inflight without a job was settled (by this replica or another)
+        self._open.intersection_update(r.event_id for r in rows)
         return [_item(r) for r in rows]
 
     def _alive(self) -> None:
@@ -160,6 +180,7 @@ class RelayOutbox(RelayJobs):
             return
         with self.db.write() as conn:
             conn.execute(sql.ACK[self.db.dialect], {"p_ids": ids, "p_now": self._now()})
+        self._open.difference_update(ids)
 
     def release(self, event_ids: Iterable[str], error: str) -> None:
         """Back to pending after a failed attempt; the seq, and so the order, is kept.
@@ -183,12 +204,14 @@ class RelayOutbox(RelayJobs):
                 )
                 .values(status="pending", last_error=str(error)[:ERROR_LENGTH])
             )
+        self._open.difference_update(ids)
 
     def dead_letter(self, event_ids: Iterable[str], reason: str) -> None:
         """Move events that can never be delivered out of the queue, kept for review."""
         ids = checked_ids(event_ids)
         with self.db.write() as conn:
             move_to_dead_letters(conn, ids, reason, self._now())
+        self._open.difference_update(ids)
 
     def depth(self) -> int:
         with self.db.read() as conn:
