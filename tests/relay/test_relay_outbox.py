@@ -171,9 +171,11 @@ def test_both_outboxes_are_what_the_drainer_asks_for(relay, tmp_path):
 
 
 def test_the_claim_skips_locked_rows_where_the_database_can():
-    query = claim_query("https://a.edu", 50)
-    assert "FOR UPDATE SKIP LOCKED" in str(query.compile(dialect=postgresql.dialect()))
-    assert "FOR UPDATE" not in str(query.compile(dialect=sqlite.dialect()))
+    from timeback_jupyter.relay.outbox_sql import CLAIM, FIRST_SENSOR
+
+    for query in (claim_query("https://a.edu", 50), CLAIM, FIRST_SENSOR):
+        assert "FOR UPDATE SKIP LOCKED" in str(query.compile(dialect=postgresql.dialect()))
+        assert "FOR UPDATE" not in str(query.compile(dialect=sqlite.dialect()))
 
 
 def test_two_claimers_on_postgresql_take_disjoint_batches_without_waiting(postgres_stores, clock):

@@ -89,17 +89,22 @@ async def test_a_refused_token_is_dropped_only_if_still_the_stored_one(relay_db_
         assert token_requests(standin) == 2
 
 
-def _claim_in_another_process(url: str) -> int:
-    """A replica in its own process claims one event and stays alive; returns its pid."""
+def _claim_in_another_process(url: str, job: str = "") -> int:
+    """A replica in its own process claims one event (sent as Timeback's job ``job``, if
+    given) and stays alive; returns its pid."""
     code = (
         "import sys, time\n"
         "from timeback_jupyter.relay.database import open_relay_db\n"
         "from timeback_jupyter.relay.outbox import RelayOutbox\n"
         "out = RelayOutbox(open_relay_db(sys.argv[1]))\n"
-        "print([i.event_id for i in out.claim_batch(1)], out.replica.key, flush=True)\n"
+        "ids = [i.event_id for i in out.claim_batch(1)]\n"
+        "if sys.argv[2]: out.record_job(ids, sys.argv[2])\n"
+        "print(ids, out.replica.key, flush=True)\n"
         "time.sleep(600)\n"
     )
-    return subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True)  # type: ignore[return-value]
+    return subprocess.Popen(  # type: ignore[return-value]
+        [sys.executable, "-c", code, url, job], stdout=subprocess.PIPE, text=True
+    )
 
 
 def test_a_live_replicas_send_is_its_own_a_dead_ones_is_anyones(postgres_stores):
@@ -155,3 +160,68 @@ def test_a_replica_takes_its_lock_again_after_the_database_cut_its_session(postg
         assert held == 1
     finally:
         out.db.close()
+
+
+def test_a_replica_follows_its_own_jobs_and_a_dead_ones(postgres_stores):
+    url = postgres_stores()
+    mine = RelayOutbox(open_relay_db(url))
+    try:
+        with mine.db.write() as conn:
+            for i in range(2):
+                ob.enqueue(conn, {"id": f"urn:uuid:{i}"}, user="ada", run_id=None,
+                           kind="time_spent", sensor="https://a.edu", at=T0 + i)  # fmt: skip
+        other = _claim_in_another_process(url, "job-theirs")
+        try:
+            line = other.stdout.readline()
+            assert "urn:uuid:0" in line, line
+            mine.record_job([i.event_id for i in mine.claim_batch(1)], "job-mine")
+            mine.record_job([], "job-carrying-nothing")  # anyone's: confirming it is harmless
+            pending = {j.job_id: j.event_ids for j in mine.jobs_pending()}
+            assert pending == {"job-mine": ("urn:uuid:1",), "job-carrying-nothing": ()}
+        finally:
+            other.kill()
+            other.wait(30)
+
+        def followed() -> set[str]:
+            return {j.job_id for j in mine.jobs_pending()}
+
+        # its replica gone, its job is this one's to follow (and confirm)
+        wait_until(lambda: "job-theirs" in followed(), "the lock to go")
+        assert mine.confirm("job-theirs") == 1
+        assert followed() == {"job-mine", "job-carrying-nothing"}
+    finally:
+        mine.db.close()
+
+
+def test_a_replica_with_no_send_of_its_own_open_looks_for_orphans_only_now_and_then(
+    postgres_stores, monkeypatch
+):
+    url = postgres_stores()
+    mine = RelayOutbox(open_relay_db(url))
+    try:
+        with mine.db.write() as conn:
+            for i in range(3):
+                ob.enqueue(conn, {"id": f"urn:uuid:{i}"}, user="ada", run_id=None,
+                           kind="time_spent", sensor="https://a.edu", at=T0 + i)  # fmt: skip
+        assert mine.inflight() == []
+        other = _claim_in_another_process(url)
+        assert "urn:uuid:0" in other.stdout.readline()
+        other.kill()
+        other.wait(30)
+        locks = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND "
+            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        with mine.db.read() as conn:  # its lock gone with its session: only this one's left
+            wait_until(lambda: conn.exec_driver_sql(locks).scalar_one() == 1, "the lock to go")
+        monkeypatch.setattr(ob, "ORPHANS_EVERY", 3600.0)
+        assert mine.inflight() == []  # none of its own open: not asked again yet
+        # a send of its own open: the store is asked, and the orphan is found with it
+        [own] = mine.claim_batch(1)
+        assert [i.event_id for i in mine.inflight()] == ["urn:uuid:0", own.event_id]
+        mine.record_job([own.event_id], "job-1")
+        assert mine.inflight() == []  # settled: back to looking now and then
+        monkeypatch.setattr(ob, "ORPHANS_EVERY", 0.0)
+        assert [i.event_id for i in mine.inflight()] == ["urn:uuid:0"]
+    finally:
+        mine.db.close()

@@ -18,8 +18,10 @@ import sqlalchemy as sa
 
 from ..model import InvalidInput, require_text
 from ..store import Job
+from . import outbox_sql as sql
 from .database import RelayDatabase
 from .letters import ERROR_LENGTH, checked_ids, move_to_dead_letters
+from .replicas import Replica
 from .schema import jobs, outbox
 
 _JOB_ID_LENGTH = 500  # the column's length, as the server's store checks it
@@ -29,32 +31,35 @@ class RelayJobs:
     """The job methods of ``delivery.ports.OutboxPort``, for :class:`~.outbox.RelayOutbox`."""
 
     db: RelayDatabase
+    replica: Replica
     _now: Callable[[], float]
+    _open: set[str]  # this replica's claims not settled yet (outbox.py)
 
     def record_job(self, event_ids: Iterable[str], job_id: str) -> None:
         """Timeback accepted these inflight events as job ``job_id``: they wait for it."""
         ids = checked_ids(event_ids)
         job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
         with self.db.write() as conn:
-            conn.execute(
-                sa.insert(jobs).values(
-                    job_id=job_id, state="pending", events=len(ids), submitted_at=self._now()
-                )
-            )
+            conn.execute(sql.NEW_JOB, {"p_job": job_id, "p_events": len(ids), "p_now": self._now()})
             if ids:
-                conn.execute(
-                    sa.update(outbox)
-                    .where(outbox.c.event_id.in_(ids), outbox.c.status == "inflight")
-                    .values(job_id=job_id)
-                )
+                conn.execute(sql.CARRY[self.db.dialect], {"p_ids": ids, "p_job": job_id})
+        self._open.difference_update(ids)
 
     def jobs_pending(self) -> list[Job]:
-        """Jobs neither completed nor failed yet, oldest first, with the events they carry."""
+        """Jobs neither completed nor failed yet, oldest first, with the events they carry.
+
+        With replicas (PostgreSQL), only the jobs of this replica's claims and of replicas
+        gone (:mod:`.replicas`): a live replica follows its own jobs, and each job asked about
+        by every replica cost each one a request and a confirm per job for nothing. A job that
+        carries no inflight event any more is everyone's (confirming it changes nothing)."""
         carried = sa.and_(outbox.c.job_id == jobs.c.job_id, outbox.c.status == "inflight")
         query = (
             sa.select(jobs.c.job_id, jobs.c.submitted_at, outbox.c.event_id)
             .select_from(jobs.outerjoin(outbox, carried))
-            .where(jobs.c.state == "pending")
+            .where(
+                jobs.c.state == "pending",
+                sa.or_(outbox.c.event_id.is_(None), self.replica.mine_or_orphaned()),
+            )
             .order_by(jobs.c.submitted_at, jobs.c.job_id, outbox.c.seq)
         )
         found: dict[str, tuple[float, list[str]]] = {}
@@ -70,16 +75,8 @@ class RelayJobs:
         job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
         now = self._now()
         with self.db.write() as conn:
-            done = conn.execute(
-                sa.update(outbox)
-                .where(outbox.c.job_id == job_id, outbox.c.status == "inflight")
-                .values(status="sent", sent_at=now, last_error=None)
-            ).rowcount
-            conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.job_id == job_id)
-                .values(state="completed", settled_at=now)
-            )
+            done = conn.execute(sql.CONFIRM_EVENTS, {"p_job": job_id, "p_now": now}).rowcount
+            conn.execute(sql.CONFIRM_JOB, {"p_job": job_id, "p_now": now})
         return int(done)
 
     def job_failed(

@@ -16,15 +16,16 @@ store it (:mod:`.jobs`); one without is being sent, or its send's outcome is unk
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..model import InvalidInput
 from ..store import OUTBOX_STATUSES, DeadLetter, OutboxItem
+from . import outbox_sql as sql
 from .database import RelayDatabase
 from .jobs import RelayJobs
 from .letters import ERROR_LENGTH, checked_ids, move_to_dead_letters
@@ -32,6 +33,9 @@ from .replicas import Replica
 from .schema import dead_letters, outbox
 
 INSERT = sa.insert(outbox)  # built once: see statements.py
+# With replicas: seconds between looks for a dead replica's sends while this one has none of
+# its own to settle (the settle asks at every drain step; one read a batch for nothing).
+ORPHANS_EVERY = 1.0
 
 
 def enqueue(
@@ -101,6 +105,11 @@ class RelayOutbox(RelayJobs):
         # the replica's key): no lease, which on one host would idle all but one.
         self.path = "" if self.replica.key is not None else db.path
         self._now = now
+        # With replicas, this one's claims not yet settled (sent with a job, acked, released,
+        # dead-lettered): its own inflight events are known here, so with none of them the
+        # store is asked only every ORPHANS_EVERY s, for dead replicas' (:meth:`inflight`).
+        self._open: set[str] = set()
+        self._looked = -math.inf
 
     def claim_batch(self, limit: int) -> list[OutboxItem]:
         """The oldest pending events sharing the first one's sensor, marked inflight.
@@ -113,30 +122,21 @@ class RelayOutbox(RelayJobs):
         self._alive()
         with self.db.write() as conn:
             # The first row another claimer does not hold: its sensor is the batch's.
-            first = conn.execute(
-                sa.select(outbox.c.sensor)
-                .where(outbox.c.status == "pending")
-                .order_by(outbox.c.seq)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            first = conn.execute(sql.FIRST_SENSOR).first()
             if first is None:
                 return []
-            rows = conn.execute(claim_query(first.sensor, limit)).all()
-            now = self._now()
-            if rows:
-                conn.execute(
-                    sa.update(outbox)
-                    .where(outbox.c.seq.in_([r.seq for r in rows]))
-                    .values(
-                        status="inflight",
-                        attempts=outbox.c.attempts + 1,
-                        claimed_at=now,
-                        job_id=None,
-                        claimed_by=self.replica.key,
-                    )
-                )
-        return [replace(_item(r), attempts=r.attempts + 1, claimed_at=now) for r in rows]
+            rows = conn.execute(
+                sql.CLAIM,
+                {
+                    "p_sensor": first.sensor,
+                    "p_limit": limit,
+                    "p_now": self._now(),
+                    "p_key": self.replica.key,
+                },
+            ).all()
+        rows.sort(key=lambda r: r.seq)
+        self._open.update(r.event_id for r in rows)
+        return [_item(r) for r in rows]
 
     def inflight(self) -> list[OutboxItem]:
         """Claimed events no job of Timeback's carries yet: being sent, or sent with an
@@ -144,8 +144,15 @@ class RelayOutbox(RelayJobs):
         :meth:`jobs_pending`.
 
         With replicas (PostgreSQL), only this replica's and those of replicas gone: another
-        live replica's send is its own to settle (:mod:`.replicas`)."""
-        self._alive()
+        live replica's send is its own to settle (:mod:`.replicas`). Those of a replica
+        gone are found within ORPHANS_EVERY s while this one has no send of its own open."""
+        self._alive()  # the lock taken again first, if the database dropped it (replicas.py)
+        if (
+            self.replica.key is not None
+            and not self._open
+            and time.monotonic() - self._looked < ORPHANS_EVERY
+        ):
+            return []
         with self.db.read() as conn:
             rows = conn.execute(
                 sa.select(outbox)
@@ -156,6 +163,9 @@ class RelayOutbox(RelayJobs):
                 )
                 .order_by(outbox.c.seq)
             ).all()
+        self._looked = time.monotonic()
+        # What is no longer inflight without a job was settled (by this replica or another)
+        self._open.intersection_update(r.event_id for r in rows)
         return [_item(r) for r in rows]
 
     def _alive(self) -> None:
@@ -169,11 +179,8 @@ class RelayOutbox(RelayJobs):
         if not ids:
             return
         with self.db.write() as conn:
-            conn.execute(
-                sa.update(outbox)
-                .where(outbox.c.event_id.in_(ids), outbox.c.status != "sent")
-                .values(status="sent", sent_at=self._now(), last_error=None)
-            )
+            conn.execute(sql.ACK[self.db.dialect], {"p_ids": ids, "p_now": self._now()})
+        self._open.difference_update(ids)
 
     def release(self, event_ids: Iterable[str], error: str) -> None:
         """Back to pending after a failed attempt; the seq, and so the order, is kept.
@@ -197,12 +204,14 @@ class RelayOutbox(RelayJobs):
                 )
                 .values(status="pending", last_error=str(error)[:ERROR_LENGTH])
             )
+        self._open.difference_update(ids)
 
     def dead_letter(self, event_ids: Iterable[str], reason: str) -> None:
         """Move events that can never be delivered out of the queue, kept for review."""
         ids = checked_ids(event_ids)
         with self.db.write() as conn:
             move_to_dead_letters(conn, ids, reason, self._now())
+        self._open.difference_update(ids)
 
     def depth(self) -> int:
         with self.db.read() as conn:

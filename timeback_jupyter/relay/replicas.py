@@ -36,9 +36,12 @@ LOG = logging.getLogger("timeback_jupyter.relay")
 NAMESPACE = 0x7472_6570  # "trep": the advisory locks' first key, so keys meet no one else's
 CHECK_EVERY = 1.0  # seconds between pings of the lock's connection
 
-_HELD = (
-    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
-    "AND classid::bigint = {ns} AND objid::bigint = outbox.claimed_by "
+# The keys of the replicas alive now. Uncorrelated: PostgreSQL reads pg_locks once per
+# statement (a hashed subplan), not once per outbox row it filters (a correlated EXISTS read
+# the whole lock table for each of another replica's rows).
+_LIVE = (
+    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND objsubid = 2 AND classid::bigint = {ns} "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 
@@ -105,7 +108,7 @@ class Replica:
         """A condition on outbox rows: claimed by this replica, by none, or by one gone."""
         if self.key is None:
             return sa.true()
-        gone = sa.text(f"NOT EXISTS ({_HELD.format(ns=NAMESPACE)})")
+        gone = sa.text(f"outbox.claimed_by NOT IN ({_LIVE.format(ns=NAMESPACE)})")
         return sa.or_(outbox.c.claimed_by.is_(None), outbox.c.claimed_by == self.key, gone)
 
     def close(self) -> None:

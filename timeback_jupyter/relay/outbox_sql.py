@@ -1,0 +1,111 @@
+"""The forwarder's SQL (claim, job, confirm, ack), built once per dialect, as the ingest's is
+(:mod:`.statements`: a statement made per call costs SQLAlchemy several times its execution).
+
+On PostgreSQL a list of event ids is one array parameter (``= ANY(...)``: one statement text
+whatever the batch's length, so psycopg prepares it once and PostgreSQL plans it once); on
+SQLite an ``IN (...)`` list. Parameters are named ``p_*`` so they never shadow a column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from .schema import jobs, outbox
+
+_p = sa.bindparam
+Within = Callable[[sa.Column[Any], str], sa.ColumnElement[bool]]
+
+
+def _in_list(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+def _any_array(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
+    return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+
+def _per_dialect(build: Callable[[Within], Any]) -> dict[str, Any]:
+    return {"sqlite": build(_in_list), "postgresql": build(_any_array)}
+
+
+# The first pending row no other claimer holds: its sensor is the batch's.
+FIRST_SENSOR = (
+    sa.select(outbox.c.sensor)
+    .where(outbox.c.status == "pending")
+    .order_by(outbox.c.seq)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+
+
+# The oldest pending rows of the batch's sensor that no other claimer holds (SKIP LOCKED;
+# SQLite compiles no FOR UPDATE: its writers are serialized by BEGIN IMMEDIATE).
+_PICKED = (
+    sa.select(outbox.c.seq)
+    .where(outbox.c.status == "pending", outbox.c.sensor == _p("p_sensor"))
+    .order_by(outbox.c.seq)
+    .limit(_p("p_limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+
+
+# The claim in one statement: the rows picked, locked, marked inflight and returned (no
+# separate read of the rows, then update by their seqs). RETURNING's order is not the seq's.
+CLAIM = (
+    sa.update(outbox)
+    .where(outbox.c.seq.in_(_PICKED))
+    .values(
+        status="inflight",
+        attempts=outbox.c.attempts + 1,
+        claimed_at=_p("p_now"),
+        job_id=None,
+        claimed_by=_p("p_key"),
+    )
+    .returning(
+        outbox.c.seq,
+        outbox.c.event_id,
+        outbox.c.run_id,
+        outbox.c.kind,
+        outbox.c.sensor,
+        outbox.c.payload,
+        outbox.c.attempts,
+        outbox.c.claimed_at,
+    )
+)
+
+NEW_JOB = sa.insert(jobs).values(
+    job_id=_p("p_job"), state="pending", events=_p("p_events"), submitted_at=_p("p_now")
+)
+
+CARRY = _per_dialect(
+    lambda within: (
+        sa.update(outbox)
+        .where(within(outbox.c.event_id, "p_ids"), outbox.c.status == "inflight")
+        .values(job_id=_p("p_job"))
+    )
+)
+
+ACK = _per_dialect(
+    lambda within: (
+        sa.update(outbox)
+        .where(within(outbox.c.event_id, "p_ids"), outbox.c.status != "sent")
+        .values(status="sent", sent_at=_p("p_now"), last_error=None)
+    )
+)
+
+CONFIRM_EVENTS = (
+    sa.update(outbox)
+    .where(outbox.c.job_id == _p("p_job"), outbox.c.status == "inflight")
+    .values(status="sent", sent_at=_p("p_now"), last_error=None)
+)
+
+CONFIRM_JOB = (
+    sa.update(jobs)
+    .where(jobs.c.job_id == _p("p_job"))
+    .values(state="completed", settled_at=_p("p_now"))
+)
