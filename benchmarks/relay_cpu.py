@@ -83,16 +83,23 @@ def _wait_for(path: Path, seconds: float = 10.0) -> Path:
 
 def _batches(path: Path) -> dict[str, Any]:
     """The relay's group commits over a phase: how many, their size, wall and CPU time (the
-    difference is waiting: PostgreSQL's answers and fsync, the GIL, a core)."""
-    rows = json.loads(_wait_for(path).read_text())
-    if not rows:
-        return {"n": 0}
-    sizes, walls, cpus = zip(*rows, strict=True)
-    return {"n": len(rows), "envelopes_mean": round(sum(sizes) / len(rows), 1),
-            "wall_ms_p50": round(1000 * percentile(walls, 50), 1),
-            "wall_ms_p99": round(1000 * percentile(walls, 99), 1),
-            "cpu_ms_p50": round(1000 * percentile(cpus, 50), 1),
-            "cpu_ms_p99": round(1000 * percentile(cpus, 99), 1)}  # fmt: skip
+    difference is waiting: PostgreSQL's answers and fsync, the GIL, a core); and how late the
+    event loop woke a 10 ms sleep (the loop held by other work meanwhile)."""
+    data = json.loads(_wait_for(path).read_text())
+    rows, lags = data["batches"], data["lags"]
+    out: dict[str, Any] = {"n": len(rows)}
+    if rows:
+        sizes, walls, cpus = zip(*rows, strict=True)
+        out.update(envelopes_mean=round(sum(sizes) / len(rows), 1),
+                   wall_ms_p50=round(1000 * percentile(walls, 50), 1),
+                   wall_ms_p99=round(1000 * percentile(walls, 99), 1),
+                   cpu_ms_p50=round(1000 * percentile(cpus, 50), 1),
+                   cpu_ms_p99=round(1000 * percentile(cpus, 99), 1))  # fmt: skip
+    if lags:
+        out.update(loop_lag_ms_p50=round(1000 * percentile(lags, 50), 1),
+                   loop_lag_ms_p99=round(1000 * percentile(lags, 99), 1),
+                   loop_lag_ms_max=round(1000 * max(lags), 1))  # fmt: skip
+    return out
 
 
 def _profile_top(path: Path, lines: int = 30) -> str:
@@ -276,5 +283,18 @@ def run(quick: bool = False) -> Result:
             "the events it accepted; postgres is the postmaster and its children.",
             "saturate: closed loop, 32 connections back to back; low: open loop at "
             f"{LOW_RATE:g} envelopes/s, latency from when each envelope was due.",
+            "Before/after (2026-12-03, load average 7-12, RELAY_CPU_CODE=<main checkout> for "
+            "before): relay CPU per event, ingest alone, 1,693 -> 1,500 us saturated and "
+            "5,149 -> 2,470 us at 67/s; with the forwarder 2,773 -> 2,265 and 6,701 -> 2,470 "
+            "us; a 16-envelope group commit's CPU 11.4 -> 6.0 ms (one read and one write "
+            "statement per batch instead of four and seven, JSON in and out).",
+            "At saturation the relay is not CPU-bound here: a group commit's wall time is "
+            "~10x its CPU (PostgreSQL's answers and fsync, cores shared with other work), so "
+            "throughput is 32 connections over twice a commit's wall time.",
+            "The event loop's lag (how late a 10 ms sleep wakes) is ~1-8 ms at p50 with the "
+            "forwarder off and 14-73 ms with it on: the forwarder's store calls that run on "
+            "the loop (delivery/jobs.py confirm and jobs_pending, the drainer's release and "
+            "dead_letter, settle's ack) block ingest; that is the low-rate latency of the "
+            "district run (p50 213 ms, p99 974 ms at 67 envelopes/s).",
         ],
     )

@@ -15,7 +15,8 @@ from typing import Any
 def child(job_path: str) -> None:
     """The relay, as ``relay.app.serve`` builds it, with or without its forwarder. SIGUSR1
     starts a phase (its name in ``phase_file``), SIGUSR2 ends it: each batch's size, wall and
-    CPU time then go to ``<phase_file>.<phase>.json`` (and the profile, if asked)."""
+    CPU time and the event loop's lags then go to ``<phase_file>.<phase>.json`` (and the
+    profile, if asked)."""
     job = json.loads(Path(job_path).read_text())
     if job.get("code"):  # another checkout's relay (a before/after comparison)
         sys.path.insert(0, job["code"])
@@ -48,16 +49,29 @@ def child(job_path: str) -> None:
 
     ingest.Relay._apply = timed  # type: ignore[method-assign]  (bound by each new Relay)
 
+    state["lags"] = []
+
+    async def probe() -> None:
+        """How late a 10 ms sleep wakes: the time the event loop was held by other work (a
+        callback that blocks, or the GIL held by the commit's thread)."""
+        while True:
+            began = time.perf_counter()
+            await asyncio.sleep(0.01)
+            state["lags"].append(time.perf_counter() - began - 0.01)
+
     def start_phase() -> None:
         state["phase"] = Path(job["phase_file"]).read_text().strip()
         state["batches"] = []
+        state["lags"] = []
         if state["phase"] == job.get("profile_phase"):
             state["profile"] = cProfile.Profile(time.thread_time)
             state["profile"].enable()
 
     def end_phase() -> None:
         out = job["phase_file"] + "." + state.get("phase", "?")
-        Path(out + ".part").write_text(json.dumps(state["batches"]))
+        Path(out + ".part").write_text(
+            json.dumps({"batches": state["batches"], "lags": state["lags"]})
+        )
         os.replace(out + ".part", out + ".json")
         p = state.pop("profile", None)
         if p is not None:
@@ -97,6 +111,7 @@ def child(job_path: str) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGUSR1, start_phase)
         loop.add_signal_handler(signal.SIGUSR2, end_phase)
+        state["probe"] = asyncio.create_task(probe())
         if job["forwarder"]:
             await relay_app.serve(settings, timeback, os.environ)
         else:
