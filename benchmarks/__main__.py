@@ -19,6 +19,7 @@ from . import (
     open_windows,
     outbox,
     presence_load,
+    relay_cpu,
     relay_ingest,
     report,
     soak,
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "relay": relay_ingest.run,
     "dashboard": dashboard.run,
     "district": district.run,
+    "relaycpu": relay_cpu.run,
 }
 
 

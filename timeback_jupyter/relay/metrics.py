@@ -114,8 +114,9 @@ class RelayMetrics:
             "then keep their last values)",
             registry=r,
         )
-        for status in ("accepted", "duplicate", "refused"):
-            self.events.labels(status)
+        # Each answer's children looked up once: labels() costs more than the inc() itself.
+        self._outcome = {s: self.envelopes.labels(o) for s, o in ENVELOPE_OUTCOMES.items()}
+        self._status = {s: self.events.labels(s) for s in ("accepted", "duplicate", "refused")}
         for state in ("pending", "failed"):
             self.jobs.labels(state)
         # Every driver error of this process, whoever ran the statement: no part of the relay
@@ -131,15 +132,20 @@ class RelayMetrics:
     def observe(self, handler: web.RequestHandler) -> None:
         """An answered POST to api/events: its outcome, latency and events."""
         status = handler.get_status()
-        self.envelopes.labels(ENVELOPE_OUTCOMES.get(status, str(status))).inc()
+        outcome = self._outcome.get(status)
+        (outcome or self.envelopes.labels(str(status))).inc()
         self.ingest_seconds.observe(handler.request.request_time())
         result = getattr(handler, "ingested", None)
         if result is None:
             return
         cut = 0.0
+        counted: dict[str, int] = {}
         for event in result.events:
-            self.events.labels(event["status"]).inc()
+            counted[event["status"]] = counted.get(event["status"], 0) + 1
             cut += float(event.get("cut_seconds") or 0.0)
+        for name, n in counted.items():
+            child = self._status.get(name)
+            (child or self.events.labels(name)).inc(n)
         if cut:
             self.cut_seconds.inc(cut)
 

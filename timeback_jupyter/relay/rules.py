@@ -11,7 +11,7 @@ relay's outbox in the same transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -34,6 +34,7 @@ UnknownActivity = Literal["zero", "refuse"]
 # for the spans a new window may meet.
 MAX_SPAN_MS = 600_000
 NOT_IN_CATALOG = "not_in_catalog"
+MAX_TARGETS = 10_000  # remembered (course, activity, target)s; unlisted names can be many
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class Rules:
     sensor: str | None
     max_window_ms: int
     future_skew: float
+    # The catalog never changes under a relay: an activity's course, Activity and Target are
+    # made once (each Target checks its URLs: ~10% of an event's rules, measured).
+    targets: dict[tuple[Any, ...], tuple[Course, Activity, bool, caliper.Target]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass
@@ -137,6 +143,20 @@ def _activity(rules: Rules, parsed: Incoming) -> tuple[Course, Activity, bool]:
     return course, Activity(parsed.slug, parsed.activity_name, parsed.course), False
 
 
+def _target(rules: Rules, parsed: Incoming) -> tuple[Course, Activity, bool, caliper.Target]:
+    """:func:`_activity` and the catalog's target, remembered per course, slug and (for an
+    unlisted activity, whose name is the event's) name; a refusal is not remembered."""
+    key = (parsed.course, parsed.slug, parsed.activity_name)
+    found = rules.targets.get(key)
+    if found is None:
+        course, activity, listed = _activity(rules, parsed)
+        found = (course, activity, listed, rules.catalog.target(course, activity))
+        if len(rules.targets) >= MAX_TARGETS:
+            rules.targets.clear()
+        rules.targets[key] = found
+    return found
+
+
 @dataclass(frozen=True)
 class RunSeen:
     attempt: int
@@ -171,8 +191,7 @@ def _accept(rules: Rules, turn: Turn, p: incoming.Prepared, parsed: Incoming) ->
             f"is {parsed.at - turn.now:.0f} s ahead of the relay's clock (more than the "
             f"{rules.future_skew:g} s a clock may be off): an event from the future",
         )
-    course, activity, listed = _activity(rules, parsed)
-    target = rules.catalog.target(course, activity)
+    course, _, listed, target = _target(rules, parsed)
     if parsed.kind == KIND_COMPLETION and turn.state.completed(turn.user, parsed.run_id):
         raise InvalidInput(
             "extensions.runId", f"run {parsed.run_id} is already completed (one per run)"

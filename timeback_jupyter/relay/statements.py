@@ -9,13 +9,14 @@ Parameters are named ``p_*`` so they never shadow a column in an INSERT or UPDAT
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .schema import active_spans, completions, hub_users, outbox, received, runs
+from .schema import active_spans, completions, hub_users, metadata, outbox, received, runs
 
 _p = sa.bindparam
 Within = Callable[[sa.Column[Any], str], sa.ColumnElement[bool]]
@@ -90,6 +91,20 @@ SPANS_NEAR_MANY = _per_dialect(
     )
 )
 
+# A PostgreSQL batch's four reads as one statement: lists come in as JSON arrays (text), rows go
+# out as JSON arrays of arrays (psycopg's C json loader); the same text whatever the lengths.
+_LIST = "ANY(ARRAY(SELECT json_array_elements_text(%({})s::json)))"
+READ_BATCH = f"""SELECT
+ (SELECT json_agg(json_build_array(key, body_sha256, status, reason)) FROM received
+  WHERE key = {_LIST.format("keys")}),
+ (SELECT json_agg(json_build_array(user_name, run_id, course, activity, attempt, active_ms,
+  cut_ms)) FROM runs WHERE user_name = {_LIST.format("users")} AND run_id = {_LIST.format("runs")}),
+ (SELECT json_agg(json_build_array(user_name, run_id)) FROM completions
+  WHERE user_name = {_LIST.format("users")} AND run_id = {_LIST.format("runs")}),
+ (SELECT json_agg(json_build_array(user_name, start_ms, end_ms)) FROM active_spans
+  WHERE user_name = {_LIST.format("span_users")} AND start_ms >= %(lo)s - %(longest)s
+  AND start_ms < %(hi)s AND end_ms > %(lo)s)"""
+
 # Each table's INSERT for executemany (SQLite; PostgreSQL inserts a batch from arrays, state.py).
 INSERTS = {
     table.name: sa.insert(table) for table in (received, runs, active_spans, completions, outbox)
@@ -106,3 +121,40 @@ ADD_TIME = {
         cut_ms=hub_users.c.cut_ms + _p("p_cut"),
     ),
 }
+
+
+# A PostgreSQL batch's writes, one statement: which columns identify the row time is added to.
+ADD_KEYS = {"runs": ("user_name", "run_id"), "hub_users": ("name",)}
+
+
+def _pg_type(column: sa.Column[Any]) -> str:
+    return str(column.type.compile(dialect=postgresql.dialect()))
+
+
+@functools.cache
+def batch_write(inserts: tuple[tuple[str, tuple[str, ...]], ...], adds: tuple[str, ...]) -> str:
+    """One statement for all of a batch's writes on PostgreSQL: an INSERT per table in
+    ``inserts`` (its name and columns) from ``json_to_recordset(%(w<i>)s)``, and per table in
+    ``adds`` an UPDATE adding ``p_active``/``p_cut`` to the rows named by :data:`ADD_KEYS`
+    (``%(a<i>)s``, keys ``p_<column>``). Data-modifying WITH clauses always run to completion,
+    each on its own rows (the runs added to are never the runs inserted), and every constraint
+    is checked as for separate statements. Few shapes exist, so psycopg prepares each once."""
+    parts = []
+    for i, (name, columns) in enumerate(inserts):
+        table = metadata.tables[name]
+        shape = ", ".join(f"{c} {_pg_type(table.c[c])}" for c in columns)
+        cols = ", ".join(columns)
+        parts.append(
+            f"w{i} AS (INSERT INTO {name} ({cols}) SELECT {cols} "
+            f"FROM json_to_recordset(%(w{i})s::json) AS x({shape}))"
+        )
+    for i, name in enumerate(adds):
+        table, key = metadata.tables[name], ADD_KEYS[name]
+        shape = ", ".join(f"p_{k} {_pg_type(table.c[k])}" for k in key)
+        match = " AND ".join(f"{name}.{k} = v.p_{k}" for k in key)
+        parts.append(
+            f"a{i} AS (UPDATE {name} SET active_ms = {name}.active_ms + v.p_active, "
+            f"cut_ms = {name}.cut_ms + v.p_cut FROM json_to_recordset(%(a{i})s::json) "
+            f"AS v({shape}, p_active BIGINT, p_cut BIGINT) WHERE {match})"
+        )
+    return f"WITH {', '.join(parts)} SELECT 1"

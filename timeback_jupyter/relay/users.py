@@ -54,8 +54,9 @@ class UserDirectory:
         self.email_template = email_template.strip()
         self.oneroster_base_url = oneroster_base_url
         self.resolver = resolver
-        # Every envelope needs its sender's Student; the address is checked once per user.
-        self._students: dict[str, Student] = {}
+        # Every envelope needs its sender's actor: made once per user (the resolver never
+        # forgets a sourcedId either), the address checked then.
+        self._actors: dict[str, Actor] = {}
 
     def email_for(self, user: HubUser) -> str:
         try:
@@ -73,13 +74,16 @@ class UserDirectory:
         Raises ``IdentityError`` (or its ``IdentityLookupError``) when the user cannot be
         found: the relay answers that envelope with a retryable error, never a guess.
         """
-        student = self._students.get(user.name)
-        if student is None:
-            student = Student(self.email_for(user))
-            if len(self._students) >= MAX_CACHED:
-                self._students.clear()  # a district's users fit; a leak never grows
-            self._students[user.name] = student
+        actor = self._actors.get(user.name)
+        if actor is not None:
+            return actor
+        student = Student(self.email_for(user))
         if self.resolver is None:
             sourced = placeholder_sourced_id(student)
-            return Actor(id=user_url(self.oneroster_base_url, sourced), email=student.email)
-        return await self.resolver.resolve(student)
+            actor = Actor(id=user_url(self.oneroster_base_url, sourced), email=student.email)
+        else:
+            actor = await self.resolver.resolve(student)
+        if len(self._actors) >= MAX_CACHED:
+            self._actors.clear()  # a district's users fit; a leak never grows
+        self._actors[user.name] = actor
+        return actor

@@ -1,0 +1,136 @@
+"""The clients of :mod:`.relay_cpu`: students' envelopes over keep-alive HTTP/1.1 connections
+(:mod:`.district_load`'s connection and envelope templates)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from .common import percentile
+
+COMPLETION_EVERY = 40
+CONNECTIONS = 32
+INTERVAL = 15.0
+
+
+class Load:
+    """Students' envelopes over keep-alive connections to one relay."""
+
+    def __init__(self, port: int, path: str, students: list[tuple[str, str]]) -> None:
+        from .district_load import templates
+
+        self.port, self.path = port, path
+        self.students = [{"name": n, "token": t, "run": "", "beats": 0} for n, t in students]
+        self.beat_t, self.done_t = templates(INTERVAL)
+
+    def request(self, s: dict[str, Any], window_end: float) -> tuple[bytes, int]:
+        from .district_load import _iso
+
+        if not s["run"]:
+            s["run"] = str(uuid.uuid4())
+        s["beats"] += 1
+        complete = s["beats"] % COMPLETION_EVERY == 0
+        fill = {"event": uuid.uuid4(), "event2": uuid.uuid4(), "gen0": uuid.uuid4(),
+                "gen1": uuid.uuid4(), "run": s["run"], "time": _iso(window_end)}  # fmt: skip
+        body = ((self.done_t if complete else self.beat_t) % fill).encode()
+        if complete:
+            s["run"] = ""
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: relay\r\nAuthorization: token {s['token']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body, 2 if complete else 1
+
+    async def closed(self, connections: int, seconds: float | None, base: float) -> dict[str, Any]:
+        """``connections`` clients back to back (``seconds`` None: every student once); student
+        k's n-th window ends at ``base`` + 15 n s."""
+        from .district_load import Connection
+
+        latencies: list[float] = []
+        events, errors = 0, []
+        order = list(self.students)
+        until = None if seconds is None else time.monotonic() + seconds
+        cursor = iter(range(10**9))
+
+        async def client() -> None:
+            nonlocal events
+            conn = Connection("127.0.0.1", self.port)
+            while True:
+                i = next(cursor)
+                if until is None and i >= len(order):
+                    break
+                if until is not None and time.monotonic() >= until:
+                    break
+                s = order[i % len(order)]
+                request, n = self.request(s, base + INTERVAL * (s["beats"] + 1))
+                began = time.monotonic()
+                try:
+                    status, answer = await conn.post(request)
+                except Exception as err:
+                    errors.append(f"{type(err).__name__}: {err}"[:160])
+                    continue
+                if status != 200 or b'"accepted": 0' in answer:
+                    errors.append(f"{status}: {answer[:160]!r}")
+                    continue
+                latencies.append(1000 * (time.monotonic() - began))
+                events += n
+            conn.close()
+
+        began = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(connections)))
+        return _figures(latencies, events, errors, time.monotonic() - began)
+
+    async def open_loop(self, rate: float, seconds: float) -> dict[str, Any]:
+        """``rate`` envelopes/s, each due at its time whatever the answers (latency from when it
+        was due), windows ending when sent; a pool of connections as a server's would be."""
+        from .district_load import Connection
+
+        pool: asyncio.Queue[Connection] = asyncio.Queue()
+        for _ in range(CONNECTIONS):
+            pool.put_nowait(Connection("127.0.0.1", self.port))
+        latencies: list[float] = []
+        errors: list[str] = []
+        events = 0
+
+        async def send(s: dict[str, Any], due: float) -> None:
+            nonlocal events
+            request, n = self.request(s, due)
+            conn = await pool.get()
+            try:
+                status, answer = await conn.post(request)
+            except Exception as err:
+                errors.append(f"{type(err).__name__}: {err}"[:160])
+                return
+            finally:
+                pool.put_nowait(conn)
+            if status != 200 or b'"accepted": 0' in answer:
+                errors.append(f"{status}: {answer[:160]!r}")
+                return
+            latencies.append(1000 * (time.time() - due))
+            events += n
+
+        began = time.time()
+        tasks = []
+        for i in range(int(rate * seconds)):
+            due = began + i / rate
+            wait = due - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(send(self.students[i % len(self.students)], due)))
+        await asyncio.gather(*tasks)
+        while not pool.empty():
+            pool.get_nowait().close()
+        return _figures(latencies, events, errors, time.time() - began)
+
+
+def _figures(latencies: list[float], events: int, errors: list[str], wall: float) -> dict:
+    out: dict[str, Any] = {"envelopes": len(latencies), "events": events, "wall_s": round(wall, 2),
+                           "events_per_s": round(events / wall, 1), "errors": len(errors),
+                           "first_errors": errors[:3]}  # fmt: skip
+    if latencies:
+        out.update(p50_ms=round(percentile(latencies, 50), 1),
+                   p99_ms=round(percentile(latencies, 99), 1),
+                   max_ms=round(max(latencies), 1))  # fmt: skip
+    return out
