@@ -42,7 +42,7 @@ from .rules import MAX_SPAN_MS
 from .schema import active_spans, completions, received, runs
 
 
-@dataclass
+@dataclass(slots=True)
 class Cell:
     state: str = NOT_STARTED
     active_seconds: float = 0.0
@@ -88,9 +88,14 @@ class Overview:
         activity, stable whatever the activity filter keeps)."""
         return sort_keys(self.catalog_index)
 
-    def _total(self, student: str) -> tuple[float, float]:
-        cells = [self.cells[(student, i)] for i in range(len(self.columns))]
-        return sum(c.active_seconds for c in cells), sum(c.xp for c in cells)
+    def _totals(self) -> dict[str, tuple[float, float]]:
+        """Each student's (active seconds, XP) over the columns shown."""
+        out = {}
+        n = len(self.columns)
+        for student in self.students:
+            cells = [self.cells[(student, i)] for i in range(n)]
+            out[student] = (sum(c.active_seconds for c in cells), sum(c.xp for c in cells))
+        return out
 
     def rows(self, sort: str | None = None, descending: bool | None = None) -> list[list[str]]:
         """The table's body as shown, sorted by ``sort`` (one of ``sort_keys``; by default the
@@ -101,20 +106,22 @@ class Overview:
         if sort not in keys:
             raise ValueError(f"cannot sort by {sort!r}: use one of {', '.join(keys)}")
 
+        totals = self._totals()
+
         def key(student: str) -> Any:
             if sort == "student":
                 return student
             if sort == "time":
-                return self._total(student)[0]
+                return totals[student][0]
             if sort == "xp":
-                return self._total(student)[1]
+                return totals[student][1]
             cell = self.cells[(student, keys.index(sort) - 1)]
             return (STATE_RANK[cell.state], cell.active_seconds, cell.xp)
 
         ordered = sorted(sorted(self.students), key=key, reverse=descending)
         out = []
         for student in ordered:
-            time, xp = self._total(student)
+            time, xp = totals[student]
             cells = [self.cells[(student, i)].text() for i in range(len(self.columns))]
             out.append([student, *cells, duration(time), f"{xp:g}"])
         return out
