@@ -34,7 +34,7 @@ from .cells import (
     ActivityColumn,
     catalog_columns,
     duration,
-    live_runs,
+    live_select,
 )
 from .database import RelayDatabase
 from .filters import Filters, Period, sort_keys
@@ -164,7 +164,7 @@ def _done_in(period: Period | None) -> sa.ColumnElement[bool]:
 
 
 def _cells_query(
-    names: list[str], period: Period | None, live: set[tuple[str, str]]
+    names: list[str], period: Period | None, now: float, live_shown: bool
 ) -> sa.Select[Any]:
     """One row per (student, course, activity) the students have a run of, summed by the
     database: Python receives at most students x activities rows, not every run and
@@ -175,7 +175,11 @@ def _cells_query(
     source = r.outerjoin(
         c, sa.and_(c.c.user_name == r.c.user_name, c.c.run_id == r.c.run_id, _done_in(period))
     )
-    is_live = sa.tuple_(r.c.user_name, r.c.run_id).in_(sorted(live)) if live else sa.false()
+    is_live = (
+        sa.tuple_(r.c.user_name, r.c.run_id).in_(live_select(names, now))
+        if live_shown
+        else sa.false()
+    )
     if period is None:
         ms: sa.ColumnElement[Any] = r.c.active_ms
         happened: sa.ColumnElement[Any] = sa.literal(1)
@@ -250,8 +254,7 @@ def overview(
     empty = NOT_STARTED if period is None else NOTHING
     live_shown = period is None or period.contains(now)
     with db.read() as conn:
-        live = live_runs(conn, names, now) if live_shown else set()
-        sums = conn.execute(_cells_query(names, period, live)).all()
+        sums = conn.execute(_cells_query(names, period, now, live_shown)).all()
         shares = _latest_accuracy(conn, names, period)
     cells = {(s, i): Cell(state=empty) for s in names for i in range(len(columns))}
     working: list[tuple[str, str]] = []
