@@ -329,6 +329,10 @@ def render(r: dict[str, Any]) -> str:
         f"{r['params']['renders_per_page']} renders a page, each a fresh query. Timed: the "
         "query (`views.overview`, `views.student`, `activity_view.activity`) and the rows, "
         "chart and Jinja2 template (or CSV writer), as `relay/pages.py` makes them; not timed: "
-        "HTTP, the OAuth cookie check and the hub's class members (cached 30 s by the relay).",
+        "HTTP, the OAuth cookie check and the hub's class members (cached 30 s by the relay). "
+        "Nothing of a page is cached: the relay keeps no overview between requests, so each "
+        "render is a cold query of the store (its database's own page cache warm, as in a "
+        "running relay). The CPU column is this process's user + system time: on a shared "
+        "machine the wall clock also holds the time spent waiting for a core.",
     ]
     return "\n".join(lines)
