@@ -17,6 +17,7 @@ from . import (
     open_windows,
     outbox,
     presence_load,
+    relay_cpu_report,
     relay_ingest,
     soak,
     startup,
@@ -35,6 +36,7 @@ ORDER = [
     "soak",
     "openwindows",
     "relay",
+    "relaycpu",
     "dashboard",
     "district",
 ]
@@ -50,6 +52,7 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "soak": soak.render,
     "openwindows": open_windows.render,
     "relay": relay_ingest.render,
+    "relaycpu": relay_cpu_report.render,
     "dashboard": dashboard.render,
     "district": district_report.render,
 }
@@ -149,6 +152,8 @@ def _headline(name: str, r: dict[str, Any]) -> str:
         )
     if name == "dashboard":
         return dashboard.headline(r)
+    if name == "relaycpu":
+        return relay_cpu_report.headline(r)
     if name == "district":
         return district_report.headline(r)
     if name == "drills":
