@@ -1,14 +1,19 @@
 """Which IOPub messages are interaction: checked on real, signed jupyter_client messages."""
 
+import json
+
 import pytest
 from jupyter_client.session import Session
 
 from timeback_jupyter.server.kernels import KernelWatcher
 
 
-@pytest.fixture
-def session():
-    return Session(key=b"secret-key")
+@pytest.fixture(params=["json", "compact"])
+def session(request):
+    session = Session(key=b"secret-key")
+    if request.param == "compact":  # as orjson writes it (ipykernel's packer when installed)
+        session.pack = lambda obj: json.dumps(obj, separators=(",", ":"), default=str).encode()
+    return session
 
 
 def wire(session, msg_type, content, parent_type=None):
@@ -69,3 +74,27 @@ async def test_the_shared_stream_observes_only_what_jupyter_accepted():
     assert stream._recv_callback is record_activity  # given back as found
     stream.close()
     assert _SharedStream.join(stream, seen.append) is None  # a closed stream is not shared
+
+
+async def test_the_shared_stream_passes_on_only_what_may_be_a_status(session):
+    import zmq
+    from zmq.eventloop.zmqstream import ZMQStream
+
+    from timeback_jupyter.server.kernels import _SharedStream
+
+    stream = ZMQStream(zmq.Context.instance().socket(zmq.SUB))
+    seen, jupyter = [], []
+    stream.on_recv(jupyter.append)
+    shared = _SharedStream.join(stream, seen.append)
+    assert shared is not None
+    parent = "execute_request"
+    messages = [  # as IOPub sends them: the topic, then the message
+        [b"kernel.x.status", *wire(session, "status", {"execution_state": "busy"}, parent)],
+        [b"kernel.x.stream", *wire(session, "stream", {"name": "stdout", "text": "1"}, parent)],
+        [b"kernel.x.execute_input", *wire(session, "execute_input", {"code": "1"}, parent)],
+    ]
+    for parts in messages:
+        stream._recv_callback(parts)
+    assert jupyter == messages and seen == messages[:1]
+    shared.close()
+    stream.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from ..model import InvalidInput, Window, parse_run_id, require_text
@@ -16,6 +17,7 @@ from .runs import (
     StudentState,
     as_time,
     eligible,
+    go_on,
     lapses_at,
     next_end,
     rank,
@@ -113,10 +115,17 @@ class EngagementClock:
         """Kernel or browser activity: the student's ``execute_start``, ``comm`` (a widget) or
         ``input``; the kernel's ``execute_end``; or ``kernel_reset`` (the kernel restarted,
         died or was interrupted: no cell of it runs any more)."""
-        run = self._get(run_id)
+        run = self._runs.get(run_id) or self._get(run_id)
         if kind not in SIGNAL_KINDS:
             raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(SIGNAL_KINDS)}")
-        group, t = self._reach(run, as_time(now))
+        # a finite time as it comes (a float) is taken as is: as_time's three calls checked
+        t = now if type(now) is float and 0.0 <= now < math.inf else as_time(now)
+        group = self._students[run.student]
+        # Two per cell: mostly the active run, signalled before it lapses or its window ends,
+        # which leaves it the active run (see runs.go_on) and needs no look at the others.
+        fast = kind != "kernel_reset" and go_on(run, group, t, self.rules, self._on_segment)
+        if not fast:
+            group, t = self._reach(run, t)
         if kind == "kernel_reset":
             # Not the student's doing (or, when it is, the browser reports the click as input).
             run.running = 0
@@ -133,7 +142,8 @@ class EngagementClock:
                 run.running += 1
             run.last_signal = max(run.last_signal, t)
             run.last_touch = max(run.last_touch, t)
-        self._reconsider(group, run, t)
+        if not fast:
+            self._reconsider(group, run, t)
 
     def presence(
         self,

@@ -157,6 +157,31 @@ def settle(
     run.settled = until
 
 
+def go_on(
+    run: RunState, group: StudentState, t: float, rules: Rules, hook: SegmentHook | None
+) -> bool:
+    """Move the student on to ``t`` when ``run`` is their active run and stays so until then
+    with nothing else on the way (no lapse, no window end, no time going back): exactly what
+    advancing the student and settling the run would do, in one stretch of active time.
+    False, changing nothing, otherwise.
+
+    A signal other than ``kernel_reset`` made then keeps the run active: it is still seen,
+    and a touch, or the end of a cell it was recent for, makes it recent past ``t``."""
+    if run is not group.winner or not group.now <= t < lapses_at(run, rules):
+        return False
+    if t >= next_end(run, rules.heartbeat_interval):
+        return False
+    start = run.settled
+    if t > start:
+        run.active += t - start
+        run.last_active = t
+        if hook is not None:
+            hook(run.id, start, t, "active")
+        run.settled = t
+    group.now = t
+    return True
+
+
 def window_of(run: RunState, end: float) -> Window | None:
     """The run's open window closed at ``end``; None when it holds no time."""
     if run.active <= 0 and run.inactive <= 0:

@@ -195,14 +195,14 @@ class KernelBinding:
             self.kernel_reset(kernel_id, at)
             self.sessions_changed(1.0)  # once Jupyter has restarted it, or let it go
             return
-        if not self.service.recording:
-            return
         # Two signals per cell: a known kernel's run is signalled here and now; only a kernel
         # or notebook not seen yet needs a task (a session lookup, maybe starting its run).
         path = self.kernel_paths.get(kernel_id)
+        if path is not None and self.service.signal(path, kind, at):
+            return
+        if not self.service.recording:
+            return
         if path is not None:
-            if self.service.signal(path, kind, at):
-                return
             checked = self._checked_at.get(path)
             if checked is not None and time.monotonic() - checked < RECHECK_AFTER:
                 return  # found without an activity a moment ago

@@ -37,7 +37,21 @@ _RAW_SIGNALS = {(p.encode(), state.encode()): kind for (p, state), kind in _SIGN
 # decoded instead.
 _MSG_TYPE = re.compile(rb'"msg_type"\s*:\s*"([^"\\]*)"')
 _STATE = re.compile(rb'"execution_state"\s*:\s*"([^"\\]*)"')
+
+
+def _written(key: str, value: str) -> tuple[bytes, bytes]:
+    """``"key": "value"`` as json (Jupyter's default packer) and orjson (ipykernel's when it
+    is installed) write it; a quote inside a string is escaped, so only a real key matches."""
+    return f'"{key}": "{value}"'.encode(), f'"{key}":"{value}"'.encode()
+
+
+_STATUS = _written("msg_type", "status")
+_PARENT_WRITTEN = tuple(
+    (parent, _written("msg_type", parent)) for parent in dict.fromkeys(p for p, _ in _SIGNALS)
+)
+_STATE_WRITTEN = tuple((state, _written("execution_state", state)) for state in ("busy", "idle"))
 DELIM = b"<IDS|MSG>"  # jupyter_client.session.DELIM: identities end, the message begins
+_DECODE = "decode"  # _read_raw: the raw JSON does not tell, decode the message
 
 OnSignal = Callable[[str, str, float], None]  # (kernel_id, kind, at)
 _SHARE_POLL = 0.05
@@ -98,21 +112,30 @@ class KernelWatcher:
             return
         session = Session(config=kernel.session.config, key=kernel.session.key)
         classify = _Classifier(session)
-        on_signal, now = self._on_signal, self._now
+        on_signal, now, log = self._on_signal, self._now, self._log
 
-        def observe(parts: list[bytes], verified: bool = False) -> None:
+        def on_recv(parts: list[bytes]) -> None:
             try:
-                kind = classify(parts, verified)
+                kind = classify(parts)
                 if kind is not None:
                     on_signal(kernel_id, kind, now())
             except Exception:  # never let our observer raise into the kernel's stream
-                self._log.exception("timeback: bad IOPub message from kernel %s", kernel_id)
-
-        def on_recv(parts: list[bytes]) -> None:
-            observe(parts)
+                log.exception("timeback: bad IOPub message from kernel %s", kernel_id)
 
         def after_jupyter(parts: list[bytes]) -> None:
-            observe(parts, verified=True)
+            # A status (most output is let go before: _SharedStream), its signature checked by
+            # Jupyter's own watcher: read from its raw JSON where it has IOPub's usual shape.
+            try:
+                if len(parts) > 6 and parts[1] == DELIM:  # one identity: the topic
+                    kind = _read_raw(parts[3], parts[4], parts[6])
+                    if kind is _DECODE:
+                        kind = classify(parts, True)
+                else:
+                    kind = classify(parts, True)
+                if kind is not None:
+                    on_signal(kernel_id, kind, now())
+            except Exception:  # never let our observer raise into the kernel's stream
+                log.exception("timeback: bad IOPub message from kernel %s", kernel_id)
 
         shared = _SharedStream.join(getattr(kernel, "_activity_stream", None), after_jupyter)
         if shared is not None:
@@ -225,19 +248,16 @@ class _Classifier:
         if verified:
             # Jupyter's own watcher has just checked this message's signature on the same
             # stream: the three fields we need are read from the raw JSON, nothing is decoded.
-            header, parent, content = _MSG_TYPE.search(fed[1]), None, None
-            if header is not None:
-                parent, content = _MSG_TYPE.search(fed[2]), _STATE.search(fed[4])
-            if header is None or parent is None or content is None:  # not plain JSON: decode
-                if unpack(fed[1]).get("msg_type") != "status":
-                    return None
-                parent_type = (unpack(fed[2]) or {}).get("msg_type")
-                if parent_type not in _PARENTS:
-                    return None
-                return _SIGNALS.get((parent_type, unpack(fed[4]).get("execution_state")))
-            if header[1] != b"status":
+            kind = _read_raw(fed[1], fed[2], fed[4])
+            if kind is not _DECODE:
+                return kind
+            # not plain JSON: decode
+            if unpack(fed[1]).get("msg_type") != "status":
                 return None
-            return _RAW_SIGNALS.get((parent[1], content[1]))
+            parent_type = (unpack(fed[2]) or {}).get("msg_type")
+            if parent_type not in _PARENTS:
+                return None
+            return _SIGNALS.get((parent_type, unpack(fed[4]).get("execution_state")))
         msg = self._session.deserialize(fed, content=False)
         if msg["header"].get("msg_type") != "status":
             return None
@@ -249,8 +269,35 @@ class _Classifier:
         return _SIGNALS.get((parent_type, state))
 
 
+def _read_raw(header: bytes, parent: bytes, content: bytes) -> str | None:
+    """The signal a verified message is, read from its raw JSON parts; ``_DECODE`` when a
+    field is not there as plain JSON (a parent header that is ``{}``, an escape, another
+    packer), and the message must be decoded to tell.
+
+    A signal's three fields are first looked for as json and orjson write them (a byte
+    search each: a regular expression's match objects cost several times more in a running
+    server); anything else is read with the expressions."""
+    if _STATUS[0] in header or _STATUS[1] in header:
+        for parent_type, written in _PARENT_WRITTEN:
+            if written[0] in parent or written[1] in parent:
+                for state, said in _STATE_WRITTEN:
+                    if said[0] in content or said[1] in content:
+                        return _SIGNALS.get((parent_type, state))
+                break
+    msg_type = _MSG_TYPE.search(header)
+    if msg_type is None:
+        return _DECODE
+    if msg_type[1] != b"status":
+        return None
+    parent_type, state = _MSG_TYPE.search(parent), _STATE.search(content)
+    if parent_type is None or state is None:
+        return _DECODE
+    return _RAW_SIGNALS.get((parent_type[1], state[1]))
+
+
 class _SharedStream:
-    """Our observer chained behind jupyter_server's own IOPub callback on its stream."""
+    """Our observer chained behind jupyter_server's own IOPub callback on its stream, told of
+    every message that may be a status."""
 
     def __init__(self, stream: Any, previous: Callable[[list[bytes]], Any]) -> None:
         self._stream = stream
@@ -272,6 +319,13 @@ class _SharedStream:
             # Jupyter's own bookkeeping first, exactly as before; a message it refuses (a bad
             # signature raises there) is not observed.
             previous(parts)
+            # Every message of every kernel comes here, and in a running server each call
+            # costs several times what a tight loop says (the caches are cold after Jupyter's
+            # own work: BENCHMARKS.md, kernel path). Only a status can be a signal: one in
+            # IOPub's usual shape (one identity, the topic) whose header has no "status" in it
+            # (most of the traffic: output) is let go in this one frame.
+            if len(parts) > 6 and parts[1] == DELIM and b'"status"' not in parts[3]:
+                return
             observer(parts)
 
         shared._chained = chained

@@ -308,8 +308,10 @@ class TimebackService:
     def signal(self, path: str, kind: str, at: float) -> bool:
         """A kernel signal for the notebook's open run; False if it has none open."""
         tracker = self.tracker
-        run_id = self.open_run(path)
-        if tracker is None or run_id is None:
+        if tracker is None or self.problem:
+            return False
+        run_id = tracker.run_at(path)  # open_run's, a call less: two per cell
+        if run_id is None:
             return False
         try:
             tracker.signal(run_id, kind, at)

@@ -94,16 +94,12 @@ class Tracker:
                 app_name=self.app_config.name,
                 sensor=course.sensor,
                 environment=env,
-                oneroster_base_url=self.oneroster_base_url,
+                oneroster_base_url=self.settings.oneroster_url,
                 course=course,
                 activity=activity,
             )
         except (ConfigError, InvalidInput) as err:
             raise TrackerError(str(err), 409) from None
-
-    @property
-    def oneroster_base_url(self) -> str:
-        return self.settings.oneroster_url
 
     # ---- run lifecycle -------------------------------------------------------------------
 
@@ -182,9 +178,11 @@ class Tracker:
     # ---- signals -------------------------------------------------------------------------
 
     def signal(self, run_id: str, kind: str, now: float | None = None) -> None:
-        self._live(run_id)
+        if run_id not in self._targets:  # two per cell: the check inline, its refusal apart
+            self._live(run_id)
         self.clock.signal(run_id, self._now() if now is None else now, kind)
-        self.ticks.called()  # the ticker may wait for a call (see Ticks)
+        if self.ticks.wake is not None:  # the ticker waits for a call (see Ticks)
+            self.ticks.called()
 
     def presence(
         self,
