@@ -31,10 +31,11 @@ from .jobs import (
 from .lease import Lease
 from .offload import StoreThread
 from .ports import OutboxPort
-from .report import DrainReport, delivery_status
+from .report import DrainReport, delivery_status, or_inf
 from .settle import Settler
 from .sink import Sink
 from .stored import deliver_stored, takes_stored
+from .writes import set_aside
 
 LOG = logging.getLogger("timeback_jupyter.delivery")
 
@@ -93,14 +94,15 @@ class Drainer:
         self.looks, self.stop_timeout = 0, float(stop_timeout)  # looks: drain steps by run()
         self._now, self._sleep, self._wall, self._log = now, sleep, wall, log
         self._lease = Lease(store.path)
-        self.store_thread = StoreThread(store)  # a batch's read and ack, off the event loop
+        self.store_thread = on = StoreThread(store)  # all store calls: off the loop if it may
         self._stored = takes_stored(sink, store)  # batches as stored, in one call (.stored)
         self._backoff = Backoff(self.retry_initial, self.retry_max, now=now, rng=rng)
         self._jobs = JobWatcher(
-            store, sink, (job_poll_initial, job_poll_max), job_failures_max, now=now, log=log
-        )
+            store, sink, (job_poll_initial, job_poll_max), job_failures_max,
+            store_thread=on, now=now, log=log,
+        )  # fmt: skip
         self._settler = Settler(
-            store, sink, job_timeout, self._jobs.poll, now=now, wall=wall, log=log
+            store, sink, job_timeout, self._jobs.poll, store_thread=on, now=now, wall=wall, log=log
         )
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -200,10 +202,10 @@ class Drainer:
         )
         if not step.event_ids:
             return None
-        if step.rejected is not None:
-            return self._reject(step.event_ids, step.rejected)
+        if step.rejected is not None:  # set aside on the store thread already
+            return self._rejected(list(step.culprits), list(step.rest), step.rejected)
         if step.failed is not None:  # kept "inflight": the batch was only read, still pending
-            return self._retry(step.event_ids, step.failed, None, keep_inflight=True)
+            return await self._retry(step.event_ids, step.failed, None, keep_inflight=True)
         self._delivered()
         return DrainReport(sent=len(step.event_ids))
 
@@ -218,36 +220,41 @@ class Drainer:
         try:
             envelope = caliper.envelope([i.payload for i in batch], batch[0].sensor, self._wall())
         except caliper.CaliperInputError as err:
-            return self._reject(ids, RejectedError(f"cannot build the envelope: {err}"))
+            return await self._reject(ids, RejectedError(f"cannot build the envelope: {err}"))
         try:
             job_id = await self.sink.send(envelope)
         except RejectedError as err:
-            return self._reject(ids, err)
+            return await self._reject(ids, err)
         except RetryableError as err:
-            return self._retry(ids, str(err), err.retry_after, keep_inflight=err.maybe_delivered)
+            keep = err.maybe_delivered
+            return await self._retry(ids, str(err), err.retry_after, keep_inflight=keep)
         except asyncio.CancelledError:
             # Stopped mid-send: the batch stays inflight and is settled on the next start.
             raise
         except Exception as err:
             self._log.exception("the %s sink failed unexpectedly", self.sink.name)
-            return self._retry(ids, f"{type(err).__name__}: {err}", None, keep_inflight=True)
+            error = f"{type(err).__name__}: {err}"
+            return await self._retry(ids, error, None, keep_inflight=True)
         self._delivered()
         if not job_id:
             await self.store_thread.call(self.store.ack, ids)  # delivered when accepted: no job
             return DrainReport(sent=len(ids))
         # Accepted: delivered once Timeback's job completes. Should this write fail, the
         # batch stays inflight without a job and is settled as a send of unknown outcome.
-        await self.store_thread.call(self.store.record_job, ids, job_id)
-        self._jobs.submitted(job_id)
+        # Cancelled meanwhile, the store thread still records it: watched all the same.
+        try:
+            await self.store_thread.call(self.store.record_job, ids, job_id)
+        finally:
+            self._jobs.submitted(job_id)  # a job the store lacks is dropped at the next look
         return DrainReport(queued=len(ids), waiting=self._jobs.initial)
 
-    def _retry(
+    async def _retry(
         self, ids: list[str], error: str, retry_after: float | None, *, keep_inflight: bool
     ) -> DrainReport:
         # Maybe delivered: stay inflight, so the next step (or the next process, after a
         # crash) asks the sink before sending again. Otherwise back to pending, same seq.
         if not keep_inflight:
-            self.store.release(ids, error)
+            await self.store_thread.call(self.store.release, ids, error)
         delay = self._backoff.failed(retry_after)
         self._last_error = error
         self._log.warning(
@@ -256,14 +263,11 @@ class Drainer:
         )  # fmt: skip
         return DrainReport(retried=len(ids), delay=delay, error=error)
 
-    def _reject(self, ids: list[str], err: RejectedError) -> DrainReport:
-        named = [i for i in (err.event_ids or []) if i in ids]
-        culprits = named or ids
-        self.store.dead_letter(culprits, err.reason)
-        rest = [i for i in ids if i not in culprits]
-        if rest:
-            # Only some events were at fault; the others go again in the next envelope.
-            self.store.release(rest, "sent again without a rejected neighbour")
+    async def _reject(self, ids: list[str], err: RejectedError) -> DrainReport:
+        culprits, rest = await self.store_thread.call(set_aside, self.store, ids, err)
+        return self._rejected(culprits, rest, err)
+
+    def _rejected(self, culprits: list[str], rest: list[str], err: RejectedError) -> DrainReport:
         # The API answered: the connection works, whatever it thought of these events.
         self._backoff.succeeded()
         self._last_error = err.reason
@@ -329,7 +333,7 @@ class Drainer:
                 await self._wait(report.delay, wake_on_notify=False)
             elif report.idle:
                 # Until the next look at a job or an unknown send is due, or something new.
-                wait = min(self._idle_wait(), _or_inf(report.waiting))
+                wait = min(self._idle_wait(), or_inf(report.waiting))
                 await self._wait(max(wait, self.batch_pause), wake_on_notify=True)
             else:
                 await asyncio.sleep(self.batch_pause)  # see BATCH_PAUSE
@@ -373,7 +377,7 @@ class Drainer:
                     total = total + step
                     if step.idle and step.waiting is None:
                         break
-                    pause = step.delay or (_or_inf(step.waiting) if step.idle else 0.0)
+                    pause = step.delay or (or_inf(step.waiting) if step.idle else 0.0)
                     remaining = deadline - self._now()
                     if remaining <= 0 or pause > remaining:
                         break
@@ -383,7 +387,7 @@ class Drainer:
                         await asyncio.sleep(self.batch_pause)  # see BATCH_PAUSE
         except TimeoutError:
             self._log.warning("flush stopped after %.1fs with events still queued", timeout)
-        return replace(total, remaining=self.store.depth())
+        return replace(total, remaining=await self.store_thread.call(self.store.depth))
 
     def status(self) -> dict[str, Any]:
         """For the status bar, the REST status and the CLI. Holds no secret."""
@@ -394,7 +398,3 @@ class Drainer:
             standby=self._standby,
             last_error=self._last_error,
         )
-
-
-def _or_inf(seconds: float | None) -> float:
-    return float("inf") if seconds is None else seconds

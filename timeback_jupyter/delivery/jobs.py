@@ -21,8 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import DeliveryError
+from .offload import StoreThread
 from .ports import OutboxPort
 from .sink import JobOutcome, Sink
+from .writes import JobVerdict, record_jobs
 
 # How long Timeback may take to store a request's events, counted from when it was sent: a
 # stalled request plus its queued job. Past it, an event of a send whose outcome is unknown
@@ -80,10 +82,12 @@ class JobWatcher:
         poll: tuple[float, float],
         failures_max: int,
         *,
+        store_thread: StoreThread,
         now: Callable[[], float],
         log: logging.Logger,
     ) -> None:
-        """``poll``: (initial, maximum) seconds between looks at a pending job."""
+        """``poll``: (initial, maximum) seconds between looks at a pending job; the store is
+        called through ``store_thread`` (the drainer's: its calls run one at a time, in order)."""
         if isinstance(failures_max, bool) or not isinstance(failures_max, int) or failures_max < 1:
             raise DeliveryError(f"job_failures_max must be an integer >= 1, got {failures_max!r}")
         self.initial = check_positive("job_poll_initial", poll[0])
@@ -93,6 +97,7 @@ class JobWatcher:
         self.poll = (self.initial, self.maximum)
         self.failures_max = failures_max
         self.store, self.sink, self._now, self._log = store, sink, now, log
+        self.store_thread = store_thread
         # Only pending jobs have an entry (pruned on every check), so it is bounded by them.
         # A job without one (recorded by an earlier process) is due at once.
         self._polls: dict[str, Poll] = {}
@@ -111,54 +116,63 @@ class JobWatcher:
             self._next_due = min(self._next_due, poll.next_at)
 
     async def check_due(self) -> JobsChecked:
-        """Ask about the pending jobs whose time has come, and act on what is learned."""
+        """Ask about the pending jobs whose time has come, and act on what is learned: the
+        store is read in one handoff to its thread and told every verdict in one more."""
         if self._next_due is not None and self._now() < self._next_due:
             wait = self._next_due - self._now()
             return JobsChecked(next_in=None if math.isinf(wait) else wait)
-        pending = self.store.jobs_pending()
+        pending = await self.store_thread.call(self.store.jobs_pending)
         ids = {job.job_id for job in pending}
         for gone in self._polls.keys() - ids:
             del self._polls[gone]
         due = [j for j in pending if j.job_id not in self._polls or self._polls[j.job_id].due()]
-        confirmed = resent = dead = 0
-        settled: set[str] = set()
+        verdicts: list[JobVerdict] = []
         for job in due[:CHECKS_PER_STEP]:
-            outcome = await self._ask(job.job_id)
-            if outcome is None or outcome.state == "pending":
+            verdict = await self._verdict(job.job_id, job.event_ids)
+            if verdict is None:
                 self._poll(job.job_id).later()
-                continue
-            settled.add(job.job_id)
-            if outcome.state == "completed":
-                confirmed += self.store.confirm(job.job_id)
-                self._polls.pop(job.job_id, None)
-                continue
-            landed = await self._landed(job.event_ids)
-            if landed is None:
-                settled.discard(job.job_id)
-                self._poll(job.job_id).later()
-                continue
-            if outcome.state == "gone" and len(landed) == len(job.event_ids):
-                confirmed += self.store.confirm(job.job_id)  # it completed before it was forgotten
             else:
-                again, lost = self.store.job_failed(
-                    job.job_id, outcome.detail, limit=self.failures_max, landed=landed
-                )
-                confirmed += len(landed)
-                resent, dead = resent + len(again), dead + len(lost)
+                verdicts.append(verdict)
+        written = (
+            await self.store_thread.call(record_jobs, self.store, verdicts, self.failures_max)
+            if verdicts
+            else []
+        )
+        sizes = {job.job_id: len(job.event_ids) for job in pending}
+        confirmed = resent = dead = 0
+        for verdict, done in zip(verdicts, written, strict=True):
+            self._polls.pop(verdict.job_id, None)
+            confirmed += done.confirmed
+            resent, dead = resent + len(done.again), dead + len(done.lost)
+            if verdict.landed is not None:
                 self._log.warning(
                     "%s; of its %d event(s) %d were stored, %d go again, %d to dead letters",
-                    outcome.detail,
-                    len(job.event_ids),
-                    len(landed),
-                    len(again),
-                    len(lost),
+                    verdict.detail,
+                    sizes[verdict.job_id],
+                    done.confirmed,
+                    len(done.again),
+                    len(done.lost),
                 )
-            self._polls.pop(job.job_id, None)
+        settled = {v.job_id for v in verdicts}
         left = [j.job_id for j in pending if j.job_id not in settled]
         waits = [self._polls[i].wait() if i in self._polls else 0.0 for i in left]
         next_in = min(waits) if waits else None
         self._next_due = self._now() + (math.inf if next_in is None else next_in)
         return JobsChecked(confirmed, resent, dead, next_in)
+
+    async def _verdict(self, job_id: str, event_ids: tuple[str, ...]) -> JobVerdict | None:
+        """What the sink says of a job; None while it is pending or cannot be told."""
+        outcome = await self._ask(job_id)
+        if outcome is None or outcome.state == "pending":
+            return None
+        if outcome.state == "completed":
+            return JobVerdict(job_id)
+        landed = await self._landed(event_ids)
+        if landed is None:
+            return None
+        if outcome.state == "gone" and len(landed) == len(event_ids):
+            return JobVerdict(job_id)  # it completed before it was forgotten
+        return JobVerdict(job_id, tuple(landed), outcome.detail)
 
     def _poll(self, job_id: str) -> Poll:
         poll = self._polls.get(job_id)

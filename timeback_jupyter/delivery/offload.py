@@ -1,8 +1,10 @@
 """The drainer's store work on a thread of its own, where the store allows it.
 
 A batch's read (50 rows of about a kilobyte, each parsed) and its acknowledgement (50 rows
-rewritten as sent, one commit) take milliseconds; on Jupyter's event loop they would hold
-every kernel message and request meanwhile. SQLite releases the GIL while it reads and
+rewritten as sent, one commit) take milliseconds, and every write is a commit with a fsync;
+on Jupyter's event loop (or the relay's) they would hold every kernel message and request
+meanwhile. So every store call of the drainer, its settling and its job checks comes here
+(``writes.py`` hands a step's writes over at once). SQLite releases the GIL while it reads and
 writes, so on a thread the loop goes on; what still takes the GIL there (the payloads'
 JSON parse) is a few microseconds at a time. A store that may be shared between threads says
 so with ``thread_safe = True`` (the server's SQLite store: one connection behind a lock);

@@ -66,3 +66,8 @@ def delivery_status(
         "dead_letters": stats.get("dead"),
         "jobs": jobs,  # pending, failed, confirmed, events_awaiting, oldest_pending_age
     }
+
+
+def or_inf(seconds: float | None) -> float:
+    """A report's ``waiting`` as a wait: None (nothing awaited) is forever."""
+    return float("inf") if seconds is None else seconds

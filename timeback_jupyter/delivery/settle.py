@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from ..store import OutboxItem
 from .jobs import Poll
+from .offload import StoreThread
 from .ports import OutboxPort
 from .sink import Sink
+from .writes import settle_outcome
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,15 @@ class Settler:
         job_timeout: float,
         poll: tuple[float, float],
         *,
+        store_thread: StoreThread,
         now: Callable[[], float],
         wall: Callable[[], float],
         log: logging.Logger,
     ) -> None:
-        """``poll``: (initial, maximum) seconds between looks at events not found yet."""
+        """``poll``: (initial, maximum) seconds between looks at events not found yet; the
+        store is called through ``store_thread`` (the drainer's)."""
         self.store, self.sink, self.job_timeout = store, sink, float(job_timeout)
+        self.store_thread = store_thread
         self.initial, self.maximum = poll
         self._now, self._wall, self._log = now, wall, log
         self._poll: Poll | None = None  # set while some events stay unsettled
@@ -53,7 +58,7 @@ class Settler:
 
     async def settle(self, why: str) -> Settled:
         """Look up what is due; ``why`` says, in the store, why events went back."""
-        items = self.store.inflight()
+        items = await self.store_thread.call(self.store.inflight)
         if not items:
             self._poll = None
             return Settled()
@@ -83,11 +88,8 @@ class Settler:
                 lost.append(item.event_id)
             else:
                 waiting.append(item)
-        if landed:
-            self.store.ack(landed)
-        if lost:
-            self.store.release(lost, f"{why}; not found upstream, sending again")
         if landed or lost:
+            await self.store_thread.call(settle_outcome, self.store, landed, lost, why)
             self._log.info(
                 "settled %d inflight event(s): %d already stored upstream, %d to send again",
                 len(landed) + len(lost),
