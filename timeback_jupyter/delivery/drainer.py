@@ -43,6 +43,7 @@ LOG = logging.getLogger("timeback_jupyter.delivery")
 # between batches every turn a request needs (a kernel message takes several) would wait for
 # one more batch: draining 50,000 local events made a cell's round trip 5x slower.
 BATCH_PAUSE = 0.005
+NEIGHBOUR_ERROR = "sent again without a rejected neighbour"
 
 
 class Drainer:
@@ -93,14 +94,13 @@ class Drainer:
         self.looks, self.stop_timeout = 0, float(stop_timeout)  # looks: drain steps by run()
         self._now, self._sleep, self._wall, self._log = now, sleep, wall, log
         self._lease = Lease(store.path)
-        self.store_thread = StoreThread(store)  # a batch's read and ack, off the event loop
+        self.store_thread = StoreThread(store)  # every store call of a step, off the loop
         self._stored = takes_stored(sink, store)  # batches as stored, in one call (.stored)
         self._backoff = Backoff(self.retry_initial, self.retry_max, now=now, rng=rng)
-        self._jobs = JobWatcher(
-            store, sink, (job_poll_initial, job_poll_max), job_failures_max, now=now, log=log
-        )
+        call, polls = self.store_thread.call, (job_poll_initial, job_poll_max)
+        self._jobs = JobWatcher(store, sink, polls, job_failures_max, now=now, log=log, call=call)
         self._settler = Settler(
-            store, sink, job_timeout, self._jobs.poll, now=now, wall=wall, log=log
+            store, sink, job_timeout, self._jobs.poll, now=now, wall=wall, log=log, call=call
         )
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -201,9 +201,9 @@ class Drainer:
         if not step.event_ids:
             return None
         if step.rejected is not None:
-            return self._reject(step.event_ids, step.rejected)
+            return await self._reject(step.event_ids, step.rejected)
         if step.failed is not None:  # kept "inflight": the batch was only read, still pending
-            return self._retry(step.event_ids, step.failed, None, keep_inflight=True)
+            return await self._retry(step.event_ids, step.failed, None, inflight=True)
         self._delivered()
         return DrainReport(sent=len(step.event_ids))
 
@@ -218,19 +218,19 @@ class Drainer:
         try:
             envelope = caliper.envelope([i.payload for i in batch], batch[0].sensor, self._wall())
         except caliper.CaliperInputError as err:
-            return self._reject(ids, RejectedError(f"cannot build the envelope: {err}"))
+            return await self._reject(ids, RejectedError(f"cannot build the envelope: {err}"))
         try:
             job_id = await self.sink.send(envelope)
         except RejectedError as err:
-            return self._reject(ids, err)
+            return await self._reject(ids, err)
         except RetryableError as err:
-            return self._retry(ids, str(err), err.retry_after, keep_inflight=err.maybe_delivered)
+            return await self._retry(ids, str(err), err.retry_after, inflight=err.maybe_delivered)
         except asyncio.CancelledError:
             # Stopped mid-send: the batch stays inflight and is settled on the next start.
             raise
         except Exception as err:
             self._log.exception("the %s sink failed unexpectedly", self.sink.name)
-            return self._retry(ids, f"{type(err).__name__}: {err}", None, keep_inflight=True)
+            return await self._retry(ids, f"{type(err).__name__}: {err}", None, inflight=True)
         self._delivered()
         if not job_id:
             await self.store_thread.call(self.store.ack, ids)  # delivered when accepted: no job
@@ -241,13 +241,13 @@ class Drainer:
         self._jobs.submitted(job_id)
         return DrainReport(queued=len(ids), waiting=self._jobs.initial)
 
-    def _retry(
-        self, ids: list[str], error: str, retry_after: float | None, *, keep_inflight: bool
+    async def _retry(
+        self, ids: list[str], error: str, retry_after: float | None, *, inflight: bool
     ) -> DrainReport:
         # Maybe delivered: stay inflight, so the next step (or the next process, after a
         # crash) asks the sink before sending again. Otherwise back to pending, same seq.
-        if not keep_inflight:
-            self.store.release(ids, error)
+        if not inflight:
+            await self.store_thread.call(self.store.release, ids, error)
         delay = self._backoff.failed(retry_after)
         self._last_error = error
         self._log.warning(
@@ -256,14 +256,14 @@ class Drainer:
         )  # fmt: skip
         return DrainReport(retried=len(ids), delay=delay, error=error)
 
-    def _reject(self, ids: list[str], err: RejectedError) -> DrainReport:
+    async def _reject(self, ids: list[str], err: RejectedError) -> DrainReport:
         named = [i for i in (err.event_ids or []) if i in ids]
         culprits = named or ids
-        self.store.dead_letter(culprits, err.reason)
+        await self.store_thread.call(self.store.dead_letter, culprits, err.reason)
         rest = [i for i in ids if i not in culprits]
         if rest:
             # Only some events were at fault; the others go again in the next envelope.
-            self.store.release(rest, "sent again without a rejected neighbour")
+            await self.store_thread.call(self.store.release, rest, NEIGHBOUR_ERROR)
         # The API answered: the connection works, whatever it thought of these events.
         self._backoff.succeeded()
         self._last_error = err.reason

@@ -15,12 +15,14 @@ about every pending job on a backoff of its own (first after ``initial`` seconds
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import DeliveryError
+from .offload import StoreCall
 from .ports import OutboxPort
 from .sink import JobOutcome, Sink
 
@@ -82,8 +84,10 @@ class JobWatcher:
         *,
         now: Callable[[], float],
         log: logging.Logger,
+        call: StoreCall,
     ) -> None:
-        """``poll``: (initial, maximum) seconds between looks at a pending job."""
+        """``poll``: (initial, maximum) seconds between looks at a pending job; ``call`` runs
+        a store method (the drainer's store thread: ``offload.StoreThread``)."""
         if isinstance(failures_max, bool) or not isinstance(failures_max, int) or failures_max < 1:
             raise DeliveryError(f"job_failures_max must be an integer >= 1, got {failures_max!r}")
         self.initial = check_positive("job_poll_initial", poll[0])
@@ -93,6 +97,7 @@ class JobWatcher:
         self.poll = (self.initial, self.maximum)
         self.failures_max = failures_max
         self.store, self.sink, self._now, self._log = store, sink, now, log
+        self._call = call
         # Only pending jobs have an entry (pruned on every check), so it is bounded by them.
         # A job without one (recorded by an earlier process) is due at once.
         self._polls: dict[str, Poll] = {}
@@ -115,7 +120,7 @@ class JobWatcher:
         if self._next_due is not None and self._now() < self._next_due:
             wait = self._next_due - self._now()
             return JobsChecked(next_in=None if math.isinf(wait) else wait)
-        pending = self.store.jobs_pending()
+        pending = await self._call(self.store.jobs_pending)
         ids = {job.job_id for job in pending}
         for gone in self._polls.keys() - ids:
             del self._polls[gone]
@@ -129,7 +134,7 @@ class JobWatcher:
                 continue
             settled.add(job.job_id)
             if outcome.state == "completed":
-                confirmed += self.store.confirm(job.job_id)
+                confirmed += await self._call(self.store.confirm, job.job_id)
                 self._polls.pop(job.job_id, None)
                 continue
             landed = await self._landed(job.event_ids)
@@ -138,11 +143,13 @@ class JobWatcher:
                 self._poll(job.job_id).later()
                 continue
             if outcome.state == "gone" and len(landed) == len(job.event_ids):
-                confirmed += self.store.confirm(job.job_id)  # it completed before it was forgotten
+                # It completed before it was forgotten.
+                confirmed += await self._call(self.store.confirm, job.job_id)
             else:
-                again, lost = self.store.job_failed(
-                    job.job_id, outcome.detail, limit=self.failures_max, landed=landed
+                failed = functools.partial(
+                    self.store.job_failed, limit=self.failures_max, landed=landed
                 )
+                again, lost = await self._call(failed, job.job_id, outcome.detail)
                 confirmed += len(landed)
                 resent, dead = resent + len(again), dead + len(lost)
                 self._log.warning(

@@ -2,11 +2,14 @@
 
 A batch's read (50 rows of about a kilobyte, each parsed) and its acknowledgement (50 rows
 rewritten as sent, one commit) take milliseconds; on Jupyter's event loop they would hold
-every kernel message and request meanwhile. SQLite releases the GIL while it reads and
-writes, so on a thread the loop goes on; what still takes the GIL there (the payloads'
-JSON parse) is a few microseconds at a time. A store that may be shared between threads says
-so with ``thread_safe = True`` (the server's SQLite store: one connection behind a lock);
-any other (the relay's) is called on the loop as before.
+every kernel message and request meanwhile, and on the relay's PostgreSQL every call is a
+round trip (or a wait for another replica's lock) that would hold every ingest request. The
+database drivers release the GIL while they wait, so on a thread the loop goes on; what still
+takes the GIL there (the payloads' JSON parse) is a few microseconds at a time. Every call of
+a drain step goes through :meth:`StoreThread.call`: the claim, the ack, the job records, the
+settle's and the job checks' reads and writes. A store that may be shared between threads
+says so with ``thread_safe = True`` (the server's SQLite store: one connection behind a lock;
+the relay's outbox: a connection from the pool per call); any other is called on the loop.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+StoreCall = Callable[..., Awaitable[Any]]  # StoreThread.call: fn(*args), awaited
 _Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 

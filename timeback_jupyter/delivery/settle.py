@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..store import OutboxItem
 from .jobs import Poll
+from .offload import StoreCall
 from .ports import OutboxPort
 from .sink import Sink
 
@@ -38,9 +39,12 @@ class Settler:
         now: Callable[[], float],
         wall: Callable[[], float],
         log: logging.Logger,
+        call: StoreCall,
     ) -> None:
-        """``poll``: (initial, maximum) seconds between looks at events not found yet."""
+        """``poll``: (initial, maximum) seconds between looks at events not found yet;
+        ``call`` runs a store method (the drainer's store thread: ``offload.StoreThread``)."""
         self.store, self.sink, self.job_timeout = store, sink, float(job_timeout)
+        self._call = call
         self.initial, self.maximum = poll
         self._now, self._wall, self._log = now, wall, log
         self._poll: Poll | None = None  # set while some events stay unsettled
@@ -53,7 +57,7 @@ class Settler:
 
     async def settle(self, why: str) -> Settled:
         """Look up what is due; ``why`` says, in the store, why events went back."""
-        items = self.store.inflight()
+        items = await self._call(self.store.inflight)
         if not items:
             self._poll = None
             return Settled()
@@ -84,9 +88,10 @@ class Settler:
             else:
                 waiting.append(item)
         if landed:
-            self.store.ack(landed)
+            await self._call(self.store.ack, landed)
         if lost:
-            self.store.release(lost, f"{why}; not found upstream, sending again")
+            again = f"{why}; not found upstream, sending again"
+            await self._call(self.store.release, lost, again)
         if landed or lost:
             self._log.info(
                 "settled %d inflight event(s): %d already stored upstream, %d to send again",
