@@ -9,10 +9,10 @@ hold a server-like token that every relay checks with HubAuth, and a load genera
 envelope would cost the proxy ~1 ms of CPU more, see "Relay ingest"). Each student is pinned to
 one replica (its token is looked up by one relay, not two).
 
-The hub's users and tokens are made once through the hub's REST API (users in bulk, tokens
-with a few requests in flight) and kept under ``.cache/district/`` with the hub's database,
-so a later run starts in seconds; the relay's HubAuth cache is set longer than the run
-(``c.Relay.auth_cache_seconds``), and every token's first lookup is a phase of its own.
+The hub's users and tokens are made once, with JupyterHub's own ORM (:mod:`.district_hub`),
+and kept under ``.cache/district/`` with the hub's database, so a later run starts in
+seconds; the relay's HubAuth cache is set longer than the run (``c.Relay.auth_cache_seconds``),
+and every token's first lookup is a phase of its own.
 
 Phases, one after the other: (first) every student's first envelope, as fast as the relays
 answer with a bounded number in flight: the hub's token lookup, the relay's OneRoster lookup and
@@ -28,7 +28,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import ROOT, Result, cpu_seconds, say
+from .district_hub import CACHE, hub_dir, hub_students, stop_proxy
 from .district_report import summarize
 
 STUDENTS = 20_000
@@ -53,7 +53,6 @@ RELAY_BATCH = 200
 # The ramp climbs before the district phase: once a step overloads the relays, the requests
 # they still hold (cut off, counted) spoil every later step.
 RAMP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75)
-CACHE = ROOT / ".cache" / "district"
 LEAD = 5.0
 FIRST_CAP = 900.0  # seconds: a hub this slow gives no figure worth waiting for
 GAP = 3.0  # between phases: answers due at a phase's end land in it; later ones are cut off
@@ -103,87 +102,6 @@ NOTES = [
     "processes), as a share of one core; the machine has two, shared with other "
     "work (the load average above).",
 ]
-
-
-def _bulk_students(db_path: Path, names: list[str], scope: str) -> list[str]:
-    """Users and tokens written with JupyterHub's own ORM (its token hashing, its 'user' role)
-    into the hub's database while the hub is stopped: through the REST API the hub took about
-    150 ms per user here (a role assignment and a commit each), 50 minutes for 20,000."""
-    from jupyterhub import orm
-    from jupyterhub.utils import new_token
-
-    session = orm.new_session_factory(f"sqlite:///{db_path}")()
-    role = orm.Role.find(session, "user")
-    tokens = []
-    for name in names:
-        user = orm.User(name=name)
-        if role is not None:
-            user.roles.append(role)
-        session.add(user)
-        token = orm.APIToken(generated=True, note="district bench", client_id="jupyterhub",
-                             scopes=[scope])  # fmt: skip
-        session.add(token)
-        plain = new_token()
-        token.token = plain  # stored hashed, by the ORM, as the hub stores its own
-        token.user = user
-        tokens.append(plain)
-    session.commit()
-    session.close()
-    return tokens
-
-
-HUB_FILES = ("jupyterhub.sqlite", "cookie_secret", "students.json")
-
-
-def hub_dir(n: int) -> Path:
-    """The hub's directory for this run, on tmpfs where there is one, with the cached database
-    of ``n`` students copied in. The hub's SQLite commits every token's first use (its
-    last_activity): on this machine's shared disk, busy with other work, those fsyncs let the
-    hub answer 7 lookups a second (3 s each, queued), a figure of the disk, not of the hub or
-    the relay; a district's hub keeps its database on a server (PostgreSQL) anyway."""
-    shm = Path("/dev/shm")
-    work = Path(tempfile.mkdtemp(prefix="tb-district-hub-", dir=shm if shm.is_dir() else None))
-    for name in HUB_FILES:
-        if (CACHE / f"hub-{n}" / name).exists():
-            shutil.copy2(CACHE / f"hub-{n}" / name, work / name)
-    return work
-
-
-def keep_hub(work: Path, n: int) -> None:
-    """The students made this run, into the cache for the next one."""
-    cache = CACHE / f"hub-{n}"
-    cache.mkdir(parents=True, exist_ok=True)
-    for name in HUB_FILES:
-        shutil.copy2(work / name, cache / name)
-
-
-def hub_students(hub: Any, n: int, scope: str) -> tuple[list[str], list[str], float]:
-    """The hub's ``n`` students and their tokens: from the cache, or made now (the hub is
-    restarted around it) and cached with the hub's database."""
-    cached = hub.tmp / "students.json"
-    if cached.exists():
-        data = json.loads(cached.read_text())
-        if len(data["names"]) == n:
-            return data["names"], data["tokens"], 0.0
-    began = time.monotonic()
-    names = [f"d{i:05d}" for i in range(n)]
-    hub.stop()
-    tokens = _bulk_students(hub.tmp / "jupyterhub.sqlite", names, scope)
-    hub.start()
-    spent = time.monotonic() - began
-    cached.write_text(json.dumps({"names": names, "tokens": tokens, "made_in_s": spent}))
-    keep_hub(hub.tmp, n)
-    return names, tokens, spent
-
-
-def _stop_proxy(hub_tmp: Path) -> None:
-    """The hub's configurable-http-proxy, if it outlived the hub (seen here)."""
-    try:
-        pid = int((hub_tmp / "proxy.pid").read_text().strip())
-        if b"configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        pass
 
 
 def pg_pids(server: Any) -> list[int]:
@@ -420,7 +338,7 @@ def run(quick: bool = False) -> Result:
                 except subprocess.TimeoutExpired:
                     proc.kill()
             hub.stop()
-            _stop_proxy(hub.tmp)
+            stop_proxy(hub.tmp)
             shutil.rmtree(hub.tmp, ignore_errors=True)
             server.stop()
     metrics = summarize(phases, outs, cpu_marks, lag.samples if lag else [], made_s)

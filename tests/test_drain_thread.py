@@ -1,6 +1,6 @@
 """The drainer's store work on its own thread (delivery/offload.py): a batch's read and ack
-run there for a store that declares itself thread-safe (the server's), on the event loop for
-any other (the relay's), with the same outcome."""
+run there for a store that declares itself thread-safe (the server's, the relay's outbox:
+tests/relay/test_relay_offload.py), on the event loop for any other, with the same outcome."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ class RelayJobs:
     db: RelayDatabase
     replica: Replica
     _now: Callable[[], float]
-    _open: set[str]  # this replica's claims not settled yet (outbox.py)
+    _settled: Callable[[list[str]], None]  # no longer this replica's open claims (outbox.py)
 
     def record_job(self, event_ids: Iterable[str], job_id: str) -> None:
         """Timeback accepted these inflight events as job ``job_id``: they wait for it."""
@@ -43,7 +43,7 @@ class RelayJobs:
             conn.execute(sql.NEW_JOB, {"p_job": job_id, "p_events": len(ids), "p_now": self._now()})
             if ids:
                 conn.execute(sql.CARRY[self.db.dialect], {"p_ids": ids, "p_job": job_id})
-        self._open.difference_update(ids)
+        self._settled(ids)
 
     def jobs_pending(self) -> list[Job]:
         """Jobs neither completed nor failed yet, oldest first, with the events they carry.

@@ -12,11 +12,19 @@ commits before it is sent; on PostgreSQL it also skips rows another claimer hold
 UPDATE SKIP LOCKED``). An inflight event Timeback accepted carries the id of the job that will
 store it (:mod:`.jobs`); one without is being sent, or its send's outcome is unknown
 (:meth:`RelayOutbox.inflight`).
+
+The drainer calls it on its store thread (``thread_safe``, ``delivery/offload.py``), so no
+claim, job record or confirm holds the event loop, and so the ingest, for its round trip: each
+call takes a connection of its own from the engine's pool (SQLite: its writers wait for each
+other, ``BEGIN IMMEDIATE`` under the busy timeout), the replica's lock connection is behind its
+own mutex (:mod:`.replicas`), and the one state kept here, this replica's open claims, behind
+``_book``.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -97,6 +105,8 @@ def _item(row: Any) -> OutboxItem:
 class RelayOutbox(RelayJobs):
     """``delivery.ports.OutboxPort`` on the relay's store (the job methods: :mod:`.jobs`)."""
 
+    thread_safe = True  # see the module's docstring
+
     def __init__(self, db: RelayDatabase, *, now: Callable[[], float] = time.time) -> None:
         self.db = db
         self.replica = Replica(db)
@@ -110,6 +120,7 @@ class RelayOutbox(RelayJobs):
         # store is asked only every ORPHANS_EVERY s, for dead replicas' (:meth:`inflight`).
         self._open: set[str] = set()
         self._looked = -math.inf
+        self._book = threading.Lock()  # _open and _looked: the store thread's and any other's
 
     def claim_batch(self, limit: int) -> list[OutboxItem]:
         """The oldest pending events sharing the first one's sensor, marked inflight.
@@ -135,7 +146,8 @@ class RelayOutbox(RelayJobs):
                 },
             ).all()
         rows.sort(key=lambda r: r.seq)
-        self._open.update(r.event_id for r in rows)
+        with self._book:
+            self._open.update(r.event_id for r in rows)
         return [_item(r) for r in rows]
 
     def inflight(self) -> list[OutboxItem]:
@@ -147,12 +159,15 @@ class RelayOutbox(RelayJobs):
         live replica's send is its own to settle (:mod:`.replicas`). Those of a replica
         gone are found within ORPHANS_EVERY s while this one has no send of its own open."""
         self._alive()  # the lock taken again first, if the database dropped it (replicas.py)
-        if (
-            self.replica.key is not None
-            and not self._open
-            and time.monotonic() - self._looked < ORPHANS_EVERY
-        ):
-            return []
+        with self._book:
+            if (
+                self.replica.key is not None
+                and not self._open
+                and time.monotonic() - self._looked < ORPHANS_EVERY
+            ):
+                return []
+            # Claimed and committed before the read below began, so it sees them.
+            before = set(self._open)
         with self.db.read() as conn:
             rows = conn.execute(
                 sa.select(outbox)
@@ -163,10 +178,17 @@ class RelayOutbox(RelayJobs):
                 )
                 .order_by(outbox.c.seq)
             ).all()
-        self._looked = time.monotonic()
-        # What is no longer inflight without a job was settled (by this replica or another)
-        self._open.intersection_update(r.event_id for r in rows)
+        # What is no longer inflight without a job was settled (by this replica or another);
+        # a claim made during the read is not in ``before`` and stays open.
+        with self._book:
+            self._looked = time.monotonic()
+            self._open.difference_update(before.difference(r.event_id for r in rows))
         return [_item(r) for r in rows]
+
+    def _settled(self, event_ids: list[str]) -> None:
+        """These events are no longer this replica's open claims (see :meth:`inflight`)."""
+        with self._book:
+            self._open.difference_update(event_ids)
 
     def _alive(self) -> None:
         try:
@@ -180,7 +202,7 @@ class RelayOutbox(RelayJobs):
             return
         with self.db.write() as conn:
             conn.execute(sql.ACK[self.db.dialect], {"p_ids": ids, "p_now": self._now()})
-        self._open.difference_update(ids)
+        self._settled(ids)
 
     def release(self, event_ids: Iterable[str], error: str) -> None:
         """Back to pending after a failed attempt; the seq, and so the order, is kept.
@@ -204,14 +226,14 @@ class RelayOutbox(RelayJobs):
                 )
                 .values(status="pending", last_error=str(error)[:ERROR_LENGTH])
             )
-        self._open.difference_update(ids)
+        self._settled(ids)
 
     def dead_letter(self, event_ids: Iterable[str], reason: str) -> None:
         """Move events that can never be delivered out of the queue, kept for review."""
         ids = checked_ids(event_ids)
         with self.db.write() as conn:
             move_to_dead_letters(conn, ids, reason, self._now())
-        self._open.difference_update(ids)
+        self._settled(ids)
 
     def depth(self) -> int:
         with self.db.read() as conn:
