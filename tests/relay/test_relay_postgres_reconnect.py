@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import os
+import resource
 import socket
 import time
 import uuid
@@ -224,6 +226,32 @@ def test_connections_killed_by_postgresql_cost_at_most_one_503_each(postgres_sto
         assert stored == 4 * POOLED and relay.outbox.depth() == 4 * POOLED
     finally:
         relay.db.close()
+
+
+def test_a_healthy_connection_on_a_high_descriptor_is_kept(postgres_stores):
+    """A relay serving thousands of clients has sockets numbered past 1024: the checkout's
+    look must still see a healthy connection as healthy (select() refuses such numbers)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    relay = make_relay(postgres_stores(), Clock(T0 + 3600))
+    filler: list[int] = []
+    try:
+        relay.db.engine.dispose()
+        while not filler or filler[-1] < 1100:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        pids = set()
+        for _ in range(3):
+            with relay.db.read() as conn:
+                assert conn.connection.dbapi_connection.pgconn.socket > 1024
+                pids.add(backend_pid(conn))
+        assert len(pids) == 1  # one connection, never replaced
+    finally:
+        for fd in filler:
+            os.close(fd)
+        relay.db.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.parametrize("where", ["read", "write", "ingest"])

@@ -241,7 +241,14 @@ def _closed_by_server(dbapi_conn: Any) -> bool:
     if dbapi_conn.closed or dbapi_conn.broken:
         return True
     try:
-        readable, _, _ = select.select([dbapi_conn.pgconn.socket], [], [], 0)
+        fd = dbapi_conn.pgconn.socket
+        if hasattr(select, "poll"):
+            # poll, not select: a relay with thousands of clients has sockets numbered past
+            # select's 1024, where select refuses (and every checkout would reconnect)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))  # POLLHUP and POLLERR come unasked
+        readable, _, _ = select.select([fd], [], [], 0)
     except (OSError, ValueError, dbapi_conn.Error):  # its socket already gone
         return True
     return bool(readable)
