@@ -35,8 +35,9 @@ from timeback_jupyter.relay.logs import setup_logging
 from timeback_jupyter.relay.metrics import RelayMetrics
 from timeback_jupyter.relay.schema import VERSION_TABLE
 from timeback_jupyter.relay.settings import Relay as RelaySettings
+from timeback_jupyter.testing.postgres import PostgresServer, require_bindir
 
-from .conftest import ADA, CATALOG, T0, envelope, run_id, tse
+from .conftest import ADA, CATALOG, T0, envelope, make_relay, run_id, tse
 
 PREFIX = "/services/timeback-relay/"
 
@@ -112,6 +113,32 @@ async def test_ready_is_503_with_the_reason_when_the_store_is_unreachable(
         "reason": "the database cannot be queried (OperationalError)",
     }
     assert live.status_code == 200  # a restart cures no database outage
+
+
+@pytest.mark.asyncio
+async def test_ready_and_ingest_across_a_postgresql_restart(clock):
+    """A server of the test's own restarted (fast: every session ended) under a running
+    relay: ready says why while it is down, and is ready again at the first probe after,
+    as is ingest: the pooled connections the restart closed are replaced at checkout, with
+    no ping per request to find them."""
+    with PostgresServer(require_bindir()) as server:
+        relay = make_relay(server.create_database("ops_restart"), clock)
+        try:
+            async with serving(relay) as client:
+                ready = f"{PREFIX}api/health/ready"
+                assert (await client.get(ready)).status_code == 200
+                await relay.ingest(ADA, envelope(tse(run_id(), T0 + 15)))
+                server.halt("fast")
+                down = await client.get(ready)
+                server.resume()
+                up = await client.get(ready)
+                answer = await relay.ingest(ADA, envelope(tse(run_id(), T0 + 30)))
+        finally:
+            relay.db.close()
+    assert down.status_code == 503
+    assert down.json()["reason"] == "the database cannot be queried (OperationalError)"
+    assert up.status_code == 200, up.text
+    assert answer.count("accepted") == 1
 
 
 @pytest.mark.asyncio

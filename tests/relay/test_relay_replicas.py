@@ -5,6 +5,7 @@ its own sends of unknown outcome and those of replicas gone, never a live one's 
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 
@@ -152,6 +153,12 @@ def test_a_replica_takes_its_lock_again_after_the_database_cut_its_session(postg
             )
         out.replica._checked = 0.0  # due for its ping now
         out.inflight()
+        # the new lock connection, outside the pool, has the pool's keepalives too: idle
+        # for hours, it is the one a NAT would drop silently
+        assert out.replica._conn is not None
+        fd = out.replica._conn.connection.dbapi_connection.pgconn.socket
+        with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:  # a dup
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
         with out.db.read() as conn:
             held = conn.exec_driver_sql(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "

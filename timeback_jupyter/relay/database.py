@@ -12,6 +12,15 @@ migrations (SQLAlchemy Core throughout), pooled connections, READ COMMITTED; the
 user's row (``FOR UPDATE``), claimers skip each other's rows (``SKIP LOCKED``), and the
 database itself refuses overlapping active spans (revision 0003).
 
+A pooled connection is not pinged before use (``pool_pre_ping`` cost every request one round
+trip more). A connection the server closed (a restart, ``pg_terminate_backend``, a proxy's
+idle timeout) has its goodbye waiting on the socket: the checkout looks for it without a round
+trip (:func:`_closed_by_server`) and reconnects. One that dies unseen fails its request as
+:class:`RelayDatabaseUnavailable` (a 503); SQLAlchemy classifies that as a disconnect and drops
+every connection made before it, so the next request reconnects. TCP keepalives keep a NAT's
+or load balancer's idle timer from dropping pooled connections silently, and find a vanished
+peer; ``tcp_user_timeout`` bounds a request sent to one.
+
 Opening never rewrites a store it does not understand: a store made by a newer relay (a
 revision these migrations do not know), or a database holding relay tables without our
 version table, is refused with :class:`RelayStoreError` and left as it was.
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import select
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
@@ -87,8 +97,11 @@ def head_revision() -> str:
 class RelayDatabase:
     """The engine and the transactions the relay's parts share."""
 
-    def __init__(self, engine: sa.Engine, where: str, path: str) -> None:
+    def __init__(
+        self, engine: sa.Engine, where: str, path: str, connect_args: dict[str, Any] | None = None
+    ) -> None:
         self.engine = engine
+        self.connect_args = connect_args or {}  # what each new connection is opened with
         self.where = where  # the URL without its password, for messages
         # The drainer's lease lives beside this path (delivery.lease): the SQLite file itself,
         # or a name in the temp dir derived from the URL for a server database.
@@ -98,6 +111,13 @@ class RelayDatabase:
     def on_close(self, closer: Callable[[], None]) -> None:
         """Call ``closer`` when the store closes (a connection held outside the pool)."""
         self._closers.append(closer)
+
+    def unpooled(self) -> sa.Engine:
+        """An engine of its own for a connection held outside the pool (a replica's lock):
+        each connect a new connection, with the pool's settings and keepalives."""
+        return sa.create_engine(
+            self.engine.url, poolclass=sa.pool.NullPool, connect_args=self.connect_args
+        )
 
     @property
     def dialect(self) -> str:
@@ -109,8 +129,8 @@ class RelayDatabase:
         if isinstance(orig, sqlite3.Error):
             return RelayStoreError(explain(orig, self.where))
         if self.dialect == "postgresql" and _unreachable(err):
-            # Down, restarting, or the connection cut: the pool pings (pool_pre_ping) and
-            # reconnects on the next use; nothing here needs restarting.
+            # Down, restarting, or the connection cut: SQLAlchemy saw a disconnect and the
+            # pool reconnects on the next use; nothing here needs restarting.
             first = str(orig or err).strip().splitlines()[0] if str(orig or err).strip() else ""
             return RelayDatabaseUnavailable(
                 f"{self.where}: the relay's database cannot be reached now ({first}); "
@@ -196,6 +216,66 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float) -> tuple[sa.Engine, str]:
     return engine, str(path)
 
 
+# libpq's TCP settings (ignored on a Unix socket). An idle pooled connection sends a probe
+# after 60 s: NAT gateways and cloud load balancers forget a flow after 4 to 6 minutes of
+# silence, and a peer gone without a word is found within 60 + 5 x 10 s. A request's data left
+# unacknowledged for 30 s (the server's host gone) fails it rather than wait out TCP's
+# retransmissions (~15 minutes); a long query is not cut: its request was acknowledged.
+TCP_SETTINGS = {
+    "keepalives": 1,
+    "keepalives_idle": 60,
+    "keepalives_interval": 10,
+    "keepalives_count": 5,
+    "tcp_user_timeout": 30_000,
+}
+
+
+def _closed_by_server(dbapi_conn: Any) -> bool:
+    """Whether the server has closed this idle connection, known without a round trip.
+
+    Between transactions the server has nothing to say to us: a byte waiting on the socket is
+    its goodbye (FATAL 57P01 and end of file on a restart or pg_terminate_backend, an end of
+    file from a proxy, an error once keepalives gave up). The relay LISTENs to nothing; a
+    stray notice would cost a reconnect, nothing more.
+    """
+    if dbapi_conn.closed or dbapi_conn.broken:
+        return True
+    try:
+        fd = dbapi_conn.pgconn.socket
+        if hasattr(select, "poll"):
+            # poll, not select: a relay with thousands of clients has sockets numbered past
+            # select's 1024, where select refuses (and every checkout would reconnect)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))  # POLLHUP and POLLERR come unasked
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError, dbapi_conn.Error):  # its socket already gone
+        return True
+    return bool(readable)
+
+
+def _postgres_engine(
+    url: sa.URL, connect_args: dict[str, Any], pool_size: int, max_overflow: int,
+    pool_timeout: float,
+) -> sa.Engine:  # fmt: skip
+    engine = sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        connect_args=connect_args,
+    )
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if _closed_by_server(dbapi_conn):
+            # The pool discards this connection and makes a new one in its place (raising
+            # the connect error, a RelayDatabaseUnavailable, while the server is down).
+            raise sa.exc.DisconnectionError("the server closed this pooled connection")
+
+    return engine
+
+
 def open_relay_db(
     url: str,
     *,
@@ -224,6 +304,7 @@ def open_relay_db(
             f"{where}: the relay's store is SQLite (sqlite:////srv/relay.db) or PostgreSQL "
             f"(postgresql+psycopg://user:password@host/db), not {backend!r}"
         )
+    connect_args: dict[str, Any] = {}  # SQLite's are its engine's own
     if backend == "sqlite":
         engine, path = _sqlite_engine(parsed, busy_timeout)
         where = path
@@ -231,22 +312,16 @@ def open_relay_db(
         if parsed.drivername == "postgresql":
             # psycopg 3 is the driver the relay installs; SQLAlchemy's default is psycopg2.
             parsed = parsed.set(drivername="postgresql+psycopg")
+        # lock_timeout: a write waits for another's lock as long as SQLite's busy timeout,
+        # then fails (the sender retries) rather than hang a request.
+        connect_args = {"options": f"-c lock_timeout={int(busy_timeout * 1000)}", **TCP_SETTINGS}
         try:
-            # lock_timeout: a write waits for another's lock as long as SQLite's busy timeout,
-            # then fails (the sender retries) rather than hang a request.
-            engine = sa.create_engine(
-                parsed,
-                pool_pre_ping=True,
-                pool_size=pool_size,
-                max_overflow=max_overflow,
-                pool_timeout=pool_timeout,
-                connect_args={"options": f"-c lock_timeout={int(busy_timeout * 1000)}"},
-            )
+            engine = _postgres_engine(parsed, connect_args, pool_size, max_overflow, pool_timeout)
         except (sa.exc.ArgumentError, ImportError) as err:
             raise RelayStoreError(f"{where}: cannot open ({err})") from None
         digest = hashlib.sha256(where.encode()).hexdigest()[:16]
         path = str(Path(tempfile.gettempdir()) / f"timeback-relay-{digest}")
-    db = RelayDatabase(engine, where, path)
+    db = RelayDatabase(engine, where, path, connect_args)
     try:
         _upgrade(db)
     except BaseException:

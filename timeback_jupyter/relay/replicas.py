@@ -59,8 +59,9 @@ class Replica:
         if db.dialect == "postgresql":
             self.key = secrets.randbelow(2**31 - 2) + 1
             # The lock's connection is its own, outside the pool: it takes none of the
-            # pool's slots (c.Relay's pool knobs size those) and closes with the store.
-            self.engine = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+            # pool's slots (c.Relay's pool knobs size those) and closes with the store. Idle
+            # for hours, it needs the keepalives most: a NAT must not drop it silently.
+            self.engine = db.unpooled()
             db.on_close(self.close)
 
     def alive(self) -> None:
