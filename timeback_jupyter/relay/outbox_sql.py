@@ -8,28 +8,12 @@ SQLite an ``IN (...)`` list. Parameters are named ``p_*`` so they never shadow a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
+from .dialect_sql import bind, per_dialect
 from .schema import jobs, outbox
 
-_p = sa.bindparam
-Within = Callable[[sa.Column[Any], str], sa.ColumnElement[bool]]
-
-
-def _in_list(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
-    return column.in_(sa.bindparam(name, expanding=True))
-
-
-def _any_array(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
-    return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
-
-
-def _per_dialect(build: Callable[[Within], Any]) -> dict[str, Any]:
-    return {"sqlite": build(_in_list), "postgresql": build(_any_array)}
+_p = bind
 
 
 # The first pending row no other claimer holds: its sensor is the batch's.
@@ -82,7 +66,7 @@ NEW_JOB = sa.insert(jobs).values(
     job_id=_p("p_job"), state="pending", events=_p("p_events"), submitted_at=_p("p_now")
 )
 
-CARRY = _per_dialect(
+CARRY = per_dialect(
     lambda within: (
         sa.update(outbox)
         .where(within(outbox.c.event_id, "p_ids"), outbox.c.status == "inflight")
@@ -90,7 +74,7 @@ CARRY = _per_dialect(
     )
 )
 
-ACK = _per_dialect(
+ACK = per_dialect(
     lambda within: (
         sa.update(outbox)
         .where(within(outbox.c.event_id, "p_ids"), outbox.c.status != "sent")

@@ -10,32 +10,19 @@ Parameters are named ``p_*`` so they never shadow a column in an INSERT or UPDAT
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .dialect_sql import bind, per_dialect
 from .schema import active_spans, completions, hub_users, metadata, outbox, received, runs
 
-_p = sa.bindparam
-Within = Callable[[sa.Column[Any], str], sa.ColumnElement[bool]]
-
-
-def _in_list(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
-    return column.in_(sa.bindparam(name, expanding=True))
-
-
-def _any_array(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
-    return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
-
-
-def _per_dialect(build: Callable[[Within], Any]) -> dict[str, Any]:
-    return {"sqlite": build(_in_list), "postgresql": build(_any_array)}
+_p = bind
 
 
 # A batch's users, locked in name order (PostgreSQL locks the rows as the sort returns them).
-LOCK_USERS = _per_dialect(
+LOCK_USERS = per_dialect(
     lambda within: (
         sa.select(hub_users.c.name)
         .where(within(hub_users.c.name, "p_users"))
@@ -53,13 +40,13 @@ INSERT_USER = {
     for dialect in (postgresql, sqlite)
 }
 
-SEEN_MANY = _per_dialect(
+SEEN_MANY = per_dialect(
     lambda within: sa.select(
         received.c.key, received.c.body_sha256, received.c.status, received.c.reason
     ).where(within(received.c.key, "p_keys"))
 )
 # A superset of a batch's (user, run) pairs; the caller keeps its own.
-RUNS_MANY = _per_dialect(
+RUNS_MANY = per_dialect(
     lambda within: sa.select(runs).where(
         within(runs.c.user_name, "p_users"), within(runs.c.run_id, "p_runs")
     )
@@ -73,14 +60,14 @@ RUNS_OF_ACTIVITY = (
         runs.c.activity == _p("p_activity"),
     )
 )
-COMPLETIONS_MANY = _per_dialect(
+COMPLETIONS_MANY = per_dialect(
     lambda within: sa.select(completions.c.user_name, completions.c.run_id).where(
         within(completions.c.user_name, "p_users"), within(completions.c.run_id, "p_runs")
     )
 )
 # The spans the batch's windows in [p_lo, p_hi) may meet: none is longer than p_longest, so
 # the index on (user_name, start_ms) is read over a short range only.
-SPANS_NEAR_MANY = _per_dialect(
+SPANS_NEAR_MANY = per_dialect(
     lambda within: sa.select(
         active_spans.c.user_name, active_spans.c.start_ms, active_spans.c.end_ms
     ).where(

@@ -28,6 +28,14 @@ PAGE = 500  # rows per read when iterating over every event
 CHUNK = 500  # ids per statement (SQLite before 3.32 takes at most 999 parameters)
 
 
+# A batch: the pending events of the oldest pending event's sensor, oldest first (one sensor
+# per envelope).
+_FIRST_SENSORS_PENDING = (
+    "WHERE status = 'pending' AND sensor = (SELECT sensor FROM outbox "
+    "WHERE status = 'pending' ORDER BY seq LIMIT 1) ORDER BY seq LIMIT ?"
+)
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     seq: int
@@ -204,8 +212,7 @@ class OutboxStore(Database):
             try:
                 rows = db.execute(
                     "SELECT seq, event_id, run_id, kind, sensor, payload, attempts FROM outbox "
-                    "WHERE status = 'pending' AND sensor = (SELECT sensor FROM outbox "
-                    "WHERE status = 'pending' ORDER BY seq LIMIT 1) ORDER BY seq LIMIT ?",
+                    + _FIRST_SENSORS_PENDING,
                     (limit,),
                 ).fetchall()
             except sqlite3.Error as err:
@@ -225,8 +232,7 @@ class OutboxStore(Database):
             try:
                 rows = self._db.execute(
                     "SELECT event_id, sensor, payload, checked FROM outbox "
-                    "WHERE status = 'pending' AND sensor = (SELECT sensor FROM outbox "
-                    "WHERE status = 'pending' ORDER BY seq LIMIT 1) ORDER BY seq LIMIT ?",
+                    + _FIRST_SENSORS_PENDING,
                     (limit,),
                 ).fetchall()
             except sqlite3.Error as err:
