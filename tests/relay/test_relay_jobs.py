@@ -6,7 +6,6 @@ by operation (hypothesis)."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
@@ -21,20 +20,9 @@ from timeback_jupyter.relay.outbox import RelayOutbox, enqueue
 from timeback_jupyter.store import Store
 from timeback_jupyter.testing.standin import EVENT_PATH, Fault, StandIn
 
-from .conftest import ADA, T0, envelope, make_relay, run_id, tse
+from .conftest import ADA, T0, Wall, envelope, run_id, tse
 
 CLIENT_ID, SECRET = "relay-jobs-client", "relay-jobs-secret"
-
-
-class Wall:
-    """The relay's clock: real time, moved to the tests' events (so none is "from the
-    future"). The drainer compares the relay's durable times with it."""
-
-    def __init__(self) -> None:
-        self.offset = T0 + 3600 - time.time()
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @pytest.fixture
@@ -44,15 +32,8 @@ def api():
 
 
 @pytest.fixture
-def wall() -> Wall:
-    return Wall()
-
-
-@pytest.fixture
-def relay(relay_db_url, wall: Wall):
-    r = make_relay(relay_db_url(), wall)  # type: ignore[arg-type]
-    yield r
-    r.db.close()
+def clock(wall: Wall) -> Wall:
+    return wall  # the conftest's relay runs on it
 
 
 def sink_for(api: StandIn, timeout: float = 5.0) -> TimebackSink:

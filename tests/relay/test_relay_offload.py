@@ -23,19 +23,9 @@ from timeback_jupyter.delivery import Drainer, TimebackSink
 from timeback_jupyter.relay.ingest import Relay
 from timeback_jupyter.testing.standin import EVENT_PATH, Fault, StandIn
 
-from .conftest import ADA, BOB, T0, envelope, make_relay, run_id, tse
+from .conftest import ADA, BOB, T0, Wall, envelope, run_id, tse
 
 CLIENT_ID, SECRET = "relay-offload-client", "relay-offload-secret"
-
-
-class Wall:
-    """Real time moved to the tests' events (none is "from the future")."""
-
-    def __init__(self) -> None:
-        self.offset = T0 + 3600 - time.time()
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @pytest.fixture
@@ -47,15 +37,8 @@ def api():
 
 
 @pytest.fixture
-def wall() -> Wall:
-    return Wall()
-
-
-@pytest.fixture
-def relay(relay_db_url, wall: Wall):
-    r = make_relay(relay_db_url(), wall)  # type: ignore[arg-type]
-    yield r
-    r.db.close()
+def clock(wall: Wall) -> Wall:
+    return wall  # the conftest's relay runs on it
 
 
 def forwarder(relay: Relay, api: StandIn, wall: Wall, **kw: Any) -> Drainer:
