@@ -108,14 +108,18 @@ def _claim_in_another_process(url: str, job: str = "") -> int:
     )
 
 
+def _enqueue(outbox: RelayOutbox, count: int) -> None:
+    with outbox.db.write() as conn:
+        for i in range(count):
+            ob.enqueue(conn, {"id": f"urn:uuid:{i}"}, user="ada", run_id=None,
+                       kind="time_spent", sensor="https://a.edu", at=T0 + i)  # fmt: skip
+
+
 def test_a_live_replicas_send_is_its_own_a_dead_ones_is_anyones(postgres_stores):
     url = postgres_stores()
     mine = RelayOutbox(open_relay_db(url))
     try:
-        with mine.db.write() as conn:
-            for i in range(3):
-                ob.enqueue(conn, {"id": f"urn:uuid:{i}"}, user="ada", run_id=None,
-                           kind="time_spent", sensor="https://a.edu", at=T0 + i)  # fmt: skip
+        _enqueue(mine, 3)
         other = _claim_in_another_process(url)
         try:
             line = other.stdout.readline()
@@ -173,10 +177,7 @@ def test_a_replica_follows_its_own_jobs_and_a_dead_ones(postgres_stores):
     url = postgres_stores()
     mine = RelayOutbox(open_relay_db(url))
     try:
-        with mine.db.write() as conn:
-            for i in range(2):
-                ob.enqueue(conn, {"id": f"urn:uuid:{i}"}, user="ada", run_id=None,
-                           kind="time_spent", sensor="https://a.edu", at=T0 + i)  # fmt: skip
+        _enqueue(mine, 2)
         other = _claim_in_another_process(url, "job-theirs")
         try:
             line = other.stdout.readline()
@@ -206,10 +207,7 @@ def test_a_replica_with_no_send_of_its_own_open_looks_for_orphans_only_now_and_t
     url = postgres_stores()
     mine = RelayOutbox(open_relay_db(url))
     try:
-        with mine.db.write() as conn:
-            for i in range(3):
-                ob.enqueue(conn, {"id": f"urn:uuid:{i}"}, user="ada", run_id=None,
-                           kind="time_spent", sensor="https://a.edu", at=T0 + i)  # fmt: skip
+        _enqueue(mine, 3)
         assert mine.inflight() == []
         other = _claim_in_another_process(url)
         assert "urn:uuid:0" in other.stdout.readline()
