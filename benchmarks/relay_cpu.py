@@ -207,7 +207,8 @@ def run(quick: bool = False) -> Result:
     )
     from timeback_jupyter.testing.postgres import PostgresServer, find_bindir
 
-    from .district import STANDIN, _stop_proxy, hub_dir, hub_students, pg_pids
+    from .district import STANDIN, pg_pids
+    from .district_hub import hub_dir, hub_students, stop_proxy
 
     bindir = find_bindir()
     assert bindir is not None, "PostgreSQL is not installed (apt-get install postgresql)"
@@ -260,7 +261,7 @@ def run(quick: bool = False) -> Result:
                 proc.terminate()
                 proc.wait(20)
             hub.stop()
-            _stop_proxy(hub.tmp)
+            stop_proxy(hub.tmp)
             server.stop()
     ingest = results["ingest"]["saturate"]["relay_cpu_us_per_event"]
     return Result(

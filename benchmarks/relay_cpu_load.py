@@ -15,6 +15,39 @@ CONNECTIONS = 32
 INTERVAL = 15.0
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the relay, awaited a request at a time (the
+    district generator's protocol-based connections are built for its open-loop pool)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, request: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        try:
+            self.writer.write(request)
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await self.reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.close()
+            raise
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 class Load:
     """Students' envelopes over keep-alive connections to one relay."""
 
@@ -46,7 +79,6 @@ class Load:
     async def closed(self, connections: int, seconds: float | None, base: float) -> dict[str, Any]:
         """``connections`` clients back to back (``seconds`` None: every student once); student
         k's n-th window ends at ``base`` + 15 n s."""
-        from .district_load import Connection
 
         latencies: list[float] = []
         events, errors = 0, []
@@ -85,7 +117,6 @@ class Load:
     async def open_loop(self, rate: float, seconds: float) -> dict[str, Any]:
         """``rate`` envelopes/s, each due at its time whatever the answers (latency from when it
         was due), windows ending when sent; a pool of connections as a server's would be."""
-        from .district_load import Connection
 
         pool: asyncio.Queue[Connection] = asyncio.Queue()
         for _ in range(CONNECTIONS):
