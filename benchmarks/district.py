@@ -87,9 +87,8 @@ NOTES = [
     f"HubAuth's cache is {AUTH_CACHE} s here (c.Relay.auth_cache_seconds), longer than "
     "the run: every token's lookup is in the first phase, measured on its own.",
     "Each replica forwards its own claims (FOR UPDATE SKIP LOCKED, stamped with the "
-    "replica's advisory lock: relay/replicas.py). The figures of 2026-12-03 were "
-    "measured before that change, when one lock file per database let only one of "
-    "the two replicas on this machine forward.",
+    "replica's advisory lock: relay/replicas.py), its store calls on the drainer's "
+    "thread, not the event loop.",
     f"The relays forward up to {RELAY_BATCH} events per envelope (c.Timeback.batch_size; "
     "a claim takes what is pending up to that, so batches grow only with the backlog): "
     "measured apart (benchmarks/district_forward.py, real PostgreSQL and stand-in), a "
