@@ -14,21 +14,11 @@ from typing import Any
 import pytest
 
 from timeback_jupyter import caliper
-from timeback_jupyter.config import ONEROSTER_BASE_URLS, Course
 from timeback_jupyter.delivery import Drainer, LocalSink, RejectedError
-from timeback_jupyter.model import Activity, CourseRef, Run, Window
+from timeback_jupyter.model import Run, Window
 from timeback_jupyter.store import KIND_TIME_SPENT, SCHEMA_VERSION, Store, StoreError, migrations
 
-SENSOR = "https://nb.example.edu"
-ACTOR = caliper.Actor("https://x.example/users/1", "s@example.edu")
-TARGET = caliper.Target(
-    app_name="App",
-    sensor=SENSOR,
-    environment="staging",
-    oneroster_base_url=ONEROSTER_BASE_URLS["staging"],
-    course=Course("Math", 3, None, {"staging": "m3"}, SENSOR),
-    activity=Activity(id="a", name="A", course=CourseRef("Math", 3)),
-)
+from .test_local_sink import ACTOR, SENSOR, TARGET  # the same student and activity
 
 
 def built(k: int = 0, run_id: str | None = None) -> dict[str, Any]:
