@@ -61,7 +61,8 @@ def test_generator_cpu_tool_runs_a_paced_job(monkeypatch) -> None:
         monkeypatch.setenv(name, value)
     out = district_loadcpu.main([])
     assert out["errors"] == 0 and out["late"] == 0 and out["windows_per_envelope"] == 2
-    assert out["envelopes"] > 0 and out["events"] == 2 * out["envelopes"]
+    # two windows an envelope, and now and then a run's completion with them
+    assert out["envelopes"] > 0 and 2 * out["envelopes"] <= out["events"] < 3 * out["envelopes"]
 
 
 def _body(request: bytes) -> dict:
