@@ -22,7 +22,8 @@ ramp, steps of 30 s (20 quick) from 5% to 75% of the district's 1,333 heartbeats
 ceiling is the last step whose p99 stays under 100 ms; and (district) the district's rate for
 90 s (60 quick). Between paces the outbox is drained first. ``DISTRICT_STUDENTS`` sets the
 population (20,000; 2,000 quick): a smaller one offers the same rates by posting more often
-(its windows shorter). ``DISTRICT_SECONDS`` and ``DISTRICT_RAMP`` shorten a run (a smoke).
+(its windows shorter). ``DISTRICT_SECONDS`` and ``DISTRICT_RAMP`` shorten a run (a smoke);
+``DISTRICT_RELAY_ARGS`` adds options to both relays' command lines.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -161,6 +163,8 @@ def run(quick: bool = False) -> Result:
 
     n = int(os.environ.get("DISTRICT_STUDENTS", 2_000 if quick else STUDENTS))
     pace_list = plan.paces()
+    # e.g. "--Relay.send_every=60": the pace the relays tell servers (a run of one pace)
+    relay_args = shlex.split(os.environ.get("DISTRICT_RELAY_ARGS", ""))
     phases = plan.phases(quick, n, pace_list)
     CACHE.mkdir(parents=True, exist_ok=True)
     bindir = find_bindir()
@@ -177,7 +181,7 @@ def run(quick: bool = False) -> Result:
             procs.append(standin)
             ports = [hub.relay_port, free_port()]
             options = (f"--Relay.auth_cache_seconds={AUTH_CACHE}",
-                       f"--Timeback.batch_size={RELAY_BATCH}")  # fmt: skip
+                       f"--Timeback.batch_size={RELAY_BATCH}", *relay_args)  # fmt: skip
             relays = [
                 start_relay(i, p, hub, standin_url, db_url, tmp, *options)
                 for i, p in enumerate(ports)
@@ -261,6 +265,7 @@ def run(quick: bool = False) -> Result:
             "connections": CONNECTIONS,
             "auth_cache_seconds": AUTH_CACHE,
             "relay_batch_size": RELAY_BATCH,
+            "relay_args": relay_args,
             "phases": [{k: v for k, v in p.items() if k not in ("start", "cpu")} for p in phases],
         },
         metrics=metrics,
