@@ -4,14 +4,16 @@ ids are idempotent per user, time is never counted twice, XP comes from the cata
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
+import uuid
 
 import pytest
 
 from timeback_jupyter import caliper
 from timeback_jupyter.identity import ActorResolver, IdentityLookupError, student_key
 from timeback_jupyter.relay.database import RelayStoreError, open_relay_db
-from timeback_jupyter.relay.incoming import stored_id
+from timeback_jupyter.relay.incoming import STORED_ID_NAMESPACE, stored_id
 from timeback_jupyter.relay.ingest import InvalidEnvelope, Relay, RelayUnavailable
 from timeback_jupyter.relay.users import HubUser, UserDirectory
 
@@ -305,3 +307,18 @@ def test_user_names_are_checked():
         HubUser("x" * 256)
     with pytest.raises(Exception, match="must contain"):
         UserDirectory("student@school.edu", BASE)
+
+
+def test_stored_ids_are_uuid5_of_the_user_and_the_sent_id():
+    """Spelled out for speed, the stored id must stay the uuid5 every stored row was keyed by."""
+    rng = random.Random(17)
+    alphabet = "abcXYZ019:/-_.~ \n\té€😀"
+    for _ in range(2000):
+        user = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+        sent = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 120)))
+        want = uuid.uuid5(STORED_ID_NAMESPACE, f"{user}\n{sent}")
+        assert stored_id(user, sent) == f"urn:uuid:{want}"
+    # a fixed value, so a change of namespace or spelling cannot pass unnoticed
+    assert stored_id("ada", "urn:uuid:1") == "urn:uuid:" + str(
+        uuid.uuid5(uuid.UUID("0d3b8f6e-2a4c-5e71-9b1f-6c8a7d2e4f10"), "ada\nurn:uuid:1")
+    )

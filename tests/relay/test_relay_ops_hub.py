@@ -33,6 +33,7 @@ from .hub import (
     Hub,
     RelayProcess,
     free_port,
+    wait_until,
 )
 
 standin = hub_fixtures.standin
@@ -211,19 +212,41 @@ def access_lines(relay: RelayProcess) -> list[dict]:
 
 
 def test_json_logs_carry_the_request_and_no_secret(cluster):
-    assert post(cluster, time_spent_events(str(uuid.uuid4()), 1), f"?token={QUERY_SECRET}").json()
+    seen = len(access_lines(cluster.a))  # the lines of the tests before this one
+    ok = post(cluster, time_spent_events(str(uuid.uuid4()), 2), f"?token={QUERY_SECRET}")
+    assert ok.json()["accepted"] == 2
+    refused = httpx.post(
+        f"{cluster.hub.relay_url}api/events?token={QUERY_SECRET}",
+        content=b"not json",
+        headers={"Authorization": f"token {cluster.ada}"},
+        timeout=30,
+    )
+    assert refused.status_code == 400
     login(cluster.hub, "ada").close()
-    records = access_lines(cluster.a)
+    records = access_lines(cluster.a)[seen:]
     events = [r for r in records if r["method"] == "POST" and r["path"].endswith("api/events")]
-    assert events, records[-5:]
+    # A refusal has its own line; a successful ingest has none (it is in the summary).
+    assert [r["status"] for r in events if "duration_ms" in r] == [400], events
     last = events[-1]
     assert last["path"] == f"{PREFIX}api/events"  # no query string
-    assert last["status"] == 200 and last["user"] == "user:ada"
+    assert last["status"] == 400 and last["user"] == "user:ada"
     assert last["replica"] == "replica-a" and last["logger"] == "timeback_jupyter.relay"
-    assert last["level"] == "INFO" and isinstance(last["duration_ms"], float)
-    assert last["time"].endswith("+00:00") and last["message"].startswith("200 POST")
+    assert last["level"] == "WARNING" and isinstance(last["duration_ms"], float)
+    assert last["time"].endswith("+00:00") and last["message"].startswith("400 POST")
     pages = [r for r in records if r["method"] == "GET" and r["path"] == PREFIX]
     assert any(r["status"] == 200 and r["user"] == "user:ada" for r in pages)
+
+    # The successes' summary comes within its interval (10 s): counts and times, no user.
+    def summaries() -> list[dict]:
+        return [r for r in access_lines(cluster.a)[seen:] if "requests" in r]
+
+    wait_until(lambda: summaries(), "the summary", 30)
+    summary = summaries()[-1]
+    assert summary["path"] == f"{PREFIX}api/events" and summary["status"] == 200
+    assert summary["requests"] >= 1 and summary["events"] >= 2 and summary["accepted"] >= 2
+    assert summary["level"] == "INFO" and summary["replica"] == "replica-a"
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"] and "user" not in summary
+    assert summary["message"].startswith(f"200 POST {PREFIX}api/events: ")
     text = cluster.a.log_text()
     for secret in (
         QUERY_SECRET,

@@ -3,6 +3,7 @@ that the actor is always the hub user the token belongs to."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,8 +12,10 @@ import uuid
 
 import httpx
 import pytest
+from jupyterhub.services.auth import HubAuth
 
 from timeback_jupyter import caliper
+from timeback_jupyter.relay.hub_tokens import HubTokens
 from timeback_jupyter.testing.standin import SENSOR, completion_event, time_spent_events
 
 from . import hub as hub_fixtures
@@ -216,7 +219,9 @@ def test_no_credential_reaches_the_log_or_an_answer(relay_service, tokens):
     relay_service.stop()  # the log is complete once it has stopped
     relay_service.start()
     log = relay_service.log_text()
-    assert "POST /services/timeback-relay/api/events" in log  # the access log is there
+    # The successful ingests are in the summary (written at the latest when the relay stops)
+    assert "200 POST /services/timeback-relay/api/events: " in log
+    assert "401 POST /services/timeback-relay/api/events (-)" in log  # a refusal: its own line
     secrets = [CLIENT_SECRET, RELAY_HUB_TOKEN, *tokens.values()]
     for secret in secrets:
         assert secret not in log
@@ -271,3 +276,73 @@ def test_a_relay_that_cannot_start_says_why_in_one_line(tmp_path, drop, knobs, w
     assert "Traceback" not in done.stderr
     assert CLIENT_SECRET not in done.stderr + done.stdout
     assert RELAY_HUB_TOKEN not in done.stderr + done.stdout
+
+
+# -- the hub's answers kept in front of HubAuth (relay/hub_tokens.py) ----------------------------
+
+
+def hub_token(hub, name: str) -> tuple[str, str]:
+    """A new token of ``name`` with the relay's scope, and its id (to revoke it)."""
+    response = hub.admin.post(f"/users/{name}/tokens", json={"scopes": [SCOPE], "note": "cache"})
+    assert response.status_code == 201, response.text
+    return response.json()["token"], response.json()["id"]
+
+
+def revoke(hub, name: str, token_id: str) -> None:
+    assert hub.admin.delete(f"/users/{name}/tokens/{token_id}").status_code == 204
+
+
+def relay_auth(hub, max_age: int) -> HubAuth:
+    return HubAuth(api_token=RELAY_HUB_TOKEN, api_url=hub.api_url, cache_max_age=max_age)
+
+
+def test_a_revoked_token_stops_within_the_cache_time(hub):
+    now = [1000.0]
+    auth = relay_auth(hub, 30)
+    known = HubTokens(auth, clock=lambda: now[0])
+    token, token_id = hub_token(hub, "ada")
+    first = asyncio.run(known.lookup(token))
+    assert first.model is not None and first.model["name"] == "ada"
+    assert first.expires == 1030.0  # counted from before the hub was asked
+    revoke(hub, "ada", token_id)
+    now[0] = 1029.9  # still trusted, as HubAuth's own cache would: the hub is not asked
+    assert asyncio.run(known.lookup(token)) is first
+    now[0] = 1030.0  # never longer than auth_cache_seconds
+    assert asyncio.run(known.lookup(token)).model is None
+    # HubAuth's own cache is not filled alongside (it would keep the answer longer).
+    assert len(auth.cache) == 0
+
+
+def test_the_token_cache_is_bounded_least_recently_used_first(hub):
+    known = HubTokens(relay_auth(hub, 600), max_size=2)
+    (a, a_id), (b, _), (c, _) = (hub_token(hub, n) for n in ("ada", "bob", "ada"))
+    assert asyncio.run(known.lookup(a)).model["name"] == "ada"
+    assert asyncio.run(known.lookup(b)).model["name"] == "bob"
+    assert asyncio.run(known.lookup(a)).model["name"] == "ada"  # a used last: b goes first
+    assert asyncio.run(known.lookup(c)).model["name"] == "ada"
+    assert len(known) == 2
+    revoke(hub, "ada", a_id)
+    assert asyncio.run(known.lookup(a)).model["name"] == "ada"  # kept: b was dropped, not a
+    assert asyncio.run(known.lookup(b)).model["name"] == "bob"  # asked again; c dropped
+    assert asyncio.run(known.lookup(c)).model["name"] == "ada"  # asked again; a dropped
+    assert asyncio.run(known.lookup(a)).model is None  # asked again: revoked
+
+
+def test_an_unknown_token_is_kept_too_and_no_token_is_held_or_shown(hub):
+    now = [0.0]
+    known = HubTokens(relay_auth(hub, 60), clock=lambda: now[0])
+    junk = "not-a-token-" + uuid.uuid4().hex
+    token, _ = hub_token(hub, "bob")
+    assert asyncio.run(known.lookup(junk)).model is None
+    kept = asyncio.run(known.lookup(token))
+    for text in (repr(known), repr(kept), repr(known._known)):
+        assert junk not in text and token not in text
+    assert all(isinstance(key, bytes) for key in known._known)  # digests, not the tokens
+
+
+def test_a_cache_time_of_zero_leaves_hubauths_cache_as_it_was(hub):
+    auth = relay_auth(hub, 0)  # HubAuth: 0 keeps an answer for ever
+    known = HubTokens(auth)
+    token, _ = hub_token(hub, "bob")
+    assert asyncio.run(known.lookup(token)).model["name"] == "bob"
+    assert len(known) == 0 and len(auth.cache) == 1

@@ -29,6 +29,7 @@ from ..delivery import Drainer, Sink, make_sink
 from ..identity import ActorResolver
 from . import health
 from . import metrics as metrics_
+from . import traffic as traffic_
 from .catalog import Catalog
 from .cookies import load_cookie_secret, new_cookie_secret
 from .database import RelayDatabase, open_relay_db
@@ -39,6 +40,7 @@ from .pages import routes as page_routes
 from .settings import AUTH_CACHE_SECONDS  # noqa: F401  (re-exported: benchmarks read it here)
 from .settings import Relay as RelaySettings
 from .tokens import share_tokens
+from .traffic import IngestTraffic
 from .users import UserDirectory
 
 LOG = logging.getLogger("timeback_jupyter.relay")
@@ -50,12 +52,13 @@ class RelayConfigError(ConfigError):
     """The relay cannot start as configured; the message says what to set."""
 
 
-def log_request(handler: web.RequestHandler) -> None:
+def log_request(handler: web.RequestHandler, level: int | None = None) -> None:
     """Tornado's access log without the query string (a token someone put there must not be
     written down) and with the hub user the token or the pages' login cookie belonged to
     (every handler that asks the hub sets ``hub_name``); the same as fields for JSON logs."""
     status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    if level is None:
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     caller = getattr(handler, "hub_name", None)
     duration = 1000.0 * handler.request.request_time()
     fields = {
@@ -178,9 +181,11 @@ def make_app(
     cookie_secret: bytes | None = None,
     metrics: RelayMetrics | None = None,
     authenticate_prometheus: bool = True,
+    summary_seconds: float = traffic_.INTERVAL,
 ) -> web.Application:
     """The relay's routes. ``cookie_secret`` signs the pages' login cookie (shared by replicas;
-    a new one per process if None); ``metrics`` adds ``metrics`` and counts ingests."""
+    a new one per process if None); ``metrics`` adds ``metrics`` and counts ingests; successful
+    ingests are summed into a log line every ``summary_seconds``."""
     handlers: list[Any] = [
         *routes(prefix, face),
         *page_routes(prefix, face),
@@ -191,17 +196,27 @@ def make_app(
         handlers += metrics_.routes(prefix, metrics, auth)
 
     def log_function(handler: web.RequestHandler) -> None:
+        result = getattr(handler, "ingested", None)  # set by EventsHandler on its 200 only
         if metrics is not None and isinstance(handler, EventsHandler):
-            metrics.observe(handler)
+            metrics.observe(handler, result)
+        if result is not None and handler.get_status() == 200:
+            # Summed, not a line each (relay/traffic.py); every refusal keeps its own line.
+            traffic.add(handler.request.request_time(), result.counts)
+            if LOG.isEnabledFor(logging.DEBUG):
+                log_request(handler, logging.DEBUG)
+            return
         log_request(handler)
 
-    return web.Application(
+    traffic = IngestTraffic(LOG, "POST", f"{prefix}api/events", interval=summary_seconds)
+    app = web.Application(
         handlers,
         log_function=log_function,
         default_handler_class=_NotFound,
         default_handler_args={"face": face},
         cookie_secret=cookie_secret or new_cookie_secret(),
     )
+    app.settings["ingest_traffic"] = traffic  # serve() writes its last line at stop
+    return app
 
 
 class _NotFound(RelayHandler):
@@ -256,4 +271,5 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
             await delivering
     finally:
         server.stop()
+        app.settings["ingest_traffic"].flush()  # the successes since the last summary line
         await parts.aclose()

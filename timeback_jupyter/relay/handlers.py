@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 
 from ..store import StoreError
+from .hub_tokens import HubTokens, Known
 from .ingest import InvalidEnvelope, Relay, RelayUnavailable
 from .users import HubUser
 
@@ -47,6 +48,10 @@ class Face:
     service_name: str
     drainer: Any = None  # delivery.Drainer, for the status
     send_every: int = 0  # c.Relay.send_every: told to servers in each ingest answer
+    tokens: HubTokens = field(init=False)  # the hub's answers, kept as HubAuth would keep them
+
+    def __post_init__(self) -> None:
+        self.tokens = HubTokens(self.auth)
 
     @property
     def scope(self) -> str:
@@ -94,8 +99,9 @@ class RelayHandler(web.RequestHandler):
 
     # ---- who is calling -------------------------------------------------------------------
 
-    async def hub_model(self) -> dict[str, Any]:
-        """The hub's model of the token's owner; 401 without a token the hub knows."""
+    async def hub_known(self) -> Known:
+        """The hub's answer for the request's token (kept: :mod:`.hub_tokens`); 401 without a
+        token the hub knows."""
         header = self.request.headers.get("Authorization", "")
         match = self.face.auth.auth_header_pat.match(header)
         if match is None:
@@ -103,22 +109,37 @@ class RelayHandler(web.RequestHandler):
                 401,
                 "no token: send the server's $JUPYTERHUB_API_TOKEN as 'Authorization: token ...'",
             )
-        model = await self.face.auth.user_for_token(match.group(1).strip(), sync=False)
+        known = await self.face.tokens.lookup(match.group(1).strip())
+        model = known.model
         if not model:
             raise web.HTTPError(
                 401, "the hub does not know this token (expired, revoked, or of another hub)"
             )
         self.hub_name = f"{model.get('kind', 'user')}:{model.get('name')}"
+        return known
+
+    async def hub_model(self) -> dict[str, Any]:
+        """The hub's model of the token's owner; 401 without a token the hub knows."""
+        model = (await self.hub_known()).model
+        assert model is not None  # hub_known refused it otherwise
         return model
 
     async def hub_user(self) -> HubUser:
         """The hub user the token speaks for: 403 for a service or a token without the
-        relay's scope, whose message says what to set."""
-        model = await self.hub_model()
+        relay's scope, whose message says what to set. Decided once per hub answer."""
+        known = await self.hub_known()
+        if known.made is None:
+            known.made = self._judge(known.model or {})
+        if isinstance(known.made, HubUser):
+            return known.made
+        raise web.HTTPError(403, "%s", known.made)  # a new error each time: no traceback kept
+
+    def _judge(self, model: dict[str, Any]) -> HubUser | str:
+        """The hub user of ``model``, or why they are refused (the 403's message)."""
         if model.get("kind", "user") != "user":
-            raise web.HTTPError(403, f"{SERVICE_REFUSED}; {model.get('name')!r} is a service")
+            return f"{SERVICE_REFUSED}; {model.get('name')!r} is a service"
         if not self.face.auth.check_scopes({self.face.scope}, model):
-            raise web.HTTPError(403, missing_scope_message(self.face.scope))
+            return missing_scope_message(self.face.scope)
         groups = model.get("groups") or ()
         return HubUser(str(model["name"]), tuple(str(g) for g in groups))
 

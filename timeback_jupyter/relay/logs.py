@@ -4,8 +4,10 @@
 A JSON record has ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message`` and ``replica``;
 an access record adds ``method``, ``path`` (never the query string), ``status``,
 ``duration_ms`` and ``user`` (the hub's ``user:<name>`` / ``service:<name>``, or null). The
-fields are whatever the relay's code put there: no header, cookie or body is ever read into a
-record.
+successful ingests have no line each: their summary (:mod:`.traffic`) adds ``method``,
+``path``, ``status`` 200, ``requests``, ``events``, ``accepted``, ``duplicate``, ``refused``,
+``p50_ms``, ``p99_ms`` and ``interval_s``. The fields are whatever the relay's code put there:
+no header, cookie or body is ever read into a record.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import re
 import sys
 from datetime import UTC, datetime
 
+from .traffic import SUMMARY_FIELDS
+
 TEXT_FORMAT = "[%(levelname)1.1s %(asctime)s %(name)s] %(message)s"
 REQUEST_FIELDS = ("method", "path", "status", "duration_ms", "user")
+FIELDS = tuple(dict.fromkeys((*REQUEST_FIELDS, *SUMMARY_FIELDS)))
 # A query string as tornado's own records write a request (``GET /p?token=... (ip)``).
 _QUERY = re.compile(r"(?<=\S)\?[^\s'\")]*=[^\s'\")]*")
 
@@ -46,7 +51,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "replica": self.replica,
         }
-        for field in REQUEST_FIELDS:
+        for field in FIELDS:
             if field in record.__dict__:
                 line[field] = record.__dict__[field]
         if record.exc_info:

@@ -129,23 +129,23 @@ class RelayMetrics:
         err = context.sqlalchemy_exception or context.original_exception
         self.db_errors.labels(type(err).__name__).inc()
 
-    def observe(self, handler: web.RequestHandler) -> None:
-        """An answered POST to api/events: its outcome, latency and events."""
+    def observe(self, handler: web.RequestHandler, result: Any = None) -> None:
+        """An answered POST to api/events: its outcome, latency and, for a stored envelope
+        (``result``, the ``IngestResult``), its events by status (counted once, by the result)
+        and the seconds cut."""
         status = handler.get_status()
         outcome = self._outcome.get(status)
         (outcome or self.envelopes.labels(str(status))).inc()
         self.ingest_seconds.observe(handler.request.request_time())
-        result = getattr(handler, "ingested", None)
         if result is None:
             return
+        for name, n in result.counts.items():
+            if n:
+                child = self._status.get(name)
+                (child or self.events.labels(name)).inc(n)
         cut = 0.0
-        counted: dict[str, int] = {}
         for event in result.events:
-            counted[event["status"]] = counted.get(event["status"], 0) + 1
-            cut += float(event.get("cut_seconds") or 0.0)
-        for name, n in counted.items():
-            child = self._status.get(name)
-            (child or self.events.labels(name)).inc(n)
+            cut += event.get("cut_seconds") or 0.0
         if cut:
             self.cut_seconds.inc(cut)
 
