@@ -21,6 +21,7 @@ from jupyterhub.services.auth import HubAuth
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from tornado import httpserver, netutil
+from traitlets import TraitError
 
 from timeback_jupyter.config import Timeback
 from timeback_jupyter.relay.app import build_parts, make_app
@@ -368,3 +369,11 @@ def test_json_lines_and_tornados_own_records_lose_their_query_string(capsys):
         "status": 403,
         "user": None,
     }
+
+
+def test_an_auth_cache_of_zero_is_refused_it_would_keep_tokens_for_ever():
+    """HubAuth's cache_max_age 0 is "for ever": a revoked student token would go on working."""
+    assert RelaySettings(auth_cache_seconds=1).auth_cache_seconds == 1
+    for bad in (0, -1, 86401):
+        with pytest.raises(TraitError, match="auth_cache_seconds must be 1 to 86400"):
+            RelaySettings(auth_cache_seconds=bad)

@@ -168,8 +168,13 @@ class Relay(Configurable):
     @validate("auth_cache_seconds")
     def _check_auth_cache(self, proposal: dict[str, object]) -> int:
         value = proposal["value"]
-        if not isinstance(value, int) or not 0 <= value <= 86400:
-            raise TraitError(f"c.Relay.auth_cache_seconds must be 0 to 86400, got {value!r}")
+        if not isinstance(value, int) or not 1 <= value <= 86400:
+            # HubAuth reads a cache_max_age of 0 as "keep for ever": a revoked token would
+            # work until the relay restarts, the opposite of what 0 seems to ask.
+            raise TraitError(
+                f"c.Relay.auth_cache_seconds must be 1 to 86400 (0 would make HubAuth keep the "
+                f"hub's answers for ever), got {value!r}"
+            )
         return value
 
     # 0 by default: a school's hub is far below what one relay takes (one request per student
