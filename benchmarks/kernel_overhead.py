@@ -172,16 +172,20 @@ def own_path(cells: int) -> float:
         tracker.start(Activity("lesson", "Lesson", CourseRef("Math", 3)), path="lesson.ipynb")
         binding.kernel_paths["k"] = "lesson.ipynb"
         push = binding.held.push
-        started = time.thread_time()
-        for i in range(cells):
-            for parts in cell:
-                kind = classify(parts, True)
-                if kind is not None:
-                    t[0] += 0.01
-                    push("k", kind, t[0])
-            if i % 100 == 99:  # as the server's timer (1 s: about 100 cells) or a read does
-                binding.held.drain()
-        used = time.thread_time() - started
+
+        async def cells_run() -> float:  # in an event loop, as in the server (its timer armed)
+            started = time.thread_time()
+            for i in range(cells):
+                for parts in cell:
+                    kind = classify(parts, True)
+                    if kind is not None:
+                        t[0] += 0.01
+                        push("k", kind, t[0])
+                if i % 100 == 99:  # as the server's timer (1 s: about 100 cells) or a read does
+                    binding.held.drain()
+            return time.thread_time() - started
+
+        used = asyncio.run(cells_run())
         store.close()
     return used / cells * 1e6
 
