@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import fields
 
 from ..model import InvalidInput, Window, parse_run_id, require_text
 from .runs import (
@@ -18,6 +19,7 @@ from .runs import (
     as_time,
     eligible,
     go_on,
+    key_of,
     lapses_at,
     next_end,
     rank,
@@ -51,6 +53,9 @@ class EngagementClock:
         # Whole windows closed while advancing for a call other than tick(); tick() hands them out.
         self._closed: list[Window] = []
         self._seq = 0
+        # Called first by every call that reads or changes a run: a caller holding signals back
+        # (the server queues kernel signals) applies them here, in order; it may call signal().
+        self.before_call: Callable[[], None] = lambda: None
 
     @property
     def heartbeat_interval(self) -> float:
@@ -73,16 +78,14 @@ class EngagementClock:
         return self.rules.running_cell_limit
 
     def __repr__(self) -> str:
-        return (
-            f"EngagementClock(runs={len(self._runs)}, heartbeat_interval={self.heartbeat_interval}"
-            f", idle_after={self.idle_after}, abandon_after={self.abandon_after}"
-            f", presence_ttl={self.presence_ttl}, running_cell_limit={self.running_cell_limit})"
-        )
+        rules = ", ".join(f"{f.name}={getattr(self.rules, f.name)}" for f in fields(Rules))
+        return f"EngagementClock(runs={len(self._runs)}, {rules})"
 
     # ---- calls ---------------------------------------------------------------------------
 
     def open(self, run_id: str, student: str, now: float) -> None:
         """Start tracking a run; it is live (and counts as just signalled) from ``now``."""
+        self.before_call()
         key = parse_run_id(run_id)
         student = require_text(student, "student", 100)
         now = as_time(now)
@@ -115,6 +118,7 @@ class EngagementClock:
         """Kernel or browser activity: the student's ``execute_start``, ``comm`` (a widget) or
         ``input``; the kernel's ``execute_end``; or ``kernel_reset`` (the kernel restarted,
         died or was interrupted: no cell of it runs any more)."""
+        self.before_call()
         run = self._runs.get(run_id) or self._get(run_id)
         if kind not in SIGNAL_KINDS:
             raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(SIGNAL_KINDS)}")
@@ -190,6 +194,7 @@ class EngagementClock:
 
         This includes whole windows that closed while other calls advanced the clock.
         """
+        self.before_call()
         now = as_time(now)
         for group in self._students.values():
             t = self._advance(group, now)
@@ -217,7 +222,7 @@ class EngagementClock:
     def close(self, run_id: str, now: float) -> Window | None:
         """Flush, then forget the run (see :meth:`flush` about windows queued for tick)."""
         window = self.flush(run_id, now)
-        run = self._runs.pop(self._key(run_id))
+        run = self._runs.pop(key_of(run_id))
         group = self._students[run.student]
         del group.runs[run.id]
         if not group.runs:
@@ -263,6 +268,7 @@ class EngagementClock:
         active, inactive)`` with ``end`` the tick's instant, for runs not paused whose window
         holds time. What a checkpoint keeps: a read of the state, no integration, so it costs
         about a microsecond a run (call it right after ``tick``)."""
+        self.before_call()
         return [
             (run.id, run.start, run.settled, run.active, run.inactive)
             for run in self._runs.values()
@@ -276,6 +282,7 @@ class EngagementClock:
         """The earliest instant a window of a run not paused closes, as the last call or tick
         left the runs (it may be past: a tick then closes it); None when every run is paused,
         or none is open: then nothing changes until a call. What the server ticks by."""
+        self.before_call()
         interval = self.rules.heartbeat_interval
         return min(
             (next_end(run, interval) for run in self._runs.values() if not run.paused),
@@ -383,14 +390,8 @@ class EngagementClock:
     def _get(self, run_id: str) -> RunState:
         # Callers pass the canonical id they were given: only another spelling needs parsing
         # (a UUID parse on every kernel signal is most of the clock's cost per cell).
-        run = self._runs.get(run_id) or self._runs.get(self._key(run_id))
+        self.before_call()  # every call by run id but signal and open comes here first
+        run = self._runs.get(run_id) or self._runs.get(key_of(run_id))
         if run is None:
             raise KeyError(f"run {run_id!r} is not open in the engagement clock")
         return run
-
-    @staticmethod
-    def _key(run_id: str) -> str:
-        try:
-            return parse_run_id(run_id)
-        except InvalidInput:
-            return run_id

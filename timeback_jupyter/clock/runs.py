@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..model import InvalidInput, Window, require_number
+from ..model import InvalidInput, Window, parse_run_id, require_number
 
 State = Literal["active", "inactive", "paused"]
 SIGNAL_KINDS = ("execute_start", "execute_end", "comm", "input", "kernel_reset")
@@ -263,3 +263,11 @@ def positive(value: float, name: str) -> float:
 
 def as_time(value: float, name: str = "now") -> float:
     return float(require_number(value, name))
+
+
+def key_of(run_id: str) -> str:
+    """A run id in its canonical spelling (as given when it is not a UUID)."""
+    try:
+        return parse_run_id(run_id)
+    except InvalidInput:
+        return run_id

@@ -16,6 +16,7 @@ from tornado import web
 
 from .bridge import KernelTokens
 from .errors import ServiceError, StoreFailure
+from .held_signals import HeldSignals
 from .kernels import KernelWatcher
 from .notebooks import ContentsNotebooks
 from .requests import normal_path
@@ -46,7 +47,11 @@ class KernelBinding:
         self.service = service
         self._sessions = session_manager
         self._notebooks = notebooks
-        self.watcher = KernelWatcher(kernel_manager, self.on_kernel_signal, log=log)
+        # IOPub's signals are held and applied in order before the clock is read or changed
+        # (held_signals): the stream's callback does no binding, tracker or clock work.
+        self.held = HeldSignals(self.on_kernel_signal, log=log)
+        service.catch_up = self.held.drain
+        self.watcher = KernelWatcher(kernel_manager, self.held.push, on_reset=self._died, log=log)
         self.tokens = tokens
         self._tasks = tasks
         self._log = log
@@ -90,6 +95,7 @@ class KernelBinding:
 
     def _kernel_gone(self, kernel_id: str) -> None:
         """Shut down, or died and removed by Jupyter: forget it and close its notebook's run."""
+        self.held.drain()  # its last cells count for the notebook it served
         self.watcher.detach(kernel_id)
         self.tokens.withdraw(kernel_id)
         path = self.kernel_paths.pop(kernel_id, None)
@@ -108,6 +114,7 @@ class KernelBinding:
                     self._checked_at.pop(changed, None)
         if action != "rename":
             return
+        self.held.drain()  # signals held count for the paths they were made under
         old, new = data.get("source_path"), data.get("path")
         if isinstance(old, str) and isinstance(new, str):
             old, new = normal_path(old), normal_path(new)
@@ -144,6 +151,7 @@ class KernelBinding:
             unwatch()
         self._unwatch.clear()
         self.watcher.detach_all()
+        self.held.close()
         for kernel_id in list(self.kernel_paths) + kernel_ids:
             self.tokens.withdraw(kernel_id)
 
@@ -151,6 +159,8 @@ class KernelBinding:
 
     def _bind(self, kernel_id: str, path: str) -> None:
         old = self.kernel_paths.get(kernel_id)
+        if old != path:
+            self.held.drain()  # signals held count for the notebook the kernel served then
         if old is not None and old != path:
             self.service.rename(old, path)
         self.kernel_paths[kernel_id] = path
@@ -185,12 +195,18 @@ class KernelBinding:
     def kernel_reset(self, kernel_id: str, at: float) -> None:
         """The kernel restarted, died or was interrupted: its notebook's run has no cell running.
         A kernel never bound to a notebook has signalled no run, so there is nothing to end."""
+        self.held.drain()  # the cells it ended come first
         path = self.kernel_paths.get(kernel_id)
         if path is not None and self.service.recording:
             self.service.signal(path, "kernel_reset", at)
 
+    def _died(self, kernel_id: str, kind: str, at: float) -> None:
+        self.held.drain()
+        self.on_kernel_signal(kernel_id, kind, at)
+
     def on_kernel_signal(self, kernel_id: str, kind: str, at: float) -> None:
-        """A cell ran or a widget was touched, or the kernel died (see :mod:`.kernels`)."""
+        """A cell ran or a widget was touched, or the kernel died (see :mod:`.kernels`): a
+        signal applied, in order (from :attr:`held`, or at once by a caller with no IOPub)."""
         if kind == "kernel_reset":  # the kernel died: restarted (maybe on new ports) or gone
             self.kernel_reset(kernel_id, at)
             self.sessions_changed(1.0)  # once Jupyter has restarted it, or let it go

@@ -64,11 +64,15 @@ class KernelWatcher:
         kernel_manager: Any,
         on_signal: OnSignal,
         *,
+        on_reset: OnSignal | None = None,
         log: logging.Logger | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._km = kernel_manager
+        # IOPub's signals go to on_signal from inside Jupyter's callback (keep it small: the
+        # server only holds them there, see held_signals); a kernel's death to on_reset.
         self._on_signal = on_signal
+        self._on_reset = on_reset or on_signal
         self._log = log or logging.getLogger("timeback_jupyter.kernels")
         self._now = now
         self._streams: dict[str, Any] = {}
@@ -188,7 +192,7 @@ class KernelWatcher:
 
         def died() -> None:
             try:
-                self._on_signal(kernel_id, "kernel_reset", self._now())
+                self._on_reset(kernel_id, "kernel_reset", self._now())
             except Exception:  # never into the restarter: it must go on restarting the kernel
                 self._log.exception("timeback: kernel %s died, not passed on", kernel_id)
 

@@ -69,7 +69,10 @@ class TimebackService:
         self.on_changed = on_changed
         self.on_renamed = on_renamed
         self._now = now
-        self.tracker: Tracker | None = None
+        self._tracker: Tracker | None = None
+        # Applies what a caller holds back from the clock (the binding's held kernel signals)
+        # before the tracker's clock is read or changed: see held_signals.
+        self.catch_up: Callable[[], None] = lambda: None
         self.store: Store | None = None
         self.drainer: Drainer | None = None
         self.credentials: Credentials | None = None
@@ -92,6 +95,16 @@ class TimebackService:
         if self.tracker is None:
             raise ServiceError("timeback is not recording: it has not started", 503)
         return self.tracker
+
+    @property
+    def tracker(self) -> Tracker | None:
+        return self._tracker
+
+    @tracker.setter
+    def tracker(self, tracker: Tracker | None) -> None:
+        self._tracker = tracker
+        if tracker is not None:
+            tracker.clock.before_call = lambda: self.catch_up()
 
     @property
     def recording(self) -> bool:

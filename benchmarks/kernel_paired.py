@@ -1,0 +1,140 @@
+"""The kernel benchmark's paired design: ONE `jupyter server` with the extension enabled and a
+notebook whose run is live, its cells sent in blocks with timeback's kernel observer attached
+(A) and detached (B) in turn, two blocks a pair in a random order.
+
+Two server processes of the same code differ by up to a few hundred µs of CPU per cell for
+their lifetime, which buries a figure of tens of µs; within one process that difference is
+gone, and load on the machine that comes and goes hits both blocks of a pair alike. What the
+difference of a pair includes: everything the observer makes the server do per cell (our
+callback chained behind Jupyter's on the kernel's IOPub stream, the held signals applied to
+binding, service, tracker and clock, the ticker woken). What it leaves out, being there in
+both blocks: the rest of the extension (its ticks and heartbeat windows of the live run,
+delivery, handlers, Jupyter's events): the fresh pairs of servers measure all of it.
+
+The server's CPU per block is read from its threads' schedstat (nanoseconds: the figure) and
+from /proc/<pid>/stat (user + system, in 10 ms ticks: 200 µs per cell in a block of 50, so
+each pair's reading is coarse and only their median and mean mean anything). Each block ends
+with a request that applies the signals it held (the same request in both blocks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .common import cpu_seconds, say
+from .jupyter import JupyterServer, KernelSocket, activity, write_notebook
+
+PAIRS = 100  # short blocks, many pairs: load that comes and goes hits both blocks of a pair
+BLOCK_CELLS = 50
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cpu_ns(pid: int) -> int:
+    """On-CPU nanoseconds of the process's threads alive now (/proc/<pid>/task/*/schedstat)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as fp:
+                total += int(fp.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return total
+
+
+def _switch(server: JupyterServer, on: bool | None) -> list[str]:
+    params = {} if on is None else {"on": "1" if on else "0"}
+    r = server.http.get("/timeback-bench/observer", params=params)
+    r.raise_for_status()
+    return list(r.json()["watched"])
+
+
+async def paired(
+    workdir: Path, pairs: int, block: int, warmup: int, seed: int, code: Path | None = None
+) -> dict[str, Any]:
+    """``code``: a checkout whose timeback_jupyter the server runs (another branch's, to compare
+    on one machine at one time); this one's by default."""
+    root = workdir / "notebooks"
+    root.mkdir(parents=True)
+    path = write_notebook(root, "lesson.ipynb", {"activity": activity(1)})
+    extra = workdir / "switch-config"
+    (extra / "jupyter_server_config.d").mkdir(parents=True)
+    (extra / "jupyter_server_config.d" / "observer_switch.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"benchmarks.observer_switch": True}}})
+    )
+    paths = (str(code or REPO), str(REPO), os.environ.get("PYTHONPATH"))
+    pythonpath = os.pathsep.join(p for p in paths if p)
+    env = {"JUPYTER_CONFIG_PATH": str(extra), "PYTHONPATH": pythonpath}
+    server = JupyterServer(workdir / "server", root, extension=True, env=env)
+    try:
+        server.wait_ready()
+        if server.http.get("/timeback/api/status").status_code != 200:
+            raise RuntimeError("the extension is not enabled in the paired server")
+        kernel_id = server.open(path)["kernel"]["id"]
+        sock = await KernelSocket.connect(server, kernel_id)
+        if kernel_id not in _switch(server, True):
+            raise RuntimeError("the observer did not attach to the kernel")
+        say(f"kernel: paired design, warming up ({warmup} cells)")
+        for i in range(warmup):
+            await sock.execute(f"{i} * 2")
+        rng, pid = random.Random(seed), server.pid
+        said: dict[str, list[float]] = {"on": [], "off": [], "on_ns": [], "off_ns": []}
+        say(f"kernel: paired design, {pairs} pairs of blocks of {block} cells (observer on/off)")
+        for _ in range(pairs):
+            order = [True, False]
+            rng.shuffle(order)
+            for on in order:
+                if (kernel_id in _switch(server, on)) != on:
+                    raise RuntimeError(f"the observer did not switch {'on' if on else 'off'}")
+                cpu, ns = cpu_seconds(pid), cpu_ns(pid)
+                for i in range(block):
+                    await sock.execute(f"{i} * 2")
+                _switch(server, None)  # what the block held is applied within it (both blocks)
+                name = "on" if on else "off"
+                said[name].append((cpu_seconds(pid) - cpu) / block * 1e6)
+                said[name + "_ns"].append((cpu_ns(pid) - ns) / block / 1e3)
+        _switch(server, True)
+        run = server.http.get("/timeback/api/status").json()
+        sock.close()
+    finally:
+        server.stop()
+    diffs = [a - b for a, b in zip(said["on"], said["off"], strict=True)]
+    diffs_ns = [a - b for a, b in zip(said["on_ns"], said["off_ns"], strict=True)]
+    return {
+        "pairs": pairs,
+        "block_cells": block,
+        "added_us_per_cell": _spread(diffs_ns),
+        "added_us_per_cell_stat": _spread(diffs),
+        "server_us_per_cell": {"on": _spread(said["on_ns"]), "off": _spread(said["off_ns"])},
+        "pair_differences_us": [round(d, 1) for d in diffs_ns],
+        "live_runs_during": run.get("live_runs"),
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def render(p: dict[str, Any]) -> list[str]:
+    a, s = p["added_us_per_cell"], p["added_us_per_cell_stat"]
+    on, off = p["server_us_per_cell"]["on"]["median"], p["server_us_per_cell"]["off"]["median"]
+    return [
+        f"**Paired, in one server** ({p['pairs']} pairs of blocks of {p['block_cells']} cells, "
+        "timeback's kernel observer attached / detached in a random order per pair; what it "
+        "includes: our IOPub callback, the held signals applied through binding, service, "
+        "tracker and clock; not the rest of the extension, there in both blocks): added server "
+        f"CPU per cell, median of the pairs' differences **{a['median']:+.0f} µs** (range "
+        f"{a['min']:+.0f} to {a['max']:+.0f}, mean {a['mean']:+.0f}; from /proc/<pid>/stat's "
+        f"10 ms ticks: median {s['median']:+.0f} µs, mean {s['mean']:+.0f}). The server's CPU per "
+        f"cell: {on:.0f} µs attached, {off:.0f} µs detached (medians).",
+        "",
+    ]
