@@ -266,4 +266,6 @@ def test_a_run_still_waiting_for_its_notebook_write_gets_it_when_the_server_stop
         server.stop()
     meta = notebook_run(root, path)
     assert meta is not None and meta["id"] == run_id, server.log_path.read_text()[-3000:]
-    assert "Task was destroyed" not in server.log_path.read_text()
+    # nothing of ours dropped pending with the loop (the kernel's own tasks share this log)
+    dropped = [line for line in server.log_path.read_text().splitlines() if "coro=<" in line]
+    assert not [line for line in dropped if "timeback_jupyter" in line], dropped

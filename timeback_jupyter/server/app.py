@@ -286,7 +286,7 @@ class TimebackApp(ExtensionApp):
         with contextlib.suppress(Exception):
             self.service.end_all()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.service.write_pending(), timeout=5.0)
+            await asyncio.wait_for(self.service.writes.write_pending(), timeout=5.0)
         for task in self._loops:
             if task.get_name() == "timeback-ticker":
                 task.cancel()

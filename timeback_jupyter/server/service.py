@@ -11,7 +11,6 @@ later than the service: until then, and while ``problem`` says why, nothing reco
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -26,6 +25,7 @@ from ..model import Activity, InvalidInput
 from ..store import Store, StoreError
 from ..tracker import Tracker, TrackerError
 from .errors import NotebookError, ServiceError, StoreFailure
+from .run_writes import RunWrites
 from .status import status_of
 from .tasks import TaskSet
 
@@ -82,9 +82,8 @@ class TimebackService:
         self.store_error_types: tuple[type[BaseException], ...] = (StoreError, sqlite3.Error)
         # notebooks a browser tab looks after, most recent last (see _browser_saw)
         self.browser_paths: dict[str, None] = {}
-        # runs whose notebook the server writes once metadata_write_delay is over: run id ->
-        # the notebook's path now (renames move it); one write per run however often it starts
-        self.pending_writes: dict[str, str] = {}
+        # runs whose notebook the server writes itself, no browser having done it
+        self.writes = RunWrites(self, notebooks, self.tasks, self.log)
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -183,7 +182,7 @@ class TimebackService:
             )
             metadata = tracker.metadata_for(result.run, path)
             if not browser and (section or {}).get("run") != metadata["run"]:
-                self._write_later(result.run.id, path)
+                self.writes.later(result.run.id, path)
             return {
                 "run": tracker.describe(result.run),
                 "metadata": metadata,
@@ -197,44 +196,6 @@ class TimebackService:
         self.browser_paths[path] = None
         if len(self.browser_paths) > MAX_BROWSER_PATHS:
             del self.browser_paths[next(iter(self.browser_paths))]
-
-    def _write_later(self, run_id: str, path: str) -> None:
-        # Several starts of one run (the first cell's two signals, the reconcile loop, a REST
-        # call) make one write, of what the notebook holds then.
-        if run_id not in self.pending_writes:
-            self.tasks.spawn(self._write_metadata_later(run_id))
-        self.pending_writes[run_id] = path
-
-    async def _write_metadata_later(self, run_id: str) -> None:
-        """Write the run into its notebook, at the path it has then (a rename meanwhile is
-        followed), unless a browser extension does it meanwhile."""
-        try:
-            await asyncio.sleep(self.settings.metadata_write_delay)
-        finally:
-            path = self.pending_writes.pop(run_id, None)
-        await self._write_metadata(run_id, path)
-
-    async def write_pending(self) -> None:
-        """At shutdown: the runs still waiting for their notebook write get it now; cancelled
-        with the server, a stateful run would not be in its file to resume from."""
-        while self.pending_writes:
-            run_id, path = self.pending_writes.popitem()
-            try:
-                await self._write_metadata(run_id, path)
-            except Exception as err:  # one notebook's failure must not keep the others' back
-                self.log.warning("timeback: cannot write run %s into %s: %s", run_id, path, err)
-
-    async def _write_metadata(self, run_id: str, path: str | None) -> None:
-        tracker = self.tracker
-        # A run ended or completed meanwhile is still the notebook's: a stateful one must be
-        # found in the file to resume, a completed one must not be resumed.
-        if tracker is None or path is None or path in self.browser_paths:
-            return
-        if tracker.run_at(path) not in (run_id, None):
-            return
-        run = tracker.get(run_id)
-        if await self.notebooks.write(path, tracker.metadata_for(run, path)):
-            self.log.info("timeback: wrote run %s into %s", run_id, path)
 
     async def presence(
         self,
@@ -366,10 +327,7 @@ class TimebackService:
                 path = tracker.path_of(run_id)
                 if path is not None and path.startswith(old + "/"):
                     moves[path] = new + path[len(old) :]
-        for run_id, path in self.pending_writes.items():
-            moved = new + path[len(old) :] if path.startswith(old + "/") else None
-            if path == old or moved:
-                self.pending_writes[run_id] = moved or new
+        self.writes.rename(old, new)
         for source, target in moves.items():
             if tracker is not None:
                 tracker.rename(source, target)
