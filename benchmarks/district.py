@@ -14,12 +14,16 @@ and kept under ``.cache/district/`` with the hub's database, so a later run star
 seconds; the relay's HubAuth cache is set longer than the run (``c.Relay.auth_cache_seconds``),
 and every token's first lookup is a phase of its own.
 
-Phases, one after the other: (first) every student's first envelope, as fast as the relays
-answer with a bounded number in flight: the hub's token lookup, the relay's OneRoster lookup and
-the user's row; (ramp) steps of 30 s (20 quick) from 5% to 75% of the district's rate: the
-ceiling is the last step whose p99 stays under 100 ms; (district) the district's rate, 1,333
-envelopes/s, for 90 s (60 quick). ``DISTRICT_STUDENTS`` sets the population (20,000; 2,000
-quick): a smaller one offers the same rates by posting more often (its windows shorter).
+Phases, one after the other (:mod:`.district_plan`): (first) every student's first envelope,
+as fast as the relays answer with a bounded number in flight: the hub's token lookup, the
+relay's OneRoster lookup and the user's row; then for each pace (``DISTRICT_PACE``: 15, or
+``15,60`` for both, side by side; a paced server sends pace / 15 windows per envelope) the
+ramp, steps of 30 s (20 quick) from 5% to 75% of the district's 1,333 heartbeats/s: the
+ceiling is the last step whose p99 stays under 100 ms; and (district) the district's rate for
+90 s (60 quick). Between paces the outbox is drained first. ``DISTRICT_STUDENTS`` sets the
+population (20,000; 2,000 quick): a smaller one offers the same rates by posting more often
+(its windows shorter). ``DISTRICT_SECONDS`` and ``DISTRICT_RAMP`` shorten a run (a smoke);
+``DISTRICT_RELAY_ARGS`` adds options to both relays' command lines.
 """
 
 from __future__ import annotations
@@ -27,22 +31,22 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from .common import ROOT, Result, cpu_seconds, say
+from . import district_plan as plan
+from .common import ROOT, Result, say
 from .district_hub import CACHE, hub_dir, hub_students, stop_proxy
+from .district_parts import Lag, cpu_of, pg_pids, start_relay, start_standin
+from .district_plan import COMPLETION_EVERY, INTERVAL, STUDENTS
 from .district_report import summarize
 
-STUDENTS = 20_000
-INTERVAL = 15.0
-COMPLETION_EVERY = 40  # a 10-minute activity: its completion rides with every 40th heartbeat
 TARGET_P99_MS = 100.0
 GENERATORS = 2
 CONNECTIONS = 48  # per replica per generator
@@ -50,22 +54,9 @@ AUTH_CACHE = 1800  # longer than the run: the first lookups are their own phase
 # Events per envelope to Timeback at most (c.Timeback.batch_size): a claim takes what is
 # pending up to this, so batches grow only when the outbox is deep.
 RELAY_BATCH = 200
-# The ramp climbs before the district phase: once a step overloads the relays, the requests
-# they still hold (cut off, counted) spoil every later step.
-RAMP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75)
 LEAD = 5.0
 FIRST_CAP = 900.0  # seconds: a hub this slow gives no figure worth waiting for
-GAP = 3.0  # between phases: answers due at a phase's end land in it; later ones are cut off
-
-STANDIN = """
-import sys
-from timeback_jupyter.testing.standin import StandIn
-with StandIn(sys.argv[1], sys.argv[2]) as api:
-    for name in open(sys.argv[3]).read().split():
-        api.users[f"{name}@school.edu"] = [f"sourced-{name}"]
-    print(api.url, flush=True)
-    sys.stdin.read()
-"""
+SETTLE_CAP = 180.0  # seconds: between paces, the outbox drained (or given up waiting for)
 
 
 NOTES = [
@@ -94,8 +85,14 @@ NOTES = [
     "measured apart (benchmarks/district_forward.py, real PostgreSQL and stand-in), a "
     "batch of 200 costs the relay ~230 us and PostgreSQL ~170 us of CPU per event against "
     "~400 and ~290 us in batches of 50.",
-    f"A completion rides with every {COMPLETION_EVERY}th heartbeat of a student (a "
-    "10-minute activity), with a new run after it.",
+    f"A completion rides with the envelope holding a student's {COMPLETION_EVERY}th "
+    "window (a 10-minute activity), with a new run after it.",
+    "Paced servers (DISTRICT_PACE): a server told a pace by the relay sends its pending "
+    "heartbeats together, one envelope every pace seconds (pace / 15 windows, each its own "
+    "TimeSpentEvent), so the relays take students / pace requests a second for the same "
+    "events; the first envelope of each student is a single window (a server sends its "
+    "first before it knows the pace). Per-request figures (latency, CPU per request) are "
+    "per envelope.",
     "CPU shares are each group's user+system time over the phase (relays: both "
     "replicas; postgres: the postmaster and its children; generators: both "
     "processes), as a share of one core; the machine has two, shared with other "
@@ -103,136 +100,72 @@ NOTES = [
 ]
 
 
-def pg_pids(server: Any) -> list[int]:
-    """The cluster's processes: the postmaster (first line of postmaster.pid) and its children."""
-    try:
-        top = int((server.data / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return []
-    pids = [top]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fp:
-                    if int(fp.read().rsplit(")", 1)[1].split()[1]) == top:
-                        pids.append(int(entry))
-            except (OSError, ValueError):
-                continue
-    return pids
+def start_generators(
+    tmp: Path, ports: list[int], path: str, students: list[Any], phases: list[dict[str, Any]],
+    connections: int = CONNECTIONS, generators: int = GENERATORS,
+    completion_every: int = COMPLETION_EVERY,
+) -> list[tuple[subprocess.Popen[bytes], Path]]:  # fmt: skip
+    """The load generators (``python -m benchmarks.district_load``), each with its share of
+    the students, all with the same phases; each writes its records to the returned path."""
+    gens = []
+    for g in range(generators):
+        job = {"replicas": [["127.0.0.1", p] for p in ports], "path": path,
+               "connections_per_replica": connections, "completion_every": completion_every,
+               "phases": phases, "students": students[g::generators], "sync_dir": str(tmp),
+               "generator": g}  # fmt: skip
+        job_path, out_path = tmp / f"job{g}.json", tmp / f"out{g}.json"
+        job_path.write_text(json.dumps(job))
+        command = [sys.executable, "-m", "benchmarks.district_load", str(job_path), str(out_path)]
+        gens.append((subprocess.Popen(command, cwd=ROOT), out_path))
+    return gens
 
 
-def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
-    out = {}
-    for name, group in pids.items():
-        total = 0.0
-        for pid in group:
-            try:
-                total += cpu_seconds(pid)
-            except OSError:
-                continue
-        out[name] = total
-    return out
+def wait_ready(tmp: Path, group: str, gens: list[Any], cap: float) -> None:
+    began = time.time()
+    while not plan.ready(tmp, group, len(gens)):
+        if any(p.poll() is not None for p, _ in gens):
+            raise RuntimeError(f"a load generator stopped before {group}")
+        if time.time() - began > cap:
+            raise RuntimeError(f"the generators were not ready for {group} in {cap:g} s")
+        time.sleep(0.2)
 
 
-class Lag(threading.Thread):
-    """The outbox's depth and oldest pending age, read from PostgreSQL every 2 s."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.samples, self.stopping = url, [], threading.Event()
-
-    def run(self) -> None:
-        import psycopg
-
-        conninfo = self.url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            while not self.stopping.wait(2.0):
-                row = conn.execute(
-                    "SELECT count(*), min(created_at) FROM outbox "
-                    "WHERE status IN ('pending', 'inflight')"
-                ).fetchone()
-                now = time.time()
-                age = 0.0 if row is None or row[1] is None else max(0.0, now - row[1])
-                self.samples.append((now, int(row[0]) if row else 0, age))
-
-
-def _relay(i: int, port: int, hub: Any, standin_url: str, db_url: str, tmp: Path) -> Any:
-    from tests.relay.hub import (
-        BIN,
-        CATALOG,
-        CLIENT_ID,
-        CLIENT_SECRET,
-        PREFIX,
-        RELAY_HUB_TOKEN,
-        SERVICE,
-    )
-    from timeback_jupyter.testing.standin import TOKEN_PATH
-
-    catalog = tmp / "timeback.config.json"
-    catalog.write_text(json.dumps(CATALOG))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIMEBACK_", "JUPYTERHUB_"))}
-    env.update(
-        TIMEBACK_CLIENT_ID=CLIENT_ID, TIMEBACK_CLIENT_SECRET=CLIENT_SECRET,
-        JUPYTERHUB_API_TOKEN=RELAY_HUB_TOKEN, JUPYTERHUB_API_URL=hub.api_url,
-        JUPYTERHUB_SERVICE_NAME=SERVICE, JUPYTERHUB_SERVICE_URL=f"http://127.0.0.1:{port}",
-        JUPYTERHUB_SERVICE_PREFIX=PREFIX, JUPYTER_CONFIG_DIR=str(tmp / f"config{i}"),
-    )  # fmt: skip
-    # DISTRICT_PROFILE=1: the first replica runs under cProfile (its profile in .cache/district/)
-    profile = ["-m", "cProfile", "-o", str(CACHE / "relay0.prof")]
-    head = (
-        [sys.executable, *profile, str(BIN / "jupyter-timeback")]
-        if (i == 0 and os.environ.get("DISTRICT_PROFILE"))
-        else [str(BIN / "jupyter"), "timeback"]
-    )
-    command = [
-        *head, "relay", f"--Relay.catalog={catalog}",
-        "--Relay.email_template={name}@school.edu", f"--Relay.db_url={db_url}",
-        "--Relay.sink=timeback", f"--Relay.auth_cache_seconds={AUTH_CACHE}",
-        f"--Timeback.base_url={standin_url}", f"--Timeback.auth_url={standin_url}{TOKEN_PATH}",
-        f"--Timeback.oneroster_base_url={standin_url}", f"--Timeback.batch_size={RELAY_BATCH}",
-    ]  # fmt: skip
-    log = open(tmp / f"relay{i}.log", "w")  # noqa: SIM115  (the child holds it)
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
-    log.close()
-    return proc
-
-
-def _rate(n: int, m: float) -> tuple[float, float]:
-    """(share of the students, interval) that offers ``m`` times the district's envelope rate
-    (STUDENTS every INTERVAL): fewer students at 15 s below what ``n`` give, else all of them
-    more often (a population smaller than the district's sends more often to offer its rate)."""
-    wanted = m * STUDENTS / INTERVAL
-    if wanted <= n / INTERVAL:
-        return wanted * INTERVAL / n, INTERVAL
-    return 1.0, n / wanted
-
-
-def _phases(quick: bool, n: int) -> list[dict[str, Any]]:
-    district_s = 60.0 if quick else 90.0
-    step_s = 20.0 if quick else 30.0
-    out: list[dict[str, Any]] = [
-        {"name": "first", "interval": INTERVAL, "seconds": 0.0, "share": 1.0, "closed": True},
-    ]
-    for m in (*RAMP, 1.0):
-        share, interval = _rate(n, m)
-        name, seconds = (f"ramp x{m:g}", step_s) if m != 1.0 else ("district", district_s)
-        out.append({"name": name, "interval": interval, "seconds": seconds, "share": share,
-                    "multiplier": m})  # fmt: skip
-    for phase in out:
-        phase["offered_envelopes_per_s"] = phase["share"] * n / phase["interval"]
-        phase["events_per_envelope"] = 1 + (phase["name"] != "first") / COMPLETION_EVERY
-    return out
+def _drive(tmp: Path, phases: list[dict[str, Any]], gens: list[Any], pids: Any, lag: Lag) -> None:
+    """The first phase, then each pace's phases on the clock, CPU read at each phase's ends."""
+    first = phases[0]
+    first["start"] = time.time()
+    first["cpu"] = [(first["start"], cpu_of(pids))]
+    for index, group in enumerate(plan.groups(phases)):
+        wait_ready(tmp, group, gens, FIRST_CAP if index == 0 else 120.0)
+        if index == 0:
+            first["cpu"].append((time.time(), cpu_of(pids)))
+            first["seconds"] = time.time() - first["start"]
+        else:
+            began = time.time()
+            say(f"district: {group}: waiting for the outbox to drain first")
+            while not lag.drained(began) and time.time() - began < SETTLE_CAP:
+                time.sleep(1.0)
+        plan.write_schedule(tmp, group, phases, time.time() + LEAD)
+        for phase in (p for p in phases if p["group"] == group):
+            time.sleep(max(0.0, phase["start"] - time.time()))
+            say(f"district: {group} {phase['name']} ({phase['seconds']:g} s)")
+            phase["cpu"] = [(time.time(), cpu_of(pids))]
+            time.sleep(max(0.0, phase["start"] + phase["seconds"] - time.time()))
+            phase["cpu"].append((time.time(), cpu_of(pids)))
 
 
 def run(quick: bool = False) -> Result:
     sys.path.insert(0, str(ROOT))
     import httpx
 
-    from tests.relay.hub import CLIENT_ID, CLIENT_SECRET, PREFIX, SCOPE, Hub, free_port, wait_until
+    from tests.relay.hub import PREFIX, SCOPE, Hub, free_port, wait_until
     from timeback_jupyter.testing.postgres import PostgresServer, find_bindir
 
     n = int(os.environ.get("DISTRICT_STUDENTS", 2_000 if quick else STUDENTS))
+    pace_list = plan.paces()
+    # e.g. "--Relay.send_every=60": the pace the relays tell servers (a run of one pace)
+    relay_args = shlex.split(os.environ.get("DISTRICT_RELAY_ARGS", ""))
+    phases = plan.phases(quick, n, pace_list)
     CACHE.mkdir(parents=True, exist_ok=True)
     bindir = find_bindir()
     assert bindir is not None, "PostgreSQL is not installed (apt-get install postgresql)"
@@ -244,17 +177,15 @@ def run(quick: bool = False) -> Result:
         hub = Hub(hub_dir(n), free_port())
         try:
             db_url = server.create_database("district")
-            names_file = tmp / "names.txt"
-            names_file.write_text("\n".join(f"d{i:05d}" for i in range(n)))
-            standin = subprocess.Popen(
-                [sys.executable, "-c", STANDIN, CLIENT_ID, CLIENT_SECRET, str(names_file)],
-                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            standin, standin_url = start_standin(tmp, n)
             procs.append(standin)
-            assert standin.stdout is not None
-            standin_url = standin.stdout.readline().strip()
             ports = [hub.relay_port, free_port()]
-            relays = [_relay(i, p, hub, standin_url, db_url, tmp) for i, p in enumerate(ports)]
+            options = (f"--Relay.auth_cache_seconds={AUTH_CACHE}",
+                       f"--Timeback.batch_size={RELAY_BATCH}", *relay_args)  # fmt: skip
+            relays = [
+                start_relay(i, p, hub, standin_url, db_url, tmp, *options)
+                for i, p in enumerate(ports)
+            ]
             procs.extend(relays)
             for p in ports:
                 health = f"http://127.0.0.1:{p}{PREFIX}api/health"
@@ -271,52 +202,18 @@ def run(quick: bool = False) -> Result:
                 "relays": [r.pid for r in relays], "postgres": pg_pids(server),
                 "hub": [hub.proc.pid], "standin": [standin.pid],
             }  # fmt: skip
-            phases = _phases(quick, n)
             for phase in phases:
-                phase["start"] = 0.0  # the first: now; the others: once the first is done
-                phase["drain"] = GAP  # later answers are cut off, counted with their wait
-            gens = []
-            for g in range(GENERATORS):
-                job = {"replicas": [["127.0.0.1", p] for p in ports],
-                       "path": f"{PREFIX}api/events", "connections_per_replica": CONNECTIONS,
-                       "completion_every": COMPLETION_EVERY, "phases": phases,
-                       "students": students[g::GENERATORS], "sync_dir": str(tmp),
-                       "generator": g}  # fmt: skip
-                job_path, out_path = tmp / f"job{g}.json", tmp / f"out{g}.json"
-                job_path.write_text(json.dumps(job))
-                gens.append((subprocess.Popen(
-                    [sys.executable, "-m", "benchmarks.district_load", str(job_path),
-                     str(out_path)], cwd=ROOT), out_path))  # fmt: skip
+                phase["start"] = 0.0  # the first: now; the others: scheduled by _drive
+            gens = start_generators(tmp, ports, f"{PREFIX}api/events", students, phases)
             pids["generators"] = [p.pid for p, _ in gens]
             procs.extend(p for p, _ in gens)
             lag = Lag(db_url)
             lag.start()
             say(
                 f"district: phase first (every student's first envelope, {CONNECTIONS} in "
-                "flight per replica per generator)"
+                f"flight per replica per generator); then paces {pace_list} s"
             )
-            cpu_marks = [(time.time(), cpu_of(pids))]
-            first_began = time.time()
-            while not all((tmp / f"first-done-{g}").exists() for g in range(GENERATORS)):
-                if any(p.poll() is not None for p, _ in gens):
-                    raise RuntimeError("a load generator stopped during the first phase")
-                if time.time() - first_began > FIRST_CAP:
-                    raise RuntimeError(f"the first lookups took over {FIRST_CAP:g} s: given up")
-                time.sleep(0.2)
-            cpu_marks.append((time.time(), cpu_of(pids)))
-            phases[0]["start"], phases[0]["seconds"] = first_began, time.time() - first_began
-            start = time.time() + LEAD
-            for phase in phases[1:]:
-                phase["start"] = start
-                start += phase["seconds"] + phase["drain"] + 1.0
-            (tmp / "schedule.json.part").write_text(json.dumps([p["start"] for p in phases[1:]]))
-            (tmp / "schedule.json.part").rename(tmp / "schedule.json")
-            for phase in phases[1:]:
-                time.sleep(max(0.0, phase["start"] - time.time()))
-                say(f"district: phase {phase['name']} ({phase['seconds']:g} s)")
-                cpu_marks.append((time.time(), cpu_of(pids)))
-                time.sleep(max(0.0, phase["start"] + phase["seconds"] - time.time()))
-                cpu_marks.append((time.time(), cpu_of(pids)))
+            _drive(tmp, phases, gens, pids, lag)
             outs = []
             for proc, out_path in gens:
                 proc.wait(timeout=600)
@@ -324,9 +221,9 @@ def run(quick: bool = False) -> Result:
             time.sleep(4.0)  # the outbox's tail, for the lag series
             lag.stopping.set()
             lag.join(10)
-            for r in relays:
-                log = (tmp / f"relay{relays.index(r)}.log").read_text(errors="replace")
-                (CACHE / f"relay{relays.index(r)}.log.tail").write_text(log[-20000:])
+            for i in range(len(relays)):
+                log = (tmp / f"relay{i}.log").read_text(errors="replace")
+                (CACHE / f"relay{i}.log.tail").write_text(log[-20000:])
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -340,25 +237,27 @@ def run(quick: bool = False) -> Result:
             stop_proxy(hub.tmp)
             shutil.rmtree(hub.tmp, ignore_errors=True)
             server.stop()
-    metrics = summarize(phases, outs, cpu_marks, lag.samples if lag else [], made_s)
-    district = metrics["phases"]["district"]
-    passed = (
-        district["p99_ms"] < TARGET_P99_MS
-        and district["errors"] == 0
-        and district["unanswered"] == 0
-        and (district["events_per_s"] >= 0.97 * district["offered_events_per_s"])
-    )
+    metrics = summarize(phases, outs, lag.samples if lag else [], made_s)
+    passed_at = [
+        pace for pace, m in metrics["paces"].items()
+        if (d := m["phases"]["district"])["p99_ms"] < TARGET_P99_MS and d["errors"] == 0
+        and d["unanswered"] == 0 and d["events_per_s"] >= 0.97 * d["offered_events_per_s"]
+    ]  # fmt: skip
+    metrics["target_met_at_paces"] = passed_at
     return Result(
         name="district",
         title="District scale: 20,000 students' load, two relay replicas, PostgreSQL",
-        command="python -m benchmarks district",
-        target=f"the district load ({STUDENTS:,} students, one heartbeat per {INTERVAL:g} s "
-        f"each: {STUDENTS / INTERVAL:,.0f} envelopes/s) sustained with ingest p99 < "
-        f"{TARGET_P99_MS:g} ms",
-        passed=passed,
+        command=(f"DISTRICT_PACE={','.join(map(str, pace_list))} " if pace_list != [15] else "")
+        + "python -m benchmarks district",
+        target=f"the district's load ({STUDENTS:,} students, a heartbeat window per "
+        f"{INTERVAL:g} s each: {STUDENTS / INTERVAL:,.0f} events/s, plus completions) "
+        f"sustained with ingest p99 < {TARGET_P99_MS:g} ms per request, at a pace the relay "
+        "sets (servers sending one envelope per pace: 15 s is one per heartbeat)",
+        passed=bool(passed_at),
         quick=quick,
         params={
             "students": n,
+            "paces_s": pace_list,
             "interval_s": INTERVAL,
             "completion_every": COMPLETION_EVERY,
             "replicas": 2,
@@ -366,7 +265,8 @@ def run(quick: bool = False) -> Result:
             "connections": CONNECTIONS,
             "auth_cache_seconds": AUTH_CACHE,
             "relay_batch_size": RELAY_BATCH,
-            "phases": [{k: v for k, v in p.items() if k != "start"} for p in phases],
+            "relay_args": relay_args,
+            "phases": [{k: v for k, v in p.items() if k not in ("start", "cpu")} for p in phases],
         },
         metrics=metrics,
         notes=NOTES,

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import ROOT, say
-from .district import STANDIN, cpu_of, pg_pids
+from .district_parts import cpu_of, pg_pids, start_standin
 
 STUDENTS = 200
 WARM_UP = 200
@@ -146,7 +145,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, str(ROOT))
-    from tests.relay.hub import CLIENT_ID, CLIENT_SECRET
     from timeback_jupyter.testing.postgres import PostgresServer, find_bindir
 
     n = int(os.environ.get("FORWARD_EVENTS", 6000))
@@ -155,15 +153,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tb-bench-forward-") as tmp_name:
         tmp = Path(tmp_name)
         server = PostgresServer(bindir).start()
-        names = tmp / "names.txt"
-        names.write_text("\n".join(f"d{i:05d}" for i in range(STUDENTS)))
-        standin = subprocess.Popen(
-            [sys.executable, "-c", STANDIN, CLIENT_ID, CLIENT_SECRET, str(names)],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        standin, url = start_standin(tmp, STUDENTS)
         try:
-            assert standin.stdout is not None
-            url = standin.stdout.readline().strip()
             db_url = server.create_database("forward")
             all_parts = [_parts(db_url, url, tmp) for _ in range(args.replicas)]
             loop = asyncio.new_event_loop()

@@ -1,16 +1,18 @@
 """The district benchmark's load generator: one process, a share of the students, raw HTTP/1.1.
 
 Run by :mod:`.district` as ``python -m benchmarks.district_load JOB.json OUT.json``. Lean on
-purpose (its CPU competes with the relays on the same two cores): each student's envelope is a
-JSON template made once with the product's own builders (``caliper.time_spent_event``), filled
-per request with new event ids and the window's end by string formatting; each student's
-request head is bytes made once. Requests go over keep-alive connections (a pool per relay
-replica) driven by asyncio protocols: no task, stream or future per request, one callback per
-answer, and one wakeup for all the envelopes due within the same millisecond.
+purpose (its CPU competes with the relays on the same two cores): envelopes are templates
+filled per request (:mod:`.district_envelopes`, the product's own builders). Requests go
+over keep-alive connections (a pool per relay replica) driven by asyncio protocols: no task,
+stream or future per request, one callback per answer, and one wakeup for all the envelopes
+due within the same millisecond.
 
 Open loop: every student sends at its own offset within each interval whatever the answers
 do, and a request's latency is counted from when it was due (a request that waits for a free
 connection is late, and that wait is in its latency), so a relay that falls behind shows it.
+
+Paced servers: a phase's envelope holds ``windows`` consecutive heartbeat windows of
+``window`` seconds, one envelope per student every ``interval`` = windows x window seconds.
 """
 
 from __future__ import annotations
@@ -20,92 +22,15 @@ import contextlib
 import json
 import sys
 import time
-import uuid
+import zlib
 from collections import deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .district_envelopes import Maker, Student, request_head
+
 INTERVAL = 15.0
-ACTIVE_SHARE = 0.8  # of each window, the rest inactive (a heartbeat's usual mix)
 EARLY = 0.001  # seconds: an envelope due this soon goes with the ones due now (one wakeup)
-
-
-def _iso(t: float) -> str:
-    return (
-        datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        + f"{int(t * 1000) % 1000:03d}Z"
-    )
-
-
-class Clock:
-    """``_iso`` with the date and time of day made once per second (a strftime per request
-    was a tenth of the generator's work)."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def iso(self, t: float) -> str:
-        ms = int(t * 1000)
-        second = ms // 1000
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        return f"{self._prefix}{ms % 1000:03d}Z"
-
-
-class Ids:
-    """Fresh UUIDs (version 4 in form) without a system call each: a random prefix per
-    process and a counter. Unique across generators and runs (the prefix has 74 random bits)."""
-
-    def __init__(self) -> None:
-        self._prefix = str(uuid.uuid4())[:24]
-        self._n = 0
-
-    def __call__(self) -> str:
-        self._n += 1
-        return f"{self._prefix}{self._n:012x}"
-
-
-def templates(interval: float) -> tuple[str, str]:
-    """The JSON text of a heartbeat envelope and of a heartbeat + completion envelope, with
-    ``%(event)s``/``%(event2)s`` (event ids), ``%(run)s`` and ``%(time)s`` (window end) open."""
-    from timeback_jupyter import caliper
-    from timeback_jupyter.model import Completion, Window
-    from timeback_jupyter.testing.standin import SENSOR, _actor, _target
-
-    run = str(uuid.uuid4())
-    end = 1_800_000_000.0
-    event_id, event2 = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
-    window = Window(
-        run, end - interval, end, interval * ACTIVE_SHARE, interval * (1 - ACTIVE_SHARE)
-    )
-    beat = caliper.time_spent_event(window, run, _actor(), _target(), event_id=event_id)
-    done = Completion(run, 5.0, end, total_questions=4, correct_questions=3)
-    completion = caliper.completion_event(done, run, 1, _actor(), _target(), event_id=event2)
-    out = []
-    for events in ([beat], [beat, completion]):
-        text = json.dumps(caliper.envelope(events, SENSOR, end), separators=(",", ":"))
-        text = text.replace("%", "%%").replace(event_id, "urn:uuid:%(event)s")
-        text = text.replace(event2, "urn:uuid:%(event2)s").replace(run, "%(run)s")
-        for i, event in enumerate(events):  # the metrics' ids, derived from the event's
-            text = text.replace(event["generated"]["id"], f"urn:uuid:%(gen{i})s")
-        out.append(text.replace(_iso(end), "%(time)s"))
-    return out[0], out[1]
-
-
-@dataclass
-class Student:
-    name: str
-    token: str
-    replica: int
-    offset: float  # the share of the interval after a phase's start it sends at, 0 to 1
-    rank: float  # 0 to 1: a phase with share x is sent by the students of rank < x
-    run: str = ""
-    beats: int = 0
-    head: bytes = b""  # the request up to its Content-Length's value
 
 
 class Phase:
@@ -262,49 +187,17 @@ class Pool:
         return len(busy) + len(waiting)
 
 
-class Maker:
-    """Each envelope's request bytes from its student's head and the phase's templates."""
-
-    def __init__(self, interval: float, completion_every: int) -> None:
-        self.beat_t, self.done_t = templates(interval)
-        self.every = completion_every
-        self.ids = Ids()
-        self.clock = Clock()
-
-    def request(self, s: Student, at: float) -> tuple[bytes, int]:
-        ids = self.ids
-        if not s.run:
-            s.run = ids()
-        s.beats += 1
-        complete = s.beats % self.every == 0
-        fill = {"event": ids(), "event2": ids(), "gen0": ids(), "gen1": ids(),
-                "run": s.run, "time": self.clock.iso(at)}  # fmt: skip
-        body = ((self.done_t if complete else self.beat_t) % fill).encode()
-        if complete:
-            s.run = ""
-        return b"%s%d\r\n\r\n%s" % (s.head, len(body), body), 2 if complete else 1
-
-
 async def _run(job: dict[str, Any]) -> dict[str, Any]:
     students = [Student(*s) for s in job["students"]]
     for s in students:
-        s.head = (
-            f"POST {job['path']} HTTP/1.1\r\nHost: relay\r\nAuthorization: token {s.token}\r\n"
-            "Content-Type: application/json\r\nContent-Length: "
-        ).encode()
+        s.head = request_head(job["path"], s.token)
     pools = [Pool(host, port, job["connections_per_replica"]) for host, port in job["replicas"]]
     out: dict[str, Any] = {"phases": []}
     cpu0 = time.process_time()
-    for index, phase in enumerate(job["phases"]):
-        if index == 1:
-            # The first lookups done: tell the benchmark, and take the later phases' times
-            Path(job["sync_dir"], f"first-done-{job['generator']}").write_text("")
-            schedule = Path(job["sync_dir"], "schedule.json")
-            while not schedule.exists():
-                await asyncio.sleep(0.1)
-            starts = json.loads(schedule.read_text())
-            for later, at in zip(job["phases"][1:], starts, strict=True):
-                later["start"] = at
+    phases = job["phases"]
+    for index, phase in enumerate(phases):
+        if index and phase["group"] != phases[index - 1]["group"]:
+            await _scheduled(job, phase["group"])
         if phase.get("closed"):
             out["phases"].append(await _first(job, students, pools))
             continue
@@ -313,11 +206,25 @@ async def _run(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def _scheduled(job: dict[str, Any], group: str) -> None:
+    """A group of phases (one pace's) begins: say this generator is ready for it, and take the
+    group's start times from the benchmark (:func:`.district_plan.write_schedule`)."""
+    sync = Path(job["sync_dir"])
+    (sync / f"ready-{group}-{job['generator']}").write_text("")
+    schedule = sync / f"schedule-{group}.json"
+    while not schedule.exists():
+        await asyncio.sleep(0.1)
+    starts = json.loads(schedule.read_text())
+    mine = [p for p in job["phases"] if p["group"] == group]
+    for phase, at in zip(mine, starts, strict=True):
+        phase["start"] = at
+
+
 async def _open(
     job: dict[str, Any], students: list[Student], pools: list[Pool], phase: dict[str, Any]
 ) -> dict[str, Any]:
     interval = phase["interval"]
-    maker = Maker(interval, job["completion_every"])
+    maker = Maker(phase["window"], job["completion_every"], phase["windows"])
     start, until = phase["start"], phase["start"] + phase["seconds"]
     state = Phase(phase["name"], start)
     state.record["late_start_s"] = round(max(0.0, time.time() - start), 2)
@@ -358,10 +265,15 @@ async def _first(job: dict[str, Any], students: list[Student], pools: list[Pool]
     maker = Maker(INTERVAL, job["completion_every"])
     began = time.time()
     state = Phase("first", began)
+    every = job["completion_every"]
     for s in students:
         s.run, s.beats = maker.ids(), 0
         data, events = maker.request(s, began)
         pools[s.replica].submit((data, began, events, state))
+        # Each student's run is at its own point from here: students that all post at the
+        # same rate would otherwise all complete in the same envelope, and a short phase
+        # would count every completion or none.
+        s.beats = zlib.crc32(s.name.encode()) % every
     await state.idle.wait()
     record = state.record
     record.update(late_start_s=0.0, late_tasks=0, seconds=time.time() - began)

@@ -5,7 +5,8 @@ like the district benchmark's against two answering servers in another process t
 parse each request and answer as the relay does (200, its JSON), so the figure is the
 generator's alone: its CPU time over the open phase divided by the events sent in it.
 ``--generator FILE`` measures another version (e.g. ``git show main:benchmarks/district_load.py``)
-on the same job. Environment: LOADCPU_RATE (envelopes/s, default 600), LOADCPU_SECONDS (20).
+on the same job. Environment: LOADCPU_RATE (envelopes/s, default 600), LOADCPU_SECONDS (20),
+LOADCPU_PACE (seconds per envelope per student, default 15: one window each; 60: four).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import district_plan as plan
 from .common import ROOT, cpu_seconds
 
 # Two servers on free ports, answering every request with the relay's answer for one event.
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     rate = float(os.environ.get("LOADCPU_RATE", 600))
     seconds = float(os.environ.get("LOADCPU_SECONDS", 20))
-    interval = 15.0
+    pace = plan.paces(os.environ.get("LOADCPU_PACE", "15"))[0]
+    windows, interval = int(pace // plan.INTERVAL), float(pace)
     n = int(rate * interval)
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -73,9 +76,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             students = [(f"d{i:05d}", f"token-{i:05d}-" + "x" * 20, i % 2, (i * 0.6180339887) % 1,
                          i / n) for i in range(n)]  # fmt: skip
             phases = [
-                {"name": "first", "interval": interval, "seconds": 0.0, "share": 1.0,
-                 "closed": True, "start": 0.0, "drain": 3.0},
-                {"name": "district", "interval": interval, "seconds": seconds, "share": 1.0,
+                {"name": "first", "group": "first", "interval": plan.INTERVAL, "seconds": 0.0,
+                 "share": 1.0, "closed": True, "start": 0.0, "drain": 3.0},
+                {"name": "district", "group": "district", "interval": interval,
+                 "window": plan.INTERVAL, "windows": windows, "seconds": seconds, "share": 1.0,
                  "start": 0.0, "drain": 3.0},
             ]  # fmt: skip
             job = {"replicas": [["127.0.0.1", p] for p in ports], "path": "/relay/api/events",
@@ -87,12 +91,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             command += [args.generator] if args.generator else ["-m", "benchmarks.district_load"]
             gen = subprocess.Popen([*command, str(tmp / "job.json"), str(tmp / "out.json")],
                                    cwd=ROOT)  # fmt: skip
-            while not (tmp / "first-done-0").exists():
+            while not plan.ready(tmp, "district", 1):
                 if gen.poll() is not None:
                     raise RuntimeError("the generator stopped in its first phase")
                 time.sleep(0.05)
             start = time.time() + 1.0
-            (tmp / "schedule.json").write_text(json.dumps([start]))
+            plan.write_schedule(tmp, "district", phases, start)
             time.sleep(max(0.0, start - time.time()))
             cpu0 = cpu_seconds(gen.pid)
             time.sleep(max(0.0, start + seconds - time.time()))
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     latency = sorted(district["latency"])
     result = {
         "envelopes_per_s": rate,
+        "windows_per_envelope": windows,
+        "envelopes": len(latency) - district["late_tasks"],
         "events": events,
         "errors": len(first["errors"]) + len(district["errors"]),
         "late": district["late_tasks"],

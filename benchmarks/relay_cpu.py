@@ -6,7 +6,7 @@ fsync on), a JupyterHub whose students' tokens the relay checks with HubAuth (ca
 the run: every token's first lookup is in the warm-up), the stand-in Timeback for the actor's
 OneRoster lookup, and the relay's own tornado app, settings and store (``relay.app``) in a
 process of its own. Clients are keep-alive HTTP/1.1 connections from this process
-(:mod:`.district_load`'s connection and envelopes: what a server's drainer sends).
+(:mod:`.district_envelopes`' envelopes: what a server's drainer sends).
 
 Configurations, each a fresh relay on its own database:
 - ``ingest``: the forwarder not started (``relay.notify`` unset): HTTP, HubAuth's cache, the
@@ -207,8 +207,8 @@ def run(quick: bool = False) -> Result:
     )
     from timeback_jupyter.testing.postgres import PostgresServer, find_bindir
 
-    from .district import STANDIN, pg_pids
     from .district_hub import hub_dir, hub_students, stop_proxy
+    from .district_parts import pg_pids, start_standin
 
     bindir = find_bindir()
     assert bindir is not None, "PostgreSQL is not installed (apt-get install postgresql)"
@@ -220,15 +220,8 @@ def run(quick: bool = False) -> Result:
         hub = Hub(hub_dir(STUDENTS), free_port())
         procs: list[subprocess.Popen[Any]] = []
         try:
-            names_file = tmp / "names.txt"
-            names_file.write_text("\n".join(f"d{i:05d}" for i in range(STUDENTS)))
-            standin = subprocess.Popen(
-                [sys.executable, "-c", STANDIN, CLIENT_ID, CLIENT_SECRET, str(names_file)],
-                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            standin, standin_url = start_standin(tmp, STUDENTS)
             procs.append(standin)
-            assert standin.stdout is not None
-            standin_url = standin.stdout.readline().strip()
             relay_env = {k: v for k, v in os.environ.items()
                          if not k.startswith(("TIMEBACK_", "JUPYTERHUB_"))}  # fmt: skip
             relay_env.update(

@@ -1,14 +1,14 @@
 """The clients of :mod:`.relay_cpu`: students' envelopes over keep-alive HTTP/1.1 connections
-(:mod:`.district_load`'s connection and envelope templates)."""
+(:mod:`.district_envelopes`' envelope templates, one window each)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 from .common import percentile
+from .district_envelopes import Maker, Student, request_head
 
 COMPLETION_EVERY = 40
 CONNECTIONS = 32
@@ -52,29 +52,15 @@ class Load:
     """Students' envelopes over keep-alive connections to one relay."""
 
     def __init__(self, port: int, path: str, students: list[tuple[str, str]]) -> None:
-        from .district_load import templates
-
         self.port, self.path = port, path
-        self.students = [{"name": n, "token": t, "run": "", "beats": 0} for n, t in students]
-        self.beat_t, self.done_t = templates(INTERVAL)
+        self.students = [Student(n, t, 0, 0.0, 0.0) for n, t in students]
+        for s in self.students:
+            s.head = request_head(path, s.token)
+        self.maker = Maker(INTERVAL, COMPLETION_EVERY)
 
-    def request(self, s: dict[str, Any], window_end: float) -> tuple[bytes, int]:
-        from .district_load import _iso
-
-        if not s["run"]:
-            s["run"] = str(uuid.uuid4())
-        s["beats"] += 1
-        complete = s["beats"] % COMPLETION_EVERY == 0
-        fill = {"event": uuid.uuid4(), "event2": uuid.uuid4(), "gen0": uuid.uuid4(),
-                "gen1": uuid.uuid4(), "run": s["run"], "time": _iso(window_end)}  # fmt: skip
-        body = ((self.done_t if complete else self.beat_t) % fill).encode()
-        if complete:
-            s["run"] = ""
-        head = (
-            f"POST {self.path} HTTP/1.1\r\nHost: relay\r\nAuthorization: token {s['token']}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        return head.encode() + body, 2 if complete else 1
+    def request(self, s: Student, window_end: float) -> tuple[bytes, int]:
+        """The student's next envelope (one window ending at ``window_end``) and its events."""
+        return self.maker.request(s, window_end)
 
     async def closed(self, connections: int, seconds: float | None, base: float) -> dict[str, Any]:
         """``connections`` clients back to back (``seconds`` None: every student once); student
@@ -96,7 +82,7 @@ class Load:
                 if until is not None and time.monotonic() >= until:
                     break
                 s = order[i % len(order)]
-                request, n = self.request(s, base + INTERVAL * (s["beats"] + 1))
+                request, n = self.request(s, base + INTERVAL * (s.beats + 1))
                 began = time.monotonic()
                 try:
                     status, answer = await conn.post(request)
@@ -125,7 +111,7 @@ class Load:
         errors: list[str] = []
         events = 0
 
-        async def send(s: dict[str, Any], due: float) -> None:
+        async def send(s: Student, due: float) -> None:
             nonlocal events
             request, n = self.request(s, due)
             conn = await pool.get()

@@ -108,11 +108,13 @@ class Server(JupyterProcess):
 
     def __init__(self, tmp: Path, root: Path, store: Path, *extra_args: str, env=None):
         self.store = store
-        args = [
+        defaults = [
             f"--Timeback.store_path={store}", f"--Timeback.student_email={STUDENT}",
             "--Timeback.heartbeat_interval=0.5", "--Timeback.metadata_write_delay=0.2",
-            *extra_args,
         ]  # fmt: skip
+        # traitlets refuses a setting given twice on the command line: extra_args replace ours
+        given = {arg.split("=", 1)[0] for arg in extra_args}
+        args = [arg for arg in defaults if arg.split("=", 1)[0] not in given] + list(extra_args)
         super().__init__(tmp, root, "jupyter_server", TOKEN, args, env)
 
     def open(self, path: str) -> dict:

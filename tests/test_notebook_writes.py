@@ -4,7 +4,10 @@ is one run however its path is spelled. A real jupyter_server, its contents mana
 """
 
 import asyncio
+import contextlib
 import json
+import signal
+import sqlite3
 from pathlib import Path
 
 import nbformat
@@ -13,7 +16,7 @@ import pytest
 from timeback_jupyter.server.notebook_json import with_section
 
 from .conftest import LESSON, QUIZ, body, wait_for, write_notebook
-from .jupyter_process import notebook_run
+from .jupyter_process import Server, notebook_run, wait
 from .test_server import kernel_client, open_notebook, started
 
 DELAY = 1.5  # metadata_write_delay: long enough to rename a notebook before the write
@@ -22,6 +25,12 @@ DELAY = 1.5  # metadata_write_delay: long enough to rename a notebook before the
 @pytest.fixture
 def timeback_config(timeback_config):
     return {**timeback_config, "metadata_write_delay": DELAY}
+
+
+def stored_run(store: Path) -> str | None:
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        row = db.execute("SELECT id FROM runs").fetchone()
+    return None if row is None else str(row[0])
 
 
 class Counted:
@@ -235,3 +244,26 @@ def test_the_section_is_put_into_the_text_in_its_layout(text, expected):
     except ValueError:
         notebook = {}
     assert with_section(text, notebook, SECTION) == expected
+
+
+def test_a_run_still_waiting_for_its_notebook_write_gets_it_when_the_server_stops(tmp_path):
+    """A server stopped within ``metadata_write_delay`` of a run's start (a student's server
+    culled right after the first cell) writes the run now: a stateful activity must find its
+    run in the file to resume it. Nothing is left pending for the loop to drop."""
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    path = write_notebook(root, "lesson.ipynb", {"activity": LESSON})
+    server = Server(
+        tmp_path, root, tmp_path / "timeback.sqlite3", "--Timeback.metadata_write_delay=600"
+    )
+    try:
+        server.open(path)
+        run_id = wait(lambda: stored_run(server.store), what="the run to start")
+        assert notebook_run(root, path) is None  # its write waits for a browser
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(60)
+    finally:
+        server.stop()
+    meta = notebook_run(root, path)
+    assert meta is not None and meta["id"] == run_id, server.log_path.read_text()[-3000:]
+    assert "Task was destroyed" not in server.log_path.read_text()

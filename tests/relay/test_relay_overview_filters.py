@@ -159,12 +159,29 @@ def test_filters_parse_and_bad_values_say_what_to_send():
         "empty activity": ({"activity": [""]}, "no activity ''"),
         "order": ({"order": ["up"]}, "order 'up' is not asc or desc"),
         "sort": ({"sort": ["nope"]}, "cannot sort by 'nope': use one of student, a0"),
-        "hidden": ({"sort": ["a0"], "activity": [LESSON]}, "the activity filter hides it"),
+        "hidden": ({"sort": ["a9"], "activity": [LESSON]}, "cannot sort by 'a9'"),
     }
     for what, (query, message) in bad.items():
         with pytest.raises(FilterError, match=message):
             filters.parse(query, columns)
             pytest.fail(what)
+
+
+def test_sorting_by_an_activity_the_filter_hides_falls_back_to_students_and_says_so():
+    """The form keeps its sort while a teacher unticks the activity it sorts by: the view
+    asked for, sorted by student, with a note; not an error page."""
+    columns = views.catalog_columns(catalog())
+    hidden = columns[0]
+    chosen = filters.parse(
+        {"sort": ["a0"], "order": ["desc"], "activity": [columns[1].key]}, columns
+    )
+    assert (chosen.sort, chosen.descending, chosen.activities) == (
+        "student",
+        True,
+        (columns[1].key,),
+    )
+    assert hidden.name in chosen.note and "Sorted by student" in chosen.note
+    assert filters.parse({"sort": ["a0"]}, columns).note == ""
 
 
 @pytest.mark.asyncio

@@ -30,6 +30,7 @@ from .jobs import (
 )
 from .lease import Lease
 from .offload import StoreThread
+from .pace import Pacer, first_of
 from .ports import OutboxPort
 from .report import DrainReport, delivery_status, or_inf, outbox_counts
 from .send import Sender
@@ -110,6 +111,7 @@ class Drainer:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._pacer = Pacer(sink, now)  # the relay's pace between sends (.pace)
         self._last_error: str | None = None
         self._recovered = False
         self._standby = False
@@ -186,21 +188,15 @@ class Drainer:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def notify(self) -> None:
-        """Something was enqueued: wake the loop if it is idle."""
+    def notify(self, urgent: bool = False) -> None:
+        """Something was enqueued: wake the loop if idle; ``urgent`` ends a pace's hold too."""
+        if urgent:
+            self._pacer.urgent.set()
         self._wake.set()
 
-    async def _wait(self, seconds: float, *, wake_on_notify: bool) -> None:
-        waiters = [asyncio.ensure_future(self._sleep(seconds))]
-        waiters.append(asyncio.ensure_future(self._stopping.wait()))
-        if wake_on_notify:
-            waiters.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+    async def _wait(self, seconds: float, *, wake_on_notify: bool, urgent: bool = False) -> None:
+        wakes = [self._stopping, self._wake] if wake_on_notify else [self._stopping]
+        await first_of(self._sleep(seconds), [*wakes, self._pacer.urgent] if urgent else wakes)
 
     async def run(self) -> None:
         """Deliver until :meth:`stop`: drain while there is work, else wait for notify()."""
@@ -211,6 +207,9 @@ class Drainer:
         while not self._stopping.is_set():
             # Cleared before draining: a notify() during the drain is not lost.
             self._wake.clear()
+            if (held := self._pacer.hold()) > 0:  # the relay's pace (.pace): not if urgent
+                await self._wait(held, wake_on_notify=False, urgent=True)
+                continue
             try:
                 if not self._recovered:
                     await self.recover()
@@ -236,6 +235,7 @@ class Drainer:
                 continue
             if self._stopping.is_set():
                 break
+            self._pacer.after(report, self.batch_size)
             if report.delay > 0:
                 await self._wait(report.delay, wake_on_notify=False)
             elif report.idle:

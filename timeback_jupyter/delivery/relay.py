@@ -13,6 +13,9 @@ timeout or a dropped connection -> retry after asking
 restart brings a new token; a missing scope is the admin's to fix and shows on the status);
 400 -> rejected. Events the relay refuses inside a 200 (a conflict, an activity not in the
 school's catalog) are its verdict on them, final: logged and kept visible in :meth:`describe`.
+
+The relay's 200 may carry ``send_every`` (``c.Relay.send_every``): the pace the drainer then
+keeps between sends of heartbeats (:mod:`.pace`); kept as ``pace``, 0 when the relay says none.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import httpx
 
 from ..config.common import RELAY_URL_ENV
 from .errors import DeliveryError, RejectedError, RetryableError
+from .pace import pace_from
 from .sink import check_envelope
 
 LOG = logging.getLogger("timeback_jupyter.delivery")
@@ -127,6 +131,8 @@ class RelaySink:
         # accepted with a word from the relay (0 XP: not in the school's catalog, time cut)
         self.notes: deque[dict[str, Any]] = deque(maxlen=KEPT_REFUSALS)
         self.cut_seconds = 0.0
+        self.pace = 0.0  # seconds between sends the relay asked for in its last 200 (.pace)
+        self._bad_paces: set[str] = set()  # unusable ones logged already
 
     @classmethod
     def from_environ(cls, environ: Any, *, timeout: float = 30.0) -> RelaySink:
@@ -181,6 +187,7 @@ class RelaySink:
             ) from None
         self._verdict(response)
         self._fine()
+        self.pace = pace_from(response.json(), self._bad_paces)
         self._note_refusals(response)
 
     def _verdict(self, response: httpx.Response) -> None:
@@ -289,4 +296,5 @@ class RelaySink:
             "refusals": list(self.refusals),
             "notes": list(self.notes),
             "cut_seconds": self.cut_seconds,
+            "send_every": self.pace,
         }

@@ -214,7 +214,7 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
     auth = hub_auth(settings, environ)
     cookie_secret = load_cookie_secret(settings.cookie_secret_file, environ)
     parts = build_parts(settings, timeback, environ)
-    face = Face(parts.relay, auth, settings.service_name, parts.drainer)
+    face = Face(parts.relay, auth, settings.service_name, parts.drainer, settings.send_every)
     app = make_app(
         face,
         settings.prefix,

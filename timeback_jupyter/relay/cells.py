@@ -19,7 +19,8 @@ from .rules import MAX_SPAN_MS
 from .schema import active_spans, received
 
 # A run whose last forwarded active second is this recent is "working now": a server drains
-# its outbox within seconds, and a heartbeat window is at most 16 s.
+# its outbox within seconds, and a heartbeat window is at most 16 s. Servers paced by the relay
+# (c.Relay.send_every) send that much later: see live_window.
 LIVE_SECONDS = 90.0
 NOT_STARTED, WORKING, PAUSED, COMPLETED = "not started", "working now", "paused", "completed"
 # Under a day or week filter, a cell with nothing in that period: "not started" would be
@@ -65,10 +66,20 @@ def accuracy(outcome: dict[str, Any]) -> float | None:
     return correct / total
 
 
-def live_select(students: Iterable[str], now: float) -> sa.Select[Any]:
-    """(user, run) whose forwarded active time reaches into the last LIVE_SECONDS, as a
-    query (the overview asks it inside its own, one round trip less)."""
-    since = int((now - LIVE_SECONDS) * 1000)
+def live_window(send_every: float) -> float:
+    """Seconds a run stays "working now" after its newest forwarded second, when servers are
+    told to send every ``send_every`` s: a paced server's newest windows reach the relay up to
+    that much later, so a student working on must not read "paused" between two sends."""
+    return LIVE_SECONDS + max(0.0, float(send_every))
+
+
+def live_select(
+    students: Iterable[str], now: float, window: float = LIVE_SECONDS
+) -> sa.Select[Any]:
+    """(user, run) whose forwarded active time reaches into the last ``window`` seconds
+    (:func:`live_window`), as a query (the overview asks it inside its own, one round trip
+    less)."""
+    since = int((now - window) * 1000)
     return (
         sa.select(received.c.user_name, received.c.run_id)
         # From the spans, by their (user_name, start_ms) index: joined from received instead,
@@ -86,9 +97,11 @@ def live_select(students: Iterable[str], now: float) -> sa.Select[Any]:
     )
 
 
-def live_runs(conn: sa.Connection, students: Iterable[str], now: float) -> set[tuple[str, str]]:
-    """(user, run) whose forwarded active time reaches into the last LIVE_SECONDS."""
-    rows = conn.execute(live_select(students, now)).all()
+def live_runs(
+    conn: sa.Connection, students: Iterable[str], now: float, window: float = LIVE_SECONDS
+) -> set[tuple[str, str]]:
+    """(user, run) whose forwarded active time reaches into the last ``window`` seconds."""
+    rows = conn.execute(live_select(students, now, window)).all()
     return {(r.user_name, r.run_id) for r in rows}
 
 

@@ -86,6 +86,7 @@ class Filters:
     period: Period | None = None
     sort: str = "student"
     descending: bool = False
+    note: str = ""  # said above the table: why the view is not quite what was asked
 
     @property
     def order(self) -> str:
@@ -146,12 +147,16 @@ def parse(args: Mapping[str, Sequence[str]], columns: Sequence[ActivityColumn]) 
     filters = Filters(tuple(k for k in keys if k in chosen), period, descending=order == "desc")
     sort = _one(args, "sort") or "student"
     allowed = sort_keys(filters.shown(columns))
+    note = ""
     if sort not in allowed:
         hidden = re.fullmatch(r"a(\d+)", sort)
-        if hidden and int(hidden[1]) < len(columns):
-            raise FilterError(
-                f"cannot sort by {sort!r} ({columns[int(hidden[1])].name}): the activity filter "
-                f"hides it; sort by one of {', '.join(allowed)}, or include that activity"
-            )
-        raise FilterError(f"cannot sort by {sort!r}: use one of {', '.join(allowed)}")
-    return Filters(filters.activities, period, sort, filters.descending)
+        if not (hidden and int(hidden[1]) < len(columns)):
+            raise FilterError(f"cannot sort by {sort!r}: use one of {', '.join(allowed)}")
+        # The form keeps the sort while a teacher unticks that very activity: show what was
+        # asked for otherwise, sorted by student, and say so.
+        note = (
+            f"Sorted by student: {columns[int(hidden[1])].name}, the column it was sorted by, "
+            "is not among the activities shown."
+        )
+        sort = "student"
+    return Filters(filters.activities, period, sort, filters.descending, note)

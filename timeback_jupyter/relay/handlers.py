@@ -46,6 +46,7 @@ class Face:
     auth: HubAuth
     service_name: str
     drainer: Any = None  # delivery.Drainer, for the status
+    send_every: int = 0  # c.Relay.send_every: told to servers in each ingest answer
 
     @property
     def scope(self) -> str:
@@ -143,7 +144,10 @@ class EventsHandler(RelayHandler):
             LOG.warning("relay: envelope of %s not taken: %s", user.name, err)
             raise web.HTTPError(503, "%s", err) from None
         self.ingested = result  # for the metrics (app.make_app's log function)
-        self.answer(result.to_dict())
+        body = result.to_dict()
+        if self.face.send_every:  # 0: the answer as before (servers send at once)
+            body["send_every"] = self.face.send_every
+        self.answer(body)
 
 
 class EventHandler(RelayHandler):

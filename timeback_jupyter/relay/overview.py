@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from .catalog import Catalog
 from .cells import (
     COMPLETED,
+    LIVE_SECONDS,
     NOT_STARTED,
     NOTHING,
     PAUSED,
@@ -72,6 +73,7 @@ class Overview:
     filters: Filters = field(default_factory=Filters)
     catalog_index: list[int] = field(default_factory=list)  # of each column shown
     live_shown: bool = True  # False: the period excludes now, so nobody is "working now"
+    live_seconds: float = LIVE_SECONDS  # "working now": forwarded time this recent (live_window)
 
     HEAD_STUDENT, HEAD_TIME, HEAD_XP = "Student", "Active time", "XP"
 
@@ -164,7 +166,7 @@ def _done_in(period: Period | None) -> sa.ColumnElement[bool]:
 
 
 def _cells_query(
-    names: list[str], period: Period | None, now: float, live_shown: bool
+    names: list[str], period: Period | None, now: float, live_shown: bool, window: float
 ) -> sa.Select[Any]:
     """One row per (student, course, activity) the students have a run of, summed by the
     database: Python receives at most students x activities rows, not every run and
@@ -176,7 +178,7 @@ def _cells_query(
         c, sa.and_(c.c.user_name == r.c.user_name, c.c.run_id == r.c.run_id, _done_in(period))
     )
     is_live = (
-        sa.tuple_(r.c.user_name, r.c.run_id).in_(live_select(names, now))
+        sa.tuple_(r.c.user_name, r.c.run_id).in_(live_select(names, now, window))
         if live_shown
         else sa.false()
     )
@@ -243,6 +245,7 @@ def overview(
     students: Iterable[str],
     now: float,
     filters: Filters | None = None,
+    live_seconds: float = LIVE_SECONDS,
 ) -> Overview:
     filters = filters or Filters()
     period = filters.period
@@ -254,7 +257,7 @@ def overview(
     empty = NOT_STARTED if period is None else NOTHING
     live_shown = period is None or period.contains(now)
     with db.read() as conn:
-        sums = conn.execute(_cells_query(names, period, now, live_shown)).all()
+        sums = conn.execute(_cells_query(names, period, now, live_shown, live_seconds)).all()
         shares = _latest_accuracy(conn, names, period)
     cells = {(s, i): Cell(state=empty) for s in names for i in range(len(columns))}
     working: list[tuple[str, str]] = []
@@ -276,4 +279,6 @@ def overview(
             cell.state = COMPLETED
         elif cell.runs:
             cell.state = PAUSED
-    return Overview(group, columns, names, cells, sorted(set(working)), filters, shown, live_shown)
+    return Overview(
+        group, columns, names, cells, sorted(set(working)), filters, shown, live_shown, live_seconds
+    )

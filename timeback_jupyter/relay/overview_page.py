@@ -81,4 +81,5 @@ def context(view: Overview, rows: list[list[str]], base: str, catalog: Catalog) 
         },
         "period": None if period is None else period.describe(),
         "filtered": bool(chosen.activities) or period is not None,
+        "note": chosen.note,
     }

@@ -189,7 +189,8 @@ class ClassPage(PageHandler):
             chosen = filters.parse(query, views.catalog_columns(relay.catalog))
         except filters.FilterError as err:
             raise web.HTTPError(400, "%s", err) from None
-        return views.overview(relay.db, relay.catalog, group, students, relay.now(), chosen)
+        live = views.live_window(self.pages.face.send_every)  # servers paced by the relay
+        return views.overview(relay.db, relay.catalog, group, students, relay.now(), chosen, live)
 
     @web.authenticated
     async def get(self, group: str, export: str | None = None) -> None:
@@ -204,7 +205,8 @@ class ClassPage(PageHandler):
             return
         base = f"{self.pages.prefix}classes/{quote(group, safe='')}"
         page = overview_page.context(view, rows, base, self.pages.face.relay.catalog)
-        self.render_page("overview.html", viewer=self.viewer(), **page)
+        send_every = self.pages.face.send_every
+        self.render_page("overview.html", viewer=self.viewer(), send_every=send_every, **page)
 
 
 class StudentPage(PageHandler):
@@ -218,7 +220,9 @@ class StudentPage(PageHandler):
         ):
             raise web.HTTPError(403, "you may see your own page only")
         face = self.pages.face
-        view = views.student(face.relay.db, face.relay.catalog, name, face.relay.now())
+        live = views.live_window(face.send_every)  # servers paced by the relay
+        relay = face.relay
+        view = views.student(relay.db, relay.catalog, name, relay.now(), live_seconds=live)
         chart = charts.bar_chart(view.days, f"Active time per day of {name}", "days")
         self.render_page(
             "student.html",

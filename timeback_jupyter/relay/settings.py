@@ -20,6 +20,7 @@ SERVICE_PREFIX_ENV = "JUPYTERHUB_SERVICE_PREFIX"
 DEFAULT_SERVICE_NAME = "timeback-relay"
 REPLICA_ENV = "HOSTNAME"  # a Kubernetes pod's name
 AUTH_CACHE_SECONDS = 60  # c.Relay.auth_cache_seconds by default
+MAX_SEND_EVERY = 300  # what a server follows at most (delivery/pace.py MAX_PACE)
 
 
 class Relay(Configurable):
@@ -169,6 +170,27 @@ class Relay(Configurable):
         value = proposal["value"]
         if not isinstance(value, int) or not 0 <= value <= 86400:
             raise TraitError(f"c.Relay.auth_cache_seconds must be 0 to 86400, got {value!r}")
+        return value
+
+    # 0 by default: a school's hub is far below what one relay takes (one request per student
+    # per 15 s heartbeat); only a district trades the live view's freshness for fewer requests.
+    send_every = Int(
+        0,
+        help="Seconds a student's server waits between sends of heartbeats, told to it in "
+        "every ingest answer: it holds new time events until this long after its last send, "
+        "then sends them in one request. Requests/s at the relays = students / send_every "
+        "(at most students / 15, one per heartbeat: 20,000 students send 1,333 requests/s at "
+        "0, 333 at 60). Completions, flushes and retries are never held. The cost: the live "
+        "view is up to this much older, and counts a run as working for 90 s + send_every "
+        "after its newest second. 0: send each heartbeat at once. At most "
+        f"{MAX_SEND_EVERY}.",
+    ).tag(config=True)
+
+    @validate("send_every")
+    def _check_send_every(self, proposal: dict[str, object]) -> int:
+        value = proposal["value"]
+        if not isinstance(value, int) or not 0 <= value <= MAX_SEND_EVERY:
+            raise TraitError(f"c.Relay.send_every must be 0 to {MAX_SEND_EVERY}, got {value!r}")
         return value
 
     service_name = Unicode(

@@ -27,6 +27,7 @@ from .cells import (
     catalog_columns,
     duration,
     live_runs,
+    live_window,
 )
 from .cells import accuracy as _accuracy
 from .cells import day as _day
@@ -38,7 +39,7 @@ from .schema import active_spans, completions, received, runs
 __all__ = [
     "COMPLETED", "DAY_MS", "LIVE_SECONDS", "NOTHING", "NOT_STARTED", "PAUSED", "STATE_RANK",
     "WORKING", "ActivityColumn", "Cell", "Overview", "StudentView", "catalog_columns",
-    "duration", "overview", "student",
+    "duration", "live_window", "overview", "student",
 ]  # fmt: skip
 
 
@@ -69,7 +70,12 @@ def _per_day(spans: Iterable[tuple[int, int]], first_ms: int) -> dict[str, float
 
 
 def student(
-    db: RelayDatabase, catalog: Catalog, name: str, now: float, days: int = 14
+    db: RelayDatabase,
+    catalog: Catalog,
+    name: str,
+    now: float,
+    days: int = 14,
+    live_seconds: float = LIVE_SECONDS,
 ) -> StudentView:
     names = {(c.course, c.slug): c.name for c in catalog_columns(catalog)}
     today = int(now * 1000) // DAY_MS * DAY_MS
@@ -89,7 +95,7 @@ def student(
             r.run_id: r
             for r in conn.execute(sa.select(completions).where(completions.c.user_name == name))
         }
-        live = live_runs(conn, [name], now)
+        live = live_runs(conn, [name], now, live_seconds)
         cut_rows = conn.execute(
             sa.select(received)
             .where(received.c.user_name == name, received.c.cut_seconds > 0)

@@ -285,6 +285,8 @@ class TimebackApp(ExtensionApp):
         """Flush open windows into the outbox, give delivery a moment, close the store."""
         with contextlib.suppress(Exception):
             self.service.end_all()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.service.write_pending(), timeout=5.0)
         for task in self._loops:
             if task.get_name() == "timeback-ticker":
                 task.cancel()
@@ -297,7 +299,7 @@ class TimebackApp(ExtensionApp):
             task.cancel()
         if self.reconciler is not None:
             self.reconciler.cancel()
-        self.tasks.cancel_all()
+        await self.tasks.aclose()
         self.binding.detach_all(self.serverapp.kernel_manager.list_kernel_ids())
         if self._resolver is not None:
             with contextlib.suppress(Exception):

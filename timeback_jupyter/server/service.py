@@ -199,6 +199,19 @@ class TimebackService:
             await asyncio.sleep(self.settings.metadata_write_delay)
         finally:
             path = self.pending_writes.pop(run_id, None)
+        await self._write_metadata(run_id, path)
+
+    async def write_pending(self) -> None:
+        """At shutdown: the runs still waiting for their notebook write get it now; cancelled
+        with the server, a stateful run would not be in its file to resume from."""
+        while self.pending_writes:
+            run_id, path = self.pending_writes.popitem()
+            try:
+                await self._write_metadata(run_id, path)
+            except Exception as err:  # one notebook's failure must not keep the others' back
+                self.log.warning("timeback: cannot write run %s into %s: %s", run_id, path, err)
+
+    async def _write_metadata(self, run_id: str, path: str | None) -> None:
         tracker = self.tracker
         # A run ended or completed meanwhile is still the notebook's: a stateful one must be
         # found in the file to resume, a completed one must not be resumed.

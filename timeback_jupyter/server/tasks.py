@@ -30,5 +30,13 @@ class TaskSet:
         for task in list(self._pending):
             task.cancel()
 
+    async def aclose(self, timeout: float = 2.0) -> None:
+        """Cancel every task and let each run its cancellation (a task dropped with the loop
+        still pending is Python's "Task was destroyed but it is pending")."""
+        pending = list(self._pending)
+        self.cancel_all()
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
     def __len__(self) -> int:
         return len(self._pending)

@@ -46,7 +46,7 @@ class Tracker:
         actor: caliper.Actor,
         clock: EngagementClock | None = None,
         now: Callable[[], float] = time.time,
-        notify: Callable[[], None] = lambda: None,
+        notify: Callable[..., None] = lambda urgent=False: None,
         notebook_changed: Callable[[str], None] = lambda path: None,
     ) -> None:
         self.store = store
@@ -322,7 +322,7 @@ class Tracker:
         if run.id in self._targets:
             self.clock.close(run.id, now)
             self._forget(run.id)
-        self._notify()
+        self._notify(urgent=True)  # the student waits for their XP: not held by a relay's pace
         run = self.get(run.id)
         if not created:  # another caller completed it meanwhile: its outcome stands
             return self._first(run, stored)
