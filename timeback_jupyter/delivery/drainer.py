@@ -1,7 +1,8 @@
 """The drainer: delivers the outbox through a sink, in order, with backoff, surviving crashes.
 
 How delivery stays at-least-once, and as close to exactly-once as the API allows, is told in
-the package's docstring (``delivery/__init__.py``).
+the package's docstring (``delivery/__init__.py``). A step settles (:mod:`.settle`), follows
+the jobs (:mod:`.jobs`) and sends one batch (:mod:`.send`); this keeps the loop around them.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from .. import caliper
 from ..config import Timeback
-from ..store import OutboxItem, StoreError
+from ..store import StoreError
 from .backoff import Backoff
-from .errors import DeliveryError, DrainerBusy, RejectedError, RetryableError
+from .errors import DeliveryError, DrainerBusy
 from .jobs import (
     JOB_FAILURES_MAX,
     JOB_POLL_INITIAL,
@@ -32,11 +32,10 @@ from .lease import Lease
 from .offload import StoreThread
 from .pace import Pacer, first_of
 from .ports import OutboxPort
-from .report import DrainReport, delivery_status, or_inf
+from .report import DrainReport, delivery_status, or_inf, outbox_counts
+from .send import Sender
 from .settle import Settler
 from .sink import Sink
-from .stored import deliver_stored, takes_stored
-from .writes import set_aside
 
 LOG = logging.getLogger("timeback_jupyter.delivery")
 
@@ -96,7 +95,6 @@ class Drainer:
         self._now, self._sleep, self._wall, self._log = now, sleep, wall, log
         self._lease = Lease(store.path)
         self.store_thread = on = StoreThread(store)  # all store calls: off the loop if it may
-        self._stored = takes_stored(sink, store)  # batches as stored, in one call (.stored)
         self._backoff = Backoff(self.retry_initial, self.retry_max, now=now, rng=rng)
         self._jobs = JobWatcher(
             store, sink, (job_poll_initial, job_poll_max), job_failures_max,
@@ -105,6 +103,10 @@ class Drainer:
         self._settler = Settler(
             store, sink, job_timeout, self._jobs.poll, store_thread=on, now=now, wall=wall, log=log
         )
+        self._sender = Sender(
+            store, sink, store_thread=on, backoff=self._backoff, settler=self._settler,
+            jobs=self._jobs, wall=wall, log=log,
+        )  # fmt: skip
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -140,6 +142,7 @@ class Drainer:
             )
         if self._standby:
             self._jobs.forget()  # the owner meanwhile may have recorded jobs of its own
+            self._settler.forget()  # ...and left claims of its own
         self._standby = False
 
     async def recover(self) -> None:
@@ -176,108 +179,12 @@ class Drainer:
                 # A send whose outcome is unknown is not settled yet: nothing newer goes out
                 # before it (its events may still be stored, or go again in their place).
                 return replace(done, idle=True)
-            if self._stored:
-                report = await self._deliver_stored()
-            else:
-                batch = await self._take(self.batch_size)
-                report = await self._deliver(batch) if batch else None
+            report = await self._sender.next(self.batch_size)  # send.py
             if report is None:
                 return replace(done, idle=True)
+            self._last_error = report.error
             waits += [report.waiting] if report.waiting is not None else []
             return replace(done + report, waiting=min(waits) if waits else None)
-
-    async def _take(self, limit: int) -> list[OutboxItem]:
-        """The next batch: claimed (marked inflight, committed) before a send that leaves the
-        process, so a crash cannot send it twice unknowingly. A sink whose class says accepting
-        has no effect outside this store (``remote = False``) gets it read, not claimed: after
-        a crash its events are simply checked again (a subclass must say so too)."""
-        if vars(type(self.sink)).get("remote", True) is False:
-            pending_batch = getattr(self.store, "pending_batch", None)
-            if pending_batch is not None:
-                return list(await self.store_thread.call(pending_batch, limit))
-        return await self.store_thread.call(self.store.claim_batch, limit)
-
-    async def _deliver_stored(self) -> DrainReport | None:
-        """The batch as stored, in one call on the store thread (:mod:`.stored`)."""
-        step = await self.store_thread.call(
-            deliver_stored, self.store, self.sink, self.batch_size, self._wall
-        )
-        if not step.event_ids:
-            return None
-        if step.rejected is not None:  # set aside on the store thread already
-            return self._rejected(list(step.culprits), list(step.rest), step.rejected)
-        if step.failed is not None:  # kept "inflight": the batch was only read, still pending
-            return await self._retry(step.event_ids, step.failed, None, keep_inflight=True)
-        self._delivered()
-        return DrainReport(sent=len(step.event_ids))
-
-    def _delivered(self) -> None:
-        if self._backoff.failures:
-            self._log.info("delivery to %s works again", self.sink.name)
-        self._backoff.succeeded()
-        self._last_error = None
-
-    async def _deliver(self, batch: list[OutboxItem]) -> DrainReport:
-        ids = [item.event_id for item in batch]
-        try:
-            envelope = caliper.envelope([i.payload for i in batch], batch[0].sensor, self._wall())
-        except caliper.CaliperInputError as err:
-            return await self._reject(ids, RejectedError(f"cannot build the envelope: {err}"))
-        try:
-            job_id = await self.sink.send(envelope)
-        except RejectedError as err:
-            return await self._reject(ids, err)
-        except RetryableError as err:
-            keep = err.maybe_delivered
-            return await self._retry(ids, str(err), err.retry_after, keep_inflight=keep)
-        except asyncio.CancelledError:
-            # Stopped mid-send: the batch stays inflight and is settled on the next start.
-            raise
-        except Exception as err:
-            self._log.exception("the %s sink failed unexpectedly", self.sink.name)
-            error = f"{type(err).__name__}: {err}"
-            return await self._retry(ids, error, None, keep_inflight=True)
-        self._delivered()
-        if not job_id:
-            await self.store_thread.call(self.store.ack, ids)  # delivered when accepted: no job
-            return DrainReport(sent=len(ids))
-        # Accepted: delivered once Timeback's job completes. Should this write fail, the
-        # batch stays inflight without a job and is settled as a send of unknown outcome.
-        # Cancelled meanwhile, the store thread still records it: watched all the same.
-        try:
-            await self.store_thread.call(self.store.record_job, ids, job_id)
-        finally:
-            self._jobs.submitted(job_id)  # a job the store lacks is dropped at the next look
-        return DrainReport(queued=len(ids), waiting=self._jobs.initial)
-
-    async def _retry(
-        self, ids: list[str], error: str, retry_after: float | None, *, keep_inflight: bool
-    ) -> DrainReport:
-        # Maybe delivered: stay inflight, so the next step (or the next process, after a
-        # crash) asks the sink before sending again. Otherwise back to pending, same seq.
-        if not keep_inflight:
-            await self.store_thread.call(self.store.release, ids, error)
-        delay = self._backoff.failed(retry_after)
-        self._last_error = error
-        self._log.warning(
-            "sending %d event(s) to %s failed (%s); retry #%d in %.1fs",
-            len(ids), self.sink.name, error, self._backoff.failures, delay,
-        )  # fmt: skip
-        return DrainReport(retried=len(ids), delay=delay, error=error)
-
-    async def _reject(self, ids: list[str], err: RejectedError) -> DrainReport:
-        culprits, rest = await self.store_thread.call(set_aside, self.store, ids, err)
-        return self._rejected(culprits, rest, err)
-
-    def _rejected(self, culprits: list[str], rest: list[str], err: RejectedError) -> DrainReport:
-        # The API answered: the connection works, whatever it thought of these events.
-        self._backoff.succeeded()
-        self._last_error = err.reason
-        self._log.error(
-            "%s rejected %d event(s), moved to dead letters: %s",
-            self.sink.name, len(culprits), err.reason,
-        )  # fmt: skip
-        return DrainReport(rejected=len(culprits), retried=len(rest), error=err.reason)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -390,9 +297,17 @@ class Drainer:
         return replace(total, remaining=await self.store_thread.call(self.store.depth))
 
     def status(self) -> dict[str, Any]:
-        """For the status bar, the REST status and the CLI. Holds no secret."""
+        """For the status bar, the REST status and the CLI. Holds no secret. Reads the store
+        where it is called: on an event loop, await :meth:`read_status` instead."""
+        return self._status(outbox_counts(self.store))
+
+    async def read_status(self) -> dict[str, Any]:
+        """:meth:`status`, its counts read on the store thread (the loop waits for none)."""
+        return self._status(await self.store_thread.call(outbox_counts, self.store))
+
+    def _status(self, counts: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
         return delivery_status(
-            self.store,
+            counts,
             self.sink.name,
             self._backoff,
             standby=self._standby,

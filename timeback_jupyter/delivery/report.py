@@ -38,15 +38,26 @@ class DrainReport:
         )
 
 
-def delivery_status(
-    store: OutboxPort, sink: str, backoff: Backoff, *, standby: bool, last_error: str | None
-) -> dict[str, Any]:
-    """A drainer's status (``Drainer.status``): its state, the outbox's and the jobs' counts."""
+def outbox_counts(store: OutboxPort) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The outbox's and the jobs' counts for a status (on the store thread if the caller is on
+    an event loop: ``Drainer.read_status``); a store error is shown, not raised."""
     try:
-        stats = store.stats()
-        jobs: dict[str, Any] = store.job_stats()
+        return store.stats(), store.job_stats()
     except StoreError as err:
-        stats = jobs = {"error": str(err)}
+        return {"error": str(err)}, {"error": str(err)}
+
+
+def delivery_status(
+    counts: tuple[dict[str, Any], dict[str, Any]],
+    sink: str,
+    backoff: Backoff,
+    *,
+    standby: bool,
+    last_error: str | None,
+) -> dict[str, Any]:
+    """A drainer's status (``Drainer.status``): its state, the outbox's and the jobs' counts
+    (:func:`outbox_counts`)."""
+    stats, jobs = counts
     if standby:
         state = "standby"
     elif backoff.failures:

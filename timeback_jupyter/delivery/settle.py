@@ -4,6 +4,14 @@ The rule (told in full in ``delivery/__init__.py``): an event of such a send tha
 upstream is delivered; one not found is sent again only when nothing can still store it, that
 is for a sink with jobs once ``job_timeout`` seconds have passed since its send began. Until
 then it stays inflight, looked up again on a backoff, and nothing newer is sent before it.
+
+The look is a read of the store on the drainer's store thread, asked for at every drain step.
+Most steps it could find nothing: only the drainer's own claims put events inflight without a
+job, and it knows when it made one and when that send's outcome was written. So a settler
+remembers that its last look found nothing inflight and that no claim is open since
+(:meth:`Settler.claimed`, :meth:`Settler.decided`), and then skips the read. An outbox that
+other processes' drainers claim from too (the relay's replicas on one PostgreSQL) says when a
+look for their leftovers is due with ``orphans_due()``; its own throttle decides how often.
 """
 
 from __future__ import annotations
@@ -49,6 +57,27 @@ class Settler:
         self.initial, self.maximum = poll
         self._now, self._wall, self._log = now, wall, log
         self._poll: Poll | None = None  # set while some events stay unsettled
+        # The last look found nothing inflight without a job and no claim is open since: the
+        # next look would find nothing either (see the module's docstring). ``_at_claim``: what
+        # it was when the open claim was made (None: no claim open).
+        self._clear = False
+        self._at_claim: bool | None = None
+        self._orphans_due = getattr(store, "orphans_due", None)  # shared outboxes only
+
+    def claimed(self) -> None:
+        """A batch is being claimed: inflight until its outcome is written (:meth:`decided`);
+        cancelled, timed out or failing meanwhile, the next settle looks."""
+        self._at_claim, self._clear = self._clear, False
+
+    def decided(self) -> None:
+        """The claimed batch's outcome is in the store (acked, its job recorded, released or
+        set aside): nothing of it is left inflight without a job."""
+        if self._at_claim is not None:
+            self._clear, self._at_claim = self._at_claim, None
+
+    def forget(self) -> None:
+        """Look at the next settle (another process may have claimed meanwhile)."""
+        self._clear, self._at_claim = False, None
 
     def _expired(self, item: OutboxItem, wall: float) -> bool:
         """Whether no job can store ``item`` any more, so "not found" means lost."""
@@ -58,7 +87,12 @@ class Settler:
 
     async def settle(self, why: str) -> Settled:
         """Look up what is due; ``why`` says, in the store, why events went back."""
+        if self._clear and not (self._orphans_due is not None and self._orphans_due()):
+            return Settled()
         items = await self.store_thread.call(self.store.inflight)
+        # Found some: looked at again until every one is settled. A claim left open (its send
+        # cancelled) is in what was read.
+        self._clear, self._at_claim = not items, None
         if not items:
             self._poll = None
             return Settled()
@@ -97,7 +131,7 @@ class Settler:
                 len(lost),
             )
         if not waiting:
-            self._poll = None
+            self._poll, self._clear = None, True  # every one settled, in the store
             return Settled(len(landed), len(lost))
         if self._poll is None:
             self._poll = Poll(self.initial, self.maximum, self._now)

@@ -203,7 +203,7 @@ class StatusHandler(RelayHandler):
             raise web.HTTPError(403, "the relay's status is for hub admins only")
         body = {"service": self.face.service_name, **self.face.relay.status()}
         if self.face.drainer is not None:
-            body["delivery"] = self.face.drainer.status()
+            body["delivery"] = await self.face.drainer.read_status()
         self.answer(body)
 
 

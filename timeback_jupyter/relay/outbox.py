@@ -160,11 +160,7 @@ class RelayOutbox(RelayJobs):
         gone are found within ORPHANS_EVERY s while this one has no send of its own open."""
         self._alive()  # the lock taken again first, if the database dropped it (replicas.py)
         with self._book:
-            if (
-                self.replica.key is not None
-                and not self._open
-                and time.monotonic() - self._looked < ORPHANS_EVERY
-            ):
+            if self.replica.key is not None and not self._open and not self.orphans_due():
                 return []
             # Claimed and committed before the read below began, so it sees them.
             before = set(self._open)
@@ -184,6 +180,14 @@ class RelayOutbox(RelayJobs):
             self._looked = time.monotonic()
             self._open.difference_update(before.difference(r.event_id for r in rows))
         return [_item(r) for r in rows]
+
+    def orphans_due(self) -> bool:
+        """Whether a look for the sends of replicas gone is due: with replicas, once
+        ORPHANS_EVERY s have passed since the last :meth:`inflight` read. Without (SQLite),
+        never: one drainer holds the store's lease, and only its own claims go inflight.
+        Cheap (no database), so the drainer's settle asks it on the event loop
+        (``delivery/settle.py``) and skips the store thread while its own claims are settled."""
+        return self.replica.key is not None and time.monotonic() - self._looked >= ORPHANS_EVERY
 
     def _settled(self, event_ids: list[str]) -> None:
         """These events are no longer this replica's open claims (see :meth:`inflight`)."""

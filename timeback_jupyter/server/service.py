@@ -351,7 +351,7 @@ class TimebackService:
             report = await self.drainer.flush(timeout=timeout)
         except DrainerBusy as err:  # another process holds the store's delivery (its lease)
             raise ServiceError(str(err), 409) from None
-        return {"report": dataclasses.asdict(report), "delivery": self.drainer.status()}
+        return {"report": dataclasses.asdict(report), "delivery": await self.drainer.read_status()}
 
     def end_all(self) -> None:
         """Close every open window into the outbox (the server stops)."""
@@ -363,6 +363,9 @@ class TimebackService:
         public: bool = False,
         today_start: float | None = None,
         run_id: str | None = None,
+        delivery: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """What records, where to, and how delivery goes (:func:`.status.status_of`)."""
-        return status_of(self, public=public, today_start=today_start, run_id=run_id)
+        return status_of(
+            self, public=public, today_start=today_start, run_id=run_id, delivery=delivery
+        )

@@ -45,13 +45,15 @@ def status_of(
     public: bool = False,
     today_start: float | None = None,
     run_id: str | None = None,
+    delivery: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What records, where to, and how delivery goes; ``public`` leaves out local paths (for
     kernels); ``today_start`` adds the time recorded since then and ``run_id`` that run (as
     ``GET runs/<id>`` shows it, with ``unsent_seconds``), both at the same instant ``as_of``, so
     a panel showing both shows one truth (today never below a run begun that day).
     ``delivery.slow`` says events wait longer than ``DELIVERY_SLOW_AFTER`` or delivery is
-    retrying."""
+    retrying. ``delivery``: the drainer's status read already (``await Drainer.read_status()``
+    on an event loop); else it is read here."""
     cfg = service.settings
     credentials = service.credentials
     failing = service.problem or service.store_error
@@ -88,7 +90,9 @@ def status_of(
         except service.store_error_types as err:
             out["outbox"] = {"error": str(err)}
     if service.drainer is not None:
-        delivery = out["delivery"] = service.drainer.status()
+        delivery = out["delivery"] = (
+            dict(delivery) if delivery is not None else service.drainer.status()
+        )
         age = (out.get("outbox") or {}).get("oldest_pending_age")
         delivery["oldest_pending_age"] = age
         delivery["slow"] = delivery.get("state") == "retrying" or (
