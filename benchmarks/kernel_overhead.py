@@ -37,6 +37,11 @@ from .jupyter import JupyterServer, KernelSocket, activity, write_notebook
 
 TARGET_RATIO = 1.02
 TARGET_ADDED_CPU_US = 50.0
+TARGET = (
+    f"server CPU added per cell by the kernel path <= {TARGET_ADDED_CPU_US:g} µs (paired in one "
+    "server, and our part timed where it runs there; beside it: fresh pairs of servers with / "
+    f"without the extension, and median round trip with / without <= {TARGET_RATIO})"
+)
 BLOCK = 100  # pairs per block; the spread of block ratios shows the run's noise
 CPU_BLOCK = 1000  # pairs per CPU reading: /proc counts in 10 ms ticks
 ROUNDS = 4  # fresh pairs of servers (2 in a quick run)
@@ -238,10 +243,10 @@ def run(quick: bool = False, seed: int = 7) -> Result:
         name="kernel",
         title="Kernel path overhead",
         command="python -m benchmarks kernel",
-        target=f"server CPU added per cell by the kernel path <= {TARGET_ADDED_CPU_US:g} µs "
-        "(paired in one server; beside it: fresh pairs of servers with / without the extension, "
-        f"and median round trip with / without <= {TARGET_RATIO})",
-        passed=paired_us <= TARGET_ADDED_CPU_US,
+        target=TARGET,
+        # The paired median is the process's own reading, but its pairs swing by +-1 ms per
+        # cell; our part timed where it runs is precise and bounds it from beneath: both count.
+        passed=max(paired_us, paired["own_in_server_us_per_cell"]) <= TARGET_ADDED_CPU_US,
         quick=quick,
         params={
             "cells_per_server": cells,

@@ -64,7 +64,17 @@ def _headline(name: str, r: dict[str, Any]) -> str:
         ratio = f"ratio of medians {m['ratio_median']:.3f}"
         if "added_server_cpu_us_per_cell" not in m:
             return ratio
-        head = f"server CPU +{m['added_server_cpu_us_per_cell']:.0f} µs per cell"
+        head = ""
+        paired = m.get("paired") or {}
+        if "own_in_server_us_per_cell" in paired:
+            a = paired["added_us_per_cell"]
+            head = (
+                f"paired in one server: median {a['median']:+.0f} µs per cell (mean "
+                f"{a['mean']:+.0f}; pairs {a['min']:+.0f} to {a['max']:+.0f}); our part timed "
+                f"where it runs: {paired['own_in_server_us_per_cell']:.0f} µs per cell; fresh "
+                "servers: "
+            )
+        head += f"server CPU +{m['added_server_cpu_us_per_cell']:.0f} µs per cell"
         rounds = m.get("added_server_cpu_us_per_cell_rounds")
         if rounds:
             head += (
@@ -169,23 +179,26 @@ def _headline(name: str, r: dict[str, Any]) -> str:
 # explanation disappears with the problem once it is fixed and the figure re-measured.
 WHY_MISSED = {
     "district": (
-        "CPU. At saturation the relays spend ~1.2 to 1.4 ms of CPU per event (ingest: "
-        "tornado's HTTP/1 about 40% of it, the batch's two statements, the access log and "
-        "metrics, hashing and parsing; forwarding: the claim, the official client's request "
-        "and job, the confirm), PostgreSQL ~0.2 ms, the stand-in ~0.09 and the generators "
-        "~0.23: ~1.9 ms per event in all, so the district's 1,367 events/s need ~2.6 cores on "
-        "this 2-core machine, and the two relays got ~1.2 cores. The relays took 1,033 events/s "
-        "in the x0.75 step and 810 at the district's rate (the last run: 460); past ~400 "
-        "events/s requests queue and the p99 is the queue. The forwarders kept up (outbox at "
-        "most 26 s old at the district's rate, 10 s at x0.75; the last run 158 s: each replica "
-        "now forwards its own claims, batches up to 200, its statements off the event loop). "
-        "The low steps met 100 ms (67 and 133 events/s: p99 88 and 86 ms; the last run 974 "
-        "and 2,182 ms: the forwarder's store calls held the relay's event loop). The first "
-        "phase is a one-time cost: each token's first lookup by the hub (~14 ms of hub CPU "
-        "each), so the run uses 2,000 students posting as often as 20,000 would. What meeting "
-        "the target takes: more cores for the replicas (they share only PostgreSQL, which is "
-        "not the limit at ~0.2 ms per event), or fewer requests per event (the students' "
-        "servers batching their heartbeats), or a leaner ingest handler than tornado's."
+        "Two different limits, one per pace. At one heartbeat per request (pace 15 s) it is "
+        "CPU: the relays spend ~1.35 ms of CPU per event (most of it per request: tornado's "
+        "HTTP/1 reading and answering ~55%, the group commit's transaction ~19%), PostgreSQL "
+        "~0.15 ms, the stand-in ~0.1 and the generators ~0.23: ~1.8 ms per event, so 1,367 "
+        "events/s need ~2.5 cores here; the relays took ~800 events/s, past ~400 requests "
+        "queue and the p99 is the queue (the ingest's own cuts, a summary log line instead of "
+        "one per request and a token cache in front of HubAuth, took relaycpu's figure from "
+        "1,156 to 1,075 µs per event, not enough to show here). At pace 60 s (4 windows per "
+        "request, c.Relay.send_every = 60) CPU is no longer the limit: ~1.0 ms per event in "
+        "all (relays 0.73), 1.4 cores for the district's rate, and the relays TOOK all 1,367 "
+        "events/s; but the answers waited (p50 0.5 s, p99 2.9 s) with the relays using ~1 core "
+        "of the 2, and the forwarders fell behind (outbox 43,000 deep, its oldest event 34 s "
+        "and rising through the phase): something serial, not CPU, sets the pace there (each "
+        "replica runs one ingest transaction at a time, and its forwarder's claims, job waits "
+        "and confirms touch the same outbox rows), and at low rates under pace 60 the p99 was "
+        "over 100 ms too (x0.1: 273 ms at 34 requests/s), which CPU cannot explain: profile "
+        "the wait (PostgreSQL's pg_stat_activity wait events, the group commit's wall time "
+        "per batch) before changing code. The first phase is a one-time cost: each token's "
+        "first lookup by the hub (~14 ms of hub CPU each), so the run uses 2,000 students "
+        "posting as often as 20,000 would."
     ),
     "kernel": (
         "Measured inside an enabled server during cells sent as this benchmark sends them "
@@ -216,7 +229,15 @@ WHY_MISSED = {
         "cells (100 pairs), so no difference between processes is in it; it counts the "
         "kernel path's per-cell work only, the fresh pairs everything. On a shared machine "
         "under load 6 to 12 its pairs swing by +-2 ms per cell (a block's CPU per cell moves "
-        "by 15% with the load): read it on a quiet machine."
+        "by 15% with the load): read it on a quiet machine. Quiet (load < 1, 2026-12-03 "
+        "14:46), its median was +12 µs per cell but its pairs still spread from -932 to "
+        "+1,444 µs (the server's own CPU per cell, ~6.4 ms, moves that much between blocks of "
+        "50), so the median's error is about +-60 µs and it cannot tell +12 from +70; the same "
+        "run timed our part where it runs (thread CPU around the observer's share of each "
+        "IOPub callback and each held signal applied, the timer's cost taken off) at 65 µs per "
+        "cell, which is precise and above the target, and the fresh pairs read +120 (rounds "
+        "+110 to +130). Next: where the 65 µs go in situ (the status byte search runs on "
+        "every message; a signal applied walks binding, service, tracker and clock)."
     ),
     "presence": (
         "Read the columns from the right. A bare tornado WebSocket server (Jupyter's web "
