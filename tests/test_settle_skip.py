@@ -9,7 +9,6 @@ Real SQLite store (counting its calls), real drainer, the local sink and the sta
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,10 @@ import pytest
 
 from timeback_jupyter.config import Credentials
 from timeback_jupyter.delivery import Drainer, DrainerBusy, LocalSink, TimebackSink
-from timeback_jupyter.store import KIND_TIME_SPENT, Store
-from timeback_jupyter.testing.standin import EVENT_PATH, SENSOR, Fault, StandIn, time_spent_events
+from timeback_jupyter.store import Store
+from timeback_jupyter.testing.standin import EVENT_PATH, Fault, StandIn
+
+from .test_drain_offload import enqueue
 
 CLIENT_ID, SECRET = "settle-client", "settle-secret"
 IDLE_STEPS = 40
@@ -50,13 +51,6 @@ def api():
     with StandIn(CLIENT_ID, SECRET) as server:
         server.job_delay = 0.05
         yield server
-
-
-def enqueue(store: Store, count: int) -> list[str]:
-    events = time_spent_events(str(uuid.uuid4()), count)
-    for event in events:
-        store.enqueue(event, run_id=None, kind=KIND_TIME_SPENT, sensor=SENSOR)
-    return [e["id"] for e in events]
 
 
 def timeback(api: StandIn, timeout: float = 5.0) -> TimebackSink:
