@@ -25,6 +25,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _sigint_as_a_spawner_leaves_it() -> None:
+    # A test run started in the background of a non-interactive shell ignores SIGINT, and its
+    # children would inherit that: a hub's spawner starts servers with SIGINT as Python's
+    # default, which is what the SIGINT tests are about.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class JupyterProcess:
     """A Jupyter app (``module``: jupyter_server, jupyterlab) in its own process group (so
     kill -9 takes its kernels too) and its own Jupyter dirs under ``tmp``, waited for until
@@ -67,7 +74,12 @@ class JupyterProcess:
         self.log_path = tmp / f"{log_name}-{self.port}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115  (closed in stop() or kill())
         self.proc = subprocess.Popen(
-            command, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_sigint_as_a_spawner_leaves_it,
         )
         self.http = httpx.Client(
             base_url=self.url, headers={"Authorization": f"token {token}"}, timeout=http_timeout
