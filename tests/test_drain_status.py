@@ -71,16 +71,21 @@ async def test_the_rest_status_reads_the_drainers_counts_off_the_loop(
     ext = await started(jp_serverapp)
     store = ext.service.drainer.store
     threads: list[str] = []
-    job_stats = store.job_stats
 
-    def noted() -> dict[str, Any]:  # only the drainer's status reads the jobs' counts
-        threads.append(threading.current_thread().name)
-        return job_stats()
+    def noting(read):
+        def noted() -> dict[str, Any]:
+            threads.append(threading.current_thread().name)
+            return read()
 
-    monkeypatch.setattr(store, "job_stats", noted)
+        return noted
+
+    for name in ("stats", "job_stats"):
+        monkeypatch.setattr(store, name, noting(getattr(store, name)))
     status = body(await jp_fetch("timeback", "api", "status"))
     assert status["delivery"]["state"] == "ok" and status["delivery"]["jobs"]["pending"] == 0
     assert status["delivery"]["slow"] is False
     flushed = body(await jp_fetch("timeback", "api", "flush", method="POST", body=b"{}"))
     assert flushed["delivery"]["state"] == "ok"
-    assert threads == [STORE_THREAD, STORE_THREAD]
+    # the status's outbox and the drainer's counts: one read each, on the store thread
+    assert status["outbox"]["pending"] == status["delivery"]["pending"]
+    assert threads == [STORE_THREAD] * 4

@@ -296,20 +296,22 @@ class Drainer:
             self._log.warning("flush stopped after %.1fs with events still queued", timeout)
         return replace(total, remaining=await self.store_thread.call(self.store.depth))
 
-    def status(self) -> dict[str, Any]:
-        """For the status bar, the REST status and the CLI. Holds no secret. Reads the store
-        where it is called: on an event loop, await :meth:`read_status` instead."""
-        return self._status(outbox_counts(self.store))
-
-    async def read_status(self) -> dict[str, Any]:
-        """:meth:`status`, its counts read on the store thread (the loop waits for none)."""
-        return self._status(await self.store_thread.call(outbox_counts, self.store))
-
-    def _status(self, counts: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    def status(self, counts: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+        """For the status bar, the REST status and the CLI. Holds no secret. ``counts``: the
+        outbox's and the jobs' (:meth:`read_counts`), else read where it is called: on an event
+        loop, await :meth:`read_status` instead."""
         return delivery_status(
-            counts,
+            outbox_counts(self.store) if counts is None else counts,
             self.sink.name,
             self._backoff,
             standby=self._standby,
             last_error=self._last_error,
         )
+
+    async def read_counts(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The outbox's and the jobs' counts, read on the store thread (the loop waits for none)."""
+        return await self.store_thread.call(outbox_counts, self.store)
+
+    async def read_status(self) -> dict[str, Any]:
+        """:meth:`status`, its counts read on the store thread."""
+        return self.status(await self.read_counts())

@@ -113,9 +113,9 @@ class StatusHandler(BaseHandler):
             if not math.isfinite(today_start) or today_start < 0:
                 raise web.HTTPError(400, "today_start: must be a time in POSIX seconds")
         run_id = self.get_argument("run", None)
-        drainer = self.service.drainer  # its counts read on its store thread, not on the loop
-        delivery = None if drainer is None else await drainer.read_status()
-        self.answer(self.service.status(today_start=today_start, run_id=run_id, delivery=delivery))
+        drainer = self.service.drainer  # the counts read on its store thread, not on the loop
+        counts = None if drainer is None else await drainer.read_counts()
+        self.answer(self.service.status(today_start=today_start, run_id=run_id, counts=counts))
 
 
 class FlushHandler(BaseHandler):

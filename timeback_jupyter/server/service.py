@@ -363,9 +363,7 @@ class TimebackService:
         public: bool = False,
         today_start: float | None = None,
         run_id: str | None = None,
-        delivery: dict[str, Any] | None = None,
+        counts: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """What records, where to, and how delivery goes (:func:`.status.status_of`)."""
-        return status_of(
-            self, public=public, today_start=today_start, run_id=run_id, delivery=delivery
-        )
+        return status_of(self, public=public, today_start=today_start, run_id=run_id, counts=counts)

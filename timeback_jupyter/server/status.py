@@ -45,15 +45,16 @@ def status_of(
     public: bool = False,
     today_start: float | None = None,
     run_id: str | None = None,
-    delivery: dict[str, Any] | None = None,
+    counts: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What records, where to, and how delivery goes; ``public`` leaves out local paths (for
     kernels); ``today_start`` adds the time recorded since then and ``run_id`` that run (as
     ``GET runs/<id>`` shows it, with ``unsent_seconds``), both at the same instant ``as_of``, so
     a panel showing both shows one truth (today never below a run begun that day).
     ``delivery.slow`` says events wait longer than ``DELIVERY_SLOW_AFTER`` or delivery is
-    retrying. ``delivery``: the drainer's status read already (``await Drainer.read_status()``
-    on an event loop); else it is read here."""
+    retrying. ``counts``: the drainer's outbox and jobs counts read already (``await
+    Drainer.read_counts()`` on an event loop: the outbox's store is the drainer's); else they
+    are read here."""
     cfg = service.settings
     credentials = service.credentials
     failing = service.problem or service.store_error
@@ -84,15 +85,15 @@ def status_of(
                 out["today"] = {"error": str(err)}
         if run_id is not None:
             out["run"] = _run_status(service, tracker, run_id, now)
-    if service.store is not None:
+    if counts is not None:
+        out["outbox"] = counts[0]
+    elif service.store is not None:
         try:
             out["outbox"] = service.store.stats()
         except service.store_error_types as err:
             out["outbox"] = {"error": str(err)}
     if service.drainer is not None:
-        delivery = out["delivery"] = (
-            dict(delivery) if delivery is not None else service.drainer.status()
-        )
+        delivery = out["delivery"] = service.drainer.status(counts)
         age = (out.get("outbox") or {}).get("oldest_pending_age")
         delivery["oldest_pending_age"] = age
         delivery["slow"] = delivery.get("state") == "retrying" or (
