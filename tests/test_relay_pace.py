@@ -314,7 +314,7 @@ class OddRelay:
                 self._reply(404, {"id": self.path.rsplit("/", 1)[-1], "message": "no such"})
 
             def log_message(self, *args) -> None:
-                pass
+                """Quiet: http.server would write each request to the test's stderr."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/odd/"

@@ -51,7 +51,10 @@ class KernelBinding:
         # (held_signals): the stream's callback does no binding, tracker or clock work.
         self.held = HeldSignals(self.on_kernel_signal, log=log)
         service.catch_up = self.held.drain
-        self.watcher = KernelWatcher(kernel_manager, self.held.push, on_reset=self._died, log=log)
+        # A death is applied at once: kernel_reset applies what is held first.
+        self.watcher = KernelWatcher(
+            kernel_manager, self.held.push, on_reset=self.on_kernel_signal, log=log
+        )
         self.tokens = tokens
         self._tasks = tasks
         self._log = log
@@ -199,10 +202,6 @@ class KernelBinding:
         path = self.kernel_paths.get(kernel_id)
         if path is not None and self.service.recording:
             self.service.signal(path, "kernel_reset", at)
-
-    def _died(self, kernel_id: str, kind: str, at: float) -> None:
-        self.held.drain()
-        self.on_kernel_signal(kernel_id, kind, at)
 
     def on_kernel_signal(self, kernel_id: str, kind: str, at: float) -> None:
         """A cell ran or a widget was touched, or the kernel died (see :mod:`.kernels`): a
