@@ -95,7 +95,9 @@ def test_stateful_resumes_from_metadata_over_two_lifetimes(tmp_path, now):
         monday.tick()
         metadata = monday.metadata_for(monday.end(run.id), "lesson.ipynb")
     assert metadata["run"]["status"] == "ended"
-    assert "ada" not in str(metadata)
+    # The identity never reaches the notebook. Checked on its non-hex parts: ids are hex, and
+    # a random uuid may well hold "ada".
+    assert "@" not in str(metadata) and "school" not in str(metadata)
     now.t += 2 * 86400
     with Store(path) as store:
         wednesday = make_tracker(store, now)
