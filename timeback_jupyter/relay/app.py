@@ -143,7 +143,12 @@ def build_parts(
     )
     try:
         relay = Relay(
-            db, catalog, users, timeback.xp_policy, unknown_activity=settings.unknown_activity
+            db,
+            catalog,
+            users,
+            timeback.xp_policy,
+            unknown_activity=settings.unknown_activity,
+            commit_lanes=settings.commit_lanes,
         )
         drainer = Drainer.from_config(relay.outbox, sink, timeback)
         if connection is not None:
@@ -230,11 +235,13 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
     cookie_secret = load_cookie_secret(settings.cookie_secret_file, environ)
     parts = build_parts(settings, timeback, environ)
     face = Face(parts.relay, auth, settings.service_name, parts.drainer, settings.send_every)
+    metrics = RelayMetrics(parts.db, parts.relay.now)
+    parts.relay.observe_commits(metrics.group_commit)
     app = make_app(
         face,
         settings.prefix,
         cookie_secret=cookie_secret,
-        metrics=RelayMetrics(parts.db, parts.relay.now),
+        metrics=metrics,
         authenticate_prometheus=settings.authenticate_prometheus,
     )
     if cookie_secret is None:
@@ -251,6 +258,7 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
             loop.add_signal_handler(sig, stopping.set)
         await parts.drainer.recover()
         delivering = asyncio.create_task(parts.drainer.run(), name="relay-drainer")
+        probing = asyncio.create_task(metrics.probe_loop(), name="relay-loop-probe")
         LOG.info(
             "timeback relay %r listening on http://%s:%d%s, delivering to the %s sink",
             settings.service_name,
@@ -267,8 +275,11 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
             await parts.drainer.flush(timeout=2.0)
         await parts.drainer.stop()
         delivering.cancel()
+        probing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await delivering
+        with contextlib.suppress(asyncio.CancelledError):
+            await probing
     finally:
         server.stop()
         app.settings["ingest_traffic"].flush()  # the successes since the last summary line
