@@ -95,8 +95,13 @@ NOTES = [
     "events; the first envelope of each student is a single window (a server sends its "
     "first before it knows the pace). Per-request figures (latency, CPU per request) are "
     "per envelope.",
+    "Probes per paced phase (benchmarks/district_probe.py): each replica's Prometheus "
+    "metrics scraped at the phase's ends (group commits' size, wall, queue wait and thread "
+    "CPU; event-loop lag), pg_stat_activity sampled every 100 ms, and the outbox's events "
+    "made in the phase read back at the end (created -> claimed -> confirmed).",
     "CPU shares are each group's user+system time over the phase (relays: both "
-    "replicas; postgres: the postmaster and its children; generators: both "
+    "replicas; postgres: the postmaster and its children, looked up again at each phase's "
+    "ends so the backends of connections opened meanwhile count; generators: both "
     "processes), as a share of one core; the machine has two, shared with other "
     "work (the load average above).",
 ]
