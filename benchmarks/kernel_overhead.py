@@ -203,7 +203,14 @@ def run(quick: bool = False, seed: int = 7) -> Result:
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tb-bench-paired-") as tmp:
         paired = asyncio.run(
-            kernel_paired.paired(Path(tmp), pairs, block, 20 if quick else 200, seed)
+            kernel_paired.paired(
+                Path(tmp),
+                pairs,
+                block,
+                20 if quick else 200,
+                seed,
+                split_blocks=4 if quick else kernel_paired.SPLIT_BLOCKS,
+            )
         )
     parts = []
     for r in range(rounds):
