@@ -29,10 +29,12 @@ from tornado import web
 
 from timeback_jupyter.server.kernels import DELIM
 
-# The levels of a held signal applied, outermost first, and the methods timed on each: the
-# batch entry points where the code has them, the one-signal ones where it has those.
+# The levels of a held signal applied, outermost first, and their entry points (a level's
+# batch one is timed where the code has one, else its one-signal one).
 LEVELS = ("service", "tracker", "clock")
 ENTRY_POINTS = ("signal", "signals")
+# what kernels._holding's callback holds: it holds statuses raw
+HOLDING = {"previous", "observer", "entries", "arm", "append", "kernel_id", "read", "now"}
 
 
 class Timing:
@@ -100,10 +102,14 @@ TIMING = Timing()
 
 
 def _timed_observer(shared: Any) -> None:
-    """Replace the stream's chained callback by one doing the same, our part timed."""
+    """Replace the stream's chained callback by one doing the same, our part timed: a copy
+    of the product's (kernels._holding, or the observer-calling one before it), so that the
+    timer starts after Jupyter's own callback; told apart by what its closure holds."""
     stream = shared.stream
     chained = stream._recv_callback
     names = inspect.getclosurevars(chained).nonlocals
+    if set(names) not in ({"previous", "observer"}, HOLDING):
+        raise RuntimeError(f"observer_switch cannot time this callback: {sorted(names)}")
     previous, observer = names["previous"], names["observer"]
     clock, add = time.thread_time_ns, TIMING.add
 
@@ -115,6 +121,25 @@ def _timed_observer(shared: Any) -> None:
             add("statuses", clock() - t0)
         else:
             add("others", clock() - t0)
+
+    if set(names) == HOLDING:
+        entries, arm, append = names["entries"], names["arm"], names["append"]
+        kernel_id, read, now = names["kernel_id"], names["read"], names["now"]
+
+        def timed(parts: list[bytes]) -> None:
+            previous(parts)
+            t0 = clock()
+            if len(parts) > 6 and parts[1] == DELIM:
+                if parts[3].find(b'"status"') != -1:
+                    if not entries:
+                        arm()
+                    append((kernel_id, read, parts, now()))
+                    add("statuses", clock() - t0)
+                else:
+                    add("others", clock() - t0)
+                return
+            observer(parts)
+            add("statuses", clock() - t0)
 
     timed.chained = chained  # type: ignore[attr-defined]
     stream.on_recv(timed)
@@ -208,10 +233,9 @@ def _levels(binding: Any) -> list[tuple[Any, str]]:
 def _split(binding: Any, on: bool) -> None:
     for owner, part in _levels(binding):
         for name in ENTRY_POINTS:
-            if on:
-                _timed(owner, name, part)
-            else:
-                vars(owner).pop(name, None)  # the class's method again
+            vars(owner).pop(name, None)  # the class's method again
+        if on:  # the batch entry point where there is one (its one-signal one calls it)
+            _timed(owner, "signals" if hasattr(owner, "signals") else "signal", part)
 
 
 class ObserverSwitch(JupyterHandler):
