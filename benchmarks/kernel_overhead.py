@@ -353,8 +353,9 @@ def render(r: dict[str, Any]) -> str:
             f"By round (a fresh pair of servers each, {len(rounds)} rounds): "
             + ", ".join(f"{x:+.0f}" for x in rounds)
             + f" µs per cell (median {statistics.median(rounds):+.0f}). The extension's own "
-            f"work per cell, measured in-process (four IOPub messages classified, two signals "
-            f"through binding, service, tracker and clock): "
+            f"work per cell, measured in-process (four IOPub messages through the callback "
+            f"chained behind Jupyter's, two signals read and applied through binding, "
+            f"service, tracker and clock): "
             f"**{m['own_path_cpu_us_per_cell']:.0f} µs**.",
             "",
         ]

@@ -74,7 +74,8 @@ async def paired(
     split_blocks: int = SPLIT_BLOCKS,
 ) -> dict[str, Any]:
     """``code``: a checkout whose timeback_jupyter the server runs (another branch's, to compare
-    on one machine at one time); this one's by default."""
+    on one machine at one time); this one's by default. The server says which it runs, and a
+    wrong one is an error (from inside another checkout, ``python -m`` puts that one first)."""
     root = workdir / "notebooks"
     root.mkdir(parents=True)
     path = write_notebook(root, "lesson.ipynb", {"activity": activity(1)})
@@ -83,7 +84,13 @@ async def paired(
     (extra / "jupyter_server_config.d" / "observer_switch.json").write_text(
         json.dumps({"ServerApp": {"jpserver_extensions": {"benchmarks.observer_switch": True}}})
     )
-    paths = (str(code or REPO), str(REPO), os.environ.get("PYTHONPATH"))
+    linked = None
+    if code is not None:
+        # that checkout's product, but this one's benchmarks (the switch and its timing)
+        linked = workdir / "code"
+        linked.mkdir()
+        (linked / "timeback_jupyter").symlink_to(code / "timeback_jupyter")
+    paths = (str(linked or REPO), str(REPO), os.environ.get("PYTHONPATH"))
     pythonpath = os.pathsep.join(p for p in paths if p)
     env = {"JUPYTER_CONFIG_PATH": str(extra), "PYTHONPATH": pythonpath}
     server = JupyterServer(workdir / "server", root, extension=True, env=env)
@@ -93,8 +100,13 @@ async def paired(
             raise RuntimeError("the extension is not enabled in the paired server")
         kernel_id = server.open(path)["kernel"]["id"]
         sock = await KernelSocket.connect(server, kernel_id)
-        if kernel_id not in _switch(server, True):
+        first = _ask(server, True)
+        if kernel_id not in first["watched"]:
             raise RuntimeError("the observer did not attach to the kernel")
+        product = Path(first["product"])
+        wanted = ((code or REPO) / "timeback_jupyter").resolve()
+        if product != wanted:  # e.g. run from a checkout: `python -m` puts the cwd first
+            raise RuntimeError(f"the server runs {product}, not {wanted}")
         say(f"kernel: paired design, warming up ({warmup} cells)")
         for i in range(warmup):
             await sock.execute(f"{i} * 2")
@@ -146,6 +158,7 @@ async def paired(
         # blocks of their own with every level of the apply timed too (its timers cost)
         "split": split,
         "live_runs_during": run.get("live_runs"),
+        "product": str(product),
     }
 
 

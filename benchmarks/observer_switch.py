@@ -21,12 +21,14 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+import timeback_jupyter
 from timeback_jupyter.server.kernels import DELIM
 
 # The levels of a held signal applied, outermost first, and their entry points (a level's
@@ -265,7 +267,13 @@ class ObserverSwitch(JupyterHandler):
             binding.watcher.detach_all()
             for stream in _jupyter_streams(binding):
                 _empty_timer(stream)
-        self.finish({"watched": binding.watcher.watched, "timing": TIMING.take()})
+        self.finish(
+            {
+                "watched": binding.watcher.watched,
+                "timing": TIMING.take(),
+                "product": str(Path(timeback_jupyter.__file__).resolve().parent),
+            }
+        )
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

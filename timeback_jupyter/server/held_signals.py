@@ -1,9 +1,9 @@
 """Kernel signals held back from the IOPub callback, applied later in the order they came.
 
 Every message of every kernel passes our observer inside Jupyter's own IOPub callback, where
-caches are cold after Jupyter's work (measured there, a status read and held cost ~25 µs, the
-same in a loop ~2 µs): so the observer only stamps a status with its time and appends it
-here as it came, unread (:attr:`HeldSignals.entries`); which signal it is, if any, is read when
+caches are cold after Jupyter's work (measured there: ~25 µs a status to read it and hold
+its signal, several times a tight loop's cost): so the observer only stamps a status with its
+time and appends it here as it came, unread (:attr:`HeldSignals.entries`); which signal it is, if any, is read when
 the held statuses are applied, one after another in a warm loop. Binding a signal to a
 notebook and a run and moving the engagement clock happen in :meth:`drain`, which the clock
 calls first thing on every call that reads or changes a run (a tick, a status, a start, an
