@@ -3,15 +3,16 @@
 Every message of every kernel passes our observer inside Jupyter's own IOPub callback, where
 caches are cold after Jupyter's work (measured there: ~25 µs a status to read it and hold
 its signal, several times a tight loop's cost): so the observer only stamps a status with its
-time and appends it here as it came, unread (:attr:`HeldSignals.entries`); which signal it is, if any, is read when
-the held statuses are applied, one after another in a warm loop. Binding a signal to a
-notebook and a run and moving the engagement clock happen in :meth:`drain`, which the clock
-calls first thing on every call that reads or changes a run (a tick, a status, a start, an
-end, a completion, a presence report: ``EngagementClock.before_call``), the binding calls
-before it changes which notebook a kernel serves or resets a kernel, and a timer calls at
-most ``HOLD_FOR`` after the first signal held. The clock is driven by the times it is given,
-never by when it is called, so a signal applied late with its own time, before anything else
-the clock hears, counts exactly as if applied at once (tests/test_held_signals.py).
+time and appends it here as it came, unread (:attr:`HeldSignals.entries`); which signal it
+is, if any, is read when the held statuses are applied, one after another in a loop.
+Binding a signal to a notebook and a run and moving the engagement clock happen in
+:meth:`drain`, which the clock calls first thing on every call that reads or changes a run (a
+tick, a status, a start, an end, a completion, a presence report:
+``EngagementClock.before_call``), the binding calls before it changes which notebook a kernel
+serves or resets a kernel, and a timer calls at most ``HOLD_FOR`` after the first signal held.
+The clock is driven by the times it is given, never by when it is called, so a signal applied
+late with its own time, before anything else the clock hears, counts exactly as if applied at
+once (tests/test_held_signals.py).
 
 A drain hands each stretch of consecutive signals of one kernel over in one call
 (``apply_many``): the kernel's notebook and run are then looked up once for the stretch, not
