@@ -71,8 +71,14 @@ def _headline(name: str, r: dict[str, Any]) -> str:
             head = (
                 f"paired in one server: median {a['median']:+.0f} µs per cell (mean "
                 f"{a['mean']:+.0f}; pairs {a['min']:+.0f} to {a['max']:+.0f}); our part timed "
-                f"where it runs: {paired['own_in_server_us_per_cell']:.0f} µs per cell; fresh "
-                "servers: "
+                f"where it runs: {paired['own_in_server_us_per_cell']:.0f} µs per cell"
+                + (
+                    f" (IOPub callback {paired['in_situ']['callback_us']:.0f}, held signals "
+                    f"applied {paired['in_situ']['apply_us']:.0f})"
+                    if paired.get("in_situ")
+                    else ""
+                )
+                + "; fresh servers: "
             )
         head += f"server CPU +{m['added_server_cpu_us_per_cell']:.0f} µs per cell"
         rounds = m.get("added_server_cpu_us_per_cell_rounds")
@@ -261,8 +267,29 @@ WHY_MISSED = {
         "run timed our part where it runs (thread CPU around the observer's share of each "
         "IOPub callback and each held signal applied, the timer's cost taken off) at 65 µs per "
         "cell, which is precise and above the target, and the fresh pairs read +120 (rounds "
-        "+110 to +130). Next: where the 65 µs go in situ (the status byte search runs on "
-        "every message; a signal applied walks binding, service, tracker and clock)."
+        "+110 to +130). Where those µs went, timed in situ by part (2026-12-03 16:35, load "
+        "~3, main): the observer's share of the IOPub callback 62 µs per cell (the two "
+        "statuses 50, the two other messages 12), the held signals applied 12 (by level, in "
+        "blocks of their own with each level timed: binding 3, service 4, tracker 4, clock 8); "
+        "the timer itself, around nothing at the same place, reads ~3.3 µs a message there "
+        "against ~1 µs in a warm loop, so ~9 µs per cell of the callback's figure is the "
+        "timer's own. Two causes in the statuses: reading one and holding its signal took four "
+        "calls in the cold callback, and every byte search used `in`, which in CPython 3.12 "
+        "first tries the needle as an integer and raises and clears a TypeError (~740 ns "
+        "against ~130 ns for `bytes.find` here, more when cold), on every message of every "
+        "kernel. Now the callback holds a status as it came, stamped, in its one frame, with "
+        "`find`; the drain reads the held statuses and hands each kernel's stretch of signals "
+        "over in one call (binding -> service -> tracker -> EngagementClock.signals). Main "
+        "and this, alternated in one period (30 pairs each, twice): our part in situ 73.8 and "
+        "73.5 µs per cell on main, 41.3 and 41.8 with this (callback 62 -> 28, apply 12 -> "
+        "14: the reading of the statuses moved there; service and tracker 8 -> 1, clock 8 -> "
+        "5, binding with the reads and the drain's loop 4 -> 9); the paired medians, +107, "
+        "+0 (main) and +101, +54 (this), are within their noise. The full run with it "
+        "(2026-12-03 16:40, load 1.5 to 4) read our part in situ at 41 µs per cell, under the "
+        "target, and the fresh pairs at +38 (rounds -50 to +90; +120 before); its paired "
+        "median read +98 µs with pairs from -1,196 to +1,131, an error at that load well "
+        "beyond +-60 µs: the verdict stays no until the paired median is read on a quiet "
+        "machine (or the paired design is made tighter)."
     ),
     "presence": (
         "Read the columns from the right. A bare tornado WebSocket server (Jupyter's web "

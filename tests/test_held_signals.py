@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jupyter_client.session import Session
 
 from timeback_jupyter.clock import EngagementClock
 from timeback_jupyter.config import Timeback, default_app_config
@@ -20,6 +21,7 @@ from timeback_jupyter.model import Activity, CourseRef
 from timeback_jupyter.server import held_signals
 from timeback_jupyter.server.binding import KernelBinding
 from timeback_jupyter.server.held_signals import HeldSignals
+from timeback_jupyter.server.kernels import _Classifier, _holding, _reader
 from timeback_jupyter.server.service import TimebackService
 from timeback_jupyter.server.tasks import TaskSet
 from timeback_jupyter.store import Store
@@ -33,11 +35,15 @@ READS = ("reading", "next_window_end", "settled_windows")
 held_ops = st.one_of(operations, st.tuples(st.sampled_from(READS), slots))
 
 
-def play(script: list[tuple[float, tuple[Any, ...]]], held: bool) -> list[Any]:
-    """Everything the clock answers and reports over the script, signals held or not."""
+def play(script: list[tuple[float, tuple[Any, ...]]], held: bool, many: bool = False) -> list[Any]:
+    """Everything the clock answers and reports over the script, signals held or not; held
+    ``many``: each stretch of one run's signals applied in one EngagementClock.signals."""
     said: list[Any] = []
     clock = EngagementClock(**SMALL, on_segment=lambda *seg: said.append(("segment", seg)))
-    queue = HeldSignals(lambda rid, kind, at: clock.signal(rid, at, kind))
+    queue = HeldSignals(
+        lambda rid, kind, at: clock.signal(rid, at, kind),
+        apply_many=clock.signals if many else None,
+    )
     if held:
         clock.before_call = queue.drain
     incarnation, live = [0] * SLOTS, [False] * SLOTS
@@ -79,6 +85,14 @@ def test_random_sessions_held_give_what_they_give_at_once(
     script: list[tuple[float, tuple[Any, ...]]],
 ) -> None:
     assert play(script, held=True) == play(script, held=False)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scripts(st.sampled_from([0.0, 0.3, 1.0, 4.0, 9.0, 20.0, 40.0]), held_ops, min_size=10))
+def test_random_sessions_held_and_applied_in_batches_give_what_they_give_at_once(
+    script: list[tuple[float, tuple[Any, ...]]],
+) -> None:
+    assert play(script, held=True, many=True) == play(script, held=False)
 
 
 def held_clock() -> tuple[EngagementClock, HeldSignals, str, str]:
@@ -199,7 +213,36 @@ server_ops = st.one_of(
 )
 
 
-def play_server(tmp: Any, script: list[tuple[float, tuple[Any, ...]]], held: bool) -> str:
+IOPUB = Session(key=b"held-test")
+STATUS_OF = {  # a signal as IOPub says it: (execution_state, parent msg_type)
+    "execute_start": ("busy", "execute_request"),
+    "execute_end": ("idle", "execute_request"),
+    "comm": ("busy", "comm_msg"),
+}
+
+
+def iopub(kernel: str, msg_type: str, content: dict[str, Any], parent: str) -> list[bytes]:
+    """A message as Jupyter's shared IOPub stream hands it over: the topic, then the wire."""
+    msg = IOPUB.msg(msg_type, content, parent=IOPUB.msg(parent, {}))
+    return [f"kernel.{kernel}.{msg_type}".encode(), *IOPUB.serialize(msg)]
+
+
+def observers(binding: KernelBinding, now: Any) -> dict[str, Any]:
+    """Each kernel's callback chained behind Jupyter's, as the watcher makes it (Jupyter's
+    own callback here does nothing), holding its statuses raw in the binding's held."""
+    read = _reader(_Classifier(IOPUB))
+    return {
+        kernel: _holding(lambda parts: None, lambda parts: None, binding.held, kernel, read, now)
+        for kernel in KERNELS
+    }
+
+
+def play_server(
+    tmp: Any, script: list[tuple[float, tuple[Any, ...]]], held: bool, raw: bool = False
+) -> str:
+    """What the tracker and store make of the script, kernel signals held or not; held
+    ``raw``: IOPub's messages as they come (with output and statuses that are no signal
+    between them) through the callback the watcher chains behind Jupyter's."""
     t = [T0]
     log = logging.getLogger("test.held")
     settings_ = Timeback(
@@ -219,6 +262,7 @@ def play_server(tmp: Any, script: list[tuple[float, tuple[Any, ...]]], held: boo
             service, kernel_manager=None, session_manager=None, notebooks=None,  # type: ignore[arg-type]
             tokens=None, tasks=TaskSet(log), log=log,  # type: ignore[arg-type]
         )  # fmt: skip
+        chained = observers(binding, lambda: t[0])
         runs = {}
         for (kernel, path), activity in zip(KERNELS.items(), (LESSON, QUIZ), strict=True):
             runs[kernel] = tracker.start(activity, path=path).run.id
@@ -227,7 +271,14 @@ def play_server(tmp: Any, script: list[tuple[float, tuple[Any, ...]]], held: boo
             t[0] += dt
             if kernel is not None and runs[kernel] not in tracker.live_runs():
                 continue  # ended: its notebook's next signal would start a run (a task)
-            if name == "cell" and held:
+            if name == "cell" and held and raw and arg in STATUS_OF:
+                state, parent = STATUS_OF[arg]
+                chained[kernel](iopub(kernel, "execute_input", {"code": "1"}, parent))
+                chained[kernel](iopub(kernel, "status", {"execution_state": state}, parent))
+                chained[kernel](
+                    iopub(kernel, "status", {"execution_state": state}, "inspect_request")
+                )
+            elif name == "cell" and held:
                 binding.held.push(kernel, arg, t[0])
             elif name == "cell":
                 binding.on_kernel_signal(kernel, arg, t[0])
@@ -268,3 +319,21 @@ def test_kernel_signals_held_in_the_server_make_the_same_runs_and_windows(
     held = play_server(tmp, script, held=True)
     assert held == play_server(tmp, script, held=False)
     assert "('store', (0.0, 0.0))" not in held  # time was recorded, and compared
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 0.2, 1.0, 3.0, 6.0, 14.0]), server_ops),
+        min_size=5,
+        max_size=40,
+    )
+)
+def test_iopub_messages_held_raw_make_the_same_runs_and_windows(
+    tmp_path_factory: pytest.TempPathFactory, script: list[tuple[float, tuple[Any, ...]]]
+) -> None:
+    tmp = tmp_path_factory.mktemp("raw")
+    held = play_server(tmp, script, held=True, raw=True)
+    assert held == play_server(tmp, script, held=False)
+    assert "('store', (0.0, 0.0))" not in held

@@ -98,3 +98,55 @@ async def test_the_shared_stream_passes_on_only_what_may_be_a_status(session):
     assert jupyter == messages and seen == messages[:1]
     shared.close()
     stream.close()
+
+
+class Held:
+    """Where the observer holds statuses (as HeldSignals: entries, arm)."""
+
+    def __init__(self):
+        self.entries, self.armed = [], 0
+
+    def arm(self):
+        self.armed += 1
+
+
+async def test_the_shared_stream_holds_statuses_as_they_came(session):
+    import zmq
+    from zmq.eventloop.zmqstream import ZMQStream
+
+    from timeback_jupyter.server.kernels import _Classifier, _reader, _SharedStream
+
+    stream = ZMQStream(zmq.Context.instance().socket(zmq.SUB))
+    observed, jupyter, held = [], [], Held()
+
+    def record_activity(parts):  # Jupyter's watcher: a bad signature raises there
+        if parts == [b"forged"]:
+            raise ValueError("Invalid Signature")
+        jupyter.append(parts)
+
+    stream.on_recv(record_activity)
+    read = _reader(_Classifier(session))
+    times = iter([10.0, 11.0, 12.0])
+    shared = _SharedStream.join(stream, observed.append, (held, "k", read, lambda: next(times)))
+    assert shared is not None
+    parent = "execute_request"
+    busy = [b"kernel.k.status", *wire(session, "status", {"execution_state": "busy"}, parent)]
+    output = [
+        b"kernel.k.stream",
+        *wire(session, "stream", {"name": "stdout", "text": '"status"'}, parent),
+    ]
+    idle = [b"kernel.k.status", *wire(session, "status", {"execution_state": "idle"}, parent)]
+    unusual = wire(session, "status", {"execution_state": "busy"}, parent)  # no topic
+    for parts in (busy, output, idle, unusual):
+        stream._recv_callback(parts)
+    with pytest.raises(ValueError, match="Invalid Signature"):
+        stream._recv_callback([b"forged"])
+    assert jupyter == [busy, output, idle, unusual]
+    # the two statuses held unread, stamped, in order; the arm asked for once (it was empty)
+    assert held.entries == [("k", read, busy, 10.0), ("k", read, idle, 11.0)]
+    assert held.armed == 1
+    assert [read(parts) for _, _, parts, _ in held.entries] == ["execute_start", "execute_end"]
+    assert observed == [unusual]  # another shape is read at once, by the observer
+    shared.close()
+    assert stream._recv_callback is record_activity
+    stream.close()

@@ -96,6 +96,11 @@ def test_the_deployments_probes_and_scrape_path_are_the_relays_routes() -> None:
     assert template["metadata"]["annotations"]["prometheus.io/port"] == str(
         container["ports"][0]["containerPort"]
     )
+    # The startup probe waits at least as long as a relay waits for its database.
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == probes["live"]
+    patience = startup["periodSeconds"] * startup["failureThreshold"]
+    assert patience >= Relay().db_wait_seconds
 
 
 def test_the_deployments_secrets_reach_the_names_the_relay_reads() -> None:

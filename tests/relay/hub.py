@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from timeback_jupyter import caliper
 from timeback_jupyter.testing.standin import SENSOR, StandIn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -181,6 +182,15 @@ c.JupyterHub.extra_user_scopes = {{{SCOPE!r}}}
         )
         assert response.status_code == 201, response.text
         return response.json()["token"]
+
+    def send(self, token: str, events: list[dict]) -> httpx.Response:
+        """Post ``events`` to the relay through the hub's proxy as a student's server does."""
+        return httpx.post(
+            f"{self.relay_url}api/events",
+            json=caliper.envelope(events, SENSOR, time.time()),
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+        )
 
     def stop(self) -> None:
         if self.proc is not None:

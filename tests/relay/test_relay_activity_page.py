@@ -9,12 +9,11 @@ import re
 import time
 import uuid
 
-import httpx
 import pytest
 
 from timeback_jupyter import caliper
 from timeback_jupyter.model import Completion
-from timeback_jupyter.testing.standin import SENSOR, _actor, _target, time_spent_events
+from timeback_jupyter.testing.standin import _actor, _target, time_spent_events
 
 from . import test_relay_pages as pages
 from .hub import PREFIX, SCOPE
@@ -47,12 +46,7 @@ def posted(hub):
         done = Completion(run, 10.0, end, total_questions=4, correct_questions=correct)
         events.append(caliper.completion_event(done, run, 1, _actor(), _target()))
         start = end + 60
-        response = httpx.post(
-            f"{hub.relay_url}api/events",
-            json=caliper.envelope(events, SENSOR, time.time()),
-            headers={"Authorization": f"token {token}"},
-            timeout=30,
-        )
+        response = hub.send(token, events)
         body = response.json()
         assert response.status_code == 200 and body["refused"] == 0, response.text
         assert not any(e.get("cut_seconds") for e in body["events"]), body

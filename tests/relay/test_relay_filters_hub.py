@@ -17,11 +17,9 @@ import re
 import time
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 
 from tests.chromium import jp_asyncio_loop, jp_server_cleanup  # noqa: F401  (autouse)
-from timeback_jupyter import caliper
 from timeback_jupyter.relay.access import (
     custom_scopes,
     relay_service_role,
@@ -31,7 +29,7 @@ from timeback_jupyter.relay.access import (
 from timeback_jupyter.relay.export import neutralize
 from timeback_jupyter.testing.standin import StandIn
 
-from .conftest import CATALOG, SENSOR, completion, run_id, tse
+from .conftest import CATALOG, completion, run_id, tse
 from .hub import CLIENT_ID, CLIENT_SECRET, PREFIX, SCOPE, SERVICE, Hub, RelayProcess, free_port
 from .test_relay_pages import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, login, table_rows
 
@@ -107,12 +105,7 @@ def worked(hub):
     }  # fmt: skip
     for name, events in sent.items():
         token = hub.token(name, [SCOPE])
-        response = httpx.post(
-            f"{hub.relay_url}api/events",
-            json=caliper.envelope(events, SENSOR, time.time()),
-            headers={"Authorization": f"token {token}"},
-            timeout=30,
-        )
+        response = hub.send(token, events)
         assert response.status_code == 200 and response.json()["refused"] == 0, response.text
     return yesterday
 

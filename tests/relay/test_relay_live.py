@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from tests.chromium import jp_asyncio_loop, jp_server_cleanup  # noqa: F401  (autouse)
-from timeback_jupyter import caliper
-from timeback_jupyter.testing.standin import SENSOR, completion_event, time_spent_events
+from timeback_jupyter.testing.standin import completion_event, time_spent_events
 
 from . import test_relay_pages as pages_tests
 from .hub import PREFIX, SCOPE, Hub
@@ -40,12 +39,7 @@ def work(hub: Hub, name: str, windows: int = 1) -> None:
     token = hub.token(name, [SCOPE, f"users:activity!user={name}"])
     run = str(uuid.uuid4())
     events = time_spent_events(run, windows, start=time.time() - 15 * windows)
-    response = httpx.post(
-        f"{hub.relay_url}api/events",
-        json=caliper.envelope(events, SENSOR, time.time()),
-        headers={"Authorization": f"token {token}"},
-        timeout=30,
-    )
+    response = hub.send(token, events)
     assert response.status_code == 200 and response.json()["refused"] == 0, response.text
 
 
@@ -254,12 +248,7 @@ def test_in_chromium_a_change_of_state_is_announced(hub, browsers):
             done = str(uuid.uuid4())
             events = [*time_spent_events(done, 1, start=time.time() - 400)]
             events.append(completion_event(done, at=time.time() - 380))
-            response = httpx.post(
-                f"{hub.relay_url}api/events",
-                json=caliper.envelope(events, SENSOR, time.time()),
-                headers={"Authorization": f"token {token}"},
-                timeout=30,
-            )
+            response = hub.send(token, events)
             assert response.status_code == 200 and response.json()["refused"] == 0
             announcer = page.locator("#live-announce[role=status][aria-live=polite]")
             said = re.compile(r"^bob, Fractions 1[^;]*: completed\.$")

@@ -7,13 +7,11 @@ from __future__ import annotations
 import time
 import uuid
 
-import httpx
 import pytest
 
-from timeback_jupyter import caliper
 from timeback_jupyter.relay import views
 from timeback_jupyter.relay.cells import LIVE_SECONDS, live_window
-from timeback_jupyter.testing.standin import SENSOR, time_spent_events
+from timeback_jupyter.testing.standin import time_spent_events
 
 from . import test_relay_pages as pages_tests
 from .conftest import ADA, envelope, run_id, tse
@@ -103,12 +101,7 @@ def test_a_paced_relays_pages_say_how_fresh_they_are(paced_hub):
     """ada's newest second reached the relay 100 s ago: past 90 s, within 90 + the pace."""
     token = paced_hub.token("ada", [SCOPE, "users:activity!user=ada"])
     events = time_spent_events(str(uuid.uuid4()), 1, start=time.time() - 115)
-    answer = httpx.post(
-        f"{paced_hub.relay_url}api/events",
-        json=caliper.envelope(events, SENSOR, time.time()),
-        headers={"Authorization": f"token {token}"},
-        timeout=30,
-    )
+    answer = paced_hub.send(token, events)
     assert answer.status_code == 200 and answer.json()["send_every"] == PACE
     client, page = login(paced_hub, "tina", "classes/class-a")
     try:

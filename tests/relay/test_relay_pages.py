@@ -17,14 +17,13 @@ import httpx
 import pytest
 
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS, jp_asyncio_loop, jp_server_cleanup  # noqa: F401  (autouse)
-from timeback_jupyter import caliper
 from timeback_jupyter.relay.access import (
     custom_scopes,
     relay_service_role,
     service_oauth,
     teacher_role,
 )
-from timeback_jupyter.testing.standin import SENSOR, completion_event, time_spent_events
+from timeback_jupyter.testing.standin import completion_event, time_spent_events
 
 from . import hub as hub_fixtures
 from .hub import PREFIX, SCOPE, SERVICE, Hub, RelayProcess, free_port
@@ -78,12 +77,7 @@ def worked(hub):
             done = str(uuid.uuid4())
             events += time_spent_events(done, 1, start=time.time() - 300)
             events.append(completion_event(done, at=time.time() - 280))
-        response = httpx.post(
-            f"{hub.relay_url}api/events",
-            json=caliper.envelope(events, SENSOR, time.time()),
-            headers={"Authorization": f"token {token}"},
-            timeout=30,
-        )
+        response = hub.send(token, events)
         assert response.status_code == 200 and response.json()["refused"] == 0, response.text
     return True
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 
 from ..model import InvalidInput, Window, parse_run_id, require_text
 from .runs import (
-    SIGNAL_KINDS,
     Reading,
     Report,
     Rules,
@@ -17,13 +15,14 @@ from .runs import (
     Snapshot,
     StudentState,
     as_time,
+    checked_signals,
     eligible,
     go_on,
+    heed,
     key_of,
     lapses_at,
     next_end,
     rank,
-    recent_until,
     restart,
     settle,
     take_over,
@@ -118,36 +117,25 @@ class EngagementClock:
         """Kernel or browser activity: the student's ``execute_start``, ``comm`` (a widget) or
         ``input``; the kernel's ``execute_end``; or ``kernel_reset`` (the kernel restarted,
         died or was interrupted: no cell of it runs any more)."""
+        self.signals(run_id, [(now, kind)])
+
+    def signals(self, run_id: str, signals: list[tuple[float, str]]) -> None:
+        """One run's signals ``(now, kind)``, in order: what as many calls of :meth:`signal`
+        do, in one (the held kernel signals of a notebook are applied so). When one is refused
+        (its kind or time), none is applied: nothing changes."""
         self.before_call()
         run = self._runs.get(run_id) or self._get(run_id)
-        if kind not in SIGNAL_KINDS:
-            raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(SIGNAL_KINDS)}")
-        # a finite time as it comes (a float) is taken as is: as_time's three calls checked
-        t = now if type(now) is float and 0.0 <= now < math.inf else as_time(now)
-        group = self._students[run.student]
-        # Two per cell: mostly the active run, signalled before it lapses or its window ends,
-        # which leaves it the active run (see runs.go_on) and needs no look at the others.
-        fast = kind != "kernel_reset" and go_on(run, group, t, self.rules, self._on_segment)
-        if not fast:
-            group, t = self._reach(run, t)
-        if kind == "kernel_reset":
-            # Not the student's doing (or, when it is, the browser reports the click as input).
-            run.running = 0
-        elif kind == "execute_end":
-            # A cell's end is news only while its time still counted: one that outran
-            # running_cell_limit leaves the run inactive until the student touches something.
-            attended = t < recent_until(run, self.rules)
-            # An end without its start (we attached mid-cell) must not leave a debt.
-            run.running = max(0, run.running - 1)
-            if attended:
-                run.last_signal = max(run.last_signal, t)
-        else:  # the student's touch (TOUCH_KINDS)
-            if kind == "execute_start":
-                run.running += 1
-            run.last_signal = max(run.last_signal, t)
-            run.last_touch = max(run.last_touch, t)
-        if not fast:
-            self._reconsider(group, run, t)
+        checked = checked_signals(signals)
+        group, rules, hook = self._students[run.student], self.rules, self._on_segment
+        for t, kind in checked:
+            # Mostly the active run, signalled before it lapses or its window ends, which
+            # leaves it the active run (see runs.go_on) and needs no look at the others.
+            if kind != "kernel_reset" and go_on(run, group, t, rules, hook):
+                heed(run, t, kind, rules)
+            else:
+                group, t = self._reach(run, t)
+                heed(run, t, kind, rules)
+                self._reconsider(group, run, t)
 
     def presence(
         self,

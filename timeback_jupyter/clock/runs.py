@@ -7,6 +7,7 @@ that couples a student's runs (at most one active) lives in :mod:`.engagement`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -180,6 +181,40 @@ def go_on(
         run.settled = t
     group.now = t
     return True
+
+
+def heed(run: RunState, t: float, kind: str, rules: Rules) -> None:
+    """What a signal at ``t`` says of the run, its student moved on to ``t`` (go_on or not)."""
+    if kind == "kernel_reset":
+        # Not the student's doing (or, when it is, the browser reports the click as input).
+        run.running = 0
+    elif kind == "execute_end":
+        # A cell's end is news only while its time still counted: one that outran
+        # running_cell_limit leaves the run inactive until the student touches something.
+        attended = t < recent_until(run, rules)
+        # An end without its start (we attached mid-cell) must not leave a debt.
+        run.running = max(0, run.running - 1)
+        if attended:
+            run.last_signal = max(run.last_signal, t)
+    else:  # the student's touch (TOUCH_KINDS)
+        if kind == "execute_start":
+            run.running += 1
+        run.last_signal = max(run.last_signal, t)
+        run.last_touch = max(run.last_touch, t)
+
+
+def checked_signals(signals: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """The signals with each time a float; InvalidInput for the first kind or time refused."""
+    checked = signals
+    for i, (now, kind) in enumerate(signals):
+        if kind not in SIGNAL_KINDS:
+            raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(SIGNAL_KINDS)}")
+        # a finite time as it comes (a float) is taken as is: as_time's three calls checked
+        if not (type(now) is float and 0.0 <= now < math.inf):
+            if checked is signals:
+                checked = list(signals)
+            checked[i] = (as_time(now), kind)
+    return checked
 
 
 def window_of(run: RunState, end: float) -> Window | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -33,6 +34,7 @@ from . import traffic as traffic_
 from .catalog import Catalog
 from .cookies import load_cookie_secret, new_cookie_secret
 from .database import RelayDatabase, open_relay_db
+from .db_wait import open_when_reachable
 from .forwarding import Forwarder
 from .handlers import MAX_BODY_BYTES, EventsHandler, Face, RelayHandler, routes
 from .ingest import Relay
@@ -143,11 +145,15 @@ def build_parts(
     # manager is not for two loops. Both take the one token every replica shares.
     sink_connection = None if credentials is None else Connection.from_config(timeback, credentials)
     sink = make_sink(timeback, credentials, sink_connection)
-    db = open_relay_db(
-        settings.db_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
+    db = open_when_reachable(
+        functools.partial(
+            open_relay_db,
+            settings.db_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        ),
+        settings.db_wait_seconds,
     )
     try:
         relay = Relay(

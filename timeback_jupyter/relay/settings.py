@@ -60,7 +60,15 @@ class Relay(Configurable):
         "(the sender keeps its events and retries; readiness reports it). Ignored for SQLite.",
     ).tag(config=True)
 
-    @validate("db_pool_size", "db_max_overflow", "db_pool_timeout")
+    db_wait_seconds = Float(
+        120.0,
+        help="Seconds a starting relay waits for its database to answer (PostgreSQL still "
+        "starting, e.g. after a node's restart), trying again with a growing pause; then it "
+        "exits with the reason. 0: exit at once. A refused login or a store made by a newer "
+        "relay is never waited for.",
+    ).tag(config=True)
+
+    @validate("db_pool_size", "db_max_overflow", "db_pool_timeout", "db_wait_seconds")
     def _validate_pool(self, proposal: dict[str, object]) -> object:
         value = proposal["value"]
         name = proposal["trait"].name  # type: ignore[attr-defined]

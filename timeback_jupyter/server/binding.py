@@ -49,11 +49,15 @@ class KernelBinding:
         self._notebooks = notebooks
         # IOPub's signals are held and applied in order before the clock is read or changed
         # (held_signals): the stream's callback does no binding, tracker or clock work.
-        self.held = HeldSignals(self.on_kernel_signal, log=log)
+        self.held = HeldSignals(self.on_kernel_signal, apply_many=self.on_kernel_signals, log=log)
         service.catch_up = self.held.drain
         # A death is applied at once: kernel_reset applies what is held first.
         self.watcher = KernelWatcher(
-            kernel_manager, self.held.push, on_reset=self.on_kernel_signal, log=log
+            kernel_manager,
+            self.held.push,
+            hold=self.held,
+            on_reset=self.on_kernel_signal,
+            log=log,
         )
         self.tokens = tokens
         self._tasks = tasks
@@ -222,6 +226,19 @@ class KernelBinding:
             if checked is not None and time.monotonic() - checked < RECHECK_AFTER:
                 return  # found without an activity a moment ago
         self._tasks.spawn(self._dispatch(kernel_id, kind, at))
+
+    def on_kernel_signals(self, kernel_id: str, signals: list[tuple[float, str]]) -> None:
+        """A kernel's consecutive signals ``(at, kind)``, in order (from :attr:`held`): a known
+        kernel's run takes them in one call; otherwise each goes as :meth:`on_kernel_signal`."""
+        path = self.kernel_paths.get(kernel_id)
+        if path is None or not self.service.signals(path, signals):
+            for at, kind in signals:
+                self.on_kernel_signal(kernel_id, kind, at)
+            return
+        for _, kind in signals:
+            if kind == "kernel_reset":  # as on_kernel_signal does after applying it
+                self.sessions_changed(1.0)
+                break
 
     async def _dispatch(self, kernel_id: str, kind: str, at: float) -> None:
         # Kernel traffic is hot: use the binding kept fresh by rename events and the reconcile

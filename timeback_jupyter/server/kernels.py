@@ -1,9 +1,5 @@
-"""Watch each kernel's IOPub stream for student interaction, as jupyter_server's own activity
-watcher does: our own subscription per kernel, so kernel traffic is observed, never delayed.
-
-A ``status: busy`` whose parent is an ``execute_request`` is a cell the student ran; its
-``status: idle`` ends it. A ``status: busy`` whose parent is a ``comm_msg`` is a widget touched.
-Everything else (completions, inspections, kernel_info, the debugger) is not interaction.
+"""Watch each kernel's IOPub stream for student interaction (which messages are: iopub.py),
+riding on jupyter_server's own subscription, so kernel traffic is observed, never delayed.
 
 A kernel that dies says nothing on IOPub (the ``status: restarting``/``dead`` a browser sees
 are made up by Jupyter's websocket handler): its restarter's callbacks say it, within its poll
@@ -15,45 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from jupyter_client.session import Session
 
+from .iopub import DECODE, DELIM, read_raw
+from .iopub import Classifier as _Classifier
+
 KERNEL_ACTIONS_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
-# (parent msg_type, execution_state) -> clock signal kind
-_SIGNALS = {
-    ("execute_request", "busy"): "execute_start",
-    ("execute_request", "idle"): "execute_end",
-    ("comm_msg", "busy"): "comm",
-}
-_PARENTS = frozenset(parent for parent, _ in _SIGNALS)
-_RAW_SIGNALS = {(p.encode(), state.encode()): kind for (p, state), kind in _SIGNALS.items()}
-# A key and its string value in raw JSON. A quote inside a JSON string is escaped, so only a
-# real key matches (headers are flat); a value with an escape in it does not match, and is
-# decoded instead.
-_MSG_TYPE = re.compile(rb'"msg_type"\s*:\s*"([^"\\]*)"')
-_STATE = re.compile(rb'"execution_state"\s*:\s*"([^"\\]*)"')
-
-
-def _written(key: str, value: str) -> tuple[bytes, bytes]:
-    """``"key": "value"`` as json (Jupyter's default packer) and orjson (ipykernel's when it
-    is installed) write it; a quote inside a string is escaped, so only a real key matches."""
-    return f'"{key}": "{value}"'.encode(), f'"{key}":"{value}"'.encode()
-
-
-_STATUS = _written("msg_type", "status")
-_PARENT_WRITTEN = tuple(
-    (parent, _written("msg_type", parent)) for parent in dict.fromkeys(p for p, _ in _SIGNALS)
-)
-_STATE_WRITTEN = tuple((state, _written("execution_state", state)) for state in ("busy", "idle"))
-DELIM = b"<IDS|MSG>"  # jupyter_client.session.DELIM: identities end, the message begins
-_DECODE = "decode"  # _read_raw: the raw JSON does not tell, decode the message
 
 OnSignal = Callable[[str, str, float], None]  # (kernel_id, kind, at)
+
+
+class Hold(Protocol):
+    """Where statuses are held raw (held_signals.HeldSignals): appended to ``entries`` as
+    ``(kernel_id, read, parts, at)``, ``arm()`` called first when it is empty."""
+
+    entries: list[Any]
+
+    def arm(self) -> None: ...
+
+
 _SHARE_POLL = 0.05
 _SHARE_WAIT = 10.0  # then subscribe ourselves
 
@@ -64,6 +45,7 @@ class KernelWatcher:
         kernel_manager: Any,
         on_signal: OnSignal,
         *,
+        hold: Hold | None = None,
         on_reset: OnSignal | None = None,
         log: logging.Logger | None = None,
         now: Callable[[], float] = time.time,
@@ -72,6 +54,8 @@ class KernelWatcher:
         # IOPub's signals go to on_signal from inside Jupyter's callback (keep it small: the
         # server only holds them there, see held_signals); a kernel's death to on_reset.
         self._on_signal = on_signal
+        # Given, a status on Jupyter's shared stream is held there as it came, read later.
+        self._hold = hold
         self._on_reset = on_reset or on_signal
         self._log = log or logging.getLogger("timeback_jupyter.kernels")
         self._now = now
@@ -131,8 +115,8 @@ class KernelWatcher:
             # Jupyter's own watcher: read from its raw JSON where it has IOPub's usual shape.
             try:
                 if len(parts) > 6 and parts[1] == DELIM:  # one identity: the topic
-                    kind = _read_raw(parts[3], parts[4], parts[6])
-                    if kind is _DECODE:
+                    kind = read_raw(parts[3], parts[4], parts[6])
+                    if kind is DECODE:
                         kind = classify(parts, True)
                 else:
                     kind = classify(parts, True)
@@ -141,7 +125,8 @@ class KernelWatcher:
             except Exception:  # never let our observer raise into the kernel's stream
                 log.exception("timeback: bad IOPub message from kernel %s", kernel_id)
 
-        shared = _SharedStream.join(getattr(kernel, "_activity_stream", None), after_jupyter)
+        hold = None if self._hold is None else (self._hold, kernel_id, _reader(classify), now)
+        shared = _SharedStream.join(getattr(kernel, "_activity_stream", None), after_jupyter, hold)
         if shared is not None:
             self._streams[kernel_id] = shared
             return
@@ -229,76 +214,6 @@ class KernelWatcher:
             self.detach(kernel_id)
 
 
-class _Classifier:
-    """Which signal an IOPub message is, if any, for one kernel's session (see the module).
-
-    Runs for every message of every kernel: the session's unpacker is looked up once (a
-    traitlet), and the wire parts are split by hand."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self._unpack = session.unpack
-
-    def __call__(self, parts: list[bytes], verified: bool = False) -> str | None:
-        try:
-            fed = parts[parts.index(DELIM) + 1 :]
-        except ValueError:  # not a message: Jupyter's own error for it
-            _idents, fed = self._session.feed_identities(parts)
-        # Most IOPub traffic is output: a byte search of the raw header skips every message that
-        # cannot be a status (a miss costs nothing).
-        if len(fed) < 5 or b'"status"' not in fed[1]:
-            return None
-        unpack = self._unpack
-        if verified:
-            # Jupyter's own watcher has just checked this message's signature on the same
-            # stream: the three fields we need are read from the raw JSON, nothing is decoded.
-            kind = _read_raw(fed[1], fed[2], fed[4])
-            if kind is not _DECODE:
-                return kind
-            # not plain JSON: decode
-            if unpack(fed[1]).get("msg_type") != "status":
-                return None
-            parent_type = (unpack(fed[2]) or {}).get("msg_type")
-            if parent_type not in _PARENTS:
-                return None
-            return _SIGNALS.get((parent_type, unpack(fed[4]).get("execution_state")))
-        msg = self._session.deserialize(fed, content=False)
-        if msg["header"].get("msg_type") != "status":
-            return None
-        parent_type = (msg.get("parent_header") or {}).get("msg_type")
-        if parent_type not in _PARENTS:
-            return None
-        # Only now pay for the content: status messages are tiny.
-        state = unpack(msg["content"]).get("execution_state")
-        return _SIGNALS.get((parent_type, state))
-
-
-def _read_raw(header: bytes, parent: bytes, content: bytes) -> str | None:
-    """The signal a verified message is, read from its raw JSON parts; ``_DECODE`` when a
-    field is not there as plain JSON (a parent header that is ``{}``, an escape, another
-    packer), and the message must be decoded to tell.
-
-    A signal's three fields are first looked for as json and orjson write them (a byte
-    search each: a regular expression's match objects cost several times more in a running
-    server); anything else is read with the expressions."""
-    if _STATUS[0] in header or _STATUS[1] in header:
-        for parent_type, written in _PARENT_WRITTEN:
-            if written[0] in parent or written[1] in parent:
-                for state, said in _STATE_WRITTEN:
-                    if said[0] in content or said[1] in content:
-                        return _SIGNALS.get((parent_type, state))
-                break
-    msg_type = _MSG_TYPE.search(header)
-    if msg_type is None:
-        return _DECODE
-    if msg_type[1] != b"status":
-        return None
-    parent_type, state = _MSG_TYPE.search(parent), _STATE.search(content)
-    if parent_type is None or state is None:
-        return _DECODE
-    return _RAW_SIGNALS.get((parent_type[1], state[1]))
-
-
 class _SharedStream:
     """Our observer chained behind jupyter_server's own IOPub callback on its stream, told of
     every message that may be a status."""
@@ -313,11 +228,24 @@ class _SharedStream:
         return self._stream
 
     @classmethod
-    def join(cls, stream: Any, observer: Callable[[list[bytes]], None]) -> _SharedStream | None:
+    def join(
+        cls,
+        stream: Any,
+        observer: Callable[[list[bytes]], None],
+        hold: tuple[Hold, str, Callable[[list[bytes]], str | None], Callable[[], float]]
+        | None = None,
+    ) -> _SharedStream | None:
+        """Chain ``observer`` behind Jupyter's callback on ``stream``. With ``hold`` (where,
+        kernel id, reader, clock), a status in IOPub's usual shape is not observed but held
+        as it came, stamped, for the reader to tell later (held_signals)."""
         previous = getattr(stream, "_recv_callback", None)
         if stream is None or not callable(previous) or _closed(stream):
             return None
         shared = cls(stream, previous)
+        if hold is not None:
+            shared._chained = _holding(previous, observer, *hold)
+            stream.on_recv(shared._chained)
+            return shared
 
         def chained(parts: list[bytes]) -> None:
             # Jupyter's own bookkeeping first, exactly as before; a message it refuses (a bad
@@ -328,7 +256,7 @@ class _SharedStream:
             # own work: BENCHMARKS.md, kernel path). Only a status can be a signal: one in
             # IOPub's usual shape (one identity, the topic) whose header has no "status" in it
             # (most of the traffic: output) is let go in this one frame.
-            if len(parts) > 6 and parts[1] == DELIM and b'"status"' not in parts[3]:
+            if len(parts) > 6 and parts[1] == DELIM and parts[3].find(b'"status"') == -1:
                 return
             observer(parts)
 
@@ -342,6 +270,45 @@ class _SharedStream:
             self._stream
         ):
             self._stream.on_recv(self._previous)
+
+
+def _reader(classify: _Classifier) -> Callable[[list[bytes]], str | None]:
+    """Reads a status held as it came (in IOPub's usual shape), when it is applied."""
+
+    def read(parts: list[bytes]) -> str | None:
+        kind = read_raw(parts[3], parts[4], parts[6])
+        return classify(parts, True) if kind is DECODE else kind
+
+    return read
+
+
+def _holding(
+    previous: Callable[[list[bytes]], Any],
+    observer: Callable[[list[bytes]], None],
+    hold: Hold,
+    kernel_id: str,
+    read: Callable[[list[bytes]], str | None],
+    now: Callable[[], float],
+) -> Callable[[list[bytes]], None]:
+    """Jupyter's callback, then ours, in one frame for every message of IOPub's usual shape
+    (one identity, the topic): output is let go, a status is stamped and held unread. In a
+    running server this runs with the caches cold after Jupyter's own work on the message
+    (measured there: ~25 µs a status to read it and hold its signal, BENCHMARKS.md), so it
+    calls nothing but the clock and the list's append."""
+    entries, arm = hold.entries, hold.arm
+    append = entries.append
+
+    def chained(parts: list[bytes]) -> None:
+        previous(parts)  # Jupyter's own first; a message it refuses (bad signature) raises
+        if len(parts) > 6 and parts[1] == DELIM:
+            if parts[3].find(b'"status"') != -1:  # find: see iopub.read_raw
+                if not entries:
+                    arm()
+                append((kernel_id, read, parts, now()))
+            return
+        observer(parts)  # an unusual shape: read at once
+
+    return chained
 
 
 def _closed(stream: Any) -> bool:

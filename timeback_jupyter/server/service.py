@@ -306,6 +306,23 @@ class TimebackService:
             self.log.warning("timeback: %s", err)
         return True
 
+    def signals(self, path: str, signals: list[tuple[float, str]]) -> bool:
+        """A kernel's consecutive signals ``(at, kind)`` for the notebook's open run, in one
+        call; False if it has none open. Refused as a whole (the clock changes nothing then),
+        each is applied as :meth:`signal` applies it, with its own refusal."""
+        tracker = self.tracker
+        if tracker is None or self.problem:
+            return False
+        run_id = tracker.run_at(path)
+        if run_id is None:
+            return False
+        try:
+            tracker.signals(run_id, signals)
+        except Exception:
+            for at, kind in signals:
+                self.signal(path, kind, at)
+        return True
+
     def notebook_closed(self, path: str) -> None:
         """The notebook's kernel shut down: its run ends; opening it again starts one anew."""
         tracker = self.tracker

@@ -178,11 +178,13 @@ class Tracker:
     # ---- signals -------------------------------------------------------------------------
 
     def signal(self, run_id: str, kind: str, now: float | None = None) -> None:
-        if run_id not in self._targets:  # two per cell: the check inline, its refusal apart
-            self._live(run_id)
-        self.clock.signal(run_id, self._now() if now is None else now, kind)
-        if self.ticks.wake is not None:  # the ticker waits for a call (see Ticks)
-            self.ticks.called()
+        self.signals(run_id, [(self._now() if now is None else now, kind)])
+
+    def signals(self, run_id: str, signals: list[tuple[float, str]]) -> None:
+        """One run's consecutive signals ``(at, kind)``: each as ``signal``, or none if refused."""
+        self._targets.get(run_id) or self._live(run_id)  # the check inline, its refusal apart
+        self.clock.signals(run_id, signals)
+        self.ticks.called()  # the ticker may wait for a call (see Ticks)
 
     def presence(
         self,
