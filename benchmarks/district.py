@@ -45,6 +45,7 @@ from .common import ROOT, Result, say
 from .district_hub import CACHE, hub_dir, hub_students, stop_proxy
 from .district_parts import Lag, cpu_of, pg_pids, start_relay, start_standin
 from .district_plan import COMPLETION_EVERY, INTERVAL, STUDENTS
+from .district_probe import PgActivity, outbox_timings, relay_delta, scrape
 from .district_report import summarize
 
 TARGET_P99_MS = 100.0
@@ -56,6 +57,7 @@ AUTH_CACHE = 1800  # longer than the run: the first lookups are their own phase
 RELAY_BATCH = 200
 LEAD = 5.0
 FIRST_CAP = 900.0  # seconds: a hub this slow gives no figure worth waiting for
+RUN_ONLY = ("start", "cpu", "scrapes")  # a phase's keys of this run, not its parameters
 SETTLE_CAP = 180.0  # seconds: between paces, the outbox drained (or given up waiting for)
 
 
@@ -93,8 +95,13 @@ NOTES = [
     "events; the first envelope of each student is a single window (a server sends its "
     "first before it knows the pace). Per-request figures (latency, CPU per request) are "
     "per envelope.",
+    "Probes per paced phase (benchmarks/district_probe.py): each replica's Prometheus "
+    "metrics scraped at the phase's ends (group commits' size, wall, queue wait and thread "
+    "CPU; event-loop lag), pg_stat_activity sampled every 100 ms, and the outbox's events "
+    "made in the phase read back at the end (created -> claimed -> confirmed).",
     "CPU shares are each group's user+system time over the phase (relays: both "
-    "replicas; postgres: the postmaster and its children; generators: both "
+    "replicas; postgres: the postmaster and its children, looked up again at each phase's "
+    "ends so the backends of connections opened meanwhile count; generators: both "
     "processes), as a share of one core; the machine has two, shared with other "
     "work (the load average above).",
 ]
@@ -130,8 +137,12 @@ def wait_ready(tmp: Path, group: str, gens: list[Any], cap: float) -> None:
         time.sleep(0.2)
 
 
-def _drive(tmp: Path, phases: list[dict[str, Any]], gens: list[Any], pids: Any, lag: Lag) -> None:
-    """The first phase, then each pace's phases on the clock, CPU read at each phase's ends."""
+def _drive(
+    tmp: Path, phases: list[dict[str, Any]], gens: list[Any], pids: Any, lag: Lag,
+    look: Any = lambda: [],
+) -> None:  # fmt: skip
+    """The first phase, then each pace's phases on the clock, CPU (and ``look()``: the
+    relays' metrics) read at each phase's ends."""
     first = phases[0]
     first["start"] = time.time()
     first["cpu"] = [(first["start"], cpu_of(pids))]
@@ -149,9 +160,28 @@ def _drive(tmp: Path, phases: list[dict[str, Any]], gens: list[Any], pids: Any, 
         for phase in (p for p in phases if p["group"] == group):
             time.sleep(max(0.0, phase["start"] - time.time()))
             say(f"district: {group} {phase['name']} ({phase['seconds']:g} s)")
+            phase["scrapes"] = [look()]  # first: it also finds PostgreSQL's new backends
             phase["cpu"] = [(time.time(), cpu_of(pids))]
             time.sleep(max(0.0, phase["start"] + phase["seconds"] - time.time()))
+            phase["scrapes"].append(look())
             phase["cpu"].append((time.time(), cpu_of(pids)))
+
+
+def _probes(phases: list[dict[str, Any]], activity: PgActivity, db_url: str) -> dict[str, Any]:
+    """Per paced phase: PostgreSQL's waits, each relay's group commits and loop lag, and its
+    outbox events' waits for claim and confirmation (:mod:`.district_probe`)."""
+    paced = [p for p in phases if p.get("pace") is not None and "scrapes" in p]
+    key = {id(p): f"pace{p['pace']} {p['name']}" for p in paced}
+    windows = {key[id(p)]: (p["start"], p["start"] + p["seconds"]) for p in paced}
+    outbox = outbox_timings(db_url, windows)
+    return {
+        key[id(p)]: {
+            "postgres": activity.summary(*windows[key[id(p)]]),
+            "relays": [relay_delta(b, a) for b, a in zip(*p["scrapes"], strict=True)],
+            "outbox": outbox[key[id(p)]],
+        }
+        for p in paced
+    }
 
 
 def run(quick: bool = False) -> Result:
@@ -181,7 +211,8 @@ def run(quick: bool = False) -> Result:
             procs.append(standin)
             ports = [hub.relay_port, free_port()]
             options = (f"--Relay.auth_cache_seconds={AUTH_CACHE}",
-                       f"--Timeback.batch_size={RELAY_BATCH}", *relay_args)  # fmt: skip
+                       f"--Timeback.batch_size={RELAY_BATCH}",
+                       "--Relay.authenticate_prometheus=False", *relay_args)  # fmt: skip
             relays = [
                 start_relay(i, p, hub, standin_url, db_url, tmp, *options)
                 for i, p in enumerate(ports)
@@ -209,11 +240,20 @@ def run(quick: bool = False) -> Result:
             procs.extend(p for p, _ in gens)
             lag = Lag(db_url)
             lag.start()
+            activity = PgActivity(db_url)
+            activity.start()
             say(
                 f"district: phase first (every student's first envelope, {CONNECTIONS} in "
                 f"flight per replica per generator); then paces {pace_list} s"
             )
-            _drive(tmp, phases, gens, pids, lag)
+
+            def look() -> list[dict[str, Any]]:
+                # The backends of connections opened since (a pool's overflow, a lane's), so
+                # their CPU counts; one gone meanwhile is lost with its share.
+                pids["postgres"] = pg_pids(server)
+                return [scrape(p, PREFIX) for p in ports]
+
+            _drive(tmp, phases, gens, pids, lag, look)
             outs = []
             for proc, out_path in gens:
                 proc.wait(timeout=600)
@@ -221,6 +261,9 @@ def run(quick: bool = False) -> Result:
             time.sleep(4.0)  # the outbox's tail, for the lag series
             lag.stopping.set()
             lag.join(10)
+            activity.stopping.set()
+            activity.join(10)
+            probes = _probes(phases, activity, db_url)
             for i in range(len(relays)):
                 log = (tmp / f"relay{i}.log").read_text(errors="replace")
                 (CACHE / f"relay{i}.log.tail").write_text(log[-20000:])
@@ -238,6 +281,7 @@ def run(quick: bool = False) -> Result:
             shutil.rmtree(hub.tmp, ignore_errors=True)
             server.stop()
     metrics = summarize(phases, outs, lag.samples if lag else [], made_s)
+    metrics["probes"] = probes
     passed_at = [
         pace for pace, m in metrics["paces"].items()
         if (d := m["phases"]["district"])["p99_ms"] < TARGET_P99_MS and d["errors"] == 0
@@ -266,7 +310,7 @@ def run(quick: bool = False) -> Result:
             "auth_cache_seconds": AUTH_CACHE,
             "relay_batch_size": RELAY_BATCH,
             "relay_args": relay_args,
-            "phases": [{k: v for k, v in p.items() if k not in ("start", "cpu")} for p in phases],
+            "phases": [{k: v for k, v in p.items() if k not in RUN_ONLY} for p in phases],
         },
         metrics=metrics,
         notes=NOTES,

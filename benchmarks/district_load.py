@@ -40,6 +40,11 @@ class Phase:
         self.start = start
         self.record: dict[str, Any] = {"name": name, "sent": [], "latency": [], "events": 0,
                                        "errors": [], "refused": 0}  # fmt: skip
+        # The generator's own lateness, ms: how late each request was made (its event loop
+        # behind the schedule) and how late it went on a connection (that, plus waiting for
+        # a free one): what of a request's latency is not the relay's.
+        self.made_late: list[float] = []
+        self.sent_late: list[float] = []
         self.open = 0  # requests sent or waiting for a connection, not answered yet
         self.idle = asyncio.Event()
         self.idle.set()
@@ -88,6 +93,7 @@ class Connection(asyncio.Protocol):
 
     def send(self, request: Request) -> None:
         self.current = request
+        request[3].sent_late.append((time.time() - request[1]) * 1000)
         if self.transport is not None:
             self.transport.write(request[0])
         elif not self.connecting:
@@ -247,6 +253,7 @@ async def _open(
             if due >= until:
                 continue
             data, events = maker.request(s, due)
+            state.made_late.append((clock() - due) * 1000)
             pools[s.replica].submit((data, due, events, state))
             queue.append((due + interval, s))  # popped in time order, so appended in order
     if state.open:
@@ -256,6 +263,12 @@ async def _open(
     # of their latency), so a relay far behind cannot hide its tail by not answering.
     now = time.time()
     state.record["late_tasks"] = sum(pool.cut(now) for pool in pools)
+    for name, values in (("made_late_ms", state.made_late), ("sent_late_ms", state.sent_late)):
+        ordered = sorted(values)
+        state.record[name] = {
+            q: round(ordered[min(len(ordered) - 1, int(len(ordered) * f))], 2) if ordered else 0.0
+            for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+        }
     return state.record
 
 

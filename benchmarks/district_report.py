@@ -11,6 +11,7 @@ import statistics
 from typing import Any
 
 from .common import percentile
+from .district_probe import render as probe_lines
 
 TARGET_P99_MS = 100.0
 STUDENTS = 20_000
@@ -25,6 +26,10 @@ def _latency(values: list[float]) -> dict[str, float]:
         "p99_ms": percentile(values, 99),
         "max_ms": max(values),
     }
+
+
+def _worst(records: list[dict[str, Any]], name: str) -> dict[str, float]:
+    return {q: max(r.get(name, {}).get(q, 0.0) for r in records) for q in ("p50", "p99", "max")}
 
 
 def _phase(
@@ -66,6 +71,9 @@ def _phase(
         "refused_envelopes": sum(r["refused"] for r in records),
         "unanswered": unanswered,
         "generator_late_start_s": max(r.get("late_start_s", 0.0) for r in records),
+        # The generators' own lateness (worst generator): requests made late, and put on a
+        # connection late (that, plus waiting for a free one of the pool's).
+        **{f"generator_{name}": _worst(records, name) for name in ("made_late_ms", "sent_late_ms")},
         "cpu_share": cpu,
         "relay_cpu_us_per_event": cpu["relays"] * wall / max(events, 1) * 1e6,
         "relay_cpu_us_per_envelope": cpu["relays"] * wall / max(envelopes, 1) * 1e6,
@@ -199,6 +207,7 @@ def render(r: dict[str, Any]) -> str:
             f"{', '.join(f'{x:g}' for x in d['p99_per_5s'])}. Oldest pending outbox event "
             f"every 2 s (s): {', '.join(f'{x:g}' for x in d['outbox_age_series'])}.",
         ]
+    lines += probe_lines(r["metrics"].get("probes", {}))
     hub_ms = first["hub_cpu_ms_per_envelope"]
     lines += [
         "",

@@ -35,6 +35,7 @@ from .catalog import Catalog
 from .cookies import load_cookie_secret, new_cookie_secret
 from .database import RelayDatabase, open_relay_db
 from .db_wait import open_when_reachable
+from .forwarding import Forwarder
 from .handlers import MAX_BODY_BYTES, EventsHandler, Face, RelayHandler, routes
 from .ingest import Relay
 from .metrics import RelayMetrics
@@ -93,9 +94,12 @@ class RelayParts:
     resolver: ActorResolver | None
     credentials: Credentials | None
 
+    sink_closed: bool = False  # by the forwarder, on its own loop
+
     async def aclose(self) -> None:
         try:
-            await self.sink.aclose()
+            if not self.sink_closed:
+                await self.sink.aclose()
             if self.resolver is not None:
                 await self.resolver.aclose()
         finally:
@@ -136,7 +140,11 @@ def build_parts(
         resolver = ActorResolver.from_config(timeback, credentials, connection=connection)
     catalog = Catalog.load(settings.catalog, timeback.environment, timeback.oneroster_url)
     users = UserDirectory(settings.email_template, timeback.oneroster_url, resolver)
-    sink = make_sink(timeback, credentials, connection)
+    # The sink gets a connection of its own: it runs on the forwarder's event loop
+    # (relay/forwarding.py), the OneRoster lookup on the ingest's, and the official token
+    # manager is not for two loops. Both take the one token every replica shares.
+    sink_connection = None if credentials is None else Connection.from_config(timeback, credentials)
+    sink = make_sink(timeback, credentials, sink_connection)
     db = open_when_reachable(
         functools.partial(
             open_relay_db,
@@ -149,11 +157,17 @@ def build_parts(
     )
     try:
         relay = Relay(
-            db, catalog, users, timeback.xp_policy, unknown_activity=settings.unknown_activity
+            db,
+            catalog,
+            users,
+            timeback.xp_policy,
+            unknown_activity=settings.unknown_activity,
+            commit_lanes=settings.commit_lanes,
         )
         drainer = Drainer.from_config(relay.outbox, sink, timeback)
-        if connection is not None:
-            share_tokens(connection, db)  # one OAuth token for every replica on this database
+        for shared in (connection, sink_connection):
+            if shared is not None:  # one OAuth token for every replica on this database
+                share_tokens(shared, db)
     except BaseException:
         db.close()
         raise
@@ -236,11 +250,13 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
     cookie_secret = load_cookie_secret(settings.cookie_secret_file, environ)
     parts = build_parts(settings, timeback, environ)
     face = Face(parts.relay, auth, settings.service_name, parts.drainer, settings.send_every)
+    metrics = RelayMetrics(parts.db, parts.relay.now)
+    parts.relay.observe_commits(metrics.group_commit)
     app = make_app(
         face,
         settings.prefix,
         cookie_secret=cookie_secret,
-        metrics=RelayMetrics(parts.db, parts.relay.now),
+        metrics=metrics,
         authenticate_prometheus=settings.authenticate_prometheus,
     )
     if cookie_secret is None:
@@ -255,8 +271,11 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        await parts.drainer.recover()
-        delivering = asyncio.create_task(parts.drainer.run(), name="relay-drainer")
+        forwarder = Forwarder(parts.drainer, parts.sink)  # off this loop: relay/forwarding.py
+        forwarder.start()
+        parts.relay.notify = forwarder.notify
+        await forwarder.run()
+        probing = asyncio.create_task(metrics.probe_loop(), name="relay-loop-probe")
         LOG.info(
             "timeback relay %r listening on http://%s:%d%s, delivering to the %s sink",
             settings.service_name,
@@ -269,12 +288,13 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
         await stopping.wait()
         LOG.info("timeback relay stopping after %.0f s", time.monotonic() - started)
         server.stop()
-        with contextlib.suppress(Exception):
-            await parts.drainer.flush(timeout=2.0)
-        await parts.drainer.stop()
-        delivering.cancel()
+        try:
+            await forwarder.stop(flush_timeout=2.0)
+        finally:
+            parts.sink_closed = forwarder.sink_closed
+        probing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await delivering
+            await probing
     finally:
         server.stop()
         app.settings["ingest_traffic"].flush()  # the successes since the last summary line

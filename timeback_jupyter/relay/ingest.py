@@ -48,7 +48,7 @@ from ..identity import IdentityError
 from ..store import StoreError
 from ..xp import XpPolicy
 from . import incoming, records
-from .batching import GroupCommit
+from .batching import BatchTiming, GroupCommit
 from .catalog import Catalog
 from .database import RelayDatabase, RelayDatabaseUnavailable
 from .outbox import RelayOutbox
@@ -65,9 +65,16 @@ MAX_EVENTS = 1000  # per envelope (a server's drainer sends 50)
 # job, poll it: ~8 ms of CPU an event at 27 envelopes/s); a quarter second later it finds them
 # all and sends full batches. Timeback sees them at most this much later.
 NOTIFY_LINGER = 0.25
+# Group commits in flight at once per process on PostgreSQL (relay/batching.py: lanes), each
+# on a pooled connection of its own; SQLite has one writer, so one.
+COMMIT_LANES = 3
 STATUSES = ("accepted", "duplicate", "refused")
 # the hub user's name, their actor, the events read
 Envelope = tuple[str, Actor, list[incoming.Prepared]]
+
+
+def _user_of(envelope: Envelope) -> str:
+    return envelope[0]
 
 
 class InvalidEnvelope(ValueError):
@@ -122,11 +129,13 @@ class Relay:
         future_skew: float = FUTURE_SKEW,
         notify: Callable[[], None] | None = None,
         notify_linger: float = NOTIFY_LINGER,
+        commit_lanes: int | None = None,
     ) -> None:
         """``sensor`` overrides the envelope sensor of every forwarded event (default: each
         course's sensor in the catalog). ``notify`` (``drainer.notify``) is called
         ``notify_linger`` seconds after a commit that queued events, once for all the commits
-        meanwhile (0: at once, after each)."""
+        meanwhile (0: at once, after each). ``commit_lanes``: group commits in flight at once
+        (default :data:`COMMIT_LANES` on PostgreSQL; SQLite always 1)."""
         if unknown_activity not in ("zero", "refuse"):
             raise ValueError(
                 f"unknown_activity must be 'zero' or 'refuse', got {unknown_activity!r}"
@@ -151,9 +160,16 @@ class Relay:
         self.notify_linger = float(notify_linger)
         self._notify_due: asyncio.TimerHandle | None = None
         self.outbox = RelayOutbox(db, now=now)
-        # One transaction at a time in this process (SQLite has one writer anyway), holding
-        # every envelope that waited for it.
-        self._commits: GroupCommit[Envelope, list[dict[str, Any]]] = GroupCommit(self._apply)
+        # Each transaction holds every envelope that waited for it; on PostgreSQL a few at once,
+        # never two holding the same hub user (relay/batching.py).
+        lanes = 1 if db.dialect != "postgresql" else commit_lanes or COMMIT_LANES
+        self._commits: GroupCommit[Envelope, list[dict[str, Any]]] = GroupCommit(
+            self._apply, lanes=lanes, key=_user_of
+        )
+
+    def observe_commits(self, observe: Callable[[BatchTiming], None] | None) -> None:
+        """Call ``observe`` (on the event loop) with each group commit's timing."""
+        self._commits.observe = observe
 
     async def ingest(self, user: HubUser, envelope: Any) -> IngestResult:
         """Apply the rules to every event of ``envelope`` from ``user``, in one transaction.

@@ -5,6 +5,10 @@ Two kinds, and the difference matters with several replicas:
 
 - per process, counted as this replica serves: envelopes and events by outcome, ingest latency,
   seconds cut as overlapping, database errors. Sum them over replicas.
+- how this replica spends its time: each group commit's size, wall time, queue wait and
+  thread CPU (``relay/batching.py``), and the event loop's lag (how late a timer fires:
+  :meth:`RelayMetrics.probe_loop`), so a slow answer can be told apart as waiting for the
+  commit, for the queue before it, or for the loop.
 - of the shared store, read at scrape by a few indexed queries: outbox depth, the age of the
   oldest pending event, Timeback's jobs pending and failed, dead letters. Every replica reports
   the same value; take ``max`` over replicas, never ``sum``.
@@ -36,6 +40,7 @@ from prometheus_client import (
 )
 from tornado import web
 
+from .batching import BatchTiming
 from .database import RelayDatabase
 from .schema import dead_letters, jobs, outbox
 
@@ -46,6 +51,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 ENVELOPE_OUTCOMES = {200: "stored", 400: "invalid", 401: "unauthorized", 403: "forbidden",
                      413: "too_large", 503: "unavailable"}  # fmt: skip
 SCRAPE_TIMEOUT = 5.0
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LOOP_PROBE_EVERY = 0.1  # seconds between the loop-lag probe's timers
 
 
 class RelayMetrics:
@@ -86,6 +94,36 @@ class RelayMetrics:
             ["kind"],
             registry=r,
         )
+        self.commit_envelopes = Histogram(
+            "timeback_relay_group_commit_envelopes",
+            "Envelopes per group commit (one transaction) in this replica",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "timeback_relay_group_commit_duration_seconds",
+            "Wall time of a group commit's transaction (rules, statements, commit)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_wait = Histogram(
+            "timeback_relay_group_commit_wait_seconds",
+            "How long the oldest envelope of a group commit queued before it began",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_cpu = Counter(
+            "timeback_relay_group_commit_cpu_seconds",
+            "CPU time of the group commits' thread (the rest of their wall time is waiting)",
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "timeback_relay_event_loop_lag_seconds",
+            f"How late a timer set every {LOOP_PROBE_EVERY:g} s fires on this replica's event "
+            "loop (every request waits as long for its turn)",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
         self.outbox_events = Gauge(
             "timeback_relay_outbox_events",
             "Events in the shared outbox not yet delivered, by status (store-wide)",
@@ -122,6 +160,22 @@ class RelayMetrics:
         # Every driver error of this process, whoever ran the statement: no part of the relay
         # needs to remember to count.
         sa.event.listen(db.engine, "handle_error", self._db_error)
+
+    def group_commit(self, timing: BatchTiming) -> None:
+        """One group commit's timing (``Relay.observe_commits``)."""
+        self.commit_envelopes.observe(timing.size)
+        self.commit_seconds.observe(timing.wall)
+        self.commit_wait.observe(timing.wait)
+        self.commit_cpu.inc(timing.cpu)
+
+    async def probe_loop(self, every: float = LOOP_PROBE_EVERY) -> None:
+        """Until cancelled: sleep ``every`` s and record how much later than that the loop
+        woke (a request arriving meanwhile waited as long for its turn)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(every)
+            self.loop_lag.observe(max(0.0, loop.time() - asked - every))
 
     def _db_error(self, context: Any) -> None:
         # SQLAlchemy's class (OperationalError, IntegrityError...): the same few names for

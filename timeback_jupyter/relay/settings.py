@@ -77,6 +77,21 @@ class Relay(Configurable):
             raise TraitError(f"c.Relay.{name} must be at least {least}, got {value!r}")
         return value
 
+    commit_lanes = Int(
+        3,
+        help="PostgreSQL: ingest transactions (group commits) each relay process runs at once, "
+        "each on a pooled connection of its own and never two for the same hub user; keep it "
+        "below db_pool_size + db_max_overflow (the forwarder and the pages need connections "
+        "too). SQLite always runs one.",
+    ).tag(config=True)
+
+    @validate("commit_lanes")
+    def _validate_lanes(self, proposal: dict[str, object]) -> object:
+        value = proposal["value"]
+        if not isinstance(value, int) or not 1 <= value <= 32:
+            raise TraitError(f"c.Relay.commit_lanes must be 1 to 32, got {value!r}")
+        return value
+
     authenticate_prometheus = Bool(
         True,
         help="Ask for a hub token with the 'read:metrics' scope on /metrics (as "
