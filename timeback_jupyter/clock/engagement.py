@@ -266,12 +266,7 @@ class EngagementClock(Integration):
         it was last settled, so its figures are one addition away (call it right after
         ``tick``)."""
         self.before_call()
-        windows = []
-        for run in self._runs.values():
-            window = self._window_at_tick(run)
-            if window is not None:
-                windows.append(window)
-        return windows
+        return self._windows_at_tick()
 
     def runs(self) -> list[str]:
         return list(self._runs)

@@ -61,24 +61,27 @@ class Integration:
             # the student's active run is known that far without looking.
             group.now = group.ticked = max(group.now, now)
 
-    def _window_at_tick(self, run: RunState) -> tuple[str, float, float, float, float] | None:
-        """The run's open window up to where the last tick left its student (or further, where
-        a call since settled it), changing nothing; None when paused or holding no time."""
-        if run.paused:
-            return None
-        group = self._students[run.student]
-        active, inactive, end = run.active, run.inactive, run.settled
-        if end < group.ticked:
-            # Not due at the tick, nor called since: no window end, pause or change of hands
-            # on the way, so the time since its last settle is all of one kind.
-            if run is group.winner:
-                active += group.ticked - end
-            else:
-                inactive += group.ticked - end
-            end = group.ticked
-        if active <= 0 and inactive <= 0:
-            return None
-        return (run.id, run.start, end, active, inactive)
+    def _windows_at_tick(self) -> list[tuple[str, float, float, float, float]]:
+        """Each run's open window up to where the last tick left its student (or further, where
+        a call since settled it), changing nothing; none for a run paused or holding no time."""
+        windows = []
+        students = self._students
+        for run in self._runs.values():
+            if run.paused:
+                continue
+            group = students[run.student]
+            active, inactive, end = run.active, run.inactive, run.settled
+            if end < group.ticked:
+                # Not due at the tick, nor called since: no window end, pause or change of
+                # hands on the way, so the time since its last settle is all of one kind.
+                if run is group.winner:
+                    active += group.ticked - end
+                else:
+                    inactive += group.ticked - end
+                end = group.ticked
+            if active > 0 or inactive > 0:
+                windows.append((run.id, run.start, end, active, inactive))
+        return windows
 
     def _schedule(self, run: RunState, group: StudentState) -> None:
         """Put ``run`` on the due schedule as it now stands (after anything changed it)."""
