@@ -213,10 +213,9 @@ class Tracker:
     # ---- windows -------------------------------------------------------------------------
 
     def tick(self, now: float | None = None, *, record: bool = True) -> list[Window]:
-        """Close every window due by ``now`` and put its event in the outbox. Windows the store
-        could not take (locked, full disk) wait and go first next time, so a store that fails
-        for a while loses no time. With ``record=False`` they are only queued: the caller
-        writes them with :meth:`record_pending`, a few at a time."""
+        """Close every window due by ``now`` and put its event in the outbox; those a failing
+        store could not take wait and go first next time (no time lost). ``record=False`` only
+        queues them, for :meth:`record_pending` to write a few at a time."""
         now = self._now() if now is None else now
         windows = self.clock.tick(now)
         self._pending.add((w, self._targets[w.run_id]) for w in windows if not w.empty)
@@ -229,16 +228,14 @@ class Tracker:
         return windows
 
     def record_pending(self, limit: int) -> int:
-        """Write up to ``limit`` queued windows, oldest first; how many are still queued. Each
-        costs a commit and its event's build (tens of µs, BENCHMARKS.md), so the server writes
-        hundreds in slices and lets the event loop serve requests between them."""
+        """Write up to ``limit`` queued windows, oldest first; how many are still queued (each
+        costs tens of µs: the server writes hundreds in slices, serving requests between)."""
         self._record(limit=limit)
         return len(self._pending)
 
     def _record(self, *windows: Window | None, limit: int | None = None) -> None:
-        self._pending.add(
-            (w, self._targets[w.run_id]) for w in windows if w is not None and not w.empty
-        )
+        targets = self._targets
+        self._pending.add((w, targets[w.run_id]) for w in windows if w and not w.empty)
         if self._pending.write(self.store, self.actor, limit):
             self._notify()
         if self._pending:  # the store failed: the ticker retries them, even with no run left
@@ -258,10 +255,11 @@ class Tracker:
 
     def end_all(self, now: float | None = None) -> None:
         """:meth:`end` every live run (the server stops), with one tick for all of them."""
-        if self._targets:
-            self._end(list(self._targets), self._now() if now is None else now)
+        self._end(list(self._targets), self._now() if now is None else now)
 
     def _end(self, run_ids: list[str], now: float) -> None:
+        if not run_ids:
+            return
         self.tick(now, record=False)  # windows the clock closed since the last tick go first
         try:  # a store that fails keeps them all queued: the ticker retries them
             self._record(*[self.clock.close(run_id, now) for run_id in run_ids])
