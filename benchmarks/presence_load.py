@@ -402,6 +402,27 @@ def _idle_cpu(server: JupyterServer, seconds: float) -> float:
     return (cpu_seconds(server.pid) - before) / (time.monotonic() - wall)
 
 
+def runs_only(notebooks: int = 500, windows: int = 3) -> list[float]:
+    """Only the heartbeats-alone arm, for comparing builds: ``notebooks`` live runs started as
+    :func:`run` starts them, no reports, the server's CPU share over ``windows`` consecutive
+    spans of two heartbeat periods each (:func:`run` measures the first). Saves nothing:
+    ``python -m benchmarks.presence_load [NOTEBOOKS [WINDOWS]]`` prints the shares."""
+    with tempfile.TemporaryDirectory(prefix="tb-bench-runs-only-") as tmp:
+        workdir = Path(tmp)
+        root = workdir / "notebooks"
+        root.mkdir()
+        paths = [write_notebook(root, f"nb-{i:03d}.ipynb", {"activity": activity(i)}) for i in
+                 range(notebooks)]  # fmt: skip
+        with JupyterServer(workdir / "server", root, extension=True) as server:
+            server.wait_ready()
+            for path in paths:
+                r = server.http.post(
+                    "/timeback/api/runs", json={"path": path, "client": "jupyterlab"}
+                )
+                r.raise_for_status()
+            return [_idle_cpu(server, 2 * HEARTBEAT) for _ in range(windows)]
+
+
 def core_scaling(sizes: tuple[int, ...] = (1, 10, 100, 500), reports: int = 300) -> dict:
     """CPU per presence report in the core alone (Tracker.presence + describe, what the
     handler calls), by the number of live runs of the one student: no HTTP, no Jupyter."""
@@ -692,3 +713,8 @@ def render(r: dict[str, Any]) -> str:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
+
+
+if __name__ == "__main__":
+    shares = runs_only(*(int(a) for a in sys.argv[1:3]))
+    print("heartbeats alone, CPU share per window:", " ".join(f"{x:.2%}" for x in shares))

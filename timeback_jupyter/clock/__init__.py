@@ -22,7 +22,8 @@ reads a clock, so the same script always gives the same windows. At each instant
 State only changes at calls and at known instants (idle expiry, presence expiry, pause onset,
 window boundary), so time between calls is integrated exactly, piece by piece, with no
 per-second loop. The one-active rule couples a student's runs, but lazily: a call costs O(1) in
-the student's other runs (see the integration section); students are independent. What a call
+the student's other runs, and a tick settles only the runs due by its instant (see
+:mod:`.integration` and :mod:`.due`); students are independent. What a call
 learns arrives at its ``now``: an input reported late (``last_input`` in the past) makes the run
 recent from then on, it does not rewrite time already counted.
 """

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import fields
 
 from ..model import InvalidInput, Window, parse_run_id, require_text
+from .integration import Integration
 from .runs import (
     Reading,
     Report,
@@ -16,22 +17,20 @@ from .runs import (
     StudentState,
     as_time,
     checked_signals,
-    eligible,
     go_on,
     heed,
     key_of,
-    lapses_at,
-    next_end,
-    rank,
     restart,
-    settle,
     take_over,
     window_of,
 )
 
 
-class EngagementClock:
-    """Turns per-run signals into closed :class:`~timeback_jupyter.model.Window` s."""
+class EngagementClock(Integration):
+    """Turns per-run signals into closed :class:`~timeback_jupyter.model.Window` s.
+
+    How time is integrated between calls (lazily, settling on a due schedule) is
+    :mod:`.integration`; this is the calls."""
 
     def __init__(
         self,
@@ -43,15 +42,12 @@ class EngagementClock:
         running_cell_limit: float = 300.0,
         on_segment: SegmentHook | None = None,
     ) -> None:
-        self.rules = Rules(
+        rules = Rules(
             heartbeat_interval, idle_after, abandon_after, presence_ttl, running_cell_limit
         )
-        self._on_segment = on_segment
-        self._students: dict[str, StudentState] = {}
-        self._runs: dict[str, RunState] = {}
-        # Whole windows closed while advancing for a call other than tick(); tick() hands them out.
-        self._closed: list[Window] = []
+        super().__init__(rules, on_segment)
         self._seq = 0
+        self._gone: dict[str, RunState] = {}  # runs closed since the last tick
         # Called first by every call that reads or changes a run: a caller holding signals back
         # (the server queues kernel signals) applies them here, in order; it may call signal().
         self.before_call: Callable[[], None] = lambda: None
@@ -112,6 +108,7 @@ class EngagementClock:
         group.runs[key] = run
         self._runs[key] = run
         self._reconsider(group, run, t)
+        self._schedule(run, group)
 
     def signal(self, run_id: str, now: float, kind: str) -> None:
         """Kernel or browser activity: the student's ``execute_start``, ``comm`` (a widget) or
@@ -136,6 +133,9 @@ class EngagementClock:
                 group, t = self._reach(run, t)
                 heed(run, t, kind, rules)
                 self._reconsider(group, run, t)
+        # Once for the batch: nothing in it reads the due schedule (hand-overs put the runs
+        # they touch back themselves), and an execute_end can bring the run's lapse sooner.
+        self._schedule(run, group)
 
     def presence(
         self,
@@ -167,6 +167,7 @@ class EngagementClock:
             del run.sources[name]
         run.sources[source] = Report(visible=visible, focused=focused, at=t)
         self._reconsider(group, run, t)
+        self._schedule(run, group)
 
     def leave(self, run_id: str, source: str, now: float) -> None:
         """A tab closed (pagehide): its presence no longer counts."""
@@ -176,20 +177,23 @@ class EngagementClock:
         run.sources.pop(source, None)
         run.tracked = True
         self._reconsider(group, run, t)
+        self._schedule(run, group)
 
     def tick(self, now: float) -> list[Window]:
-        """Advance every run to ``now``; every window closed since the last tick, by end time.
+        """Advance every run to ``now``; every window closed since the last tick, by end time
+        (then start, then the order the runs were opened in: not the order they were settled in,
+        which depends on when each was last called).
 
-        This includes whole windows that closed while other calls advanced the clock.
+        This includes whole windows that closed while other calls advanced the clock. Only
+        the runs due by ``now`` are settled (see :mod:`.integration`): a tick costs what closes,
+        not what is open.
         """
         self.before_call()
-        now = as_time(now)
-        for group in self._students.values():
-            t = self._advance(group, now)
-            for run in group.runs.values():
-                self._settle(run, t, run is group.winner)
+        self._settle_due(as_time(now))
         closed, self._closed = self._closed, []
-        closed.sort(key=lambda w: (w.end, w.start))
+        runs, gone = self._runs, self._gone
+        closed.sort(key=lambda w: (w.end, w.start, (runs.get(w.run_id) or gone[w.run_id]).seq))
+        gone.clear()
         return closed
 
     def flush(self, run_id: str, now: float) -> Window | None:
@@ -200,23 +204,26 @@ class EngagementClock:
         time (or the run is paused).
         """
         run = self._get(run_id)
-        _, t = self._reach(run, as_time(now))
+        group, t = self._reach(run, as_time(now))
         if run.paused:
             return None
         window = window_of(run, t)
         restart(run, t)
+        self._schedule(run, group)
         return window
 
     def close(self, run_id: str, now: float) -> Window | None:
         """Flush, then forget the run (see :meth:`flush` about windows queued for tick)."""
         window = self.flush(run_id, now)
         run = self._runs.pop(key_of(run_id))
+        self._gone[run.id] = run  # its windows queued for tick are ordered by its open order
         group = self._students[run.student]
         del group.runs[run.id]
         if not group.runs:
             del self._students[run.student]
         elif group.winner is run:
             self._hand_over(group, self._pick(group, group.now), group.now, call=True)
+        self._due.put(run, None)  # last: the hand-over above put it back
         return window
 
     def state(self, run_id: str, now: float) -> Snapshot:
@@ -253,127 +260,25 @@ class EngagementClock:
 
     def settled_windows(self) -> list[tuple[str, float, float, float, float]]:
         """Each run's open window as the last :meth:`tick` left it: ``(run_id, start, end,
-        active, inactive)`` with ``end`` the tick's instant, for runs not paused whose window
-        holds time. What a checkpoint keeps: a read of the state, no integration, so it costs
-        about a microsecond a run (call it right after ``tick``)."""
+        active, inactive)`` with ``end`` the tick's instant (later for a run called since),
+        for runs not paused whose window holds time. What a checkpoint keeps: a read, changing
+        nothing; a run the tick did not settle (not due) has held time of one kind only since
+        it was last settled, so its figures are one addition away (call it right after
+        ``tick``)."""
         self.before_call()
-        return [
-            (run.id, run.start, run.settled, run.active, run.inactive)
-            for run in self._runs.values()
-            if not run.paused and (run.active > 0 or run.inactive > 0)
-        ]
+        return self._windows_at_tick()
 
     def runs(self) -> list[str]:
         return list(self._runs)
 
     def next_window_end(self) -> float | None:
-        """The earliest instant a window of a run not paused closes, as the last call or tick
-        left the runs (it may be past: a tick then closes it); None when every run is paused,
-        or none is open: then nothing changes until a call. What the server ticks by."""
+        """The earliest instant a tick has work, as the last call or tick left the runs: a
+        window of a run not paused closes, a run pauses, or a student's active run lapses (the
+        top of the due schedule, :mod:`.due`; it may be past: a tick then settles it, or a
+        little early: a tick then finds nothing to close). None when every run is paused, or
+        none is open: then nothing changes until a call. What the server ticks by."""
         self.before_call()
-        interval = self.rules.heartbeat_interval
-        return min(
-            (next_end(run, interval) for run in self._runs.values() if not run.paused),
-            default=None,
-        )
-
-    # ---- integration ---------------------------------------------------------------------
-    #
-    # Lazily, so a call costs O(1) in the student's other runs, not O(runs): between calls
-    # eligibility (seen and recent, not paused) can only lapse, never begin, and the ranking
-    # (last signal, open order) is fixed, so the active run changes only when the current one
-    # lapses, and only then do the others need looking at. A run's own time needs nothing but
-    # its status (active or not) since it was last settled: non-active time is inactive, so a
-    # run is settled (its windows closed, its pause noticed) only when its status changes, when
-    # it is called, and on tick.
-
-    def _reach(self, run: RunState, now: float) -> tuple[StudentState, float]:
-        """Advance the run's student to ``now`` and settle the run there, before a call."""
-        group = self._students[run.student]
-        t = self._advance(group, now)
-        self._settle(run, t, run is group.winner)
-        return group, t
-
-    def _advance(self, group: StudentState, until: float) -> float:
-        """Move the student's active run along to ``until`` (clamped: time never runs backwards)."""
-        until = max(until, group.now)
-        for at, new in self._handovers(group, until):
-            self._hand_over(group, new, at, call=False)
-        group.now = until
-        return until
-
-    def _handovers(
-        self, group: StudentState, until: float
-    ) -> Iterator[tuple[float, RunState | None]]:
-        """Each instant in (now, until] where the active run lapses, and who takes over."""
-        current = group.winner
-        while current is not None:
-            at = lapses_at(current, self.rules)
-            if at > until:
-                return
-            current = self._pick(group, at)
-            yield at, current
-
-    def _hand_over(
-        self, group: StudentState, new: RunState | None, at: float, *, call: bool
-    ) -> None:
-        """``new`` is the active run from ``at``. A pause due at that very instant comes first
-        after a ``call`` (the call found the run paused, so it restarts), but not when the
-        active run lapses then (taking over comes first: the run goes on)."""
-        old = group.winner
-        if old is not None and old is not new:
-            self._settle(old, at, True, at_end=False)
-        if new is not None and new is not old:
-            self._settle(new, at, False, at_end=not call)
-            take_over(new, at)
-        group.winner = new
-
-    def _reconsider(self, group: StudentState, run: RunState, t: float) -> None:
-        """After a call changed ``run`` at ``t``: is the student's active run still the same?"""
-        current = group.winner
-        if run is current:
-            if not eligible(run, t, self.rules):
-                self._hand_over(group, self._pick(group, t), t, call=True)
-        elif eligible(run, t, self.rules) and (current is None or rank(run) > rank(current)):
-            self._hand_over(group, run, t, call=True)
-
-    def _pick(self, group: StudentState, t: float) -> RunState | None:
-        """The student's active run at ``t``, when the current one lapses or leaves.
-
-        Paused runs are candidates too: one that is seen and recent (its tab in front, its
-        student typing) but was kept out by a fresher run takes over the moment that run
-        lapses, rather than at its own next report (see :func:`.runs.take_over`).
-        """
-        best: RunState | None = None
-        for run in group.runs.values():
-            if run is group.winner:
-                continue
-            if not eligible(run, t, self.rules):
-                continue
-            if best is None or rank(run) > rank(best):
-                best = run
-        return best
-
-    def _settle(
-        self,
-        run: RunState,
-        until: float,
-        winning: bool,
-        *,
-        at_end: bool | None = None,
-        out: list[Window] | None = None,
-    ) -> None:
-        """:func:`.runs.settle` with this clock's rules. Given ``out`` it is a trial on a copy
-        (for :meth:`reading`): closed windows go there, and no segment is reported."""
-        settle(
-            run,
-            until,
-            winning,
-            self.rules,
-            at_end=at_end,
-            out=self._closed if out is None else out,
-            hook=self._on_segment if out is None else None,
-        )
+        return self._due.top()
 
     def _get(self, run_id: str) -> RunState:
         # Callers pass the canonical id they were given: only another spelling needs parsing

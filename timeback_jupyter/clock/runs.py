@@ -96,6 +96,10 @@ class RunState:
     paused: bool = False
     tracked: bool = False  # ever had a presence report or a leave: no longer kernel-only
     sources: dict[str, Report] = field(default_factory=dict)
+    # Its entry in the clock's due schedule (:mod:`.due`): when, and the token that entry holds
+    # (an entry whose token is not the run's is stale); None and 0 when it has none.
+    due: float | None = None
+    token: int = 0
 
     def copy(self) -> RunState:
         # Reports are immutable, so a shallow copy of the dict is a full copy.
@@ -107,6 +111,9 @@ class StudentState:
     now: float  # the student's active run is known up to here (runs settle lazily)
     runs: dict[str, RunState] = field(default_factory=dict)
     winner: RunState | None = None  # the active run at ``now``
+    # Where the last tick left the student: every run not settled that far (not due then)
+    # holds, up to here, time of one kind only (see EngagementClock.settled_windows).
+    ticked: float = float("-inf")
 
 
 def settle(

@@ -27,10 +27,11 @@ class Ticks:
         self.wake: Callable[[], None] | None = None
 
     def next(self, now: float) -> float | None:
-        """When the tick next has work: a window of a run not paused closes, a checkpoint is
-        due (the first at once: it recovers what a process gone left), or windows the store
-        could not take wait (``now``). None when only a call can make work: every run paused,
-        or none open."""
+        """When the tick next has work: the clock's due schedule says a run has some (its window
+        closes, it pauses, or the active run lapses; read off the schedule's top, whatever
+        the number of runs), a checkpoint is due (the first at once: it recovers what a
+        process gone left), or windows the store could not take wait (``now``). None when only
+        a call can make work: every run paused, or none open."""
         ends = self._clock.next_window_end()
         checkpoint = self._checkpoints.next_due(live=ends is not None)
         due = [t for t in (ends, checkpoint) if t is not None]

@@ -213,17 +213,14 @@ class Tracker:
     # ---- windows -------------------------------------------------------------------------
 
     def tick(self, now: float | None = None, *, record: bool = True) -> list[Window]:
-        """Close every window due by ``now`` and put its event in the outbox.
-
-        Windows the store could not take (locked, full disk) are kept and written first next
-        time, so a store that fails for a while loses no time. With ``record=False`` they are
-        only queued: the caller writes them with :meth:`record_pending`, a few at a time.
-        """
+        """Close every window due by ``now`` and put its event in the outbox; those a failing
+        store could not take wait and go first next time (no time lost). ``record=False`` only
+        queues them, for :meth:`record_pending` to write a few at a time."""
         now = self._now() if now is None else now
         windows = self.clock.tick(now)
         self._pending.add((w, self._targets[w.run_id]) for w in windows if not w.empty)
         if record:
-            self._record(None)
+            self._record()
         recovered = self.checkpoints.recovered
         self.checkpoints.step(now, self.actor)  # open windows so far: what a kill -9 can lose
         if self.checkpoints.recovered > recovered:  # a process gone's windows, now queued
@@ -231,18 +228,14 @@ class Tracker:
         return windows
 
     def record_pending(self, limit: int) -> int:
-        """Write up to ``limit`` queued windows, oldest first; how many are still queued.
-
-        Each window costs a commit and its event's build (tens of microseconds, see
-        BENCHMARKS.md), so the server writes hundreds of windows in slices and lets the event
-        loop serve requests between them.
-        """
-        self._record(None, limit)
+        """Write up to ``limit`` queued windows, oldest first; how many are still queued (each
+        costs tens of µs: the server writes hundreds in slices, serving requests between)."""
+        self._record(limit=limit)
         return len(self._pending)
 
-    def _record(self, window: Window | None, limit: int | None = None) -> None:
-        if window is not None and not window.empty:
-            self._pending.add([(window, self._targets[window.run_id])])
+    def _record(self, *windows: Window | None, limit: int | None = None) -> None:
+        targets = self._targets
+        self._pending.add((w, targets[w.run_id]) for w in windows if w and not w.empty)
         if self._pending.write(self.store, self.actor, limit):
             self._notify()
         if self._pending:  # the store failed: the ticker retries them, even with no run left
@@ -250,25 +243,32 @@ class Tracker:
 
     @property
     def unrecorded(self) -> int:
-        """Windows closed but not yet in the store (the store is failing); bounded by
-        merging (:mod:`.pending`)."""
+        """Windows closed but not yet in the store (it fails); bounded (:mod:`.pending`)."""
         return len(self._pending)
 
     def end(self, run_id: str, now: float | None = None) -> Run:
         """Flush the open window and stop tracking; a stateful run can be resumed later."""
-        now = self._now() if now is None else now
         run = self.get(run_id)
         if run.id in self._targets:
-            self.tick(now)  # windows the clock closed since the last tick come first
-            self._record(self.clock.close(run.id, now))
-            self._forget(run.id)
-            if run.status == "active":
-                self.store.set_run_status(run.id, "ended", now)
+            self._end([run.id], self._now() if now is None else now)
         return self.get(run.id)
 
     def end_all(self, now: float | None = None) -> None:
-        for run_id in list(self._targets):
-            self.end(run_id, now)
+        """:meth:`end` every live run (the server stops), with one tick for all of them."""
+        self._end(list(self._targets), self._now() if now is None else now)
+
+    def _end(self, run_ids: list[str], now: float) -> None:
+        if not run_ids:
+            return
+        self.tick(now, record=False)  # windows the clock closed since the last tick go first
+        try:  # a store that fails keeps them all queued: the ticker retries them
+            self._record(*[self.clock.close(run_id, now) for run_id in run_ids])
+        finally:
+            for run_id in run_ids:
+                self._forget(run_id)  # the clock has let go of it
+        for run_id in run_ids:
+            if self.get(run_id).status == "active":
+                self.store.set_run_status(run_id, "ended", now)
 
     def _forget(self, run_id: str) -> None:
         self._targets.pop(run_id, None)
