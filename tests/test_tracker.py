@@ -250,6 +250,32 @@ def test_windows_survive_a_store_that_fails_for_a_while(store, now, monkeypatch)
     assert [seconds(e, "active") for e in time_spent(store, run.id)] == [15.0] * 4
 
 
+def test_a_ticks_slices_wake_the_drainer_once_all_are_written(store, now, monkeypatch):
+    """A wake per slice cost the drainer a drain per slice; one wake when the queue is
+    empty, and one when the store fails for what the slices before it wrote."""
+    wakes = []
+    tracker = make_tracker(store, now, notify=lambda urgent=False: wakes.append(urgent))
+    for i in range(3):
+        tracker.start(QUIZ, path=f"quiz-{i}.ipynb")
+    wakes.clear()
+    now.t += 60
+    tracker.tick(record=False)  # twelve windows queued
+    assert tracker.record_pending(limit=5) == 7 and wakes == []
+    real = store.record_windows
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "record_windows", locked)
+    with pytest.raises(sqlite3.OperationalError):
+        tracker.record_pending(limit=5)
+    assert wakes == [False]  # the five written before go out all the same
+    monkeypatch.setattr(store, "record_windows", real)
+    assert tracker.record_pending(limit=5) == 2 and wakes == [False]
+    assert tracker.record_pending(limit=5) == 0 and wakes == [False, False]
+    assert sum(e["type"] == "TimeSpentEvent" for e in store.events()) == 12
+
+
 def test_windows_can_be_written_a_slice_at_a_time_and_a_completion_waits_for_them(store, now):
     tracker = make_tracker(store, now)
     runs = [tracker.start(QUIZ, path=f"quiz-{i}.ipynb").run for i in range(3)]

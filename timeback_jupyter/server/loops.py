@@ -95,7 +95,7 @@ class Ticker:
             windows = tracker.tick(record=False)
             if tracker.unrecorded:
                 # a few windows per slice share a commit and stay within its budget
-                await in_slices(functools.partial(tracker.record_pending, limit=4))
+                await in_slices(functools.partial(tracker.record_pending, limit=16))
         except asyncio.CancelledError:
             raise
         except Exception as err:  # a failing store must not stop the loop or Jupyter

@@ -12,7 +12,7 @@ stretch, and the same seconds. Each merge is logged with what it did.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .. import caliper
 from ..model import Window
@@ -34,6 +34,7 @@ class PendingWindows:
         self.limit = max(2, limit)
         self._items: list[Pending] = []
         self.merged = 0  # windows folded into others since the start, for status and tests
+        self._unannounced = 0  # written since the drainer was last woken
 
     def __len__(self) -> int:
         return len(self._items)
@@ -47,21 +48,43 @@ class PendingWindows:
         if len(self._items) > self.limit:
             self._merge()
 
-    def write(self, store: Store, actor: caliper.Actor, limit: int | None = None) -> int:
+    def write(
+        self,
+        store: Store,
+        actor: caliper.Actor,
+        limit: int | None = None,
+        notify: Callable[[], None] = lambda: None,
+    ) -> int:
         """Write up to ``limit`` windows (all if None), oldest first, a batch per transaction
-        with its events; how many were written. A batch the store refuses stays, whole."""
+        with its events; how many were written. A batch the store refuses stays, whole.
+
+        ``notify`` (the drainer's wake) is called once the queue is empty, not per call: the
+        server writes a tick's windows in slices, and a wake per slice cost a drain (two
+        commits) per slice. Also when the store fails, for what earlier calls wrote."""
         written = 0
-        while self._items and (limit is None or written < limit):
-            size = RECORD_BATCH if limit is None else min(RECORD_BATCH, limit - written)
-            batch = self._items[:size]
-            events = [
-                (w, caliper.time_spent_event(w, w.run_id, actor, target), target.sensor)
-                for w, target in batch
-            ]
-            store.record_windows(events)  # all or none: on failure kept for later
-            del self._items[: len(batch)]
-            written += len(batch)
+        try:
+            while self._items and (limit is None or written < limit):
+                size = RECORD_BATCH if limit is None else min(RECORD_BATCH, limit - written)
+                batch = self._items[:size]
+                events = [
+                    (w, caliper.time_spent_event(w, w.run_id, actor, target), target.sensor)
+                    for w, target in batch
+                ]
+                store.record_windows(events)  # all or none: on failure kept for later
+                del self._items[: len(batch)]
+                written += len(batch)
+                self._unannounced += len(batch)
+        except Exception:
+            self._announce(notify)
+            raise
+        if not self._items:
+            self._announce(notify)
         return written
+
+    def _announce(self, notify: Callable[[], None]) -> None:
+        if self._unannounced:
+            self._unannounced = 0
+            notify()
 
     def _merge(self) -> None:
         before = len(self._items)

@@ -236,9 +236,8 @@ class Tracker:
     def _record(self, *windows: Window | None, limit: int | None = None) -> None:
         targets = self._targets
         self._pending.add((w, targets[w.run_id]) for w in windows if w and not w.empty)
-        if self._pending.write(self.store, self.actor, limit):
-            self._notify()
-        if self._pending:  # the store failed: the ticker retries them, even with no run left
+        self._pending.write(self.store, self.actor, limit, self._notify)
+        if self._pending:  # the store failed, or slices remain: the ticker carries on
             self.ticks.called()
 
     @property
