@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from timeback_jupyter import caliper
 from timeback_jupyter.config import ONEROSTER_BASE_URLS, parse_app_config
@@ -23,7 +24,7 @@ from timeback_jupyter.model import Activity, Completion, CourseRef, Window
 from timeback_jupyter.relay.catalog import Catalog
 from timeback_jupyter.relay.database import RelayDatabase, open_relay_db
 from timeback_jupyter.relay.ingest import Relay
-from timeback_jupyter.relay.schema import metadata
+from timeback_jupyter.relay.schema import active_spans, metadata
 from timeback_jupyter.relay.users import HubUser, UserDirectory
 from timeback_jupyter.testing.postgres import PostgresServer, postgres_server  # noqa: F401
 
@@ -240,3 +241,19 @@ def forwarded(relay: Relay) -> list[dict[str, Any]]:
 
 def roundtrip(event: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(event))
+
+
+def placed_ms(conn: sa.Connection, user: str, servers: int, windows: int) -> int:
+    """The user's forwarded active time in ms, checked: no two spans overlap, and all of it fits
+    between the first window's start and the last one's end (``servers`` sending ``windows``
+    windows of 15 s each, each server's clock 3 s after the previous one's)."""
+    rows = conn.execute(
+        sa.select(active_spans.c.start_ms, active_spans.c.end_ms)
+        .where(active_spans.c.user_name == user)
+        .order_by(active_spans.c.start_ms)
+    ).all()
+    for (_, end), (start, _) in itertools.pairwise(rows):
+        assert end <= start
+    placed = sum(e - s for s, e in rows)
+    assert 0 < placed <= (15 * windows + 3 * (servers - 1)) * 1000
+    return placed

@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from timeback_jupyter.relay.batching import BatchTiming, GroupCommit
-from timeback_jupyter.relay.schema import active_spans, received
+from timeback_jupyter.relay.schema import received
 from timeback_jupyter.relay.users import HubUser
 
-from .conftest import T0, Clock, envelope, make_relay, run_id, tse
+from .conftest import T0, Clock, envelope, make_relay, placed_ms, run_id, tse
 
 
 def _recording(log: list[tuple[str, list[tuple[str, int]]]], gate: threading.Event | None = None):
@@ -148,15 +148,7 @@ async def test_lanes_lose_nothing_and_never_overlap_one_users_time(relay_db_url)
         with relay.db.read() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(received)).scalar() == sent
             for student in students:
-                rows = conn.execute(
-                    sa.select(active_spans.c.start_ms, active_spans.c.end_ms)
-                    .where(active_spans.c.user_name == student.name)
-                    .order_by(active_spans.c.start_ms)
-                ).all()
-                for (_, end), (start, _) in itertools.pairwise(rows):
-                    assert end <= start
-                placed = sum(e - s for s, e in rows)
-                assert 0 < placed <= (15 * WINDOWS + 3 * (SERVERS - 1)) * 1000
+                placed = placed_ms(conn, student.name, SERVERS, WINDOWS)
                 record = relay.record(student)
                 assert round(record["active_seconds"] * 1000) == placed
                 total = record["active_seconds"] + record["cut_seconds"]

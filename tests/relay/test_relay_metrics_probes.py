@@ -19,7 +19,13 @@ from .conftest import T0, envelope, run_id, tse
 @pytest.mark.asyncio
 async def test_group_commits_are_counted_timed_and_sized(relay):
     metrics = RelayMetrics(relay.db, relay.now)
-    relay.observe_commits(metrics.group_commit)
+    seen = []  # each batch as the group commit reports it, beside what the metrics make of it
+
+    def observe(timing):
+        seen.append(timing)
+        metrics.group_commit(timing)
+
+    relay.observe_commits(observe)
 
     def value(name: str, **labels: str) -> float:
         return metrics.registry.get_sample_value(name, labels) or 0.0
@@ -28,13 +34,19 @@ async def test_group_commits_are_counted_timed_and_sized(relay):
         *(relay.ingest(HubUser(f"s{i}"), envelope(tse(run_id(), T0 + 15))) for i in range(12))
     )
     assert all(a.count("accepted") == 1 for a in answers)
+    assert max(t.size for t in seen) > 1  # they shared transactions
     batches = value("timeback_relay_group_commit_envelopes_count")
-    assert 1 <= batches < 12  # they shared transactions
+    assert batches == len(seen)
     assert value("timeback_relay_group_commit_envelopes_sum") == 12  # each in exactly one
-    assert value("timeback_relay_group_commit_duration_seconds_count") == batches
-    assert value("timeback_relay_group_commit_duration_seconds_sum") > 0
-    assert value("timeback_relay_group_commit_wait_seconds_count") == batches
-    assert value("timeback_relay_group_commit_cpu_seconds_total") > 0
+    assert value("timeback_relay_group_commit_duration_seconds_count") == len(seen)
+    assert value("timeback_relay_group_commit_duration_seconds_sum") == pytest.approx(
+        sum(t.wall for t in seen)
+    )
+    assert value("timeback_relay_group_commit_wait_seconds_count") == len(seen)
+    assert value("timeback_relay_group_commit_cpu_seconds_total") == pytest.approx(
+        sum(t.cpu for t in seen)
+    )
+    assert sum(t.cpu for t in seen) > 0
     relay.observe_commits(None)  # no observer: nothing more counted
     await relay.ingest(HubUser("late"), envelope(tse(run_id(), T0 + 15)))
     assert value("timeback_relay_group_commit_envelopes_sum") == 12
