@@ -128,6 +128,7 @@ def test_the_wheel_ships_the_migrations():
         "versions/0002_jobs.py",
         "versions/0003_spans_never_overlap.py",
         "versions/0004_replicas.py",
+        "versions/0005_outbox_pending_index.py",
     ):
         assert f"timeback_jupyter/relay/migrations/{name}" in names
 

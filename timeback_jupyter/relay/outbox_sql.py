@@ -14,12 +14,15 @@ from .dialect_sql import bind, per_dialect
 from .schema import jobs, outbox
 
 _p = bind
+# The status of a claim's rows as a constant, not a parameter: a prepared plan then knows it
+# and takes the index of pending events alone (ix_outbox_pending, revision 0005).
+PENDING = sa.literal_column("'pending'")
 
 
 # The first pending row no other claimer holds: its sensor is the batch's.
 FIRST_SENSOR = (
     sa.select(outbox.c.sensor)
-    .where(outbox.c.status == "pending")
+    .where(outbox.c.status == PENDING)
     .order_by(outbox.c.seq)
     .limit(1)
     .with_for_update(skip_locked=True)
@@ -30,7 +33,7 @@ FIRST_SENSOR = (
 # SQLite compiles no FOR UPDATE: its writers are serialized by BEGIN IMMEDIATE).
 _PICKED = (
     sa.select(outbox.c.seq)
-    .where(outbox.c.status == "pending", outbox.c.sensor == _p("p_sensor"))
+    .where(outbox.c.status == PENDING, outbox.c.sensor == _p("p_sensor"))
     .order_by(outbox.c.seq)
     .limit(_p("p_limit", type_=sa.Integer))
     .with_for_update(skip_locked=True)

@@ -118,6 +118,13 @@ outbox = sa.Table(
     sa.Column("claimed_by", sa.Integer, nullable=True),
     sa.Index("ix_outbox_status_seq", "status", "seq"),
     sa.Index("ix_outbox_job_id", "job_id"),
+    # The pending events alone, where every claim starts (revision 0005).
+    sa.Index(
+        "ix_outbox_pending",
+        "seq",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
 )
 
 # Timeback's jobs: every one the relay was answered with, and how it ended.

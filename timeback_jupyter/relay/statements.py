@@ -139,9 +139,14 @@ def batch_write(inserts: tuple[tuple[str, tuple[str, ...]], ...], adds: tuple[st
         table, key = metadata.tables[name], ADD_KEYS[name]
         shape = ", ".join(f"p_{k} {_pg_type(table.c[k])}" for k in key)
         match = " AND ".join(f"{name}.{k} = v.p_{k}" for k in key)
+        # The rows' first keys again as a list the table's index takes: the planner counts
+        # any recordset as 100 rows, and against that a hash join over the whole table looks
+        # cheaper than 100 index probes (measured: hub_users of 20,000 scanned per batch).
+        first = f"ANY(ARRAY(SELECT x->>'p_{key[0]}' FROM json_array_elements(%(a{i})s::json) x))"
         parts.append(
             f"a{i} AS (UPDATE {name} SET active_ms = {name}.active_ms + v.p_active, "
             f"cut_ms = {name}.cut_ms + v.p_cut FROM json_to_recordset(%(a{i})s::json) "
-            f"AS v({shape}, p_active BIGINT, p_cut BIGINT) WHERE {match})"
+            f"AS v({shape}, p_active BIGINT, p_cut BIGINT) WHERE {match} "
+            f"AND {name}.{key[0]} = {first})"
         )
     return f"WITH {', '.join(parts)} SELECT 1"

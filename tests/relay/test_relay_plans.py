@@ -1,0 +1,99 @@
+"""PostgreSQL's plans for the relay's hottest statements stay on indexes as tables grow.
+
+A prepared statement's generic plan cannot see its parameters, and PostgreSQL counts any JSON
+recordset as 100 rows: measured at the district's rate, the claim walked the outbox's primary
+key past every event already sent (~13 ms a claim at 100,000 events), and each batch's time
+updates scanned every hub user (~2.4 ms a batch at 20,000). Here the tables are filled as a
+district's would be, and the plans PostgreSQL makes for the statements as the relay sends
+them (generic, as a prepared statement's plan ends up) are read back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from timeback_jupyter.relay import outbox_sql
+from timeback_jupyter.relay.database import open_relay_db
+from timeback_jupyter.relay.statements import batch_write
+
+SENT, PENDING, USERS = 30_000, 40, 5_000
+
+
+def _generic_plan(conn: Any, text: str, values: dict[str, Any]) -> str:
+    """The generic plan of ``text`` (``%(name)s`` parameters) for ``values`` by name."""
+    import psycopg
+
+    names = re.findall(r"%\((\w+)\)s", text)
+    numbered = iter(range(1, len(names) + 1))
+    prepared = re.sub(r"%\((\w+)\)s", lambda _m: f"${next(numbered)}", text)
+    cur = psycopg.ClientCursor(conn.connection.driver_connection)
+    cur.execute("SET plan_cache_mode = force_generic_plan")
+    cur.execute(f"PREPARE probe AS {prepared}")
+    try:
+        marks = ", ".join(["%s"] * len(names))
+        cur.execute(f"EXPLAIN EXECUTE probe({marks})", [values[n] for n in names])
+        return "\n".join(row[0] for row in cur.fetchall())
+    finally:
+        cur.execute("DEALLOCATE probe")
+        cur.execute("RESET plan_cache_mode")
+
+
+def test_a_claim_starts_at_the_first_pending_event_however_many_were_sent(postgres_stores):
+    with open_relay_db(postgres_stores()) as db:
+        with db.write() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO outbox (event_id, user_name, kind, sensor, payload, status, "
+                "attempts, created_at, job_failures) SELECT 'e' || g, 'u', 'time_spent', 's', "
+                "'{}', CASE WHEN g > %(sent)s THEN 'pending' ELSE 'sent' END, 1, g, 0 "
+                "FROM generate_series(1, %(all)s) g",
+                {"sent": SENT, "all": SENT + PENDING},
+            )
+        with db.write() as conn:
+            conn.exec_driver_sql("ANALYZE outbox")
+            first = _generic_plan(conn, _pg(outbox_sql.FIRST_SENSOR), {"param_1": 1})
+            # with the values SQLAlchemy binds itself in the claim's SET
+            given = {"p_sensor": "s", "p_limit": 200, "p_now": 1.0, "p_key": 7,
+                     "status": "inflight", "attempts_1": 1, "job_id": None}  # fmt: skip
+            claim = _generic_plan(conn, _pg(outbox_sql.CLAIM), given)
+    # the claim's rows come from the pending events' index, not the primary key's walk
+    assert "ix_outbox_pending" in first and "outbox_pkey" not in first, first
+    assert "Index Scan using ix_outbox_pending" in claim, claim
+
+
+def _pg(statement: Any) -> str:
+    return str(statement.compile(dialect=postgresql.dialect()))
+
+
+def test_a_batchs_time_is_added_through_the_indexes_however_many_users(postgres_stores):
+    with open_relay_db(postgres_stores()) as db:
+        with db.write() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO hub_users (name, first_seen) "
+                "SELECT 'd' || g, 0 FROM generate_series(1, %(n)s) g",
+                {"n": USERS},
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO runs (user_name, run_id, course, activity, attempt, first_seen) "
+                "SELECT 'd' || (g %% %(n)s), md5(g::text)::uuid::text, 'c', 'a', 1, 0 "
+                "FROM generate_series(1, %(runs)s) g",
+                {"n": USERS, "runs": 2 * USERS},
+            )
+        with db.write() as conn:
+            conn.exec_driver_sql("ANALYZE hub_users")
+            conn.exec_driver_sql("ANALYZE runs")
+            text = batch_write((), ("runs", "hub_users"))
+            users = [f"d{n}" for n in (3, 99, 1234)]
+            runs = [{"p_user_name": u, "p_run_id": "r", "p_active": 1, "p_cut": 0} for u in users]
+            totals = [{"p_name": u, "p_active": 1, "p_cut": 0} for u in users]
+            plan = _generic_plan(conn, text, {"a0": json.dumps(runs), "a1": json.dumps(totals)})
+            conn.exec_driver_sql(text, {"a0": json.dumps(runs), "a1": json.dumps(totals)})
+            added = conn.execute(
+                sa.text("SELECT count(*) FROM hub_users WHERE active_ms = 1")
+            ).scalar_one()
+    assert "Seq Scan on hub_users" not in plan and "Seq Scan on runs" not in plan, plan
+    assert added == len(users)  # the statement still adds to exactly the batch's users
