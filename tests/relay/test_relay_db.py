@@ -129,6 +129,7 @@ def test_the_wheel_ships_the_migrations():
         "versions/0003_spans_never_overlap.py",
         "versions/0004_replicas.py",
         "versions/0005_outbox_pending_index.py",
+        "versions/0006_spans_exclusion_by_hash.py",
     ):
         assert f"timeback_jupyter/relay/migrations/{name}" in names
 
