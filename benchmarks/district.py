@@ -59,6 +59,9 @@ LEAD = 5.0
 FIRST_CAP = 900.0  # seconds: a hub this slow gives no figure worth waiting for
 RUN_ONLY = ("start", "cpu", "scrapes")  # a phase's keys of this run, not its parameters
 SETTLE_CAP = 180.0  # seconds: between paces, the outbox drained (or given up waiting for)
+# PostgreSQL as docs/jupyterhub.md tells a district to set it (its defaults are for a small
+# server: 128 MB of buffers, a checkpoint per GB of WAL); fsync and synchronous_commit stay on.
+PG_SETTINGS = {"shared_buffers": "2GB", "max_wal_size": "8GB", "checkpoint_timeout": "15min"}
 
 
 NOTES = [
@@ -74,6 +77,10 @@ NOTES = [
     "Latency is counted by the load generator from when an envelope was due (open loop: "
     "an envelope that waits for a free connection is late by that wait) to its answer, "
     "which the relay gives after the envelope's commit on PostgreSQL (fsync on).",
+    "PostgreSQL runs with the settings docs/jupyterhub.md gives a district ("
+    + ", ".join(f"{k} = {v}" for k, v in PG_SETTINGS.items())
+    + "; fsync and synchronous_commit on): with its defaults (128 MB of buffers) the "
+    "backends wrote most dirty pages out themselves at this load (pg_stat_bgwriter).",
     "Each student is pinned to one replica and posts to it directly, as servers would "
     "behind a Kubernetes Service; the hub's proxy is not on the path (through it each "
     "envelope costs configurable-http-proxy ~1 ms of CPU more: 'Relay ingest').",
@@ -202,7 +209,7 @@ def run(quick: bool = False) -> Result:
     procs: list[subprocess.Popen[Any]] = []
     with tempfile.TemporaryDirectory(prefix="tb-bench-district-") as tmp_name:
         tmp = Path(tmp_name)
-        server = PostgresServer(bindir).start()
+        server = PostgresServer(bindir, PG_SETTINGS).start()
         lag: Lag | None = None
         hub = Hub(hub_dir(n), free_port())
         try:

@@ -64,12 +64,19 @@ def free_port() -> int:
 
 class PostgresServer:
     """One cluster: ``start()``, ``create_database(name)`` -> URL, ``restart()`` (or
-    ``halt()`` then ``resume()``) for drills, ``stop()``."""
+    ``halt()`` then ``resume()``) for drills, ``stop()``. ``settings``: server settings beyond
+    the defaults (e.g. ``{"shared_buffers": "1GB"}``, as a deployment would tune them)."""
 
     host = "127.0.0.1"
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, settings: dict[str, str] | None = None) -> None:
         self.bindir = bindir
+        self.settings = dict(settings or {})
+        for name, value in self.settings.items():
+            if not name.replace("_", "").replace(".", "").isalnum() or any(
+                c.isspace() or c in "'\"" for c in str(value)
+            ):
+                raise ValueError(f"not a PostgreSQL setting: {name}={value!r}")
         self.root = Path(tempfile.mkdtemp(prefix="timeback-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
@@ -133,7 +140,7 @@ class PostgresServer:
             f"-c listen_addresses={self.host} -c port={self.port} -c fsync=on "
             f"-c synchronous_commit=on -c unix_socket_directories={self.root} "
             "-c max_connections=200"
-        )
+        ) + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
             "-w", "-t", "60", "-o", options, "start",
