@@ -62,6 +62,22 @@ CLAIM = (
     )
 )
 
+# The claim for a sink that posts events as stored (delivery/timeback.py send_stored): the
+# payload's JSON text as the column keeps it, not parsed by the driver (psycopg's json loader
+# was the claim's largest cost), and only what the batch needs besides.
+CLAIM_TEXTS = (
+    sa.update(outbox)
+    .where(outbox.c.seq.in_(_PICKED))
+    .values(
+        status="inflight",
+        attempts=outbox.c.attempts + 1,
+        claimed_at=_p("p_now"),
+        job_id=None,
+        claimed_by=_p("p_key"),
+    )
+    .returning(outbox.c.seq, outbox.c.event_id, sa.cast(outbox.c.payload, sa.Text))
+)
+
 NEW_JOB = sa.insert(jobs).values(
     job_id=_p("p_job"), state="pending", events=_p("p_events"), submitted_at=_p("p_now")
 )
@@ -80,6 +96,12 @@ ACK = per_dialect(
         .where(within(outbox.c.event_id, "p_ids"), outbox.c.status != "sent")
         .values(status="sent", sent_at=_p("p_now"), last_error=None)
     )
+)
+
+JOB_EVENTS = (
+    sa.select(outbox.c.event_id)
+    .where(outbox.c.job_id == _p("p_job"), outbox.c.status == "inflight")
+    .order_by(outbox.c.seq)
 )
 
 CONFIRM_EVENTS = (
