@@ -39,10 +39,14 @@ class RelayJobs:
         """Timeback accepted these inflight events as job ``job_id``: they wait for it."""
         ids = checked_ids(event_ids)
         job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
+        params = {"p_job": job_id, "p_events": len(ids), "p_now": self._now(), "p_ids": ids}
         with self.db.write() as conn:
-            conn.execute(sql.NEW_JOB, {"p_job": job_id, "p_events": len(ids), "p_now": self._now()})
-            if ids:
-                conn.execute(sql.CARRY[self.db.dialect], {"p_ids": ids, "p_job": job_id})
+            if self.db.dialect == "postgresql":
+                conn.execute(sql.RECORD_JOB, params)
+            else:
+                conn.execute(sql.NEW_JOB, params)
+                if ids:
+                    conn.execute(sql.CARRY["sqlite"], params)
         self._settled(ids)
 
     def jobs_pending(self) -> list[Job]:
@@ -77,9 +81,12 @@ class RelayJobs:
         """Job ``job_id`` completed: its events are delivered. Returns how many."""
         job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
         now = self._now()
+        params = {"p_job": job_id, "p_now": now}
         with self.db.write() as conn:
-            done = conn.execute(sql.CONFIRM_EVENTS, {"p_job": job_id, "p_now": now}).rowcount
-            conn.execute(sql.CONFIRM_JOB, {"p_job": job_id, "p_now": now})
+            if self.db.dialect == "postgresql":
+                return int(conn.execute(sql.CONFIRM, params).scalar_one())
+            done = conn.execute(sql.CONFIRM_EVENTS, params).rowcount
+            conn.execute(sql.CONFIRM_JOB, params)
         return int(done)
 
     def job_failed(

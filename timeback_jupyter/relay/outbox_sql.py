@@ -90,6 +90,11 @@ CARRY = per_dialect(
     )
 )
 
+# PostgreSQL: the job recorded and its events marked in one statement, one round trip (a
+# data-modifying WITH runs once, to completion, whether or not the rest reads it). SQLite
+# has no DML in WITH and no round trips: NEW_JOB then CARRY.
+RECORD_JOB = CARRY["postgresql"].add_cte(NEW_JOB.cte("new_job"))
+
 ACK = per_dialect(
     lambda within: (
         sa.update(outbox)
@@ -115,3 +120,7 @@ CONFIRM_JOB = (
     .where(jobs.c.job_id == _p("p_job"))
     .values(state="completed", settled_at=_p("p_now"))
 )
+
+# PostgreSQL: CONFIRM_EVENTS and CONFIRM_JOB in one statement, answering how many events.
+_CONFIRMED = CONFIRM_EVENTS.returning(outbox.c.seq).cte("confirmed")
+CONFIRM = sa.select(sa.func.count()).select_from(_CONFIRMED).add_cte(CONFIRM_JOB.cte("settled"))
