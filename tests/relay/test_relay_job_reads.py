@@ -1,6 +1,7 @@
 """What the relay's job checks read: the pending jobs, one row each and none per event they
 carry (a check comes every few drain steps, a job carries a whole batch); a failed or gone
-job's events, read when it is learned to have failed, in their order; on both backends."""
+job's events, read when it is learned to have failed, in their order; one status request per
+job that is done by its first look; on both backends."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from timeback_jupyter.config import Credentials
+from timeback_jupyter.delivery import Drainer, TimebackSink
 from timeback_jupyter.relay.ingest import Relay
+from timeback_jupyter.testing.standin import StandIn
 
 from .conftest import ADA, T0, envelope, run_id, tse
+
+CLIENT_ID, SECRET = "relay-job-reads-client", "relay-job-reads-secret"
 
 
 async def accept(relay: Relay, count: int) -> list[str]:
@@ -78,3 +84,21 @@ async def test_a_failed_jobs_events_are_read_then_sent_again_exactly_once(relay)
     # told twice (two replicas, a retried write), nothing is re-queued a second time
     assert outbox.job_failed("job-lost", "failed", limit=5) == ([], [])
     assert [i.event_id for i in outbox.claim_batch(10)] == ids[1:]
+
+
+@pytest.mark.asyncio
+async def test_a_backlog_asks_about_each_job_once_when_its_first_look_finds_it_done(relay, wall):
+    """Timeback answers one job per status request; a job done by its first look (after
+    ``job_poll_initial``) is asked about once, however many batches the drain sends."""
+    with StandIn(CLIENT_ID, SECRET) as api:
+        await accept(relay, 50)
+        sink = TimebackSink(
+            Credentials(CLIENT_ID, SECRET), base_url=api.url, auth_url=api.token_url
+        )
+        drainer = Drainer(relay.outbox, sink, batch_size=10, job_poll_initial=0.25, wall=wall)
+        report = await drainer.flush(timeout=30)
+        assert (report.sent, report.remaining) == (50, 0)
+        looks = [r for r in api.requests if r.path.startswith("/jobs/")]
+        assert len(api.jobs) == 5 and len(looks) == 5
+        await sink.aclose()
+        await drainer.stop()
