@@ -159,19 +159,16 @@ class RelayOutbox(RelayJobs):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
         self._alive()
+        params = {"p_limit": limit, "p_now": self._now(), "p_key": self.replica.key}
         with self.db.write() as conn:
-            first = conn.execute(sql.FIRST_SENSOR).first()
-            if first is None:
-                return None
-            params = {"p_sensor": first.sensor, "p_limit": limit, "p_now": self._now()}
-            claimed = conn.execute(sql.CLAIM_TEXTS, {**params, "p_key": self.replica.key})
-            rows = sorted(claimed, key=lambda r: r[0])  # RETURNING's order is not the seq's
+            rows = conn.execute(sql.CLAIM_TEXTS, params).all()
         if not rows:
             return None
+        rows = sorted(rows, key=lambda r: r[0])  # RETURNING's order is not the seq's
         ids = [r[1] for r in rows]
         with self._book:
             self._open.update(ids)
-        return StoredBatch(first.sensor, ids, [r[2] for r in rows], [])
+        return StoredBatch(rows[0][2], ids, [r[3] for r in rows], [])
 
     def inflight(self) -> list[OutboxItem]:
         """Claimed events no job of Timeback's carries yet: being sent, or sent with an

@@ -62,12 +62,23 @@ CLAIM = (
     )
 )
 
-# The claim for a sink that posts events as stored (delivery/timeback.py send_stored): the
-# payload's JSON text as the column keeps it, not parsed by the driver (psycopg's json loader
-# was the claim's largest cost), and only what the batch needs besides.
+# The claim for a sink that posts events as stored (delivery/timeback.py send_stored), in one
+# statement, one round trip: the first pending row no other claimer holds (FIRST_SENSOR, an
+# uncorrelated subquery: run once, locking that row) names the batch's sensor, and the rows
+# are returned with the payload's JSON text as the column keeps it, not parsed by the driver
+# (psycopg's json loader was the claim's largest cost).
 CLAIM_TEXTS = (
     sa.update(outbox)
-    .where(outbox.c.seq.in_(_PICKED))
+    .where(
+        outbox.c.seq.in_(
+            sa.select(outbox.c.seq)
+            .where(outbox.c.status == "pending", outbox.c.sensor == FIRST_SENSOR.scalar_subquery())
+            .order_by(outbox.c.seq)
+            .limit(_p("p_limit", type_=sa.Integer))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
     .values(
         status="inflight",
         attempts=outbox.c.attempts + 1,
@@ -75,7 +86,7 @@ CLAIM_TEXTS = (
         job_id=None,
         claimed_by=_p("p_key"),
     )
-    .returning(outbox.c.seq, outbox.c.event_id, sa.cast(outbox.c.payload, sa.Text))
+    .returning(outbox.c.seq, outbox.c.event_id, outbox.c.sensor, sa.cast(outbox.c.payload, sa.Text))
 )
 
 NEW_JOB = sa.insert(jobs).values(
