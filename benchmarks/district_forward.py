@@ -37,6 +37,8 @@ from .district_parts import cpu_of, pg_pids, start_standin
 
 STUDENTS = 200
 WARM_UP = 200
+# The sink's requests counted (send_stored: the relay's envelopes, posted as stored).
+_REQUESTS = ("send", "send_stored", "job_status", "exists")
 
 
 def _cpu() -> float:
@@ -99,7 +101,7 @@ async def _fill(parts: Any, events: list[tuple[str, dict[str, Any]]]) -> float:
 def _count(parts: Any, counts: dict[str, int]) -> None:
     """Count the sink's requests (sends, job polls, lookups) as they pass."""
     sink = parts.sink
-    for name in ("send", "job_status", "exists"):
+    for name in _REQUESTS:
         inner = getattr(sink, name)
 
         async def counted(*a: Any, _inner: Any = inner, _name: str = name) -> Any:
@@ -126,7 +128,7 @@ async def _drain(all_parts: list[Any], n: int, profile: str | None) -> dict[str,
     stats = all_parts[0].relay.outbox.stats()
     jobs = all_parts[0].relay.outbox.job_stats()
     for parts in all_parts:
-        for name in ("send", "job_status", "exists"):
+        for name in _REQUESTS:
             vars(parts.sink).pop(name, None)
     return {
         "cpu_s": cpu,

@@ -31,7 +31,7 @@ STORE_THREAD = "timeback-outbox"
 # What the drainer may ask of a store (delivery/ports.py and the local sink's fast paths).
 CALLS = (
     "claim_batch", "pending_batch", "stored_batch", "inflight", "ack", "release",
-    "dead_letter", "depth", "record_job", "jobs_pending", "confirm", "job_failed",
+    "dead_letter", "depth", "record_job", "jobs_pending", "job_events", "confirm", "job_failed",
     "stats", "job_stats",
 )  # fmt: skip
 
@@ -138,7 +138,7 @@ def test_a_whole_cycle_calls_the_store_only_on_its_thread_when_it_is_thread_safe
     seen = threads_by_call(calls)
     assert {
         "claim_batch", "inflight", "release", "ack", "record_job", "jobs_pending",
-        "job_failed", "confirm", "dead_letter", "depth",
+        "job_events", "job_failed", "confirm", "dead_letter", "depth",
     } <= seen.keys()  # fmt: skip
     expected = {STORE_THREAD} if thread_safe else {loop_thread[0]}
     assert seen == dict.fromkeys(seen, expected)
@@ -223,7 +223,7 @@ def test_a_job_recorded_after_its_drain_was_cancelled_is_still_followed(
             deadline = time.monotonic() + 10
             while not store.jobs_pending() and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            assert [job.event_ids for job in store.jobs_pending()] == [tuple(ids)]
+            assert [store.job_events(job.job_id) for job in store.jobs_pending()] == [ids]
             return await drainer.flush(timeout=20)
         finally:
             await drainer.stop()

@@ -97,7 +97,7 @@ async def test_the_relay_delivers_only_when_the_job_completes_and_never_resends_
     step = await d.drain_once()
     assert (step.sent, step.queued) == (0, 3)
     [job] = relay.outbox.jobs_pending()
-    assert job.event_ids == tuple(ids)
+    assert relay.outbox.job_events(job.job_id) == ids
     assert relay.outbox.stats()["inflight"] == 3 and relay.outbox.inflight() == []
     relay.outbox.release(ids, "must not be sent again while its job may succeed")
     assert relay.outbox.stats()["pending"] == 0  # a pending job's events are held
@@ -207,7 +207,7 @@ async def test_a_restarted_relay_drainer_follows_the_jobs_recorded_before(
     relay.db.close()
     with open_relay_db(relay_db_url()) as db:
         reopened = RelayOutbox(db, now=wall)
-        assert [j.event_ids for j in reopened.jobs_pending()] == [tuple(ids)]
+        assert [reopened.job_events(j.job_id) for j in reopened.jobs_pending()] == [ids]
         second = drainer(reopened, sink, wall)
         report = await second.flush(timeout=20)
         assert (report.sent, report.remaining) == (2, 0)
@@ -262,7 +262,7 @@ def _observe(out) -> tuple:
     stats, jobs = out.stats(), out.job_stats()
     return (
         [(i.event_id, i.attempts, i.claimed_at) for i in out.inflight()],
-        [(j.job_id, j.event_ids, j.submitted_at) for j in out.jobs_pending()],
+        [(j.job_id, out.job_events(j.job_id), j.submitted_at) for j in out.jobs_pending()],
         {k: stats[k] for k in ("pending", "inflight", "sent", "dead", "oldest_pending_age")},
         jobs,
         sorted((x.event_id, x.reason, x.at) for x in out.dead_letters()),

@@ -128,7 +128,7 @@ class JobWatcher:
         due = [j for j in pending if j.job_id not in self._polls or self._polls[j.job_id].due()]
         verdicts: list[JobVerdict] = []
         for job in due[:CHECKS_PER_STEP]:
-            verdict = await self._verdict(job.job_id, job.event_ids)
+            verdict = await self._verdict(job.job_id)
             if verdict is None:
                 self._poll(job.job_id).later()
             else:
@@ -138,7 +138,6 @@ class JobWatcher:
             if verdicts
             else []
         )
-        sizes = {job.job_id: len(job.event_ids) for job in pending}
         confirmed = resent = dead = 0
         for verdict, done in zip(verdicts, written, strict=True):
             self._polls.pop(verdict.job_id, None)
@@ -148,7 +147,7 @@ class JobWatcher:
                 self._log.warning(
                     "%s; of its %d event(s) %d were stored, %d go again, %d to dead letters",
                     verdict.detail,
-                    sizes[verdict.job_id],
+                    done.confirmed + len(done.again) + len(done.lost),
                     done.confirmed,
                     len(done.again),
                     len(done.lost),
@@ -160,13 +159,15 @@ class JobWatcher:
         self._next_due = self._now() + (math.inf if next_in is None else next_in)
         return JobsChecked(confirmed, resent, dead, next_in)
 
-    async def _verdict(self, job_id: str, event_ids: tuple[str, ...]) -> JobVerdict | None:
-        """What the sink says of a job; None while it is pending or cannot be told."""
+    async def _verdict(self, job_id: str) -> JobVerdict | None:
+        """What the sink says of a job; None while it is pending or cannot be told. Only a
+        job failed or gone has its events read (the store's ``job_events``), to look each up."""
         outcome = await self._ask(job_id)
         if outcome is None or outcome.state == "pending":
             return None
         if outcome.state == "completed":
             return JobVerdict(job_id)
+        event_ids = await self.store_thread.call(self.store.job_events, job_id)
         landed = await self._landed(event_ids)
         if landed is None:
             return None
@@ -187,7 +188,7 @@ class JobWatcher:
             self._log.warning("asking about job %s failed: %s", job_id, err)
             return None
 
-    async def _landed(self, event_ids: tuple[str, ...]) -> list[str] | None:
+    async def _landed(self, event_ids: list[str]) -> list[str] | None:
         """The events found stored upstream; None if one of them cannot be looked up now."""
         landed = []
         for event_id in event_ids:

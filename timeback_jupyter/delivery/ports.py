@@ -47,7 +47,14 @@ class OutboxPort(Protocol):
         """The sent events wait for job ``job_id`` (still inflight, never sent again meanwhile)."""
         ...
 
-    def jobs_pending(self) -> list[Job]: ...
+    def jobs_pending(self) -> list[Job]:
+        """The jobs not completed or failed yet, oldest first (no event read: see below)."""
+        ...
+
+    def job_events(self, job_id: str) -> list[str]:
+        """The inflight events job ``job_id`` carries, in their order: read only for a job
+        that failed or is gone, whose events are looked up one by one."""
+        ...
 
     def confirm(self, job_id: str) -> int:
         """The job completed: its events are delivered. Returns how many."""

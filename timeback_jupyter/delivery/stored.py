@@ -42,6 +42,17 @@ def takes_stored(sink: Any, store: Any) -> bool:
     )
 
 
+def posts_stored(sink: Any, store: Any) -> bool:
+    """Whether the drainer claims this sink's batches as stored (the payloads' JSON texts,
+    ``claim_stored``) and has the sink post them as they are (``send_stored``: the Timeback
+    sink, through the official transport): the relay's outbox, whose events the relay built.
+    The promise is the sink's own class's, as above: a subclass with another ``send`` is sent
+    dicts."""
+    return callable(vars(type(sink)).get("send_stored")) and callable(
+        getattr(store, "claim_stored", None)
+    )
+
+
 def deliver_stored(store: Any, sink: Any, limit: int, wall: Callable[[], float]) -> StoredStep:
     """On the store thread: the next batch, checked by ``sink`` and acknowledged, or set
     aside if refused; an empty step when nothing is pending. The store's errors propagate

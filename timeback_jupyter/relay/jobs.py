@@ -39,44 +39,54 @@ class RelayJobs:
         """Timeback accepted these inflight events as job ``job_id``: they wait for it."""
         ids = checked_ids(event_ids)
         job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
+        params = {"p_job": job_id, "p_events": len(ids), "p_now": self._now(), "p_ids": ids}
         with self.db.write() as conn:
-            conn.execute(sql.NEW_JOB, {"p_job": job_id, "p_events": len(ids), "p_now": self._now()})
-            if ids:
-                conn.execute(sql.CARRY[self.db.dialect], {"p_ids": ids, "p_job": job_id})
+            if self.db.dialect == "postgresql":
+                conn.execute(sql.RECORD_JOB, params)
+            else:
+                conn.execute(sql.NEW_JOB, params)
+                if ids:
+                    conn.execute(sql.CARRY["sqlite"], params)
         self._settled(ids)
 
     def jobs_pending(self) -> list[Job]:
-        """Jobs neither completed nor failed yet, oldest first, with the events they carry.
+        """Jobs neither completed nor failed yet, oldest first: one row per job, none per
+        event (a job's events are read only when it failed or is gone: :meth:`job_events`).
 
         With replicas (PostgreSQL), only the jobs of this replica's claims and of replicas
         gone (:mod:`.replicas`): a live replica follows its own jobs, and each job asked about
         by every replica cost each one a request and a confirm per job for nothing. A job that
         carries no inflight event any more is everyone's (confirming it changes nothing)."""
-        carried = sa.and_(outbox.c.job_id == jobs.c.job_id, outbox.c.status == "inflight")
-        query = (
-            sa.select(jobs.c.job_id, jobs.c.submitted_at, outbox.c.event_id)
-            .select_from(jobs.outerjoin(outbox, carried))
-            .where(
-                jobs.c.state == "pending",
-                sa.or_(outbox.c.event_id.is_(None), self.replica.mine_or_orphaned()),
+        query = sa.select(jobs.c.job_id, jobs.c.submitted_at).where(jobs.c.state == "pending")
+        if self.replica.key is not None:
+            carried = sa.and_(outbox.c.job_id == jobs.c.job_id, outbox.c.status == "inflight")
+            # A job's events are one claim's, so one replica's: either probe stops at a row.
+            query = query.where(
+                sa.or_(
+                    ~sa.exists().where(carried),
+                    sa.exists().where(carried, self.replica.mine_or_orphaned()),
+                )
             )
-            .order_by(jobs.c.submitted_at, jobs.c.job_id, outbox.c.seq)
-        )
-        found: dict[str, tuple[float, list[str]]] = {}
         with self.db.read() as conn:
-            for job_id, submitted_at, event_id in conn.execute(query):
-                _, ids = found.setdefault(job_id, (submitted_at, []))
-                if event_id is not None:
-                    ids.append(event_id)
-        return [Job(job_id, tuple(ids), at) for job_id, (at, ids) in found.items()]
+            rows = conn.execute(query.order_by(jobs.c.submitted_at, jobs.c.job_id)).all()
+        return [Job(job_id, at) for job_id, at in rows]
+
+    def job_events(self, job_id: str) -> list[str]:
+        """The inflight events job ``job_id`` carries, in their order."""
+        job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
+        with self.db.read() as conn:
+            return list(conn.execute(sql.JOB_EVENTS, {"p_job": job_id}).scalars())
 
     def confirm(self, job_id: str) -> int:
         """Job ``job_id`` completed: its events are delivered. Returns how many."""
         job_id = require_text(job_id, "job_id", _JOB_ID_LENGTH)
         now = self._now()
+        params = {"p_job": job_id, "p_now": now}
         with self.db.write() as conn:
-            done = conn.execute(sql.CONFIRM_EVENTS, {"p_job": job_id, "p_now": now}).rowcount
-            conn.execute(sql.CONFIRM_JOB, {"p_job": job_id, "p_now": now})
+            if self.db.dialect == "postgresql":
+                return int(conn.execute(sql.CONFIRM, params).scalar_one())
+            done = conn.execute(sql.CONFIRM_EVENTS, params).rowcount
+            conn.execute(sql.CONFIRM_JOB, params)
         return int(done)
 
     def job_failed(

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..model import InvalidInput
-from ..store import OUTBOX_STATUSES, DeadLetter, OutboxItem
+from ..store import OUTBOX_STATUSES, DeadLetter, OutboxItem, StoredBatch
 from . import outbox_sql as sql
 from .database import RelayDatabase
 from .jobs import RelayJobs
@@ -145,10 +145,30 @@ class RelayOutbox(RelayJobs):
                     "p_key": self.replica.key,
                 },
             ).all()
-        rows.sort(key=lambda r: r.seq)
+        rows = sorted(rows, key=lambda r: r.seq)
         with self._book:
             self._open.update(r.event_id for r in rows)
         return [_item(r) for r in rows]
+
+    def claim_stored(self, limit: int) -> StoredBatch | None:
+        """:meth:`claim_batch` for a sink that posts events as stored: the same claim, the
+        payloads as their JSON texts (none parsed). None when nothing is pending.
+
+        Every event in the relay's outbox was built by the relay (``caliper.events``, from
+        inputs the ingest checked: :mod:`.rules`), so none is ``unchecked``."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
+        self._alive()
+        params = {"p_limit": limit, "p_now": self._now(), "p_key": self.replica.key}
+        with self.db.write() as conn:
+            rows = conn.execute(sql.CLAIM_TEXTS, params).all()
+        if not rows:
+            return None
+        rows = sorted(rows, key=lambda r: r[0])  # RETURNING's order is not the seq's
+        ids = [r[1] for r in rows]
+        with self._book:
+            self._open.update(ids)
+        return StoredBatch(rows[0][2], ids, [r[3] for r in rows], [])
 
     def inflight(self) -> list[OutboxItem]:
         """Claimed events no job of Timeback's carries yet: being sent, or sent with an

@@ -65,6 +65,33 @@ CLAIM = (
     )
 )
 
+# The claim for a sink that posts events as stored (delivery/timeback.py send_stored), in one
+# statement, one round trip: the first pending row no other claimer holds (FIRST_SENSOR, an
+# uncorrelated subquery: run once, locking that row) names the batch's sensor, and the rows
+# are returned with the payload's JSON text as the column keeps it, not parsed by the driver
+# (psycopg's json loader was the claim's largest cost).
+CLAIM_TEXTS = (
+    sa.update(outbox)
+    .where(
+        outbox.c.seq.in_(
+            sa.select(outbox.c.seq)
+            .where(outbox.c.status == PENDING, outbox.c.sensor == FIRST_SENSOR.scalar_subquery())
+            .order_by(outbox.c.seq)
+            .limit(_p("p_limit", type_=sa.Integer))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(
+        status="inflight",
+        attempts=outbox.c.attempts + 1,
+        claimed_at=_p("p_now"),
+        job_id=None,
+        claimed_by=_p("p_key"),
+    )
+    .returning(outbox.c.seq, outbox.c.event_id, outbox.c.sensor, sa.cast(outbox.c.payload, sa.Text))
+)
+
 NEW_JOB = sa.insert(jobs).values(
     job_id=_p("p_job"), state="pending", events=_p("p_events"), submitted_at=_p("p_now")
 )
@@ -77,12 +104,23 @@ CARRY = per_dialect(
     )
 )
 
+# PostgreSQL: the job recorded and its events marked in one statement, one round trip (a
+# data-modifying WITH runs once, to completion, whether or not the rest reads it). SQLite
+# has no DML in WITH and no round trips: NEW_JOB then CARRY.
+RECORD_JOB = CARRY["postgresql"].add_cte(NEW_JOB.cte("new_job"))
+
 ACK = per_dialect(
     lambda within: (
         sa.update(outbox)
         .where(within(outbox.c.event_id, "p_ids"), outbox.c.status != "sent")
         .values(status="sent", sent_at=_p("p_now"), last_error=None)
     )
+)
+
+JOB_EVENTS = (
+    sa.select(outbox.c.event_id)
+    .where(outbox.c.job_id == _p("p_job"), outbox.c.status == "inflight")
+    .order_by(outbox.c.seq)
 )
 
 CONFIRM_EVENTS = (
@@ -96,3 +134,7 @@ CONFIRM_JOB = (
     .where(jobs.c.job_id == _p("p_job"))
     .values(state="completed", settled_at=_p("p_now"))
 )
+
+# PostgreSQL: CONFIRM_EVENTS and CONFIRM_JOB in one statement, answering how many events.
+_CONFIRMED = CONFIRM_EVENTS.returning(outbox.c.seq).cte("confirmed")
+CONFIRM = sa.select(sa.func.count()).select_from(_CONFIRMED).add_cte(CONFIRM_JOB.cte("settled"))

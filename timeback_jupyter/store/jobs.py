@@ -21,10 +21,10 @@ from .outbox import _ids, move_to_dead_letters
 
 @dataclass(frozen=True)
 class Job:
-    """A job of Timeback's not yet completed or failed, and the events waiting for it."""
+    """A job of Timeback's not yet completed or failed. The events waiting for it are read
+    only when it failed or is gone (``job_events``): a check of the pending jobs reads none."""
 
     job_id: str
-    event_ids: tuple[str, ...]
     submitted_at: float  # store clock
 
 
@@ -46,18 +46,21 @@ class JobStore(Database):
             )
 
     def jobs_pending(self) -> list[Job]:
-        """Jobs neither completed nor failed yet, oldest first, with the events they carry."""
+        """Jobs neither completed nor failed yet, oldest first."""
         rows = self._read(
-            "SELECT j.job_id, j.submitted_at, o.event_id FROM jobs j "
-            "LEFT JOIN outbox o ON o.job_id = j.job_id AND o.status = 'inflight' "
-            "WHERE j.state = 'pending' ORDER BY j.submitted_at, j.job_id, o.seq"
+            "SELECT job_id, submitted_at FROM jobs WHERE state = 'pending' "
+            "ORDER BY submitted_at, job_id"
         )
-        jobs: dict[str, tuple[float, list[str]]] = {}
-        for row in rows:
-            _, events = jobs.setdefault(row[0], (row[1], []))
-            if row[2] is not None:
-                events.append(row[2])
-        return [Job(job_id, tuple(ids), at) for job_id, (at, ids) in jobs.items()]
+        return [Job(row[0], row[1]) for row in rows]
+
+    def job_events(self, job_id: str) -> list[str]:
+        """The inflight events job ``job_id`` carries, in their order."""
+        job_id = require_text(job_id, "job_id", 500)
+        rows = self._read(
+            "SELECT event_id FROM outbox WHERE job_id = ? AND status = 'inflight' ORDER BY seq",
+            (job_id,),
+        )
+        return [row[0] for row in rows]
 
     def confirm(self, job_id: str) -> int:
         """Job ``job_id`` completed: its events are delivered. Returns how many."""
