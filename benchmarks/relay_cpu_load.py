@@ -66,6 +66,11 @@ class Load:
         events."""
         return self.maker.request(s, window_end)
 
+    def next_end(self, s: Student, base: float) -> float:
+        """When the last window of the student's next envelope ends, its windows following the
+        ones already sent (windows of a student never overlap: nothing of them is cut)."""
+        return base + INTERVAL * (s.beats + self.maker.windows)
+
     async def closed(self, connections: int, seconds: float | None, base: float) -> dict[str, Any]:
         """``connections`` clients back to back (``seconds`` None: every student once); student
         k's n-th window ends at ``base`` + 15 n s (an envelope's windows follow the last one's)."""
@@ -86,7 +91,7 @@ class Load:
                 if until is not None and time.monotonic() >= until:
                     break
                 s = order[i % len(order)]
-                request, n = self.request(s, base + INTERVAL * (s.beats + self.maker.windows))
+                request, n = self.request(s, self.next_end(s, base))
                 began = time.monotonic()
                 try:
                     status, answer = await conn.post(request)
