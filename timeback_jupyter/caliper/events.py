@@ -75,7 +75,7 @@ def time_spent_event(
         raise CaliperInputError("window", "must be a model.Window")
     run = checked_run_id(run_id, window.run_id, "window.run_id")
     active, inactive = seconds(window.active), seconds(window.inactive)
-    return _time_spent(run, window.end, False, active, inactive, actor, target, event_id)
+    return _time_spent(run, window.end, None, active, inactive, actor, target, event_id)
 
 
 def time_spent_event_ms(
@@ -110,7 +110,7 @@ def time_spent_event_ms(
         )
     run = checked_run_id(run_id, run_id, "window.run_id")
     active, inactive = active_ms / 1000, inactive_ms / 1000
-    return _time_spent(run, end_ms, True, active, inactive, actor, target, event_id)
+    return _time_spent(run, end_ms, end_ms, active, inactive, actor, target, event_id)
 
 
 def _end_ms(end_ms: int) -> str:
@@ -123,7 +123,7 @@ def _end_ms(end_ms: int) -> str:
 def _time_spent(
     run: str,
     end: float,
-    in_ms: bool,
+    end_ms: int | None,  # the same in whole ms, when it is
     active: float,
     inactive: float,
     actor: Actor,
@@ -135,7 +135,7 @@ def _time_spent(
         items.append({"type": "inactive", "value": inactive})
     the_id, metrics_id = event_ids(event_id)
     event = _head("TimeSpentEvent", "SpentTime", the_id, actor, target)
-    event["eventTime"] = _end_ms(end) if in_ms else iso_time(end, "window.end")
+    event["eventTime"] = iso_time(end, "window.end") if end_ms is None else _end_ms(end_ms)
     event["profile"] = "TimebackProfile"
     event["generated"] = {
         "id": metrics_id,
