@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -48,8 +49,22 @@ def child(job_path: str) -> None:
             )
 
     ingest.Relay._apply = timed  # type: ignore[method-assign]  (bound by each new Relay)
+    spent: dict[str, float] = {}  # RELAY_CPU_PARTS
+    if os.environ.get("RELAY_CPU_PARTS"):
+        _time_parts(spent)
 
     state["lags"] = []
+    state["gc"] = [0.0, 0, 0.0]  # seconds in the cyclic GC, collections, when the current began
+
+    def gc_timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            state.setdefault("gens", [0, 0, 0])[info["generation"]] += 1
+            state["gc"][2] = time.thread_time()
+        else:
+            state["gc"][0] += time.thread_time() - state["gc"][2]
+            state["gc"][1] += 1
+
+    gc.callbacks.append(gc_timed)
 
     async def probe() -> None:
         """How late a 10 ms sleep wakes: the time the event loop was held by other work (a
@@ -60,9 +75,11 @@ def child(job_path: str) -> None:
             state["lags"].append(time.perf_counter() - began - 0.01)
 
     def start_phase() -> None:
+        spent.clear()
         state["phase"] = Path(job["phase_file"]).read_text().strip()
         state["batches"] = []
         state["lags"] = []
+        state["gc"][:2] = [0.0, 0]
         if state["phase"] == job.get("profile_phase"):
             state["profile"] = cProfile.Profile(time.thread_time)
             state["profile"].enable()
@@ -70,7 +87,15 @@ def child(job_path: str) -> None:
     def end_phase() -> None:
         out = job["phase_file"] + "." + state.get("phase", "?")
         Path(out + ".part").write_text(
-            json.dumps({"batches": state["batches"], "lags": state["lags"]})
+            json.dumps(
+                {
+                    "batches": state["batches"],
+                    "lags": state["lags"],
+                    "gc": state["gc"][:2],
+                    "gens": state.get("gens"),
+                    "parts": spent,
+                }
+            )
         )
         os.replace(out + ".part", out + ".json")
         p = state.pop("profile", None)
@@ -99,6 +124,9 @@ def child(job_path: str) -> None:
         )
         server = httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES)
         server.listen(settings.port, settings.ip)
+        settle = getattr(ingest, "settle_heap", None)  # as serve() does (not in older code)
+        if settle is not None:
+            settle()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -118,6 +146,35 @@ def child(job_path: str) -> None:
             await ingest_only()
 
     asyncio.run(main())
+
+
+def _time_parts(parts: dict[str, float]) -> None:
+    """``RELAY_CPU_PARTS=1``: the CPU (of the thread that ran it) spent in each of a few parts
+    of the ingest, summed over the phase; a part inside another counts in both."""
+    from timeback_jupyter.relay import handlers, incoming, ingest, state
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*args: Any, **kw: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return fn(*args, **kw)
+            finally:
+                parts[label] = parts.get(label, 0.0) + time.thread_time() - began
+
+        setattr(owner, name, timed)
+
+    wrap(incoming, "prepare", "prepare")
+    wrap(ingest, "apply", "rules")
+    wrap(ingest, "lock_users", "sql_lock")
+    wrap(state.BatchState, "load", "sql_load")
+    wrap(state.BatchState, "flush", "sql_flush")
+    wrap(state.BatchState, "runs_of_activity", "sql_runs")
+    wrap(ingest.Relay, "_transaction", "transaction")
+    wrap(handlers.RelayHandler, "json_body", "json_body")
+    wrap(handlers.RelayHandler, "answer", "answer")
+    wrap(handlers.RelayHandler, "hub_user", "hub_user_sync")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The clients of :mod:`.relay_cpu`: students' envelopes over keep-alive HTTP/1.1 connections
-(:mod:`.district_envelopes`' envelope templates, one window each)."""
+(:mod:`.district_envelopes`' envelope templates: ``windows`` heartbeat windows each, as a server
+paced by the relay sends them; ``RELAY_CPU_WINDOWS`` in :mod:`.relay_cpu`)."""
 
 from __future__ import annotations
 
@@ -51,20 +52,28 @@ class Connection:
 class Load:
     """Students' envelopes over keep-alive connections to one relay."""
 
-    def __init__(self, port: int, path: str, students: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, port: int, path: str, students: list[tuple[str, str]], windows: int = 1
+    ) -> None:
         self.port, self.path = port, path
         self.students = [Student(n, t, 0, 0.0, 0.0) for n, t in students]
         for s in self.students:
             s.head = request_head(path, s.token)
-        self.maker = Maker(INTERVAL, COMPLETION_EVERY)
+        self.maker = Maker(INTERVAL, COMPLETION_EVERY, windows)
 
     def request(self, s: Student, window_end: float) -> tuple[bytes, int]:
-        """The student's next envelope (one window ending at ``window_end``) and its events."""
+        """The student's next envelope (its last window ending at ``window_end``) and its
+        events."""
         return self.maker.request(s, window_end)
+
+    def next_end(self, s: Student, base: float) -> float:
+        """When the last window of the student's next envelope ends, its windows following the
+        ones already sent (windows of a student never overlap: nothing of them is cut)."""
+        return base + INTERVAL * (s.beats + self.maker.windows)
 
     async def closed(self, connections: int, seconds: float | None, base: float) -> dict[str, Any]:
         """``connections`` clients back to back (``seconds`` None: every student once); student
-        k's n-th window ends at ``base`` + 15 n s."""
+        k's n-th window ends at ``base`` + 15 n s (an envelope's windows follow the last one's)."""
 
         latencies: list[float] = []
         events, errors = 0, []
@@ -82,7 +91,7 @@ class Load:
                 if until is not None and time.monotonic() >= until:
                     break
                 s = order[i % len(order)]
-                request, n = self.request(s, base + INTERVAL * (s.beats + 1))
+                request, n = self.request(s, self.next_end(s, base))
                 began = time.monotonic()
                 try:
                     status, answer = await conn.post(request)

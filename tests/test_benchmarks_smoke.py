@@ -14,6 +14,7 @@ import importlib
 import json
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,16 @@ def test_relay_cpu_generator_counts_what_the_relay_took(district) -> None:
     low = asyncio.run(load.open_loop(6.0, 1.0))
     assert (low["envelopes"], low["errors"]) == (6, 0), low
     assert sum(s.beats for s in load.students) >= warm["envelopes"] + back["envelopes"] + 6
+
+
+def test_relay_cpu_paced_envelopes_follow_each_other() -> None:
+    """RELAY_CPU_WINDOWS: an envelope of 4 windows ending 15 s apart, the next envelope's
+    first window 15 s after the last (none overlaps: the relay cuts nothing of them)."""
+    load = Load(1, PATH, [("ada", "token")], windows=4)
+    s, base, ends = load.students[0], 1_800_000_000.0, []
+    for _ in range(3):
+        request, n = load.request(s, load.next_end(s, base))
+        assert n == 4
+        body = json.loads(request.split(b"\r\n\r\n", 1)[1])
+        ends += [datetime.fromisoformat(e["eventTime"]).timestamp() for e in body["data"]]
+    assert ends == [base + 15.0 * (k + 1) for k in range(12)]

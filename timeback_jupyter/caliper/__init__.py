@@ -11,6 +11,7 @@ from .events import (
     envelope,
     stored_envelope,
     time_spent_event,
+    time_spent_event_ms,
 )
 from .inputs import CALIPER_DATA_VERSION, BuiltEvent
 from .reference import (
@@ -40,6 +41,7 @@ __all__ = [
     "official_time_spent_event",
     "stored_envelope",
     "time_spent_event",
+    "time_spent_event_ms",
     "user_url",
     "validate_event",
 ]

@@ -128,15 +128,20 @@ def iso_time(t: float, field: str = "time") -> str:
     # Integer milliseconds: float seconds would print 10:00:14.999 for 10:00:15. The date is
     # made once per day (datetime's formatting was a third of an event's build), the time of
     # day by arithmetic; tests/test_caliper_golden.py holds it equal to datetime's.
-    day, rest = divmod(round(t * 1000), 86_400_000)
     try:
-        date = _iso_day(day)
+        return iso_ms(round(t * 1000))
     except OverflowError:
         raise CaliperInputError(field, f"{t!r} is out of range") from None
+
+
+def iso_ms(ms: int) -> str:
+    """:func:`iso_time` of ``ms`` / 1000 for whole, non-negative milliseconds (unchecked;
+    OverflowError past the year 9999)."""
+    day, rest = divmod(ms, 86_400_000)
     hours, rest = divmod(rest, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     secs, millis = divmod(rest, 1000)
-    return f"{date}T{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}Z"
+    return f"{_iso_day(day)}T{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}Z"
 
 
 def activity_url(sensor: str, activity: Activity, course: Course) -> str:

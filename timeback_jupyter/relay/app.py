@@ -37,7 +37,7 @@ from .database import RelayDatabase, open_relay_db
 from .db_wait import open_when_reachable
 from .forwarding import Forwarder
 from .handlers import MAX_BODY_BYTES, EventsHandler, Face, RelayHandler, routes
-from .ingest import Relay
+from .ingest import Relay, settle_heap
 from .metrics import RelayMetrics
 from .pages import routes as page_routes
 from .settings import AUTH_CACHE_SECONDS  # noqa: F401  (re-exported: benchmarks read it here)
@@ -267,6 +267,7 @@ async def serve(settings: RelaySettings, timeback: Timeback, environ: Mapping[st
     server = httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES)
     try:
         server.listen(settings.port, settings.ip)
+        settle_heap()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

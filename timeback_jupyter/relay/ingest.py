@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -69,8 +70,22 @@ NOTIFY_LINGER = 0.25
 # on a pooled connection of its own; SQLite has one writer, so one.
 COMMIT_LANES = 3
 STATUSES = ("accepted", "duplicate", "refused")
+# Container allocations between the cyclic GC's young collections (Python's default: 700).
+# An envelope's JSON, rows and events are a few hundred containers freed by refcount; with the
+# default a collection ran every envelope or two, and the GC was a tenth of the relay's CPU.
+GC_YOUNG_THRESHOLD = 10_000
 # the hub user's name, their actor, the events read
 Envelope = tuple[str, Actor, list[incoming.Prepared]]
+
+
+def settle_heap() -> None:
+    """Once the relay has started: what startup made (modules, SQLAlchemy, tornado, the
+    catalog) is kept out of the cyclic GC's scans (``gc.freeze``), and the young generation is
+    collected every :data:`GC_YOUNG_THRESHOLD` allocations, not 700. Measured at saturation,
+    4 windows an envelope: the GC's CPU 50 -> under 1 us per event."""
+    gc.freeze()
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
 
 
 def _user_of(envelope: Envelope) -> str:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from .. import caliper
 from ..caliper import Actor
 from ..config import Course
-from ..model import Activity, Completion, InvalidInput, Window
+from ..model import Activity, Completion, InvalidInput
 from ..xp import XpOutcome, XpPolicy, award_xp
 from . import incoming, spans
 from .catalog import Catalog
@@ -227,8 +227,9 @@ def _time_spent(
     inactive_fwd = min(inactive_ms, length - forwarded)
     event = None
     if forwarded or inactive_fwd:
-        window = Window(parsed.run_id, lo / 1000, hi / 1000, forwarded / 1000, inactive_fwd / 1000)
-        event = caliper.time_spent_event(window, parsed.run_id, turn.actor, target, event_id=p.key)
+        event = caliper.time_spent_event_ms(
+            parsed.run_id, lo, hi, forwarded, inactive_fwd, turn.actor, target, event_id=p.key
+        )
     # Nothing refuses the event from here on: its changes are made.
     _record_run(turn, parsed, course, run)
     if placed:
