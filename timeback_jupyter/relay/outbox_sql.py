@@ -41,18 +41,21 @@ _PICKED = (
 )
 
 
+# What a claim sets on its rows: inflight since now, by this replica, with no job yet.
+_CLAIMED = {
+    "status": "inflight",
+    "attempts": outbox.c.attempts + 1,
+    "claimed_at": _p("p_now"),
+    "job_id": None,
+    "claimed_by": _p("p_key"),
+}
+
 # The claim in one statement: the rows picked, locked, marked inflight and returned (no
 # separate read of the rows, then update by their seqs). RETURNING's order is not the seq's.
 CLAIM = (
     sa.update(outbox)
     .where(outbox.c.seq.in_(_PICKED))
-    .values(
-        status="inflight",
-        attempts=outbox.c.attempts + 1,
-        claimed_at=_p("p_now"),
-        job_id=None,
-        claimed_by=_p("p_key"),
-    )
+    .values(**_CLAIMED)
     .returning(
         outbox.c.seq,
         outbox.c.event_id,
@@ -82,13 +85,7 @@ CLAIM_TEXTS = (
             .scalar_subquery()
         )
     )
-    .values(
-        status="inflight",
-        attempts=outbox.c.attempts + 1,
-        claimed_at=_p("p_now"),
-        job_id=None,
-        claimed_by=_p("p_key"),
-    )
+    .values(**_CLAIMED)
     .returning(outbox.c.seq, outbox.c.event_id, outbox.c.sensor, sa.cast(outbox.c.payload, sa.Text))
 )
 
