@@ -75,7 +75,8 @@ def time_spent_event(
         raise CaliperInputError("window", "must be a model.Window")
     run = checked_run_id(run_id, window.run_id, "window.run_id")
     active, inactive = seconds(window.active), seconds(window.inactive)
-    return _time_spent(run, window.end, None, active, inactive, actor, target, event_id)
+    when = iso_time(window.end, "window.end")
+    return _time_spent(run, when, active, inactive, actor, target, event_id)
 
 
 def time_spent_event_ms(
@@ -109,21 +110,16 @@ def time_spent_event_ms(
             f"active {active_ms!r}, inactive {inactive_ms!r}",
         )
     run = checked_run_id(run_id, run_id, "window.run_id")
-    active, inactive = active_ms / 1000, inactive_ms / 1000
-    return _time_spent(run, end_ms, end_ms, active, inactive, actor, target, event_id)
-
-
-def _end_ms(end_ms: int) -> str:
     try:
-        return iso_ms(end_ms)
+        when = iso_ms(end_ms)
     except OverflowError:
         raise CaliperInputError("window.end", f"{end_ms / 1000!r} is out of range") from None
+    return _time_spent(run, when, active_ms / 1000, inactive_ms / 1000, actor, target, event_id)
 
 
 def _time_spent(
     run: str,
-    end: float,
-    end_ms: int | None,  # the same in whole ms, when it is
+    event_time: str,  # the window's end, ISO 8601 in ms
     active: float,
     inactive: float,
     actor: Actor,
@@ -135,7 +131,7 @@ def _time_spent(
         items.append({"type": "inactive", "value": inactive})
     the_id, metrics_id = event_ids(event_id)
     event = _head("TimeSpentEvent", "SpentTime", the_id, actor, target)
-    event["eventTime"] = iso_time(end, "window.end") if end_ms is None else _end_ms(end_ms)
+    event["eventTime"] = event_time
     event["profile"] = "TimebackProfile"
     event["generated"] = {
         "id": metrics_id,

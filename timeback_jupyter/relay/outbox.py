@@ -128,9 +128,7 @@ class RelayOutbox(RelayJobs):
         Marked and committed before returning: after a crash they are found by
         :meth:`inflight`, never silently sent twice or forgotten.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
-        self._alive()
+        self._claiming(limit)
         with self.db.write() as conn:
             # The first row another claimer does not hold: its sensor is the batch's.
             first = conn.execute(sql.FIRST_SENSOR).first()
@@ -146,8 +144,7 @@ class RelayOutbox(RelayJobs):
                 },
             ).all()
         rows = sorted(rows, key=lambda r: r.seq)
-        with self._book:
-            self._open.update(r.event_id for r in rows)
+        self._opened([r.event_id for r in rows])
         return [_item(r) for r in rows]
 
     def claim_stored(self, limit: int) -> StoredBatch | None:
@@ -156,9 +153,7 @@ class RelayOutbox(RelayJobs):
 
         Every event in the relay's outbox was built by the relay (``caliper.events``, from
         inputs the ingest checked: :mod:`.rules`), so none is ``unchecked``."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
-        self._alive()
+        self._claiming(limit)
         params = {"p_limit": limit, "p_now": self._now(), "p_key": self.replica.key}
         with self.db.write() as conn:
             rows = conn.execute(sql.CLAIM_TEXTS, params).all()
@@ -166,9 +161,18 @@ class RelayOutbox(RelayJobs):
             return None
         rows = sorted(rows, key=lambda r: r[0])  # RETURNING's order is not the seq's
         ids = [r[1] for r in rows]
-        with self._book:
-            self._open.update(ids)
+        self._opened(ids)
         return StoredBatch(rows[0][2], ids, [r[3] for r in rows], [])
+
+    def _claiming(self, limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput("limit", f"must be an integer >= 1, got {limit!r}")
+        self._alive()  # the replica's lock taken again first, if the database dropped it
+
+    def _opened(self, event_ids: list[str]) -> None:
+        """These events are this replica's open claims now (see :meth:`inflight`)."""
+        with self._book:
+            self._open.update(event_ids)
 
     def inflight(self) -> list[OutboxItem]:
         """Claimed events no job of Timeback's carries yet: being sent, or sent with an

@@ -8,6 +8,8 @@ SQLite an ``IN (...)`` list. Parameters are named ``p_*`` so they never shadow a
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from .dialect_sql import bind, per_dialect
@@ -29,16 +31,17 @@ FIRST_SENSOR = (
 )
 
 
-# The oldest pending rows of the batch's sensor that no other claimer holds (SKIP LOCKED;
-# SQLite compiles no FOR UPDATE: its writers are serialized by BEGIN IMMEDIATE).
-_PICKED = (
-    sa.select(outbox.c.seq)
-    .where(outbox.c.status == PENDING, outbox.c.sensor == _p("p_sensor"))
-    .order_by(outbox.c.seq)
-    .limit(_p("p_limit", type_=sa.Integer))
-    .with_for_update(skip_locked=True)
-    .scalar_subquery()
-)
+# The oldest pending rows of ``sensor`` that no other claimer holds (SKIP LOCKED; SQLite
+# compiles no FOR UPDATE: its writers are serialized by BEGIN IMMEDIATE).
+def _picked(sensor: Any) -> Any:
+    return (
+        sa.select(outbox.c.seq)
+        .where(outbox.c.status == PENDING, outbox.c.sensor == sensor)
+        .order_by(outbox.c.seq)
+        .limit(_p("p_limit", type_=sa.Integer))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
 
 
 # What a claim sets on its rows: inflight since now, by this replica, with no job yet.
@@ -54,7 +57,7 @@ _CLAIMED = {
 # separate read of the rows, then update by their seqs). RETURNING's order is not the seq's.
 CLAIM = (
     sa.update(outbox)
-    .where(outbox.c.seq.in_(_PICKED))
+    .where(outbox.c.seq.in_(_picked(_p("p_sensor"))))
     .values(**_CLAIMED)
     .returning(
         outbox.c.seq,
@@ -75,16 +78,7 @@ CLAIM = (
 # (psycopg's json loader was the claim's largest cost).
 CLAIM_TEXTS = (
     sa.update(outbox)
-    .where(
-        outbox.c.seq.in_(
-            sa.select(outbox.c.seq)
-            .where(outbox.c.status == PENDING, outbox.c.sensor == FIRST_SENSOR.scalar_subquery())
-            .order_by(outbox.c.seq)
-            .limit(_p("p_limit", type_=sa.Integer))
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-    )
+    .where(outbox.c.seq.in_(_picked(FIRST_SENSOR.scalar_subquery())))
     .values(**_CLAIMED)
     .returning(outbox.c.seq, outbox.c.event_id, outbox.c.sensor, sa.cast(outbox.c.payload, sa.Text))
 )
