@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql
 
 from timeback_jupyter.relay import outbox_sql
 from timeback_jupyter.relay.database import open_relay_db
+from timeback_jupyter.relay.schema import outbox
 from timeback_jupyter.relay.statements import batch_write
 
 SENT, PENDING, USERS = 30_000, 40, 5_000
@@ -35,8 +36,8 @@ def _generic_plan(conn: Any, text: str, values: dict[str, Any]) -> str:
     cur.execute("SET plan_cache_mode = force_generic_plan")
     cur.execute(f"PREPARE probe AS {prepared}")
     try:
-        marks = ", ".join(["%s"] * len(names))
-        cur.execute(f"EXPLAIN EXECUTE probe({marks})", [values[n] for n in names])
+        marks = f"({', '.join(['%s'] * len(names))})" if names else ""
+        cur.execute(f"EXPLAIN EXECUTE probe{marks}", [values[n] for n in names])
         return "\n".join(row[0] for row in cur.fetchall())
     finally:
         cur.execute("DEALLOCATE probe")
@@ -99,3 +100,58 @@ def test_a_batchs_time_is_added_through_the_indexes_however_many_users(postgres_
             ).scalar_one()
     assert "Seq Scan on hub_users" not in plan and "Seq Scan on runs" not in plan, plan
     assert added == len(users)  # the statement still adds to exactly the batch's users
+
+
+INFLIGHT_JOBS = 20
+
+
+def _fill_outbox(conn: Any) -> None:
+    """SENT events delivered, then INFLIGHT_JOBS jobs of 10 inflight events, then PENDING."""
+    conn.exec_driver_sql(
+        "INSERT INTO outbox (event_id, user_name, kind, sensor, payload, status, attempts, "
+        "created_at, job_failures, job_id) SELECT 'e' || g, 'u', 'time_spent', 's', '{}', "
+        "CASE WHEN g <= %(sent)s THEN 'sent' WHEN g <= %(carried)s THEN 'inflight' "
+        "ELSE 'pending' END, 1, g, 0, 'job-' || (g / 10) FROM generate_series(1, %(all)s) g",
+        {
+            "sent": SENT,
+            "carried": SENT + 10 * INFLIGHT_JOBS,
+            "all": SENT + 10 * INFLIGHT_JOBS + PENDING,
+        },
+    )
+    conn.exec_driver_sql("UPDATE outbox SET job_id = NULL WHERE status = 'pending'")
+
+
+def test_inflight_events_and_their_jobs_are_read_from_their_partial_indexes(postgres_stores):
+    """A job's events (its confirm, its list) and the waiting count read indexes that hold
+    inflight (and pending) events alone, whatever the outbox's history (revision 0007)."""
+    waiting = sa.select(sa.func.count()).select_from(outbox).where(outbox_sql.WAITING)
+    # with the values SQLAlchemy binds itself in the SETs
+    confirming = {"p_job": "job-3005", "p_now": 1.0, "param_1": "completed",
+                  "param_2": "sent", "param_3": None}  # fmt: skip
+    with open_relay_db(postgres_stores()) as db:
+        with db.write() as conn:
+            _fill_outbox(conn)
+        with db.write() as conn:
+            conn.exec_driver_sql("ANALYZE outbox")
+            plans = {
+                "confirm": _generic_plan(conn, _pg(outbox_sql.CONFIRM), confirming),
+                "job events": _generic_plan(conn, _pg(outbox_sql.JOB_EVENTS), {"p_job": "x"}),
+                "waiting": _generic_plan(conn, _pg(waiting), {}),
+            }
+            counted = conn.execute(waiting).scalar_one()
+    assert "ix_outbox_job_inflight" in plans["confirm"], plans["confirm"]
+    assert "ix_outbox_job_inflight" in plans["job events"], plans["job events"]
+    for name in ("ix_outbox_pending", "ix_outbox_inflight"):
+        assert name in plans["waiting"], plans["waiting"]
+    for plan in plans.values():
+        assert "Seq Scan on outbox" not in plan, plan
+    assert counted == 10 * INFLIGHT_JOBS + PENDING
+
+
+def test_sqlite_reads_a_jobs_events_from_the_partial_index(tmp_path):
+    with open_relay_db(f"sqlite:///{tmp_path / 'relay.sqlite3'}") as db, db.write() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN "
+            + str(outbox_sql.JOB_EVENTS.compile(db.engine)).replace("?", "'job-1'")
+        ).all()
+    assert "ix_outbox_job_inflight" in " ".join(str(row) for row in plan), plan

@@ -59,7 +59,7 @@ class RelayJobs:
         carries no inflight event any more is everyone's (confirming it changes nothing)."""
         query = sa.select(jobs.c.job_id, jobs.c.submitted_at).where(jobs.c.state == "pending")
         if self.replica.key is not None:
-            carried = sa.and_(outbox.c.job_id == jobs.c.job_id, outbox.c.status == "inflight")
+            carried = sa.and_(outbox.c.job_id == jobs.c.job_id, outbox.c.status == sql.INFLIGHT)
             # A job's events are one claim's, so one replica's: either probe stops at a row.
             query = query.where(
                 sa.or_(
@@ -104,7 +104,7 @@ class RelayJobs:
         found = set(checked_ids(landed))
         reason = require_text(reason, "reason", ERROR_LENGTH)
         now = self._now()
-        carried = sa.and_(outbox.c.job_id == job_id, outbox.c.status == "inflight")
+        carried = sa.and_(outbox.c.job_id == job_id, outbox.c.status == sql.INFLIGHT)
         with self.db.write() as conn:
             # Locked: two replicas hearing of the same failed job must not both count it and
             # both put its events back (the second would re-queue what a third is sending).
@@ -158,7 +158,7 @@ class RelayJobs:
             awaiting = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(outbox)
-                .where(outbox.c.status == "inflight", outbox.c.job_id.is_not(None))
+                .where(outbox.c.status == sql.INFLIGHT, outbox.c.job_id.is_not(None))
             ).scalar_one()
         return {
             "pending": counts["pending"],

@@ -42,6 +42,7 @@ from tornado import web
 
 from .batching import BatchTiming
 from .database import RelayDatabase
+from .outbox_sql import PENDING, WAITING
 from .schema import dead_letters, jobs, outbox
 
 LOG = logging.getLogger("timeback_jupyter.relay")
@@ -208,14 +209,12 @@ class RelayMetrics:
         with self.db.read() as conn:
             waiting = dict.fromkeys(("pending", "inflight"), 0)
             for status, count in conn.execute(
-                sa.select(outbox.c.status, sa.func.count())
-                .where(outbox.c.status.in_(tuple(waiting)))
-                .group_by(outbox.c.status)
+                sa.select(outbox.c.status, sa.func.count()).where(WAITING).group_by(outbox.c.status)
             ):
                 waiting[status] = int(count)
             oldest = conn.execute(
                 sa.select(outbox.c.created_at)
-                .where(outbox.c.status == "pending")
+                .where(outbox.c.status == PENDING)
                 .order_by(outbox.c.seq)
                 .limit(1)
             ).scalar()

@@ -82,7 +82,7 @@ def claim_query(sensor: str, limit: int) -> sa.Select[Any]:
     """
     return (
         sa.select(outbox)
-        .where(outbox.c.status == "pending", outbox.c.sensor == sensor)
+        .where(outbox.c.status == sql.PENDING, outbox.c.sensor == sensor)
         .order_by(outbox.c.seq)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -192,7 +192,7 @@ class RelayOutbox(RelayJobs):
             rows = conn.execute(
                 sa.select(outbox)
                 .where(
-                    outbox.c.status == "inflight",
+                    outbox.c.status == sql.INFLIGHT,
                     outbox.c.job_id.is_(None),
                     self.replica.mine_or_orphaned(),
                 )
@@ -248,7 +248,7 @@ class RelayOutbox(RelayJobs):
                 sa.update(outbox)
                 .where(
                     outbox.c.event_id.in_(ids),
-                    outbox.c.status == "inflight",
+                    outbox.c.status == sql.INFLIGHT,
                     outbox.c.job_id.is_(None),
                     self.replica.mine_or_orphaned(),
                 )
@@ -266,9 +266,7 @@ class RelayOutbox(RelayJobs):
     def depth(self) -> int:
         with self.db.read() as conn:
             count = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(outbox)
-                .where(outbox.c.status.in_(("pending", "inflight")))
+                sa.select(sa.func.count()).select_from(outbox).where(sql.WAITING)
             ).scalar_one()
         return int(count)
 
@@ -302,15 +300,19 @@ class RelayOutbox(RelayJobs):
     def stats(self) -> dict[str, Any]:
         with self.db.read() as conn:
             counts = {status: 0 for status in OUTBOX_STATUSES}
+            # The waiting ones from their partial indexes; the sent ones are the rest (no index
+            # holds the status of every row: revision 0007).
             for status, count in conn.execute(
-                sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
+                sa.select(outbox.c.status, sa.func.count())
+                .where(sql.WAITING)
+                .group_by(outbox.c.status)
             ):
                 counts[status] = int(count)
+            total = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
+            counts["sent"] = int(total) - counts["pending"] - counts["inflight"]
             dead = conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one()
             oldest = conn.execute(
-                sa.select(sa.func.min(outbox.c.created_at)).where(
-                    outbox.c.status.in_(("pending", "inflight"))
-                )
+                sa.select(sa.func.min(outbox.c.created_at)).where(sql.WAITING)
             ).scalar_one()
         return {
             "pending": counts["pending"],

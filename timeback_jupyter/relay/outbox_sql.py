@@ -19,6 +19,12 @@ _p = bind
 # The status of a claim's rows as a constant, not a parameter: a prepared plan then knows it
 # and takes the index of pending events alone (ix_outbox_pending, revision 0005).
 PENDING = sa.literal_column("'pending'")
+# Likewise the inflight events' and their jobs' partial indexes (ix_outbox_inflight,
+# ix_outbox_job_inflight, revision 0007): every query by status or job names it so.
+INFLIGHT = sa.literal_column("'inflight'")
+# Events not delivered yet (pending or inflight): an OR of the two constants, each side read
+# from its own partial index (an IN list would prove neither index's condition).
+WAITING = sa.or_(outbox.c.status == PENDING, outbox.c.status == INFLIGHT)
 
 
 # The first pending row no other claimer holds: its sensor is the batch's.
@@ -90,7 +96,7 @@ NEW_JOB = sa.insert(jobs).values(
 CARRY = per_dialect(
     lambda within: (
         sa.update(outbox)
-        .where(within(outbox.c.event_id, "p_ids"), outbox.c.status == "inflight")
+        .where(within(outbox.c.event_id, "p_ids"), outbox.c.status == INFLIGHT)
         .values(job_id=_p("p_job"))
     )
 )
@@ -110,13 +116,13 @@ ACK = per_dialect(
 
 JOB_EVENTS = (
     sa.select(outbox.c.event_id)
-    .where(outbox.c.job_id == _p("p_job"), outbox.c.status == "inflight")
+    .where(outbox.c.job_id == _p("p_job"), outbox.c.status == INFLIGHT)
     .order_by(outbox.c.seq)
 )
 
 CONFIRM_EVENTS = (
     sa.update(outbox)
-    .where(outbox.c.job_id == _p("p_job"), outbox.c.status == "inflight")
+    .where(outbox.c.job_id == _p("p_job"), outbox.c.status == INFLIGHT)
     .values(status="sent", sent_at=_p("p_now"), last_error=None)
 )
 
