@@ -158,7 +158,7 @@ def test_a_sinks_longer_pace_counts_and_bad_paces_are_refused(tmp_path):
 
 
 def test_the_relays_forward_every_is_bounded():
-    assert RelaySettings().forward_every == 0.25
+    assert RelaySettings().forward_every == 0.0
     assert RelaySettings(forward_every=2).forward_every == 2.0
     for bad in (-0.5, 11):
         with pytest.raises(TraitError, match=r"c\.Relay\.forward_every must be 0 to 10"):

@@ -95,11 +95,16 @@ class Relay(Configurable):
             raise TraitError(f"c.Relay.commit_lanes must be 1 to 32, got {value!r}")
         return value
 
-    # Woken at most every 0.25 s (ingest.NOTIFY_LINGER), the forwarder still sent a small
-    # envelope after every few milliseconds' worth of arrivals: 55 events per job at the
-    # district's rate, each paying a claim, a POST, a job record, polls and a confirm.
+    # Woken at most every 0.25 s (ingest.NOTIFY_LINGER), the forwarder still sends a small
+    # envelope after every few milliseconds' worth of arrivals (55 events per job at the
+    # district's rate), each paying a claim, a POST, a job record, polls and a confirm. Paced
+    # at 0.25 s, two relays used 0.28 cores instead of 0.45 at a tenth of the district's rate
+    # and 0.69 instead of 0.98 at half; but at the full rate its bursts (a batch of ~170 every
+    # quarter second, the stand-in validating it at once) raised the ingest's p99 from ~145
+    # to 263 ms on this 2-core machine, so it is off by default (benchmarks/district.py,
+    # 2026-12-04, DISTRICT_RELAY_ARGS="--Relay.forward_every=0.25").
     forward_every = Float(
-        0.25,
+        0.0,
         help="Seconds the relay's forwarder waits after an envelope to Timeback that was not "
         "a full batch (c.Timeback.batch_size) before it sends the next: what comes meanwhile "
         "goes in one envelope. A backlog (full batches) goes on at once. Longer: fewer, "
