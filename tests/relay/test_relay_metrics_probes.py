@@ -77,7 +77,7 @@ async def test_the_loop_probe_sees_a_blocked_loop(relay):
 
 
 def test_commit_lanes_are_bounded():
-    assert RelaySettings().commit_lanes == 3
+    assert RelaySettings().commit_lanes == 1
     for bad in (0, 33):
         with pytest.raises(TraitError, match=r"c\.Relay\.commit_lanes must be 1 to 32"):
             RelaySettings(commit_lanes=bad)

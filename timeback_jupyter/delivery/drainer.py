@@ -30,7 +30,7 @@ from .jobs import (
 )
 from .lease import Lease
 from .offload import StoreThread
-from .pace import Pacer, first_of
+from .pace import MAX_PACE, Pacer, first_of
 from .ports import OutboxPort
 from .report import DrainReport, delivery_status, or_inf, outbox_counts
 from .send import Sender
@@ -61,6 +61,7 @@ class Drainer:
         quiet_interval: float | None = None,
         stop_timeout: float = 10.0,
         batch_pause: float = BATCH_PAUSE,
+        pace: float = 0.0,
         job_timeout: float = JOB_TIMEOUT,
         job_failures_max: int = JOB_FAILURES_MAX,
         job_poll_initial: float = JOB_POLL_INITIAL,
@@ -73,7 +74,11 @@ class Drainer:
     ) -> None:
         """``wall`` is the store's clock (durable times are compared with it); ``now`` and
         ``sleep`` time the waits. Idle, it looks every ``idle_interval`` s, or every
-        ``quiet_interval`` if every write calls :meth:`notify` (a server's own store)."""
+        ``quiet_interval`` if every write calls :meth:`notify` (a server's own store).
+
+        ``pace``: after a send that was not a full batch, what comes next waits this many
+        seconds (or a full batch, or an urgent notify) and goes in one envelope; 0 sends it
+        at once. A sink's own ``pace`` (a relay's, told to a server) counts if longer."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DeliveryError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         for name, value in (("retry_initial", retry_initial), ("retry_max", retry_max),
@@ -87,6 +92,8 @@ class Drainer:
         if not (isinstance(batch_pause, int | float) and 0 <= batch_pause < 1):
             raise DeliveryError(f"batch_pause must be in [0, 1) seconds, got {batch_pause!r}")
         self.batch_pause = float(batch_pause)
+        if isinstance(pace, bool) or not (isinstance(pace, int | float) and 0 <= pace <= MAX_PACE):
+            raise DeliveryError(f"pace must be 0 to {MAX_PACE:g} seconds, got {pace!r}")
         self.store, self.sink, self.batch_size = store, sink, batch_size
         self.retry_initial, self.retry_max = float(retry_initial), float(retry_max)
         self.idle_interval = float(idle_interval)
@@ -111,7 +118,8 @@ class Drainer:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._pacer = Pacer(sink, now)  # the relay's pace between sends (.pace)
+        self.pace = float(pace)
+        self._pacer = Pacer(sink, now, self.pace)  # the pace between sends (.pace)
         self._last_error: str | None = None
         self._recovered = False
         self._standby = False
@@ -184,7 +192,8 @@ class Drainer:
                 return replace(done, idle=True)
             self._last_error = report.error
             waits += [report.waiting] if report.waiting is not None else []
-            return replace(done + report, waiting=min(waits) if waits else None)
+            batch = report.sent + report.queued  # this envelope's, not the jobs' confirmed
+            return replace(done + report, waiting=min(waits) if waits else None, batch=batch)
 
     # -- the loop --------------------------------------------------------------------------
 

@@ -64,17 +64,20 @@ def pace_from(body: Any, said: set[str] | None = None, log: logging.Logger = LOG
 class Pacer:
     """When the drainer's next send may go: ``hold()`` seconds from now.
 
-    ``urgent`` is set by ``Drainer.notify(urgent=True)``: while it is set nothing is held."""
+    ``urgent`` is set by ``Drainer.notify(urgent=True)``: while it is set nothing is held.
+    ``floor`` is the drainer's own least pace, whatever the sink says (a relay's forwarder:
+    see ``Drainer``'s ``pace``)."""
 
-    def __init__(self, sink: Any, now: Callable[[], float]) -> None:
-        self._sink, self._now = sink, now
+    def __init__(self, sink: Any, now: Callable[[], float], floor: float = 0.0) -> None:
+        self._sink, self._now, self._floor = sink, now, float(floor)
         self.urgent = asyncio.Event()
         self.sent_at: float | None = None  # the drainer's clock, after the last paced send
 
     @property
     def pace(self) -> float:
         pace = getattr(self._sink, "pace", 0.0)
-        return float(pace) if isinstance(pace, int | float) and pace > 0 else 0.0
+        said = float(pace) if isinstance(pace, int | float) and pace > 0 else 0.0
+        return max(said, self._floor)
 
     def hold(self) -> float:
         """Seconds to hold what is pending: 0 unless the last step sent through a pacing
@@ -91,10 +94,9 @@ class Pacer:
         """Start a hold after a step that delivered and left nothing behind. A failure (a
         retry is never held), a refusal or a full batch (a backlog: more is pending, and a
         full envelope is already the cheapest request) ends it."""
-        delivered = report.sent + report.queued
-        if report.delay or report.retried or report.rejected or delivered >= batch_size:
+        if report.delay or report.retried or report.rejected or report.batch >= batch_size:
             self.sent_at = None
-        elif delivered:
+        elif report.batch:
             self.sent_at = self._now()
         # else nothing was pending: the last send's hold runs on
 

@@ -23,6 +23,7 @@ class DrainReport:
     error: str | None = None  # the last failure, if any
     remaining: int | None = None  # outbox depth afterwards (flush only)
     waiting: float | None = None  # seconds to the next look at a job or unknown send; None: none
+    batch: int = 0  # events in the last step's envelope, delivered or queued (full: a backlog)
 
     def __add__(self, other: DrainReport) -> DrainReport:
         return DrainReport(
@@ -35,6 +36,7 @@ class DrainReport:
             error=other.error or self.error,
             remaining=other.remaining,
             waiting=other.waiting,
+            batch=other.batch,
         )
 
 

@@ -164,7 +164,7 @@ def build_parts(
             unknown_activity=settings.unknown_activity,
             commit_lanes=settings.commit_lanes,
         )
-        drainer = Drainer.from_config(relay.outbox, sink, timeback)
+        drainer = Drainer.from_config(relay.outbox, sink, timeback, pace=settings.forward_every)
         for shared in (connection, sink_connection):
             if shared is not None:  # one OAuth token for every replica on this database
                 share_tokens(shared, db)

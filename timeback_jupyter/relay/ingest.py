@@ -67,8 +67,11 @@ MAX_EVENTS = 1000  # per envelope (a server's drainer sends 50)
 # all and sends full batches. Timeback sees them at most this much later.
 NOTIFY_LINGER = 0.25
 # Group commits in flight at once per process on PostgreSQL (relay/batching.py: lanes), each
-# on a pooled connection of its own; SQLite has one writer, so one.
-COMMIT_LANES = 3
+# on a pooled connection of its own; SQLite has one writer, so one. One by default: lanes were
+# added when a commit took ~0.4 s; with its statements planned right (revisions 0005, 0006) a
+# commit takes ~15 ms, and at the district's pace-60 load one lane's fuller batches gave p99
+# 148 ms where three gave 406 (same run, benchmarks/district.py, 2026-12-04).
+COMMIT_LANES = 1
 STATUSES = ("accepted", "duplicate", "refused")
 # Container allocations between the cyclic GC's young collections (Python's default: 700).
 # An envelope's JSON, rows and events are a few hundred containers freed by refcount; with the

@@ -21,6 +21,7 @@ DEFAULT_SERVICE_NAME = "timeback-relay"
 REPLICA_ENV = "HOSTNAME"  # a Kubernetes pod's name
 AUTH_CACHE_SECONDS = 60  # c.Relay.auth_cache_seconds by default
 MAX_SEND_EVERY = 300  # what a server follows at most (delivery/pace.py MAX_PACE)
+MAX_FORWARD_EVERY = 10.0  # beyond it the live view and job polls would wait on it
 
 
 class Relay(Configurable):
@@ -78,9 +79,11 @@ class Relay(Configurable):
         return value
 
     commit_lanes = Int(
-        3,
+        1,
         help="PostgreSQL: ingest transactions (group commits) each relay process runs at once, "
-        "each on a pooled connection of its own and never two for the same hub user; keep it "
+        "each on a pooled connection of its own and never two for the same hub user. More "
+        "than 1 helps only if commits are slow (a distant database): envelopes that arrive "
+        "meanwhile share the next commit anyway, and fewer, fuller commits cost less. Keep it "
         "below db_pool_size + db_max_overflow (the forwarder and the pages need connections "
         "too). SQLite always runs one.",
     ).tag(config=True)
@@ -91,6 +94,32 @@ class Relay(Configurable):
         if not isinstance(value, int) or not 1 <= value <= 32:
             raise TraitError(f"c.Relay.commit_lanes must be 1 to 32, got {value!r}")
         return value
+
+    # Woken at most every 0.25 s (ingest.NOTIFY_LINGER), the forwarder still sends a small
+    # envelope after every few milliseconds' worth of arrivals (55 events per job at the
+    # district's rate), each paying a claim, a POST, a job record, polls and a confirm. Paced
+    # at 0.25 s, two relays used 0.28 cores instead of 0.45 at a tenth of the district's rate
+    # and 0.69 instead of 0.98 at half; but at the full rate its bursts (a batch of ~170 every
+    # quarter second, the stand-in validating it at once) raised the ingest's p99 from ~145
+    # to 263 ms on this 2-core machine, so it is off by default (benchmarks/district.py,
+    # 2026-12-04, DISTRICT_RELAY_ARGS="--Relay.forward_every=0.25").
+    forward_every = Float(
+        0.0,
+        help="Seconds the relay's forwarder waits after an envelope to Timeback that was not "
+        "a full batch (c.Timeback.batch_size) before it sends the next: what comes meanwhile "
+        "goes in one envelope. A backlog (full batches) goes on at once. Longer: fewer, "
+        "fuller envelopes and less CPU; events reach Timeback up to this much later. "
+        f"0 to {MAX_FORWARD_EVERY:g}; 0 sends at once.",
+    ).tag(config=True)
+
+    @validate("forward_every")
+    def _check_forward_every(self, proposal: dict[str, object]) -> float:
+        value = proposal["value"]
+        if not isinstance(value, int | float) or not 0 <= value <= MAX_FORWARD_EVERY:
+            raise TraitError(
+                f"c.Relay.forward_every must be 0 to {MAX_FORWARD_EVERY:g} seconds, got {value!r}"
+            )
+        return float(value)
 
     authenticate_prometheus = Bool(
         True,
