@@ -24,28 +24,11 @@ from timeback_jupyter.store import KIND_TIME_SPENT, Store
 from timeback_jupyter.testing.standin import SENSOR, StandIn, time_spent_events
 
 from .relay.hub import CATALOG
+from .test_relay_pace import ManualClock
 
 CLIENT_ID = "forwarder-7"
 SECRET = "pace-Secret-99"
 PACE = 30.0
-
-
-class ManualClock:
-    """The drainer's clock: time moves only when the test says (``advance``)."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        end = self.t + seconds
-        while self.t < end:
-            await asyncio.sleep(0.01)
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 class Forwarding:
