@@ -28,6 +28,8 @@ HISTOGRAMS = {
     "commit_wait_s": "timeback_relay_group_commit_wait_seconds",
     "loop_lag_s": "timeback_relay_event_loop_lag_seconds",
     "ingest_s": "timeback_relay_ingest_duration_seconds",
+    # the collector's full collections (every thread of the replica waits them out)
+    "gc2_pause_s": "timeback_relay_gc_pause_seconds_gen2",
 }
 COUNTERS = {"commit_cpu_s": "timeback_relay_group_commit_cpu_seconds_total"}
 
@@ -91,12 +93,14 @@ def scrape(port: int, prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            # a histogram by generation: one entry per generation (<name>_gen<g>)
+            gen = f"_gen{sample.labels['generation']}" if "generation" in sample.labels else ""
             if sample.name.endswith("_bucket"):
-                buckets = out.setdefault(sample.name[:-7], {}).setdefault("buckets", {})
+                buckets = out.setdefault(sample.name[:-7] + gen, {}).setdefault("buckets", {})
                 buckets[float(sample.labels["le"])] = sample.value
             elif sample.name.endswith(("_sum", "_count")):
                 base, _, kind = sample.name.rpartition("_")
-                out.setdefault(base, {})[kind] = sample.value
+                out.setdefault(base + gen, {})[kind] = sample.value
             elif sample.name in COUNTERS.values():
                 out[sample.name] = sample.value
     return out

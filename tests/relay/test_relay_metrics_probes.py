@@ -4,6 +4,7 @@ thread CPU, and the event loop's lag (how late a timer fires), on each backend."
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -81,3 +82,33 @@ def test_commit_lanes_are_bounded():
     for bad in (0, 33):
         with pytest.raises(TraitError, match=r"c\.Relay\.commit_lanes must be 1 to 32"):
             RelaySettings(commit_lanes=bad)
+
+
+@pytest.mark.asyncio
+async def test_the_collectors_pauses_are_timed_by_generation(relay):
+    """A full collection over many tracked objects is a pause every thread of the replica
+    waits out; the probe reports each one, by generation, and stops watching when it stops."""
+    metrics = RelayMetrics(relay.db, relay.now)
+    probe = asyncio.create_task(metrics.probe_loop(every=0.01))
+
+    def value(name: str, **labels: str) -> float:
+        return metrics.registry.get_sample_value(name, labels) or 0.0
+
+    heap = [[i] for i in range(300_000)]  # tracked containers for the collector to walk
+    try:
+        await asyncio.sleep(0.03)
+        before = value("timeback_relay_gc_pause_seconds_count", generation="2")
+        summed = value("timeback_relay_gc_pause_seconds_sum", generation="2")
+        began = time.perf_counter()
+        gc.collect(2)
+        took = time.perf_counter() - began
+        await asyncio.sleep(0.05)
+    finally:
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+    assert len(heap) == 300_000
+    assert value("timeback_relay_gc_pause_seconds_count", generation="2") == before + 1
+    timed = value("timeback_relay_gc_pause_seconds_sum", generation="2") - summed
+    assert 0 < timed <= took + 0.01
+    assert metrics._gc_callback not in gc.callbacks  # the probe's end unhooks it

@@ -21,6 +21,8 @@ opens it.
 from __future__ import annotations
 
 import asyncio
+import collections
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -125,6 +127,16 @@ class RelayMetrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.gc_pause = Histogram(
+            "timeback_relay_gc_pause_seconds",
+            "Pauses of this process's cyclic garbage collector, by generation: every thread "
+            "of the replica (answers, commits, the forwarder) waits them out",
+            ["generation"],
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self._gc_pauses: collections.deque[tuple[int, float]] = collections.deque(maxlen=10_000)
+        self._gc_began = 0.0
         self.outbox_events = Gauge(
             "timeback_relay_outbox_events",
             "Events in the shared outbox not yet delivered, by status (store-wide)",
@@ -171,12 +183,28 @@ class RelayMetrics:
 
     async def probe_loop(self, every: float = LOOP_PROBE_EVERY) -> None:
         """Until cancelled: sleep ``every`` s and record how much later than that the loop
-        woke (a request arriving meanwhile waited as long for its turn)."""
+        woke (a request arriving meanwhile waited as long for its turn), and the collector's
+        pauses since (:meth:`_gc_callback` only notes them)."""
         loop = asyncio.get_running_loop()
-        while True:
-            asked = loop.time()
-            await asyncio.sleep(every)
-            self.loop_lag.observe(max(0.0, loop.time() - asked - every))
+        gc.callbacks.append(self._gc_callback)
+        try:
+            while True:
+                asked = loop.time()
+                await asyncio.sleep(every)
+                self.loop_lag.observe(max(0.0, loop.time() - asked - every))
+                while self._gc_pauses:
+                    generation, seconds = self._gc_pauses.popleft()
+                    self.gc_pause.labels(str(generation)).observe(seconds)
+        finally:
+            gc.callbacks.remove(self._gc_callback)
+
+    def _gc_callback(self, phase: str, info: dict[str, int]) -> None:
+        # Runs inside a collection, in whichever thread allocated: it touches no lock (a
+        # metric's lock held by that same thread would never be released), only a deque.
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        else:
+            self._gc_pauses.append((info["generation"], time.perf_counter() - self._gc_began))
 
     def _db_error(self, context: Any) -> None:
         # SQLAlchemy's class (OperationalError, IntegrityError...): the same few names for
