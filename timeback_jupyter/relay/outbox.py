@@ -300,16 +300,10 @@ class RelayOutbox(RelayJobs):
     def stats(self) -> dict[str, Any]:
         with self.db.read() as conn:
             counts = {status: 0 for status in OUTBOX_STATUSES}
-            # The waiting ones from their partial indexes; the sent ones are the rest (no index
-            # holds the status of every row: revision 0007).
             for status, count in conn.execute(
-                sa.select(outbox.c.status, sa.func.count())
-                .where(sql.WAITING)
-                .group_by(outbox.c.status)
+                sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
             ):
                 counts[status] = int(count)
-            total = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
-            counts["sent"] = int(total) - counts["pending"] - counts["inflight"]
             dead = conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one()
             oldest = conn.execute(
                 sa.select(sa.func.min(outbox.c.created_at)).where(sql.WAITING)

@@ -96,6 +96,10 @@ completions = sa.Table(
     sa.PrimaryKeyConstraint("user_name", "run_id", name="pk_completions"),
 )
 
+# The partial indexes' conditions (revision 0007), the same on both backends.
+_INFLIGHT = sa.text("status = 'inflight'")
+_CARRIED = sa.text("status = 'inflight' AND job_id IS NOT NULL")
+
 # The events for Timeback, as the drainer takes them (delivery.ports.OutboxPort).
 outbox = sa.Table(
     "outbox",
@@ -122,18 +126,8 @@ outbox = sa.Table(
     # The inflight events alone, and the jobs carrying them (revision 0007: each update of a
     # row enters every index its new version qualifies for; whole-table ones took 17 entries
     # an event, these 12).
-    sa.Index(
-        "ix_outbox_inflight",
-        "seq",
-        postgresql_where=sa.text("status = 'inflight'"),
-        sqlite_where=sa.text("status = 'inflight'"),
-    ),
-    sa.Index(
-        "ix_outbox_job_inflight",
-        "job_id",
-        postgresql_where=sa.text("status = 'inflight' AND job_id IS NOT NULL"),
-        sqlite_where=sa.text("status = 'inflight' AND job_id IS NOT NULL"),
-    ),
+    sa.Index("ix_outbox_inflight", "seq", postgresql_where=_INFLIGHT, sqlite_where=_INFLIGHT),
+    sa.Index("ix_outbox_job_inflight", "job_id", postgresql_where=_CARRIED, sqlite_where=_CARRIED),
     # The pending events alone, where every claim starts (revision 0005).
     sa.Index(
         "ix_outbox_pending",

@@ -21,7 +21,7 @@ DEFAULT_SERVICE_NAME = "timeback-relay"
 REPLICA_ENV = "HOSTNAME"  # a Kubernetes pod's name
 AUTH_CACHE_SECONDS = 60  # c.Relay.auth_cache_seconds by default
 MAX_SEND_EVERY = 300  # what a server follows at most (delivery/pace.py MAX_PACE)
-MAX_FORWARD_EVERY = 10.0  # beyond it the live view and job polls would wait on it
+MAX_FORWARD_EVERY = 10.0  # job polls wait with the sends, and Timeback's view lags as much
 
 
 class Relay(Configurable):
