@@ -131,6 +131,7 @@ def test_the_wheel_ships_the_migrations():
         "versions/0005_outbox_pending_index.py",
         "versions/0006_spans_exclusion_by_hash.py",
         "versions/0007_outbox_partial_indexes.py",
+        "versions/0008_spans_exclusion_name_in_c.py",
     ):
         assert f"timeback_jupyter/relay/migrations/{name}" in names
 
