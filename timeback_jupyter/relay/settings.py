@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, validate
@@ -22,6 +23,18 @@ REPLICA_ENV = "HOSTNAME"  # a Kubernetes pod's name
 AUTH_CACHE_SECONDS = 60  # c.Relay.auth_cache_seconds by default
 MAX_SEND_EVERY = 300  # what a server follows at most (delivery/pace.py MAX_PACE)
 MAX_FORWARD_EVERY = 10.0  # job polls wait with the sends, and Timeback's view lags as much
+
+
+def _bounded(
+    proposal: dict[str, Any], least: float, most: float | None = None, why: str = ""
+) -> Any:
+    """A number trait's proposed value if within [least, most], else a TraitError naming the
+    setting (``c.Relay.<name>``), its bounds and, in ``why``, a reason they are not obvious."""
+    value, name = proposal["value"], proposal["trait"].name
+    if not isinstance(value, int | float) or value < least or (most is not None and value > most):
+        bounds = f"at least {least:g}" if most is None else f"{least:g} to {most:g}"
+        raise TraitError(f"c.Relay.{name} must be {bounds}{why}, got {value!r}")
+    return value
 
 
 class Relay(Configurable):
@@ -70,13 +83,8 @@ class Relay(Configurable):
     ).tag(config=True)
 
     @validate("db_pool_size", "db_max_overflow", "db_pool_timeout", "db_wait_seconds")
-    def _validate_pool(self, proposal: dict[str, object]) -> object:
-        value = proposal["value"]
-        name = proposal["trait"].name  # type: ignore[attr-defined]
-        least = 1 if name == "db_pool_size" else 0
-        if not isinstance(value, int | float) or value < least:
-            raise TraitError(f"c.Relay.{name} must be at least {least}, got {value!r}")
-        return value
+    def _validate_pool(self, proposal: dict[str, Any]) -> object:
+        return _bounded(proposal, 1 if proposal["trait"].name == "db_pool_size" else 0)
 
     commit_lanes = Int(
         1,
@@ -89,11 +97,8 @@ class Relay(Configurable):
     ).tag(config=True)
 
     @validate("commit_lanes")
-    def _validate_lanes(self, proposal: dict[str, object]) -> object:
-        value = proposal["value"]
-        if not isinstance(value, int) or not 1 <= value <= 32:
-            raise TraitError(f"c.Relay.commit_lanes must be 1 to 32, got {value!r}")
-        return value
+    def _validate_lanes(self, proposal: dict[str, Any]) -> object:
+        return _bounded(proposal, 1, 32)
 
     # Woken at most every 0.25 s (ingest.NOTIFY_LINGER), the forwarder still sends a small
     # envelope after every few milliseconds' worth of arrivals (55 events per job at the
@@ -113,13 +118,8 @@ class Relay(Configurable):
     ).tag(config=True)
 
     @validate("forward_every")
-    def _check_forward_every(self, proposal: dict[str, object]) -> float:
-        value = proposal["value"]
-        if not isinstance(value, int | float) or not 0 <= value <= MAX_FORWARD_EVERY:
-            raise TraitError(
-                f"c.Relay.forward_every must be 0 to {MAX_FORWARD_EVERY:g} seconds, got {value!r}"
-            )
-        return float(value)
+    def _check_forward_every(self, proposal: dict[str, Any]) -> float:
+        return float(_bounded(proposal, 0, MAX_FORWARD_EVERY, " seconds"))
 
     authenticate_prometheus = Bool(
         True,
@@ -201,11 +201,8 @@ class Relay(Configurable):
         return port or 10101
 
     @validate("port")
-    def _validate_port(self, proposal: dict[str, object]) -> int:
-        port = proposal["value"]
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise TraitError(f"c.Relay.port must be 0 to 65535, got {port!r}")
-        return port
+    def _validate_port(self, proposal: dict[str, Any]) -> int:
+        return int(_bounded(proposal, 0, 65535))
 
     # HubAuth's default is 300 s; a minute keeps a revoked token (a stopped server) useful for
     # less time at one hub request per server-minute.
@@ -218,16 +215,11 @@ class Relay(Configurable):
     ).tag(config=True)
 
     @validate("auth_cache_seconds")
-    def _check_auth_cache(self, proposal: dict[str, object]) -> int:
-        value = proposal["value"]
-        if not isinstance(value, int) or not 1 <= value <= 86400:
-            # HubAuth reads a cache_max_age of 0 as "keep for ever": a revoked token would
-            # work until the relay restarts, the opposite of what 0 seems to ask.
-            raise TraitError(
-                f"c.Relay.auth_cache_seconds must be 1 to 86400 (0 would make HubAuth keep the "
-                f"hub's answers for ever), got {value!r}"
-            )
-        return value
+    def _check_auth_cache(self, proposal: dict[str, Any]) -> int:
+        # HubAuth reads a cache_max_age of 0 as "keep for ever": a revoked token would work
+        # until the relay restarts, the opposite of what 0 seems to ask.
+        why = " (0 would make HubAuth keep the hub's answers for ever)"
+        return int(_bounded(proposal, 1, 86400, why))
 
     # 0 by default: a school's hub is far below what one relay takes (one request per student
     # per 15 s heartbeat); only a district trades the live view's freshness for fewer requests.
@@ -244,11 +236,8 @@ class Relay(Configurable):
     ).tag(config=True)
 
     @validate("send_every")
-    def _check_send_every(self, proposal: dict[str, object]) -> int:
-        value = proposal["value"]
-        if not isinstance(value, int) or not 0 <= value <= MAX_SEND_EVERY:
-            raise TraitError(f"c.Relay.send_every must be 0 to {MAX_SEND_EVERY}, got {value!r}")
-        return value
+    def _check_send_every(self, proposal: dict[str, Any]) -> int:
+        return int(_bounded(proposal, 0, MAX_SEND_EVERY))
 
     service_name = Unicode(
         help="The service's name in c.JupyterHub.services. Default: $JUPYTERHUB_SERVICE_NAME, "
