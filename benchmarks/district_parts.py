@@ -133,6 +133,23 @@ def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
     return out
 
 
+def _lag_sql() -> str:
+    """The outbox's waiting events as the relay reads them (outbox_sql.WAITING: each status a
+    constant, read from its partial index; an IN list here once scanned the whole outbox every
+    2 s, ~10 s of PostgreSQL's time in a run)."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+
+    from timeback_jupyter.relay.outbox_sql import WAITING
+    from timeback_jupyter.relay.schema import outbox
+
+    query = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(WAITING)
+    return str(query.compile(dialect=postgresql.dialect()))
+
+
+LAG_SQL = _lag_sql()
+
+
 class Lag(threading.Thread):
     """The outbox's depth and oldest pending age, read from PostgreSQL every 2 s."""
 
@@ -146,12 +163,7 @@ class Lag(threading.Thread):
         conninfo = self.url.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(conninfo, autocommit=True) as conn:
             while not self.stopping.wait(2.0):
-                # Each status a constant on its own side of an OR: each read from its partial
-                # index (revisions 0005, 0007); an IN list scanned the whole outbox.
-                row = conn.execute(
-                    "SELECT count(*), min(created_at) FROM outbox "
-                    "WHERE status = 'pending' OR status = 'inflight'"
-                ).fetchone()
+                row = conn.execute(LAG_SQL).fetchone()
                 now = time.time()
                 age = 0.0 if row is None or row[1] is None else max(0.0, now - row[1])
                 self.samples.append((now, int(row[0]) if row else 0, age))

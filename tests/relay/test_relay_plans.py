@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from benchmarks.district_parts import LAG_SQL
 from timeback_jupyter.relay import outbox_sql
 from timeback_jupyter.relay.database import open_relay_db
 from timeback_jupyter.relay.schema import outbox
@@ -140,12 +141,14 @@ def test_inflight_events_and_their_jobs_are_read_from_their_partial_indexes(post
                 "confirm": _generic_plan(conn, _pg(outbox_sql.CONFIRM), confirming),
                 "job events": _generic_plan(conn, _pg(outbox_sql.JOB_EVENTS), {"p_job": "x"}),
                 "waiting": _generic_plan(conn, _pg(waiting), {}),
+                "benchmark lag": _generic_plan(conn, LAG_SQL, {}),
             }
             counted = conn.execute(waiting).scalar_one()
     assert "ix_outbox_job_inflight" in plans["confirm"], plans["confirm"]
     assert "ix_outbox_job_inflight" in plans["job events"], plans["job events"]
     for name in ("ix_outbox_pending", "ix_outbox_inflight"):
         assert name in plans["waiting"], plans["waiting"]
+        assert name in plans["benchmark lag"], plans["benchmark lag"]
     for plan in plans.values():
         assert "Seq Scan on outbox" not in plan, plan
     assert counted == 10 * INFLIGHT_JOBS + PENDING
