@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql
 from benchmarks.district_parts import LAG_SQL
 from timeback_jupyter.relay import outbox_sql
 from timeback_jupyter.relay.database import open_relay_db
+from timeback_jupyter.relay.outbox import events_query
 from timeback_jupyter.relay.schema import outbox
 from timeback_jupyter.relay.statements import batch_write
 
@@ -132,6 +133,12 @@ def test_inflight_events_and_their_jobs_are_read_from_their_partial_indexes(post
     # with the values SQLAlchemy binds itself in the SETs
     confirming = {"p_job": "job-3005", "p_now": 1.0, "param_1": "completed",
                   "param_2": "sent", "param_3": None}  # fmt: skip
+    # as the relay's connection renders its constant when it runs it
+    inflight_payloads = str(
+        events_query("inflight").compile(
+            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+        )
+    )
     with open_relay_db(postgres_stores()) as db:
         with db.write() as conn:
             _fill_outbox(conn)
@@ -142,10 +149,12 @@ def test_inflight_events_and_their_jobs_are_read_from_their_partial_indexes(post
                 "job events": _generic_plan(conn, _pg(outbox_sql.JOB_EVENTS), {"p_job": "x"}),
                 "waiting": _generic_plan(conn, _pg(waiting), {}),
                 "benchmark lag": _generic_plan(conn, LAG_SQL, {}),
+                "inflight payloads": _generic_plan(conn, inflight_payloads, {}),
             }
             counted = conn.execute(waiting).scalar_one()
     assert "ix_outbox_job_inflight" in plans["confirm"], plans["confirm"]
     assert "ix_outbox_job_inflight" in plans["job events"], plans["job events"]
+    assert "ix_outbox_inflight" in plans["inflight payloads"], plans["inflight payloads"]
     for name in ("ix_outbox_pending", "ix_outbox_inflight"):
         assert name in plans["waiting"], plans["waiting"]
         assert name in plans["benchmark lag"], plans["benchmark lag"]

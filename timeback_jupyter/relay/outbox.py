@@ -102,6 +102,16 @@ def _item(row: Any) -> OutboxItem:
     )
 
 
+def events_query(status: str | None) -> sa.Select[Any]:
+    """Payloads in seq order, of one status if given: the status rendered as a constant, so
+    pending and inflight rows are read from their partial indexes (bound, it planned a scan of
+    the whole outbox)."""
+    query = sa.select(outbox.c.payload).order_by(outbox.c.seq)
+    if status is None:
+        return query
+    return query.where(outbox.c.status == sa.literal(status, literal_execute=True))
+
+
 class RelayOutbox(RelayJobs):
     """``delivery.ports.OutboxPort`` on the relay's store (the job methods: :mod:`.jobs`)."""
 
@@ -291,11 +301,8 @@ class RelayOutbox(RelayJobs):
         """Outbox payloads in seq order, optionally of one status."""
         if status is not None and status not in OUTBOX_STATUSES:
             raise InvalidInput("status", f"must be one of {', '.join(OUTBOX_STATUSES)}")
-        query = sa.select(outbox.c.payload).order_by(outbox.c.seq)
-        if status is not None:
-            query = query.where(outbox.c.status == status)
         with self.db.read() as conn:
-            return [row.payload for row in conn.execute(query)]
+            return [row.payload for row in conn.execute(events_query(status))]
 
     def stats(self) -> dict[str, Any]:
         with self.db.read() as conn:
