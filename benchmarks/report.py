@@ -184,31 +184,6 @@ def _headline(name: str, r: dict[str, Any]) -> str:
 # Shown only while a target is missed: what profiling found behind the miss, so that the
 # explanation disappears with the problem once it is fixed and the figure re-measured.
 WHY_MISSED = {
-    "district": (
-        "Measured with 20,000 students (each token's first lookup by the hub is the first "
-        "phase, a one-time cost). At pace 60 s (4 windows per request, c.Relay.send_every = 60) "
-        "every ramp step up to x0.75 (1,028 events/s) now answers with p99 <= 31 ms, and the "
-        "district phase takes all 1,370 events/s offered with p50 9.4 ms; its p99 is 726 ms "
-        "because one replica stalled for about a second in the phase's second and third 5-s "
-        "windows (p99 976 and 1,078 ms there, 45-117 ms in the other sixteen). That replica's "
-        "commits stayed fast (group-commit wall p99 <= 25 ms) while its answers took up to 1 s; "
-        "a second run of the same code (not recorded) had no full garbage collection in any "
-        "phase (timeback_relay_gc_pause_seconds) and a p99 of 382 ms, its PostgreSQL sessions "
-        "mostly waiting on COMMIT (0.63 active: WALWrite lock 0.28, WALSync 0.25): the tail "
-        "now follows how long the WAL's flushes take, which varied from run to run on this "
-        "machine. At pace 15 s (one heartbeat per request) the relays took 1,168 of the 1,367 "
-        "events/s and the queue grew (p99 17 s). What this session changed (before: pace 60 "
-        "p50 82 ms, p99 334 ms, ceiling 687 events/s): one group-commit lane by default "
-        "(c.Relay.commit_lanes: p99 148 ms with one against 406 with three in the same "
-        "benchmark; lanes came when a commit took ~0.4 s, now ~5 ms), and the outbox's status "
-        "and job indexes partial, inflight only (revision 0007: 17 index entries per event "
-        "became 12, and claim + job record + confirm cost PostgreSQL ~62 us of CPU an event "
-        "instead of ~120). CPU in the district phase: relays 0.83, PostgreSQL 0.51, stand-in "
-        "0.12 of the 2 cores. Next: less WAL per event (each outbox row is still rewritten "
-        "three times with its ~1.3 kB payload: the payload apart from the row, or a claim id "
-        "so recording a job updates no event row), and finding what held one replica's "
-        "answers for a second while its commits were fast."
-    ),
     "kernel": (
         "Measured inside an enabled server during cells sent as this benchmark sends them "
         "(2026-12-03, load average 4 to 12 from other helpers): gc.callbacks saw no garbage "
