@@ -215,3 +215,21 @@ def test_relay_cpu_paced_envelopes_follow_each_other() -> None:
         body = json.loads(request.split(b"\r\n\r\n", 1)[1])
         ends += [datetime.fromisoformat(e["eventTime"]).timestamp() for e in body["data"]]
     assert ends == [base + 15.0 * (k + 1) for k in range(12)]
+
+
+def test_warm_wal_leaves_segments_ready_for_reuse(postgres_server) -> None:
+    """The district benchmark's PostgreSQL starts with WAL segments to recycle, so its commits
+    never wait for a new one's zero-filling (benchmarks/district.py WARM_WAL_SEGMENTS)."""
+    from benchmarks.district import warm_wal
+
+    ahead = (
+        "SELECT count(*) FROM pg_ls_waldir() "
+        "WHERE name > pg_walfile_name(pg_current_wal_lsn()) AND name ~ '^[0-9A-F]{24}$'"
+    )
+    with postgres_server.admin() as conn:
+        before = conn.execute(ahead).fetchone()[0]
+    warm_wal(postgres_server, 4)
+    with postgres_server.admin() as conn:
+        after = conn.execute(ahead).fetchone()[0]
+        assert conn.execute("SELECT to_regclass('warm_wal')").fetchone()[0] is None
+    assert after >= max(4, before), (before, after)
